@@ -1,0 +1,66 @@
+"""Bounded mailboxes on Trio memory channels, and the reply slot of an ``ask``."""
+
+from __future__ import annotations
+
+import operator
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import outcome
+import trio
+
+if TYPE_CHECKING:
+    from trio import MemoryReceiveChannel, MemorySendChannel
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+DEFAULT_MAILBOX_SIZE = 64
+
+
+def check_mailbox_size(size: object, *, actor: str) -> int:
+    """Return *size* as an int, or raise an error naming *actor* and the fix."""
+    try:
+        value = operator.index(size)  # type: ignore[arg-type]
+    except TypeError:
+        msg = (
+            f"mailbox_size={size!r} for actor {actor!r} is not an integer. "
+            "Give a whole number of messages, 0 or more (0 means every tell waits for the handler)."
+        )
+        raise TypeError(msg) from None
+    if value < 0:
+        msg = (
+            f"mailbox_size={value} for actor {actor!r} is below 0. "
+            "Give a whole number of messages, 0 or more (0 means every tell waits for the handler)."
+        )
+        raise ValueError(msg)
+    return value
+
+
+def open_mailbox(
+    size: int,
+) -> tuple[MemorySendChannel[tuple[object, Reply[object] | None]], MemoryReceiveChannel[tuple[object, Reply[object] | None]]]:
+    """Open the channel pair behind one actor's mailbox."""
+    return trio.open_memory_channel[tuple[object, "Reply[object] | None"]](size)
+
+
+class Reply(Generic[R]):
+    """Where a handler puts the answer to one ``ask``; the asker waits on it."""
+
+    __slots__ = ("_event", "outcome")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self.outcome: outcome.Outcome[R] | None = None
+
+    def send(self, result: outcome.Outcome[R]) -> None:
+        """Deliver *result* once; later deliveries are ignored."""
+        if self.outcome is None:
+            self.outcome = result
+            self._event.set()
+
+    async def wait(self) -> R:
+        """Wait for the reply and unwrap it (raising the handler's exception)."""
+        if self.outcome is None:
+            await self._event.wait()
+        assert self.outcome is not None
+        return self.outcome.unwrap()

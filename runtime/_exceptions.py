@@ -1,0 +1,102 @@
+"""The exceptions of :mod:`runtime`; every one descends from :class:`TrioflowError`.
+
+Where the meaning fits, an error also subclasses the builtin a user would
+catch anyway (``TypeError`` for a wrong argument, ``TimeoutError`` for a
+deadline), as attrs and Hypothesis do.
+"""
+
+from __future__ import annotations
+
+from typing import final
+
+
+class TrioflowError(Exception):
+    """The root of every error raised by :mod:`runtime` itself."""
+
+
+@final
+class NotANodeError(TrioflowError, TypeError):
+    """Something that is not a node was given where a node is required."""
+
+
+@final
+class NodeArgumentError(TrioflowError, TypeError):
+    """A node was called with arguments its signature does not accept."""
+
+
+@final
+class OutsideRunError(TrioflowError, RuntimeError):
+    """A run-scoped API (``rt.call``, ``rt.context``, ...) was used outside a run."""
+
+
+@final
+class InvokeInsideTrioError(TrioflowError, RuntimeError):
+    """A synchronous entry point was called inside a running Trio program."""
+
+
+@final
+class RunTimeoutError(TrioflowError, TimeoutError):
+    """A run or job passed its ``timeout``; every node of it was cancelled first."""
+
+
+@final
+class RunCancelledError(TrioflowError):
+    """A run or job was cancelled before it finished."""
+
+
+@final
+class StateFileError(TrioflowError, ValueError):
+    """A state document is corrupt, or of a format version this runtime cannot read."""
+
+
+@final
+class UnserializableValueError(TrioflowError, TypeError):
+    """A value in a run's state cannot be written as JSON.
+
+    Attributes:
+        path: where the value sits in the state document, e.g. ``$.context.conn``.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+@final
+class GraphDefinitionError(TrioflowError, ValueError):
+    """A routine graph names an unknown routine, slot or event, or repeats an id."""
+
+
+@final
+class EventDataError(TrioflowError, TypeError):
+    """An event was emitted with parameters it did not declare, or was never defined."""
+
+
+@final
+class JobStateError(TrioflowError, RuntimeError):
+    """A job was asked to do something its status does not allow (resume when not paused)."""
+
+
+@final
+class StepLimitError(TrioflowError, RuntimeError):
+    """A job handled more messages than its ``max_steps``: likely a runaway cycle."""
+
+
+@final
+class SessionClosedError(TrioflowError, RuntimeError):
+    """A session was used after its ``async with`` block, or the manager is shutting down."""
+
+
+@final
+class Busy(TrioflowError):
+    """A fail-fast session run found no free concurrency slot."""
+
+
+@final
+class WorkflowBuildError(TrioflowError, RuntimeError):
+    """A per-user workflow builder raised, or returned something that cannot run."""
+
+
+@final
+class FaultInjectionError(TrioflowError, ValueError):
+    """A fault names a node or routine the workflow does not have."""
