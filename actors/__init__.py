@@ -11,14 +11,25 @@ an actor outlives the block that opened its system.
 from ._actor import Actor as Actor
 from ._exceptions import (
     ActorError as ActorError,
+)
+from ._exceptions import (
     ActorStoppedError as ActorStoppedError,
+)
+from ._exceptions import (
     AskTimeoutError as AskTimeoutError,
+)
+from ._exceptions import (
     MailboxFullError as MailboxFullError,
+)
+from ._exceptions import (
     NotAnActorError as NotAnActorError,
 )
-from ._ref import ActorRef as ActorRef, ActorStatistics as ActorStatistics
+from ._ref import ActorRef as ActorRef
+from ._ref import ActorStatistics as ActorStatistics
 from ._supervision import Supervision as Supervision
-from ._system import ActorSystem as ActorSystem, SystemStatistics as SystemStatistics, open_system as open_system
+from ._system import ActorSystem as ActorSystem
+from ._system import SystemStatistics as SystemStatistics
+from ._system import open_system as open_system
 
 __all__ = [
     "Actor",

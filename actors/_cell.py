@@ -13,7 +13,7 @@ import outcome
 import trio
 
 from ._exceptions import ActorStoppedError
-from ._mailbox import Reply, open_mailbox
+from ._mailbox import open_mailbox
 from ._ref import ActorRef, State
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class Cell:
         self.handled = 0
         self.restarts: collections.deque[float] = collections.deque()
         self._stopped_event: trio.Event | None = None
-        self.ref: ActorRef[object, object] = ActorRef._create(self)
+        self.ref: ActorRef[object, object] = ActorRef[object, object]._create(self)
         actor._cell = self
 
     # -- requests from refs -------------------------------------------------

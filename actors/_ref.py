@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import TYPE_CHECKING, Generic, NoReturn, TypeVar, final
+from typing import TYPE_CHECKING, Generic, TypeVar, final
 
 import attrs
 import trio
 
 from ._exceptions import AskTimeoutError, MailboxFullError
 from ._mailbox import Reply
+from ._util import NoPublicConstructor
 
 if TYPE_CHECKING:
     from ._cell import Cell
@@ -77,7 +78,7 @@ class ActorStatistics:
 
 
 @final
-class ActorRef(Generic[M, R]):
+class ActorRef(Generic[M, R], metaclass=NoPublicConstructor):
     """A handle on a spawned actor: send it messages, ask it, stop or cancel it.
 
     Refs only come from ``spawn``; they have no public constructor. A ref stays
@@ -89,15 +90,8 @@ class ActorRef(Generic[M, R]):
 
     __slots__ = ("_cell",)
 
-    def __init__(self) -> NoReturn:
-        msg = "ActorRef has no public constructor; refs come from system.spawn() or actor.spawn()."
-        raise TypeError(msg)
-
-    @classmethod
-    def _create(cls, cell: Cell) -> ActorRef[M, R]:
-        self = object.__new__(cls)
+    def __init__(self, cell: Cell) -> None:
         self._cell = cell
-        return self
 
     def __repr__(self) -> str:
         return f"<ActorRef {self._cell.name!r} ({self._cell.state.value})>"

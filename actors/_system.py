@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-from typing import TYPE_CHECKING, NoReturn, TypeVar, final
+from typing import TYPE_CHECKING, TypeVar, final
 
 import attrs
 import trio
@@ -15,6 +15,7 @@ from ._exceptions import NotAnActorError
 from ._mailbox import check_mailbox_size
 from ._ref import ActorStatistics, State
 from ._supervision import Supervision
+from ._util import NoPublicConstructor
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -47,7 +48,7 @@ class SystemStatistics:
 
 
 @final
-class ActorSystem:
+class ActorSystem(metaclass=NoPublicConstructor):
     """A tree of actors living in one nursery.
 
     Only :func:`open_system` builds one. Top-level actors live in the system's
@@ -59,18 +60,11 @@ class ActorSystem:
 
     __slots__ = ("_closing", "_ids", "_live", "_nursery")
 
-    def __init__(self) -> NoReturn:
-        msg = "ActorSystem has no public constructor; use `async with actors.open_system() as system:`."
-        raise TypeError(msg)
-
-    @classmethod
-    def _create(cls, nursery: trio.Nursery) -> ActorSystem:
-        self = object.__new__(cls)
+    def __init__(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
         self._ids = itertools.count(1)
         self._live: dict[int, Cell] = {}
         self._closing = False
-        return self
 
     async def spawn(
         self,
