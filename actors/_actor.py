@@ -34,11 +34,18 @@ class Actor(Generic[M, R]):
 
     Attributes:
         mailbox_size: the default capacity of this class's mailbox.
+        shielded: when true, cancellation from outside (its parent's nursery
+            being cancelled) does not reach the actor: it ends only when
+            stopped (its parent stops it as the parent ends, however the parent
+            ends) or by :meth:`ActorRef.cancel <actors.ActorRef.cancel>`. For
+            book-keeping actors that must record how a cancelled run ended;
+            their handlers must not block for long.
 
     .. versionadded:: 0.1
     """
 
     mailbox_size: ClassVar[int] = DEFAULT_MAILBOX_SIZE
+    shielded: ClassVar[bool] = False
     _cell: Cell | None = None
 
     async def on_start(self) -> None:

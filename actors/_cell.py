@@ -75,7 +75,7 @@ class Cell:
         self.supervision = supervision
         self.send, self.receive = open_mailbox(mailbox_size)
         self.state = State.RUNNING
-        self.scope = trio.CancelScope()
+        self.scope = trio.CancelScope(shield=type(actor).shielded)
         self.nursery: trio.Nursery | None = None
         self.children: dict[int, Cell] = {}
         self.failure: BaseException | None = None
