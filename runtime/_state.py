@@ -1,0 +1,421 @@
+"""The run-state model shared by node runs and routine-graph jobs.
+
+One :class:`JobState` records everything about one run: its status and times,
+the request tree of node calls, the execution history of routine events,
+per-routine state, shared data, the shared log and the run's context. The
+runtime fills it in; users read it, and routines write their own state into it.
+
+Times inside a run come from Trio's clock, so under
+:class:`trio.testing.MockClock` they are exact and reproducible.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import time
+from typing import TYPE_CHECKING, final
+
+import attrs
+import trio
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+_RESULT_LIMIT = 200
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _isolate(value: object, memo: dict[int, object] | None = None) -> object:
+    """Copy the container structure of *value* so no caller can alias it.
+
+    Dicts, lists, sets and tuples are copied recursively (cycles included);
+    scalars are immutable and anything else is kept as is, since an opaque
+    object (a socket, a client) cannot be copied safely.
+    """
+    cls = type(value)
+    if cls not in (dict, list, set, tuple):
+        return value
+    if memo is None:
+        memo = {}
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    if isinstance(value, dict):
+        new_dict: dict[object, object] = {}
+        memo[key] = new_dict
+        for k, v in value.items():
+            new_dict[k] = _isolate(v, memo)
+        return new_dict
+    if isinstance(value, list):
+        new_list: list[object] = []
+        memo[key] = new_list
+        new_list.extend(_isolate(v, memo) for v in value)
+        return new_list
+    items = [_isolate(v, memo) for v in value]  # type: ignore[attr-defined]
+    copied: object = tuple(items) if cls is tuple else set(items)
+    memo[key] = copied
+    return copied
+
+
+def summarize(value: object) -> str:
+    """Return the short summary of a result kept in the state: its ``repr``.
+
+    A ``repr`` longer than 200 characters is cut to 200, the last three
+    being ``...``.
+
+    .. versionadded:: 0.1.0
+    """
+    text = repr(value)
+    if len(text) > _RESULT_LIMIT:
+        text = text[: _RESULT_LIMIT - 3] + "..."
+    return text
+
+
+@final
+class Status(enum.StrEnum):
+    """The status of a run, a job or one request in it.
+
+    A ``str`` subclass: ``str(status)`` and f-strings give the value, e.g.
+    ``completed``.
+
+    .. versionadded:: 0.1.0
+    """
+
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the status can no longer change (completed, failed, ...)."""
+        return self in _FINAL_STATUSES
+
+
+_FINAL_STATUSES = frozenset(
+    {Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT}
+)
+
+
+@final
+@attrs.define(frozen=True)
+class ErrorSummary:
+    """What the state keeps of an exception: its class, message and where it happened.
+
+    Attributes:
+        type: the exception class, qualified by its module unless it is a
+            builtin, e.g. ``ValueError`` or ``runtime._exceptions.RunTimeoutError``.
+        message: ``str()`` of the exception.
+        path: the request path (node names) or routine ids where it was
+            raised, outermost first; empty if unknown.
+
+    .. versionadded:: 0.1.0
+    """
+
+    type: str
+    message: str
+    path: tuple[str, ...] = ()
+
+    @classmethod
+    def from_exception(cls, exc: BaseException, path: tuple[str, ...] = ()) -> ErrorSummary:
+        """Summarize *exc*, raised at *path*."""
+        exc_type = type(exc)
+        name = exc_type.__qualname__
+        if exc_type.__module__ != "builtins":
+            name = f"{exc_type.__module__}.{name}"
+        return cls(type=name, message=str(exc), path=tuple(path))
+
+
+@final
+@attrs.define
+class Request:
+    """One node invocation in a run's request tree.
+
+    Times are seconds since the run started, on Trio's clock.
+
+    Attributes:
+        id: unique within the run.
+        parent_id: the id of the calling request; ``None`` for the entry point.
+        node: the node's name.
+        status: where the request is in its life.
+        created_at: when the call was made.
+        started_at: when the node began running, or ``None``.
+        finished_at: when the node ended, however it ended, or ``None``.
+        result: a summary of the return value (see :func:`summarize`).
+        error: what the node raised, if it failed.
+
+    .. versionadded:: 0.1.0
+    """
+
+    id: str
+    parent_id: str | None
+    node: str
+    status: Status = Status.PENDING
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    result: str | None = None
+    error: ErrorSummary | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish, or ``None`` until the request has both."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return self.finished_at - self.started_at
+
+
+@final
+@attrs.define(frozen=True)
+class HistoryEntry:
+    """One event emitted by a routine, as recorded in the execution history.
+
+    Attributes:
+        routine_id: the emitting routine.
+        event_name: the event emitted.
+        data: the event's parameters.
+        timestamp: wall time of the emission (aware, UTC), derived from the
+            run's start and *offset*.
+        offset: seconds since the run started, on Trio's clock.
+
+    .. versionadded:: 0.1.0
+    """
+
+    routine_id: str
+    event_name: str
+    data: dict[str, object]
+    timestamp: datetime.datetime
+    offset: float
+
+
+@final
+@attrs.define(frozen=True)
+class Delivery:
+    """A message from an event to a slot, recorded when a cancelled job never delivered it.
+
+    .. versionadded:: 0.1.0
+    """
+
+    source: str
+    event: str
+    target: str
+    slot: str
+    data: dict[str, object]
+
+
+@attrs.define
+class _RunClock:
+    """Maps Trio's clock (or the monotonic clock outside Trio) to wall time."""
+
+    trio_t0: float | None = None
+    mono_t0: float = 0.0
+    anchor: datetime.datetime | None = None
+
+    def start(self) -> datetime.datetime:
+        try:
+            self.trio_t0 = trio.current_time()
+        except RuntimeError:
+            self.trio_t0 = None
+        self.mono_t0 = time.monotonic()
+        self.anchor = _utc_now()
+        return self.anchor
+
+    def offset(self) -> float:
+        if self.anchor is None:
+            self.start()
+        if self.trio_t0 is not None:
+            try:
+                return trio.current_time() - self.trio_t0
+            except RuntimeError:
+                pass
+        return time.monotonic() - self.mono_t0
+
+    def wall_time(self, offset: float) -> datetime.datetime:
+        anchor = self.anchor if self.anchor is not None else self.start()
+        return anchor + datetime.timedelta(seconds=offset)
+
+
+@final
+@attrs.define
+class JobState:
+    """The whole state of one run or job; isolated from every other run.
+
+    The runtime creates one per run; users read it (or load it from a state
+    file) and routines keep their state in it through the methods below.
+    Values passed in are copied (dicts, lists, sets and tuples, recursively),
+    and values handed out are copies, so no two runs ever share a container.
+
+    Attributes:
+        job_id: the run's id (also :attr:`run_id`).
+        flow_id: the flow's id or name (also :attr:`flow_name`).
+        status: the run's status.
+        created_at: when the state was made (aware, UTC).
+        started_at: when the run started, or ``None``.
+        finished_at: when the run ended, or ``None``.
+        requests: the request tree, by request id, in creation order.
+        history: one entry per event emission, in order.
+        routine_states: each routine's (or node's) own state.
+        shared_data: data shared by the whole run.
+        shared_log: timestamped log entries of the run.
+        context: the run's context (its own copy).
+        result: a summary of the run's result.
+        error: what ended the run, if it failed.
+        undelivered: messages not delivered because the job was cancelled.
+        metrics: numeric measurements of the run.
+
+    .. versionadded:: 0.1.0
+    """
+
+    job_id: str
+    flow_id: str
+    status: Status = Status.PENDING
+    created_at: datetime.datetime = attrs.field(factory=_utc_now)
+    started_at: datetime.datetime | None = None
+    finished_at: datetime.datetime | None = None
+    requests: dict[str, Request] = attrs.field(factory=dict)
+    history: list[HistoryEntry] = attrs.field(factory=list)
+    routine_states: dict[str, dict[str, object]] = attrs.field(factory=dict)
+    shared_data: dict[str, object] = attrs.field(factory=dict)
+    shared_log: list[dict[str, object]] = attrs.field(factory=list)
+    context: dict[str, object] = attrs.field(factory=dict)
+    result: str | None = None
+    error: ErrorSummary | None = None
+    undelivered: list[Delivery] = attrs.field(factory=list)
+    metrics: dict[str, float] = attrs.field(factory=dict)
+    _clock: _RunClock = attrs.field(factory=_RunClock, init=False, eq=False, repr=False)
+
+    @property
+    def run_id(self) -> str:
+        """The run's id; the same as :attr:`job_id`."""
+        return self.job_id
+
+    @property
+    def flow_name(self) -> str:
+        """The flow's name; the same as :attr:`flow_id`."""
+        return self.flow_id
+
+    # -- clock (used by the runtime) ---------------------------------------
+
+    def _start_clock(self) -> None:
+        """Mark the run as started: anchor the clock, set ``started_at``, status RUNNING."""
+        self.started_at = self._clock.start()
+        self.status = Status.RUNNING
+
+    def _now_offset(self) -> float:
+        """Seconds since the run started, on Trio's clock when inside Trio."""
+        return self._clock.offset()
+
+    def _wall_time(self, offset: float) -> datetime.datetime:
+        """The wall time (aware, UTC) *offset* seconds after the run started."""
+        return self._clock.wall_time(offset)
+
+    # -- history -------------------------------------------------------------
+
+    def record_event(
+        self, routine_id: str, event_name: str, data: Mapping[str, object]
+    ) -> HistoryEntry:
+        """Append one event emission to the history, stamped by the run's clock.
+
+        Returns:
+            The entry recorded.
+        """
+        offset = self._now_offset()
+        entry = HistoryEntry(
+            routine_id=routine_id,
+            event_name=event_name,
+            data={k: _isolate(v) for k, v in data.items()},
+            timestamp=self._wall_time(offset),
+            offset=offset,
+        )
+        self.history.append(entry)
+        return entry
+
+    def get_execution_history(self, routine_id: str | None = None) -> list[HistoryEntry]:
+        """Return the history, in order; only *routine_id*'s entries if given.
+
+        The list is a new one: changing it does not change the state.
+        """
+        if routine_id is None:
+            return list(self.history)
+        return [entry for entry in self.history if entry.routine_id == routine_id]
+
+    # -- routine state -------------------------------------------------------
+
+    def update_routine_state(self, routine_id: str, updates: Mapping[str, object]) -> None:
+        """Merge *updates* into *routine_id*'s state, creating it if needed."""
+        state = self.routine_states.setdefault(routine_id, {})
+        for key, value in updates.items():
+            state[key] = _isolate(value)
+
+    def get_routine_state(self, routine_id: str) -> dict[str, object] | None:
+        """Return a copy of *routine_id*'s state, or ``None`` if it never stored any."""
+        state = self.routine_states.get(routine_id)
+        if state is None:
+            return None
+        return {key: _isolate(value) for key, value in state.items()}
+
+    # -- shared data and log -------------------------------------------------
+
+    def update_shared_data(self, key: str, value: object) -> None:
+        """Set *key* in the run's shared data to (a copy of) *value*."""
+        self.shared_data[key] = _isolate(value)
+
+    def get_shared_data(self, key: str, default: object = None) -> object:
+        """Return a copy of the shared value under *key*, or *default* if absent.
+
+        Changing the returned value changes nothing in the state; store it
+        back with :meth:`update_shared_data`.
+        """
+        if key not in self.shared_data:
+            return default
+        return _isolate(self.shared_data[key])
+
+    def append_to_shared_log(self, entry: Mapping[str, object]) -> None:
+        """Append a copy of *entry* to the shared log.
+
+        The copy gets a ``"timestamp"`` key: the ISO-8601 wall time from the
+        run's clock (replacing any ``"timestamp"`` the entry had).
+        """
+        stored = {key: _isolate(value) for key, value in entry.items()}
+        stored["timestamp"] = self._wall_time(self._now_offset()).isoformat()
+        self.shared_log.append(stored)
+
+    def get_shared_log(self) -> list[dict[str, object]]:
+        """Return copies of the shared log's entries, in order."""
+        return [{key: _isolate(value) for key, value in e.items()} for e in self.shared_log]
+
+    # -- request tree --------------------------------------------------------
+
+    def roots(self) -> list[Request]:
+        """Return the requests with no parent, in creation order."""
+        return [request for request in self.requests.values() if request.parent_id is None]
+
+    def children_of(self, request_id: str) -> list[Request]:
+        """Return the requests made by *request_id*, in creation order."""
+        return [r for r in self.requests.values() if r.parent_id == request_id]
+
+    def request_path(self, request_id: str) -> tuple[str, ...]:
+        """Return the node names from the root request down to *request_id*.
+
+        Raises:
+            KeyError: *request_id*, or one of its ancestors, is not in the tree.
+        """
+        names: list[str] = []
+        seen: set[str] = set()
+        current: str | None = request_id
+        while current is not None and current not in seen:
+            seen.add(current)
+            request = self.requests.get(current)
+            if request is None:
+                msg = f"Run {self.job_id!r} has no request {current!r}."
+                raise KeyError(msg)
+            names.append(request.node)
+            current = request.parent_id
+        return tuple(reversed(names))
