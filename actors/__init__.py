@@ -24,6 +24,7 @@ from ._exceptions import (
 from ._exceptions import (
     NotAnActorError as NotAnActorError,
 )
+from ._mailbox import Reply as Reply
 from ._ref import ActorRef as ActorRef
 from ._ref import ActorStatistics as ActorStatistics
 from ._supervision import Supervision as Supervision
@@ -35,6 +36,7 @@ __all__ = [
     "Actor",
     "ActorRef",
     "ActorStatistics",
+    "Reply",
     "ActorSystem",
     "SystemStatistics",
     "Supervision",

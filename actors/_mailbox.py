@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import operator
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar, final
 
 import outcome
 import trio
@@ -43,8 +43,13 @@ def open_mailbox(
     return trio.open_memory_channel[tuple[object, "Reply[object] | None"]](size)
 
 
+@final
 class Reply(Generic[R]):
-    """Where a handler puts the answer to one ``ask``; the asker waits on it."""
+    """The answer to one ``ask``, still to come: from :meth:`ActorRef.ask_nowait
+    <actors.ActorRef.ask_nowait>`.
+
+    .. versionadded:: 0.1
+    """
 
     __slots__ = ("_event", "outcome")
 
@@ -58,8 +63,17 @@ class Reply(Generic[R]):
             self.outcome = result
             self._event.set()
 
+    @property
+    def done(self) -> bool:
+        """Whether the reply has arrived."""
+        return self.outcome is not None
+
     async def wait(self) -> R:
-        """Wait for the reply and unwrap it (raising the handler's exception)."""
+        """Wait for the reply and return it, or raise the handler's exception.
+
+        Raises:
+            ActorStoppedError: the actor stopped before replying.
+        """
         if self.outcome is None:
             await self._event.wait()
         assert self.outcome is not None

@@ -165,6 +165,28 @@ class ActorRef(Generic[M, R], metaclass=NoPublicConstructor):
         msg = f"Actor {self._cell.name!r} did not reply within {timeout} s."
         raise AskTimeoutError(msg)
 
+    def ask_nowait(self, message: M) -> Reply[R]:
+        """Queue *message* as an ask without waiting, and return its :class:`~actors.Reply`.
+
+        The message goes into the mailbox now; ``await reply.wait()`` later for
+        the handler's result (or exception). Use it to have several asks in
+        flight at once.
+
+        Raises:
+            MailboxFullError: the mailbox is full; nothing was sent.
+            ActorStoppedError: the actor is stopping or stopped.
+        """
+        reply: Reply[R] = Reply()
+        try:
+            deliver_nowait(self._cell, (message, reply), "ask_nowait()")  # type: ignore[arg-type]
+        except trio.WouldBlock:
+            msg = (
+                f"Cannot ask_nowait() actor {self._cell.name!r}: its mailbox is full "
+                f"({self._cell.mailbox_size} messages). Use await ask() to wait for room."
+            )
+            raise MailboxFullError(msg) from None
+        return reply
+
     async def _ask(self, message: M) -> R:
         reply: Reply[R] = Reply()
         await deliver(self._cell, (message, reply), "ask()")  # type: ignore[arg-type]
