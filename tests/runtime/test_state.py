@@ -102,7 +102,7 @@ def test_routine_state_does_not_alias_the_callers_value() -> None:
     a, b = JobState("a", "f"), JobState("b", "f")
     a.update_routine_state("p", {"items": items})
     b.update_routine_state("p", {"items": items})
-    items[1]["a"].append(3)  # type: ignore[index, union-attr]
+    items[1]["a"].append(3)  # type: ignore[index]
     assert a.routine_states["p"]["items"] == [1, {"a": [2]}]
     assert a.routine_states["p"]["items"] is not b.routine_states["p"]["items"]
 
@@ -132,7 +132,7 @@ def test_update_shared_data_copies_nested_containers_but_not_opaque_objects() ->
     stored = state.shared_data["v"]
     assert stored == value
     assert stored is not value
-    assert stored["client"] is client  # type: ignore[index]
+    assert stored["client"] is client
     assert stored["pair"][1] is not value["pair"][1]  # type: ignore[index]
 
 

@@ -1,0 +1,74 @@
+"""A state document round-trips any JobState whose free-form values are JSON values."""
+
+import datetime
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from runtime._serialize import dump_state, load_state
+from runtime._state import Delivery, ErrorSummary, HistoryEntry, JobState, Request, Status
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=12,
+)
+json_objects = st.dictionaries(st.text(), json_values, max_size=4)
+ids = st.text(min_size=1, max_size=8)
+offsets = st.floats(min_value=0, max_value=1e6, allow_nan=False)
+datetimes = st.datetimes(
+    min_value=datetime.datetime(2000, 1, 1), timezones=st.just(datetime.UTC)
+)
+
+
+@st.composite
+def request_trees(draw: st.DrawFn) -> dict[str, Request]:
+    requests: dict[str, Request] = {}
+    for request_id in draw(st.lists(ids, unique=True, max_size=5)):
+        parent = draw(st.none() | st.sampled_from(list(requests))) if requests else None
+        requests[request_id] = Request(
+            request_id,
+            parent,
+            draw(st.text(max_size=8)),
+            draw(st.sampled_from(Status)),
+            draw(offsets),
+            draw(st.none() | offsets),
+            draw(st.none() | offsets),
+            draw(st.none() | st.text(max_size=20)),
+            draw(st.none() | st.builds(ErrorSummary, st.text(), st.text(), st.tuples(ids))),
+        )
+    return requests
+
+
+job_states = st.builds(
+    JobState,
+    job_id=ids,
+    flow_id=ids,
+    status=st.sampled_from(Status),
+    created_at=datetimes,
+    started_at=st.none() | datetimes,
+    finished_at=st.none() | datetimes,
+    requests=request_trees(),
+    history=st.lists(st.builds(HistoryEntry, ids, ids, json_objects, datetimes, offsets)),
+    routine_states=st.dictionaries(ids, json_objects, max_size=3),
+    shared_data=json_objects,
+    shared_log=st.lists(json_objects, max_size=3),
+    context=json_objects,
+    result=st.none() | st.text(),
+    undelivered=st.lists(st.builds(Delivery, ids, ids, ids, ids, json_objects), max_size=2),
+    metrics=st.dictionaries(ids, offsets, max_size=3),
+)
+
+
+@given(job_states)
+def test_dump_json_load_round_trips(state: JobState) -> None:
+    doc = dump_state(state, strict=True)
+    loaded = load_state(json.loads(json.dumps(doc, allow_nan=False)))
+    assert loaded == state
+    assert list(loaded.requests) == list(state.requests)

@@ -1,0 +1,480 @@
+"""The versioned JSON state document, and atomic state files.
+
+A state document is ``{"format": "trioflow.state", "version": 1, "state": {...}}``.
+It round-trips a :class:`~runtime._state.JobState` losslessly when every
+free-form value in it (context, shared data and log, routine states, event
+data) is a JSON value. Anything else is reported by its path, never dropped.
+
+(Un)structuring uses this module's own :class:`cattrs.Converter`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import math
+import os
+import pathlib
+import tempfile
+import typing
+from typing import TYPE_CHECKING
+
+import attrs
+import cattrs
+import cattrs.cols
+
+from ._exceptions import StateFileError, UnserializableValueError
+from ._state import JobState, Request, Status
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    _Hook = Callable[[object, object], object]
+
+STATE_FORMAT = "trioflow.state"
+"""The ``format`` of every state document."""
+
+STATE_VERSION = 1
+"""The document version this runtime writes and reads."""
+
+_logger = logging.getLogger("runtime.state")
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+_REPR_LIMIT = 200
+_FIX = (
+    "Keep only JSON values (str, int, float, bool, None, lists, dicts with str keys) "
+    "in context and state, or leave save_state off."
+)
+
+
+# -- the converter ---------------------------------------------------------
+
+
+class _BadValueError(ValueError):
+    """A value that is well-typed but wrong; its message is shown as is."""
+
+
+_JSON_NAMES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def _wrong_type(expected: type, value: object) -> TypeError:
+    got = _JSON_NAMES.get(type(value), f"a {type(value).__name__}")
+    return TypeError(f"expected {_JSON_NAMES[expected]}, got {got}")
+
+
+def _exact(cls: type) -> _Hook:
+    """A structure hook that accepts only *cls* itself, never coercing."""
+
+    def hook(value: object, _: object) -> object:
+        if type(value) is not cls:
+            raise _wrong_type(cls, value)
+        return value
+
+    return hook
+
+
+def _structure_float(value: object, _: object) -> float:
+    if type(value) is not float and type(value) is not int:
+        raise _wrong_type(float, value)
+    return float(value)
+
+
+def _structure_status(value: object, _: object) -> Status:
+    if type(value) is not str:
+        raise _wrong_type(str, value)
+    if value not in Status._value2member_map_:
+        choices = ", ".join(repr(status.value) for status in Status)
+        msg = f"unknown status {value!r}; a status is one of {choices}"
+        raise _BadValueError(msg)
+    return Status(value)
+
+
+def _structure_datetime(value: object, _: object) -> datetime.datetime:
+    if type(value) is not str:
+        raise _wrong_type(str, value)
+    try:
+        return datetime.datetime.fromisoformat(value)
+    except ValueError:
+        msg = f"{value!r} is not an ISO-8601 date and time"
+        raise _BadValueError(msg) from None
+
+
+def _is_container(type_: object) -> bool:
+    origin = typing.get_origin(type_)
+    return origin is list or origin is tuple or origin is dict
+
+
+def _structure_container(type_: type, converter: cattrs.Converter) -> _Hook:
+    """A hook factory for lists, tuples and dicts that first checks the JSON type.
+
+    cattrs alone would structure ``tuple[str, ...]`` from ``"abc"``.
+    """
+    origin = typing.get_origin(type_)
+    expected: type = dict if origin is dict else list
+    inner: _Hook
+    if origin is dict:
+        inner = typing.cast("_Hook", cattrs.cols.mapping_structure_factory(type_, converter))
+    elif origin is tuple:
+        inner = cattrs.cols.homogenous_tuple_structure_factory(type_, converter)
+    else:
+        inner = cattrs.cols.list_structure_factory(type_, converter)
+
+    def hook(value: object, t: object) -> object:
+        if type(value) is not expected:
+            raise _wrong_type(expected, value)
+        return inner(value, t)
+
+    return hook
+
+
+def _structure_attrs(cls: type, converter: cattrs.Converter) -> _Hook:
+    """A hook factory for the attrs classes that first checks for a JSON object."""
+    inner = typing.cast("_Hook", converter.gen_structure_attrs_fromdict(cls))
+
+    def hook(value: object, t: object) -> object:
+        if type(value) is not dict:
+            raise _wrong_type(dict, value)
+        return inner(value, t)
+
+    return hook
+
+
+def _is_request_tree(type_: object) -> bool:
+    return type_ == dict[str, Request]
+
+
+def _unstructure_requests(requests: dict[str, Request]) -> list[object]:
+    return [_converter.unstructure(request, Request) for request in requests.values()]
+
+
+def _structure_requests(value: object, _: object) -> dict[str, Request]:
+    """Rebuild the request tree from its list form, checking it is a tree."""
+    requests: dict[str, Request] = {}
+    for index, request in enumerate(_converter.structure(value, list[Request])):
+        if request.id in requests:
+            msg = f"request [{index}] repeats the id {request.id!r}"
+            raise _BadValueError(msg)
+        if request.parent_id is not None and request.parent_id not in requests:
+            msg = (
+                f"request [{index}] ({request.id!r}) names the parent {request.parent_id!r}, "
+                "which is not an earlier request"
+            )
+            raise _BadValueError(msg)
+        requests[request.id] = request
+    return requests
+
+
+def _make_converter() -> cattrs.Converter:
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    converter.register_unstructure_hook(datetime.datetime, datetime.datetime.isoformat)
+    converter.register_structure_hook(datetime.datetime, _structure_datetime)
+    converter.register_unstructure_hook(Status, lambda status: status.value)
+    converter.register_structure_hook(Status, _structure_status)
+    converter.register_structure_hook(str, _exact(str))
+    converter.register_structure_hook(int, _exact(int))
+    converter.register_structure_hook(bool, _exact(bool))
+    converter.register_structure_hook(float, _structure_float)
+    converter.register_structure_hook_factory(_is_container, _structure_container)
+    converter.register_structure_hook_factory(attrs.has, _structure_attrs)
+    # Free-form values are JSON values, checked when dumped; pass them through.
+    converter.register_structure_hook_func(lambda t: t is object, lambda value, _: value)
+    # The request tree is a list in the document: ids are not repeated as keys.
+    converter.register_unstructure_hook_func(_is_request_tree, _unstructure_requests)
+    converter.register_structure_hook_func(_is_request_tree, _structure_requests)
+    return converter
+
+
+_converter = _make_converter()
+
+
+# -- dumping ---------------------------------------------------------------
+
+
+def _key_path(path: str, key: str) -> str:
+    if key.isidentifier():
+        return f"{path}.{key}"
+    return f"{path}[{json.dumps(key)}]"
+
+
+def _qualname(value: object) -> str:
+    cls = type(value)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+@attrs.define
+class _Walker:
+    """Checks free-form values are JSON values; returns cleaned copies."""
+
+    run_id: str
+    strict: bool
+    bad_paths: list[str] = attrs.field(factory=list)
+    _stack: set[int] = attrs.field(factory=set)
+
+    def report(self, value: object, path: str, problem: str) -> object:
+        if self.strict:
+            msg = f"Cannot save the state of run {self.run_id!r}: {path} {problem}. {_FIX}"
+            raise UnserializableValueError(msg, path=path)
+        self.bad_paths.append(path)
+        return {"$unserializable": repr(value)[:_REPR_LIMIT], "type": _qualname(value)}
+
+    def walk(self, value: object, path: str) -> object:
+        cls = type(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            return self.report(value, path, f"is the float {value!r}, which JSON cannot hold")
+        if cls in _JSON_SCALARS:
+            return value
+        if cls is not dict and cls is not list:
+            what = f"a {cls.__name__} ({_qualname(value)})"
+            return self.report(value, path, f"is {what}, which JSON cannot hold")
+        if id(value) in self._stack:
+            return self.report(value, path, "is a reference cycle, which JSON cannot hold")
+        self._stack.add(id(value))
+        try:
+            if isinstance(value, list):
+                return [self.walk(v, f"{path}[{i}]") for i, v in enumerate(value)]
+            assert isinstance(value, dict)
+            bad_key = next((k for k in value if type(k) is not str), None)
+            if bad_key is not None:
+                problem = (
+                    f"has the key {bad_key!r} ({_qualname(bad_key)}), "
+                    "which JSON cannot hold as an object key"
+                )
+                return self.report(value, path, problem)
+            return {k: self.walk(v, _key_path(path, k)) for k, v in value.items()}
+        finally:
+            self._stack.discard(id(value))
+
+    def walk_dict(self, value: dict[str, object], path: str) -> dict[str, object]:
+        cleaned = self.walk(value, path)
+        assert isinstance(cleaned, dict)
+        return cleaned
+
+
+def dump_state(state: JobState, *, strict: bool = True) -> dict[str, object]:
+    """Return *state* as a versioned state document of JSON values.
+
+    Every free-form value (context, shared data, shared log, routine states,
+    history and undelivered data) must be a JSON value: ``str``, ``int``,
+    finite ``float``, ``bool``, ``None``, a ``list`` or a ``dict`` with
+    ``str`` keys (exactly these types; a tuple would come back as a list).
+
+    Args:
+        state: the state to dump; it is not changed.
+        strict: if true, raise on the first value that is not JSON. If false,
+            replace each such value by ``{"$unserializable": repr, "type": name}``
+            and list the paths of all of them under the document's
+            ``"unserializable"`` key.
+
+    Returns:
+        ``{"format": "trioflow.state", "version": 1, "state": {...}}``, plus
+        ``"unserializable"`` when values were replaced.
+
+    Raises:
+        UnserializableValueError: *strict* is true and a value is not JSON;
+            its ``path`` says where, e.g. ``$.context.conn``.
+
+    .. versionadded:: 0.1.0
+    """
+    walker = _Walker(run_id=state.job_id, strict=strict)
+    cleaned = attrs.evolve(
+        state,
+        context=walker.walk_dict(state.context, "$.context"),
+        shared_data=walker.walk_dict(state.shared_data, "$.shared_data"),
+        shared_log=typing.cast(
+            "list[dict[str, object]]", walker.walk(state.shared_log, "$.shared_log")
+        ),
+        routine_states=typing.cast(
+            "dict[str, dict[str, object]]", walker.walk(state.routine_states, "$.routine_states")
+        ),
+        history=[
+            attrs.evolve(e, data=walker.walk_dict(e.data, f"$.history[{i}].data"))
+            for i, e in enumerate(state.history)
+        ],
+        undelivered=[
+            attrs.evolve(d, data=walker.walk_dict(d.data, f"$.undelivered[{i}].data"))
+            for i, d in enumerate(state.undelivered)
+        ],
+    )
+    doc: dict[str, object] = {
+        "format": STATE_FORMAT,
+        "version": STATE_VERSION,
+        "state": _converter.unstructure(cleaned, JobState),
+    }
+    if walker.bad_paths:
+        doc["unserializable"] = walker.bad_paths
+    return doc
+
+
+# -- loading ---------------------------------------------------------------
+
+
+def _format_cattrs_error(exc: BaseException, type_: type | None) -> str:
+    if isinstance(exc, _BadValueError | TypeError):
+        return str(exc)
+    if isinstance(exc, KeyError):
+        return "required field missing"
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        keys = ", ".join(repr(key) for key in sorted(exc.extra_fields))
+        return f"unknown {'key' if len(exc.extra_fields) == 1 else 'keys'} {keys}"
+    name = getattr(type_, "__name__", repr(type_))
+    return f"invalid value for {name}: {exc}"
+
+
+def _load(doc: object, what: str) -> JobState:
+    if not isinstance(doc, dict):
+        msg = (
+            f"{what} is a {type(doc).__name__}, not a trioflow state document: expected "
+            f"an object with keys 'format', 'version' and 'state'."
+        )
+        raise StateFileError(msg)
+    missing = [key for key in ("format", "version", "state") if key not in doc]
+    if missing:
+        msg = (
+            f"{what} has no {', '.join(map(repr, missing))} key; a trioflow state document "
+            f"has 'format', 'version' and 'state'. Write it with write_state_file()."
+        )
+        raise StateFileError(msg)
+    if doc["format"] != STATE_FORMAT:
+        msg = (
+            f"{what} has format {doc['format']!r}, but trioflow reads {STATE_FORMAT!r}. "
+            "It is not a trioflow state document."
+        )
+        raise StateFileError(msg)
+    version = doc["version"]
+    if type(version) is not int:
+        msg = f"{what} has version {version!r}; a version is an integer, e.g. {STATE_VERSION}."
+        raise StateFileError(msg)
+    if version > STATE_VERSION:
+        msg = (
+            f"{what} has version {version}, but this trioflow reads version "
+            f"{STATE_VERSION}. Upgrade trioflow to read it."
+        )
+        raise StateFileError(msg)
+    if version != STATE_VERSION:
+        msg = (
+            f"{what} has version {version}, but this trioflow reads version "
+            f"{STATE_VERSION}; no trioflow writes version {version}, so the document is corrupt."
+        )
+        raise StateFileError(msg)
+    try:
+        return _converter.structure(doc["state"], JobState)
+    except (cattrs.BaseValidationError, ValueError, TypeError, AttributeError) as exc:
+        errors = cattrs.transform_error(exc, path="$.state", format_exception=_format_cattrs_error)
+        # transform_error gives "problem @ path"; say the path first.
+        where = "; ".join(
+            f"at {path}, {problem}" for problem, _, path in (e.rpartition(" @ ") for e in errors)
+        )
+        msg = (
+            f"{what} is not a valid trioflow state: {where}. "
+            "It was edited or damaged; restore it, or delete it and run again."
+        )
+        raise StateFileError(msg) from exc
+
+
+def load_state(doc: object) -> JobState:
+    """Rebuild a :class:`~runtime._state.JobState` from a state document.
+
+    Args:
+        doc: a document made by :func:`dump_state` (possibly through JSON).
+
+    Raises:
+        StateFileError: *doc* is not a state document, is of another format
+            version, or a field is missing or of the wrong type; the message
+            names the field by its path, e.g. ``$.state.status``.
+
+    .. versionadded:: 0.1.0
+    """
+    return _load(doc, "State document")
+
+
+# -- files -------------------------------------------------------------------
+
+
+def write_state_file(
+    state: JobState, path: os.PathLike[str] | str, *, strict: bool = False
+) -> pathlib.Path:
+    """Write *state*'s document to *path* as JSON, atomically.
+
+    Creates the parent directory, writes a temporary file beside *path*,
+    syncs it to disk and renames it over *path*: a crash leaves the old file
+    or the new one, never a truncated one. Overwriting an existing file logs
+    a warning on the ``runtime.state`` logger. This blocks on disk I/O; from
+    Trio code call it through :func:`trio.to_thread.run_sync`.
+
+    Args:
+        state: the state to write.
+        path: where to write it.
+        strict: passed to :func:`dump_state`. The default replaces values that
+            are not JSON and lists their paths in the document.
+
+    Returns:
+        *path*, as a :class:`pathlib.Path`.
+
+    Raises:
+        UnserializableValueError: *strict* is true and a value is not JSON;
+            nothing is written.
+
+    .. versionadded:: 0.1.0
+    """
+    target = pathlib.Path(path)
+    text = json.dumps(dump_state(state, strict=strict), indent=2, allow_nan=False)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        _logger.warning("State file %s already exists, overwriting.", os.fspath(path))
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as tmp:
+            tmp.write(text)
+            tmp.write("\n")
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        pathlib.Path(tmp_name).unlink(missing_ok=True)
+        raise
+    if os.name == "posix":
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    return target
+
+
+def read_state_file(path: os.PathLike[str] | str) -> JobState:
+    """Read a state file written by :func:`write_state_file`.
+
+    Raises:
+        OSError: the file cannot be read (e.g. ``FileNotFoundError``).
+        StateFileError: the file is not valid JSON (the message gives the
+            line), or not a valid state document of this version.
+
+    .. versionadded:: 0.1.0
+    """
+    name = os.fspath(path)
+    data = pathlib.Path(path).read_bytes()
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        msg = (
+            f"State file {name} is not UTF-8 text (byte {exc.start}); it is damaged or "
+            "not a state file. Restore it, or delete it and run again."
+        )
+        raise StateFileError(msg) from exc
+    except json.JSONDecodeError as exc:
+        msg = (
+            f"State file {name} is not valid JSON: {exc.msg} at line {exc.lineno}, "
+            f"column {exc.colno}. It may be truncated or edited; restore it, or delete it "
+            "and run again."
+        )
+        raise StateFileError(msg) from exc
+    return _load(doc, f"State file {name}")
