@@ -25,6 +25,7 @@ import cattrs
 import cattrs.cols
 
 from ._exceptions import StateFileError, UnserializableValueError
+from . import _state
 from ._state import JobState, Request, Status
 
 if TYPE_CHECKING:
@@ -192,6 +193,12 @@ def _make_converter() -> cattrs.Converter:
     converter.register_structure_hook_func(_is_request_tree, _structure_requests)
     return converter
 
+
+# Resolve the models' string annotations now, while their __module__ is still
+# runtime._state: the package re-exports them as runtime.JobState etc.
+for _cls in (_state.ErrorSummary, _state.Request, _state.HistoryEntry, _state.Delivery, JobState):
+    attrs.resolve_types(_cls)
+del _cls
 
 _converter = _make_converter()
 

@@ -1,0 +1,122 @@
+"""``rt.call``, ``rt.call_batch`` and ``rt.broadcast``: what nodes do inside a run."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ParamSpec, TypeVar, overload
+
+import trio
+
+from ._context import current_frame
+from ._exceptions import OutsideRunError
+from ._node import as_node
+from ._publisher import EventKind
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable
+
+    from ._node import Node
+    from ._run import NodeActor
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _caller(api: str, node: object) -> NodeActor:
+    frame = current_frame.get(None)
+    if frame is None or frame.actor is None:
+        label = getattr(node, "name", None) or getattr(node, "__name__", None) or repr(node)
+        msg = (
+            f"{api}({label}) was called outside a run. Start one with "
+            f"rt.Flow('demo', entry_point={label}).invoke(...), or await flow.ainvoke(...) from Trio code."
+        )
+        raise OutsideRunError(msg)
+    return frame.actor
+
+
+@overload
+async def call(node: Node[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+@overload
+async def call(node: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T: ...
+async def call(node: object, /, *args: object, **kwargs: object) -> object:
+    """Run *node* as a child request of the current node and return its result.
+
+    The child runs in its own actor, in the calling node's nursery; this waits
+    for it. If the child raises, the same exception is raised here, with a note
+    giving the request path. If this wait is cancelled, the child is cancelled
+    too.
+
+    Raises:
+        OutsideRunError: called outside a run.
+        NotANodeError: *node* is not a node.
+        NodeArgumentError: the arguments do not fit the node's signature (the
+            node does not start).
+
+    .. versionadded:: 0.1
+    """
+    actor = _caller("rt.call", node)
+    target = as_node(node, where="rt.call()")
+    target.check_arguments(args, kwargs)
+    return await actor.call(target, args, kwargs)
+
+
+async def call_batch(
+    node: object, /, *iterables: Iterable[object], return_exceptions: bool = False
+) -> list[object]:
+    """Run *node* once per set of arguments, concurrently; results in argument order.
+
+    Like :func:`map`: ``await rt.call_batch(greet, ["Bob", "Ann"])`` calls
+    ``greet("Bob")`` and ``greet("Ann")`` as sibling child requests. Every
+    argument set is checked before any child starts.
+
+    Args:
+        node: the node to run.
+        iterables: one iterable per positional parameter, zipped together.
+        return_exceptions: put a failed call's exception in its place in the
+            list instead of raising it.
+
+    Returns:
+        The results, in the order of the arguments.
+
+    Raises:
+        Exception: the first failure, once the other calls are cancelled
+            (unless *return_exceptions*).
+
+    .. versionadded:: 0.1
+    """
+    actor = _caller("rt.call_batch", node)
+    target = as_node(node, where="rt.call_batch()")
+    arg_sets = list(zip(*iterables, strict=True))
+    for args in arg_sets:
+        target.check_arguments(args, {})
+    children = [await actor.spawn_child(target, args, {}) for args in arg_sets]
+    replies = [child.ask_nowait(None) for child in children]
+    results: list[object] = []
+    try:
+        for reply in replies:
+            try:
+                results.append(await reply.wait())
+            except Exception as exc:
+                if not return_exceptions:
+                    raise
+                results.append(exc)
+    except BaseException:
+        for child in children:
+            child.cancel()
+        raise
+    return results
+
+
+async def broadcast(item: object) -> None:
+    """Stream *item* to the run's subscribers, as a ``stream`` event of the current request.
+
+    Waits only while the run's event pipeline is full (backpressure from a
+    slow subscriber).
+
+    Raises:
+        OutsideRunError: called outside a run.
+
+    .. versionadded:: 0.1
+    """
+    actor = _caller("rt.broadcast", item)
+    await trio.lowlevel.checkpoint_if_cancelled()
+    await actor.run.record(EventKind.STREAM, actor.request_id, actor.parent_id, actor.node.name, item)

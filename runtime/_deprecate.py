@@ -1,0 +1,83 @@
+"""Deprecation helpers, and the legacy ``@rt.session`` decorator."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import warnings
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class TrioflowDeprecationWarning(DeprecationWarning):
+    """A trioflow API is deprecated; the message names its replacement.
+
+    .. versionadded:: 0.1
+    """
+
+
+def warn_deprecated(thing: str, *, version: str, instead: str, issue: int | None = None, stacklevel: int = 3) -> None:
+    """Warn that *thing* is deprecated since *version*; use *instead*."""
+    msg = f"{thing} is deprecated since trioflow {version}; use {instead} instead."
+    if issue is not None:
+        msg += f" (https://github.com/trioflow/trioflow/issues/{issue})"
+    warnings.warn(msg, TrioflowDeprecationWarning, stacklevel=stacklevel)
+
+
+def session(
+    fn: Callable[P, Awaitable[T]] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    timeout: float | None = None,
+    context: dict[str, object] | None = None,
+    save_state: bool = False,
+    end_on_error: bool = False,
+) -> Callable[P, Awaitable[T]] | Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
+    """Run each call of an async function in its own isolated run (deprecated).
+
+    The older form of :class:`~runtime.Flow`: ``@rt.session(timeout=30)`` on an
+    ``async def`` makes every call a fresh run with these settings, in which
+    ``rt.call`` and ``rt.context`` work. Calls must be awaited from Trio code.
+
+    Raises:
+        TypeError: the function is not ``async def``.
+
+    .. deprecated:: 0.1
+        Use ``rt.Flow(name, entry_point=rt.function_node(fn), ...)``.
+    """
+
+    def decorate(f: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        if not inspect.iscoroutinefunction(f):
+            msg = (
+                f"@rt.session only works on async functions, and {getattr(f, '__qualname__', f)!r} is not one. "
+                "Make it `async def`, or use rt.Flow(name, entry_point=rt.function_node(fn))."
+            )
+            raise TypeError(msg)
+        warn_deprecated("@rt.session", version="0.1", instead="rt.Flow(name, entry_point=node, ...)")
+        from ._flow import Flow
+        from ._node import Node
+
+        flow: Flow[P, T] = Flow(
+            name or f.__name__,
+            entry_point=Node(f),
+            timeout=timeout,
+            context=context,
+            save_state=save_state,
+            end_on_error=end_on_error,
+        )
+
+        @functools.wraps(f)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            return await flow.ainvoke(*args, **kwargs)
+
+        return wrapper
+
+    if fn is None:
+        return decorate
+    return decorate(fn)

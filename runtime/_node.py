@@ -1,0 +1,157 @@
+"""``@function_node``: turn a function into a node that runs can call."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, cast, final, overload
+
+import trio
+
+from ._exceptions import NodeArgumentError, NotANodeError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_SIMPLE_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD,)
+
+
+@final
+class Node(Generic[P, T]):
+    """A function that a run can call as a node: see :func:`function_node`.
+
+    Calling a node directly calls the function, outside any run. Inside a run,
+    ``await rt.call(node, ...)`` runs it as a child request instead.
+
+    Attributes:
+        name: the node's name in request trees, events and errors.
+        fn: the wrapped function.
+        thread: whether a plain function runs in a worker thread.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = (
+        "__dict__",  # functools.update_wrapper keeps __doc__, __wrapped__, ... there
+        "_names",
+        "_required",
+        "_simple",
+        "fn",
+        "is_async",
+        "name",
+        "signature",
+        "thread",
+    )
+
+    def __init__(self, fn: Callable[P, T] | Callable[P, Awaitable[T]], *, name: str | None = None, thread: bool = False) -> None:
+        if isinstance(fn, Node):
+            msg = f"{fn.name!r} is already a node; apply @function_node once."
+            raise TypeError(msg)
+        if not callable(fn):
+            msg = f"@function_node needs a function, not {type(fn).__qualname__} {fn!r}."
+            raise TypeError(msg)
+        self.fn = fn
+        self.name = name if name is not None else getattr(fn, "__name__", repr(fn))
+        self.is_async = inspect.iscoroutinefunction(fn)
+        if thread and self.is_async:
+            msg = f"@function_node(thread=True) on {self.name!r}: only plain functions can run in a worker thread; this one is async."
+            raise TypeError(msg)
+        self.thread = thread
+        self.signature = inspect.signature(fn)
+        params = list(self.signature.parameters.values())
+        self._simple = all(p.kind in _SIMPLE_KINDS for p in params)
+        self._names = tuple(p.name for p in params)
+        self._required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"<Node {self.name}{self.signature}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T | Awaitable[T]:
+        return self.fn(*args, **kwargs)
+
+    def check_arguments(self, args: tuple[object, ...], kwargs: Mapping[str, object]) -> None:
+        """Raise :class:`NodeArgumentError` unless *args* and *kwargs* fit the signature."""
+        if self._simple:
+            names = self._names
+            if len(args) <= len(names):
+                given = names[: len(args)]
+                if not kwargs:
+                    if self._required.issubset(given):
+                        return
+                elif all(k in names and k not in given for k in kwargs) and self._required.issubset(
+                    (*given, *kwargs)
+                ):
+                    return
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            msg = f"Cannot call node {self.name!r} with these arguments: {exc}. Its signature is {self.name}{self.signature}."
+            raise NodeArgumentError(msg) from None
+
+    async def invoke(self, args: tuple[object, ...], kwargs: Mapping[str, object]) -> T:
+        """Run the function: awaited if async, in a worker thread if marked so, else inline."""
+        fn = self.fn
+        if self.is_async:
+            return await cast("Callable[..., Awaitable[T]]", fn)(*args, **kwargs)
+        if self.thread:
+            return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))  # type: ignore[arg-type]
+        return cast("Callable[..., T]", fn)(*args, **kwargs)
+
+
+@overload
+def function_node(fn: Callable[P, Awaitable[T]], /) -> Node[P, T]: ...
+@overload
+def function_node(fn: Callable[P, T], /) -> Node[P, T]: ...
+@overload
+def function_node(
+    *, name: str | None = None, thread: bool = False
+) -> Callable[[Callable[P, Awaitable[T]] | Callable[P, T]], Node[P, T]]: ...
+def function_node(
+    fn: Callable[P, T] | Callable[P, Awaitable[T]] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    thread: bool = False,
+) -> Node[P, T] | Callable[[Callable[P, Awaitable[T]] | Callable[P, T]], Node[P, T]]:
+    """Make *fn* a node that runs can call with ``await rt.call(node, ...)``.
+
+    Works on async and plain functions and keeps their signature and docstring.
+    A plain function runs inline in its node's task (so it should be quick);
+    with ``thread=True`` it runs in a Trio worker thread instead, and a
+    cancelled run abandons the thread's result.
+
+    Use bare (``@rt.function_node``) or with options
+    (``@rt.function_node(name="fetch", thread=True)``).
+
+    Args:
+        fn: the function.
+        name: the node's name; by default the function's ``__name__``.
+        thread: run a plain function in a worker thread.
+
+    Raises:
+        TypeError: *fn* is not callable, is already a node, or is async with ``thread=True``.
+
+    .. versionadded:: 0.1
+    """
+    if fn is None:
+        return lambda f: Node(f, name=name, thread=thread)
+    return Node(fn, name=name, thread=thread)
+
+
+def as_node(obj: object, *, where: str) -> Node[..., object]:
+    """Return *obj* as a node, or raise :class:`NotANodeError` saying how to make one."""
+    if isinstance(obj, Node):
+        return obj
+    if callable(obj):
+        label = getattr(obj, "__name__", repr(obj))
+        msg = (
+            f"{where} got {label!r}, which is a plain callable, not a node. "
+            f"Decorate it with @rt.function_node to call it in a run."
+        )
+    else:
+        msg = f"{where} got {type(obj).__qualname__} {obj!r}, which is not a node. Pass a function decorated with @rt.function_node."
+    raise NotANodeError(msg)

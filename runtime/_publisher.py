@@ -1,0 +1,186 @@
+"""The publisher: one actor per run that broadcasts the run's events.
+
+Events reach the publisher through the run's coordinator, one ordered stream,
+so every subscriber sees every event of a run in causal order, and the
+``run_finished`` event last.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import logging
+from typing import TYPE_CHECKING, Literal, final
+
+import attrs
+import trio
+
+import actors
+
+from ._exceptions import SubscriberOverflowError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from trio import MemoryReceiveChannel, MemorySendChannel
+
+logger = logging.getLogger("runtime.publisher")
+
+Overflow = Literal["block", "fail"]
+
+
+@final
+class EventKind(enum.StrEnum):
+    """What an :class:`Event` reports.
+
+    .. versionadded:: 0.1
+    """
+
+    RUN_STARTED = "run_started"
+    REQUEST_CREATED = "request_created"
+    REQUEST_SUCCEEDED = "request_succeeded"
+    REQUEST_FAILED = "request_failed"
+    REQUEST_CANCELLED = "request_cancelled"
+    STREAM = "stream"
+    LOG = "log"
+    ROUTINE_EVENT = "routine_event"
+    RUN_FINISHED = "run_finished"
+
+
+@final
+@attrs.frozen
+class Event:
+    """One lifecycle event of a run, as subscribers see it.
+
+    Attributes:
+        run_id: the run (or job) it belongs to.
+        seq: its position in the run's event stream, from 0, without gaps.
+        kind: what happened.
+        offset: seconds since the run started, on Trio's clock.
+        request_id: the request it concerns, if any.
+        parent_id: that request's parent, if any.
+        node: the node (or routine) name, if any.
+        data: the payload: a streamed item, a result or error summary, a
+            routine event's data, or for ``run_finished`` a dict with
+            ``status``, ``result`` and ``error``.
+
+    .. versionadded:: 0.1
+    """
+
+    run_id: str
+    seq: int
+    kind: EventKind
+    offset: float
+    request_id: str | None = None
+    parent_id: str | None = None
+    node: str | None = None
+    data: object = None
+
+
+@final
+class Subscription:
+    """An ``async for`` stream of a run's events; from :meth:`Flow.stream <runtime.Flow.stream>`.
+
+    Iteration ends after the ``run_finished`` event. A subscription opened with
+    ``overflow="fail"`` that fell behind raises
+    :class:`~runtime.SubscriberOverflowError` after the events it received.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ("_receive", "_sink", "finished")
+
+    def __init__(self, buffer: int = 256, overflow: Overflow = "block") -> None:
+        if overflow not in ("block", "fail"):
+            msg = f"overflow={overflow!r}: choose 'block' (backpressure on the run) or 'fail' (raise in the subscriber)."
+            raise ValueError(msg)
+        if buffer < 0:
+            msg = f"buffer={buffer!r}: give a number of events, 0 or more."
+            raise ValueError(msg)
+        send, self._receive = trio.open_memory_channel[Event](buffer if buffer else 0)
+        self._sink = _Sink(send, overflow)
+        #: The ``run_finished`` event, once it has been received.
+        self.finished: Event | None = None
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            event = await self._receive.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            if self._sink.overflowed is not None:
+                msg = (
+                    f"This subscriber fell behind and lost the events after seq {self._sink.overflowed}. "
+                    "Read faster, give a larger buffer, or use overflow='block'."
+                )
+                raise SubscriberOverflowError(msg) from None
+            raise StopAsyncIteration from None
+        if event.kind is EventKind.RUN_FINISHED:
+            self.finished = event
+        return event
+
+    def close(self) -> None:
+        """Stop receiving; the publisher drops this subscriber at its next event."""
+        self._receive.close()
+
+
+@final
+class _Sink:
+    """The publisher's end of one subscription."""
+
+    __slots__ = ("overflow", "overflowed", "send")
+
+    def __init__(self, send: MemorySendChannel[Event], overflow: Overflow) -> None:
+        self.send = send
+        self.overflow = overflow
+        self.overflowed: int | None = None
+
+
+class Publisher(actors.Actor[Event, None]):
+    """Delivers each event to every callback and subscription, in order.
+
+    Shielded: a run that is cancelled still tells its subscribers how it ended.
+    A subscriber that left (closed its stream) is dropped; a full ``block``
+    subscriber holds the publisher back (and through its mailbox, the run).
+    """
+
+    shielded = True
+    mailbox_size = 256
+
+    def __init__(self, callbacks: Sequence[Callable[[Event], object]], subscriptions: Sequence[Subscription]) -> None:
+        self._callbacks = list(callbacks)
+        self._sinks = [s._sink for s in subscriptions]
+
+    @property
+    def has_subscribers(self) -> bool:
+        return bool(self._callbacks or self._sinks)
+
+    async def handle(self, message: Event) -> None:
+        for callback in self._callbacks:
+            try:
+                result = callback(message)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                logger.exception("Subscriber %r raised on event %s #%d; it stays subscribed.", callback, message.kind, message.seq)
+        for sink in list(self._sinks):
+            await self._deliver(sink, message)
+
+    async def _deliver(self, sink: _Sink, event: Event) -> None:
+        try:
+            if sink.overflow == "fail":
+                try:
+                    sink.send.send_nowait(event)
+                except trio.WouldBlock:
+                    sink.overflowed = event.seq - 1
+                    sink.send.close()
+                    self._sinks.remove(sink)
+            else:
+                await sink.send.send(event)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._sinks.remove(sink)
+
+    async def on_stop(self) -> None:
+        for sink in self._sinks:
+            sink.send.close()

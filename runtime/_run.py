@@ -1,0 +1,359 @@
+"""One run of a node flow, as actors.
+
+A run is a tree of actors in one :func:`actors.open_system` block::
+
+    RunActor            owns the run's cancel scope (timeout, end_on_error)
+    ├── Coordinator     creates and tracks requests: the request tree in JobState
+    ├── Publisher       broadcasts the run's events to subscribers
+    └── NodeActor       the entry point's request
+        └── NodeActor   each rt.call: a child actor in its caller's nursery
+            └── ...
+
+Every event goes from the node actors to the coordinator (one ordered mailbox),
+then to the publisher, so subscribers see the run in causal order. The
+coordinator and publisher are shielded: when the run is cancelled from outside
+they still record how it ended, then stop with it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Generic, TypeVar, final
+
+import attrs
+import trio
+
+import actors
+
+from ._context import Frame, RequestMetadata, current_frame
+from ._exceptions import RunCancelledError, RunTimeoutError
+from ._publisher import Event, EventKind, Publisher
+from ._state import ErrorSummary, JobState, Request, Status, summarize
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from ._node import Node
+    from ._publisher import Subscription
+
+T = TypeVar("T")
+
+_PATH_NOTED = "__trioflow_request_path__"
+
+
+def is_cancellation(exc: BaseException) -> bool:
+    """Whether *exc* is Trio's ``Cancelled``, alone or in groups of nothing else."""
+    if isinstance(exc, trio.Cancelled):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_cancellation(e) for e in exc.exceptions)
+    return False
+
+
+@final
+@attrs.frozen
+class RunResult(Generic[T]):
+    """How a finished run ended: its state, and its result or error.
+
+    Returned by :meth:`Flow.arun <runtime.Flow.arun>` and
+    :meth:`Flow.run <runtime.Flow.run>`, which do not raise a node's error.
+
+    Attributes:
+        state: the run's :class:`~runtime.JobState`.
+        result: the entry point's return value, or ``None`` if it did not return.
+        error: the error that ended the run, or ``None``.
+
+    .. versionadded:: 0.1
+    """
+
+    state: JobState
+    result: T | None
+    error: BaseException | None
+
+    @property
+    def status(self) -> Status:
+        """The run's final status."""
+        return self.state.status
+
+    def unwrap(self) -> T:
+        """Return the result, or raise the run's error."""
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]
+
+
+@final
+class Run:
+    """Everything one run shares between its actors. Private to the runtime."""
+
+    __slots__ = (
+        "_ids",
+        "coordinator",
+        "end_on_error",
+        "first_error",
+        "flow_name",
+        "metadata",
+        "nodes_scope",
+        "publishing",
+        "state",
+        "timeout",
+    )
+
+    def __init__(
+        self,
+        *,
+        state: JobState,
+        flow_name: str,
+        timeout: float | None,
+        end_on_error: bool,
+        metadata: RequestMetadata,
+    ) -> None:
+        self.state = state
+        self.flow_name = flow_name
+        self.timeout = timeout
+        self.end_on_error = end_on_error
+        self.metadata = metadata
+        self.first_error: BaseException | None = None
+        self.nodes_scope: trio.CancelScope | None = None
+        self.coordinator: actors.ActorRef[_Record, None] | None = None
+        self.publishing = False
+        self._ids = 0
+
+    def next_request_id(self) -> str:
+        self._ids += 1
+        return f"r{self._ids}"
+
+    async def record(
+        self,
+        kind: EventKind,
+        request_id: str | None = None,
+        parent_id: str | None = None,
+        node: str | None = None,
+        data: object = None,
+    ) -> None:
+        """Send one event to the coordinator; waits only while its mailbox is full."""
+        coordinator = self.coordinator
+        assert coordinator is not None
+        entry = (kind, request_id, parent_id, node, data, self.state._now_offset())
+        try:
+            coordinator.tell_nowait(entry)
+        except actors.MailboxFullError:
+            await coordinator.tell(entry)
+
+    async def record_shielded(self, kind: EventKind, request_id: str, parent_id: str | None, node: str, data: object) -> None:
+        """Like :meth:`record`, from a task that is being cancelled."""
+        with trio.CancelScope(shield=True):
+            await self.record(kind, request_id, parent_id, node, data)
+
+    def abort(self, exc: BaseException) -> None:
+        """``end_on_error``: remember the first failure and cancel every node of the run."""
+        if self.first_error is None:
+            self.first_error = exc
+        if self.nodes_scope is not None:
+            self.nodes_scope.cancel()
+
+
+_Record = tuple[EventKind, "str | None", "str | None", "str | None", object, float]
+_REQUEST_OUTCOMES = {
+    EventKind.REQUEST_SUCCEEDED: Status.COMPLETED,
+    EventKind.REQUEST_FAILED: Status.FAILED,
+    EventKind.REQUEST_CANCELLED: Status.CANCELLED,
+}
+
+
+class Coordinator(actors.Actor[_Record, None]):
+    """Creates and tracks the run's requests; the only writer of the request tree."""
+
+    shielded = True
+    mailbox_size = 65536
+
+    def __init__(self, run: Run, publisher: actors.ActorRef[Event, None] | None) -> None:
+        self._run = run
+        self._publisher = publisher
+        self._seq = 0
+
+    async def handle(self, message: _Record) -> None:
+        kind, request_id, parent_id, node, data, offset = message
+        requests = self._run.state.requests
+        if kind is EventKind.REQUEST_CREATED:
+            assert request_id is not None and node is not None
+            requests[request_id] = Request(
+                id=request_id, parent_id=parent_id, node=node, status=Status.RUNNING, created_at=offset, started_at=offset
+            )
+        elif kind in _REQUEST_OUTCOMES:
+            request = requests[request_id]  # type: ignore[index]
+            request.status = _REQUEST_OUTCOMES[kind]
+            request.finished_at = offset
+            if kind is EventKind.REQUEST_SUCCEEDED:
+                request.result = data = summarize(data)
+            elif kind is EventKind.REQUEST_FAILED:
+                assert isinstance(data, BaseException)
+                request.error = summary = ErrorSummary.from_exception(data, self._run.state.request_path(request.id))
+                data = summary
+        elif kind is EventKind.RUN_FINISHED:
+            for request in requests.values():
+                if not request.status.is_final:
+                    request.status = Status.CANCELLED
+                    request.finished_at = offset
+        await self._publish(kind, request_id, parent_id, node, data, offset)
+
+    async def _publish(
+        self, kind: EventKind, request_id: str | None, parent_id: str | None, node: str | None, data: object, offset: float
+    ) -> None:
+        if self._publisher is None:
+            return
+        event = Event(self._run.state.job_id, self._seq, kind, offset, request_id, parent_id, node, data)
+        self._seq += 1
+        await self._publisher.tell(event)
+
+
+class NodeActor(actors.Actor[None, object]):
+    """One request: runs its node once, replies with the result, and stops."""
+
+    mailbox_size = 1
+
+    def __init__(
+        self,
+        run: Run,
+        node: Node[..., object],
+        request_id: str,
+        parent_id: str | None,
+        path: tuple[str, ...],
+        args: tuple[object, ...],
+        kwargs: Mapping[str, object],
+    ) -> None:
+        self.run = run
+        self.node = node
+        self.request_id = request_id
+        self.parent_id = parent_id
+        self.path = path
+        self.args = args
+        self.kwargs = kwargs
+
+    async def handle(self, message: None) -> object:
+        run = self.run
+        current_frame.set(Frame(run, self))
+        try:
+            result = await self.node.invoke(self.args, self.kwargs)
+        except BaseException as exc:
+            if is_cancellation(exc):
+                await run.record_shielded(EventKind.REQUEST_CANCELLED, self.request_id, self.parent_id, self.node.name, None)
+                raise
+            if not hasattr(exc, _PATH_NOTED) and isinstance(exc, Exception):
+                setattr(exc, _PATH_NOTED, self.path)
+                exc.add_note(f"raised in node {self.node.name!r}, request path: {' > '.join(self.path)} ({self.request_id})")
+            await run.record_shielded(EventKind.REQUEST_FAILED, self.request_id, self.parent_id, self.node.name, exc)
+            if run.end_on_error:
+                run.abort(exc)
+            raise
+        finally:
+            self.ref.stop_nowait()
+        await run.record(EventKind.REQUEST_SUCCEEDED, self.request_id, self.parent_id, self.node.name, result)
+        return result
+
+    async def call(self, node: Node[..., T], args: tuple[object, ...], kwargs: Mapping[str, object]) -> T:
+        """Run *node* as a child request of this one and return its result."""
+        child = await self.spawn_child(node, args, kwargs)
+        try:
+            return await child.ask_nowait(None).wait()  # type: ignore[return-value]
+        except BaseException:
+            child.cancel()
+            raise
+
+    async def spawn_child(
+        self, node: Node[..., object], args: tuple[object, ...], kwargs: Mapping[str, object]
+    ) -> actors.ActorRef[None, object]:
+        run = self.run
+        request_id = run.next_request_id()
+        await run.record(EventKind.REQUEST_CREATED, request_id, self.request_id, node.name)
+        return await self.spawn(
+            NodeActor(run, node, request_id, self.request_id, (*self.path, node.name), args, kwargs),
+            name=f"{node.name} ({request_id})",
+        )
+
+
+class RunActor(actors.Actor[None, "RunResult[object]"]):
+    """The run itself: owns its cancel scope and its book-keeping actors."""
+
+    mailbox_size = 1
+
+    def __init__(
+        self,
+        run: Run,
+        entry: Node[..., object],
+        args: tuple[object, ...],
+        kwargs: Mapping[str, object],
+        callbacks: Sequence[Callable[[Event], object]],
+        subscriptions: Sequence[Subscription],
+    ) -> None:
+        self.run = run
+        self.entry = entry
+        self.args = args
+        self.kwargs = kwargs
+        self.callbacks = callbacks
+        self.subscriptions = subscriptions
+
+    async def handle(self, message: None) -> RunResult[object]:
+        run = self.run
+        state = run.state
+        state._start_clock()
+        publisher_actor = Publisher(self.callbacks, self.subscriptions)
+        publisher = await self.spawn(publisher_actor, name="publisher")
+        coordinator = await self.spawn(
+            Coordinator(run, publisher if publisher_actor.has_subscribers else None), name="coordinator"
+        )
+        run.coordinator = coordinator
+        current_frame.set(Frame(run, None))
+        status = Status.FAILED
+        result: object = None
+        error: BaseException | None = None
+        entry: actors.ActorRef[None, object] | None = None
+        deadline = math.inf if run.timeout is None else trio.current_time() + run.timeout
+        try:
+            with trio.CancelScope(deadline=deadline) as scope:
+                run.nodes_scope = scope
+                await run.record(EventKind.RUN_STARTED, data=run.flow_name)
+                request_id = run.next_request_id()
+                await run.record(EventKind.REQUEST_CREATED, request_id, None, self.entry.name)
+                entry = await self.spawn(
+                    NodeActor(run, self.entry, request_id, None, (self.entry.name,), self.args, self.kwargs),
+                    name=f"{self.entry.name} ({request_id})",
+                )
+                try:
+                    result = await entry.ask_nowait(None).wait()
+                    status = Status.COMPLETED
+                except Exception as exc:
+                    error = exc
+            if run.first_error is not None:
+                status, error, result = Status.FAILED, run.first_error, None
+            elif scope.cancelled_caught:
+                status, result = Status.TIMED_OUT, None
+                error = RunTimeoutError(
+                    f"Flow {run.flow_name!r} (run {state.job_id}) timed out after {run.timeout} s; "
+                    "every node of it was cancelled and its finally blocks ran."
+                )
+        except BaseException as exc:
+            status = Status.CANCELLED
+            error = RunCancelledError(f"Flow {run.flow_name!r} (run {state.job_id}) was cancelled from outside.")
+            error.__cause__ = exc
+            raise
+        finally:
+            with trio.CancelScope(shield=True):
+                if entry is not None:
+                    entry.cancel()
+                    await entry.wait_stopped()
+                state.status = status
+                state.error = None if error is None else ErrorSummary.from_exception(error)
+                state.result = None if status is not Status.COMPLETED else summarize(result)
+                await run.record(
+                    EventKind.RUN_FINISHED,
+                    data={
+                        "status": status.value,
+                        "result": state.result,
+                        "error": None if state.error is None else f"{state.error.type}: {state.error.message}",
+                    },
+                )
+                await coordinator.stop()
+                await publisher.stop()
+                state.finished_at = state._wall_time(state._now_offset())
+        return RunResult(state, result, error)
