@@ -8,45 +8,103 @@ concurrency, with each run's state isolated in a :class:`JobState`.
 .. versionadded:: 0.1
 """
 
-from ._call import broadcast as broadcast, call as call, call_batch as call_batch
-from ._context import RequestMetadata as RequestMetadata, context as context, request as request
-from ._deprecate import TrioflowDeprecationWarning as TrioflowDeprecationWarning, session as session
+from ._call import broadcast as broadcast
+from ._call import call as call
+from ._call import call_batch as call_batch
+from ._context import RequestMetadata as RequestMetadata
+from ._context import context as context
+from ._context import request as request
+from ._deprecate import TrioflowDeprecationWarning as TrioflowDeprecationWarning
+from ._deprecate import session as session
 from ._exceptions import (
     Busy as Busy,
+)
+from ._exceptions import (
     EventDataError as EventDataError,
+)
+from ._exceptions import (
     FaultInjectionError as FaultInjectionError,
+)
+from ._exceptions import (
     GraphDefinitionError as GraphDefinitionError,
+)
+from ._exceptions import (
     InvokeInsideTrioError as InvokeInsideTrioError,
+)
+from ._exceptions import (
     JobStateError as JobStateError,
+)
+from ._exceptions import (
     NodeArgumentError as NodeArgumentError,
+)
+from ._exceptions import (
     NotANodeError as NotANodeError,
+)
+from ._exceptions import (
     OutsideRunError as OutsideRunError,
+)
+from ._exceptions import (
     RunCancelledError as RunCancelledError,
+)
+from ._exceptions import (
     RunTimeoutError as RunTimeoutError,
+)
+from ._exceptions import (
     SessionClosedError as SessionClosedError,
+)
+from ._exceptions import (
     StateFileError as StateFileError,
+)
+from ._exceptions import (
     StepLimitError as StepLimitError,
+)
+from ._exceptions import (
     SubscriberOverflowError as SubscriberOverflowError,
+)
+from ._exceptions import (
     TrioflowError as TrioflowError,
+)
+from ._exceptions import (
     UnserializableValueError as UnserializableValueError,
+)
+from ._exceptions import (
     WorkflowBuildError as WorkflowBuildError,
 )
 from ._flow import Flow as Flow
-from ._node import Node as Node, function_node as function_node
-from ._publisher import Event as Event, EventKind as EventKind, Subscription as Subscription
+from ._node import Node as Node
+from ._node import function_node as function_node
+from ._publisher import Event as Event
+from ._publisher import EventKind as EventKind
+from ._publisher import Subscription as Subscription
 from ._run import RunResult as RunResult
 from ._serialize import (
     dump_state as dump_state,
+)
+from ._serialize import (
     load_state as load_state,
+)
+from ._serialize import (
     read_state_file as read_state_file,
+)
+from ._serialize import (
     write_state_file as write_state_file,
 )
 from ._state import (
     Delivery as Delivery,
+)
+from ._state import (
     ErrorSummary as ErrorSummary,
+)
+from ._state import (
     HistoryEntry as HistoryEntry,
+)
+from ._state import (
     JobState as JobState,
+)
+from ._state import (
     Request as Request,
+)
+from ._state import (
     Status as Status,
 )
 
@@ -100,11 +158,11 @@ __all__ = [
     "TrioflowDeprecationWarning",
 ]
 
+from types import FunctionType as _FunctionType
+
 for _name in __all__:
     _obj = globals()[_name]
-    if getattr(_obj, "__module__", "").startswith("runtime._"):
-        try:
-            _obj.__module__ = "runtime"
-        except (AttributeError, TypeError):  # pragma: no cover - builtins-like objects
-            pass
-del _name, _obj
+    # Show public classes and functions as runtime.X, like trio's fixup_module_metadata.
+    if isinstance(_obj, type | _FunctionType) and _obj.__module__.startswith("runtime._"):
+        _obj.__module__ = "runtime"
+del _name, _obj, _FunctionType

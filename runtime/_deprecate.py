@@ -21,7 +21,9 @@ class TrioflowDeprecationWarning(DeprecationWarning):
     """
 
 
-def warn_deprecated(thing: str, *, version: str, instead: str, issue: int | None = None, stacklevel: int = 3) -> None:
+def warn_deprecated(
+    thing: str, *, version: str, instead: str, issue: int | None = None, stacklevel: int = 3
+) -> None:
     """Warn that *thing* is deprecated since *version*; use *instead*."""
     msg = f"{thing} is deprecated since trioflow {version}; use {instead} instead."
     if issue is not None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 import pathlib
 import uuid
 from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, final
@@ -29,6 +28,7 @@ from ._serialize import write_state_file
 from ._state import JobState
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
     from ._publisher import Event
@@ -105,8 +105,12 @@ class Flow(GraphMixin, Generic[P, T]):
         if not isinstance(name, str) or not name:
             msg = f"Flow name must be a non-empty string, not {name!r}."
             raise TypeError(msg)
-        if timeout is not None and not (isinstance(timeout, int | float) and timeout > 0 and not math.isnan(timeout)):
-            msg = f"Flow({name!r}, timeout={timeout!r}): timeout must be a positive number of seconds, or None."
+        if timeout is not None and not (
+            isinstance(timeout, int | float) and timeout > 0 and not math.isnan(timeout)
+        ):
+            msg = (
+                f"Flow({name!r}, timeout={timeout!r}): timeout must be a positive number of seconds, or None."
+            )
             raise ValueError(msg)
         self.name = name
         self.entry_point: Node[P, T] | None = (
@@ -126,7 +130,11 @@ class Flow(GraphMixin, Generic[P, T]):
         return self.name
 
     def __repr__(self) -> str:
-        kind = f"entry_point={self.entry_point.name}" if self.entry_point is not None else f"routines={len(self._routines)}"
+        kind = (
+            f"entry_point={self.entry_point.name}"
+            if self.entry_point is not None
+            else f"routines={len(self._routines)}"
+        )
         return f"<Flow {self.name!r} {kind}>"
 
     @property
@@ -186,9 +194,7 @@ class Flow(GraphMixin, Generic[P, T]):
         return await self._arun(args, kwargs)
 
     @contextlib.asynccontextmanager
-    async def stream(
-        self, *args: P.args, **kwargs: P.kwargs
-    ) -> AsyncIterator[Subscription]:
+    async def stream(self, *args: P.args, **kwargs: P.kwargs) -> AsyncIterator[Subscription]:
         """Start a run and stream its events: ``async with flow.stream(x) as events:``.
 
         Iterate ``events`` for every :class:`~runtime.Event` of the run, the
@@ -231,7 +237,11 @@ class Flow(GraphMixin, Generic[P, T]):
                     nursery.cancel_scope.cancel()
 
     async def _stream_run(
-        self, args: tuple[object, ...], kwargs: Mapping[str, object], metadata: RequestMetadata | None, subscription: Subscription
+        self,
+        args: tuple[object, ...],
+        kwargs: Mapping[str, object],
+        metadata: RequestMetadata | None,
+        subscription: Subscription,
     ) -> None:
         await self._arun(args, kwargs, metadata=metadata, subscriptions=(subscription,))
 

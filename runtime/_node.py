@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, cast, final, overload
+from typing import TYPE_CHECKING, Generic, ParamSpec, TypeAlias, TypeVar, cast, final, overload
 
 import trio
 
@@ -46,7 +46,9 @@ class Node(Generic[P, T]):
         "thread",
     )
 
-    def __init__(self, fn: Callable[P, T] | Callable[P, Awaitable[T]], *, name: str | None = None, thread: bool = False) -> None:
+    def __init__(
+        self, fn: Callable[P, T] | Callable[P, Awaitable[T]], *, name: str | None = None, thread: bool = False
+    ) -> None:
         if isinstance(fn, Node):
             msg = f"{fn.name!r} is already a node; apply @function_node once."
             raise TypeError(msg)
@@ -54,7 +56,7 @@ class Node(Generic[P, T]):
             msg = f"@function_node needs a function, not {type(fn).__qualname__} {fn!r}."
             raise TypeError(msg)
         self.fn = fn
-        self.name = name if name is not None else getattr(fn, "__name__", repr(fn))
+        self.name: str = name if name is not None else getattr(fn, "__name__", repr(fn))
         self.is_async = inspect.iscoroutinefunction(fn)
         if thread and self.is_async:
             msg = f"@function_node(thread=True) on {self.name!r}: only plain functions can run in a worker thread; this one is async."
@@ -65,7 +67,7 @@ class Node(Generic[P, T]):
         self._simple = all(p.kind in _SIMPLE_KINDS for p in params)
         self._names = tuple(p.name for p in params)
         self._required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
         return f"<Node {self.name}{self.signature}>"
@@ -96,10 +98,10 @@ class Node(Generic[P, T]):
         """Run the function: awaited if async, in a worker thread if marked so, else inline."""
         fn = self.fn
         if self.is_async:
-            return await cast("Callable[..., Awaitable[T]]", fn)(*args, **kwargs)
+            return await cast("Callable[..., Awaitable[T]]", fn)(*args, **kwargs)  # type: ignore[explicit-any]
         if self.thread:
             return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))  # type: ignore[arg-type]
-        return cast("Callable[..., T]", fn)(*args, **kwargs)
+        return cast("Callable[..., T]", fn)(*args, **kwargs)  # type: ignore[explicit-any]
 
 
 @overload
@@ -142,7 +144,11 @@ def function_node(
     return Node(fn, name=name, thread=thread)
 
 
-def as_node(obj: object, *, where: str) -> Node[..., object]:
+AnyNode: TypeAlias = "Node[..., object]"  # type: ignore[explicit-any]  # a node whose signature is checked at run time
+"""A node of any signature."""
+
+
+def as_node(obj: object, *, where: str) -> AnyNode:
     """Return *obj* as a node, or raise :class:`NotANodeError` saying how to make one."""
     if isinstance(obj, Node):
         return obj

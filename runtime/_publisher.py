@@ -22,7 +22,7 @@ from ._exceptions import SubscriberOverflowError
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from trio import MemoryReceiveChannel, MemorySendChannel
+    from trio import MemorySendChannel
 
 logger = logging.getLogger("runtime.publisher")
 
@@ -148,7 +148,9 @@ class Publisher(actors.Actor[Event, None]):
     shielded = True
     mailbox_size = 256
 
-    def __init__(self, callbacks: Sequence[Callable[[Event], object]], subscriptions: Sequence[Subscription]) -> None:
+    def __init__(
+        self, callbacks: Sequence[Callable[[Event], object]], subscriptions: Sequence[Subscription]
+    ) -> None:
         self._callbacks = list(callbacks)
         self._sinks = [s._sink for s in subscriptions]
 
@@ -163,7 +165,12 @@ class Publisher(actors.Actor[Event, None]):
                 if inspect.isawaitable(result):
                     await result
             except Exception:
-                logger.exception("Subscriber %r raised on event %s #%d; it stays subscribed.", callback, message.kind, message.seq)
+                logger.exception(
+                    "Subscriber %r raised on event %s #%d; it stays subscribed.",
+                    callback,
+                    message.kind,
+                    message.seq,
+                )
         for sink in list(self._sinks):
             await self._deliver(sink, message)
 

@@ -33,7 +33,7 @@ from ._state import ErrorSummary, JobState, Request, Status, summarize
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
-    from ._node import Node
+    from ._node import AnyNode
     from ._publisher import Subscription
 
 T = TypeVar("T")
@@ -140,7 +140,9 @@ class Run:
         except actors.MailboxFullError:
             await coordinator.tell(entry)
 
-    async def record_shielded(self, kind: EventKind, request_id: str, parent_id: str | None, node: str, data: object) -> None:
+    async def record_shielded(
+        self, kind: EventKind, request_id: str, parent_id: str | None, node: str, data: object
+    ) -> None:
         """Like :meth:`record`, from a task that is being cancelled."""
         with trio.CancelScope(shield=True):
             await self.record(kind, request_id, parent_id, node, data)
@@ -176,9 +178,15 @@ class Coordinator(actors.Actor[_Record, None]):
         kind, request_id, parent_id, node, data, offset = message
         requests = self._run.state.requests
         if kind is EventKind.REQUEST_CREATED:
-            assert request_id is not None and node is not None
+            assert request_id is not None
+            assert node is not None
             requests[request_id] = Request(
-                id=request_id, parent_id=parent_id, node=node, status=Status.RUNNING, created_at=offset, started_at=offset
+                id=request_id,
+                parent_id=parent_id,
+                node=node,
+                status=Status.RUNNING,
+                created_at=offset,
+                started_at=offset,
             )
         elif kind in _REQUEST_OUTCOMES:
             request = requests[request_id]  # type: ignore[index]
@@ -188,7 +196,9 @@ class Coordinator(actors.Actor[_Record, None]):
                 request.result = data = summarize(data)
             elif kind is EventKind.REQUEST_FAILED:
                 assert isinstance(data, BaseException)
-                request.error = summary = ErrorSummary.from_exception(data, self._run.state.request_path(request.id))
+                request.error = summary = ErrorSummary.from_exception(
+                    data, self._run.state.request_path(request.id)
+                )
                 data = summary
         elif kind is EventKind.RUN_FINISHED:
             for request in requests.values():
@@ -198,7 +208,13 @@ class Coordinator(actors.Actor[_Record, None]):
         await self._publish(kind, request_id, parent_id, node, data, offset)
 
     async def _publish(
-        self, kind: EventKind, request_id: str | None, parent_id: str | None, node: str | None, data: object, offset: float
+        self,
+        kind: EventKind,
+        request_id: str | None,
+        parent_id: str | None,
+        node: str | None,
+        data: object,
+        offset: float,
     ) -> None:
         if self._publisher is None:
             return
@@ -215,7 +231,7 @@ class NodeActor(actors.Actor[None, object]):
     def __init__(
         self,
         run: Run,
-        node: Node[..., object],
+        node: AnyNode,
         request_id: str,
         parent_id: str | None,
         path: tuple[str, ...],
@@ -237,12 +253,18 @@ class NodeActor(actors.Actor[None, object]):
             result = await self.node.invoke(self.args, self.kwargs)
         except BaseException as exc:
             if is_cancellation(exc):
-                await run.record_shielded(EventKind.REQUEST_CANCELLED, self.request_id, self.parent_id, self.node.name, None)
+                await run.record_shielded(
+                    EventKind.REQUEST_CANCELLED, self.request_id, self.parent_id, self.node.name, None
+                )
                 raise
             if not hasattr(exc, _PATH_NOTED) and isinstance(exc, Exception):
                 setattr(exc, _PATH_NOTED, self.path)
-                exc.add_note(f"raised in node {self.node.name!r}, request path: {' > '.join(self.path)} ({self.request_id})")
-            await run.record_shielded(EventKind.REQUEST_FAILED, self.request_id, self.parent_id, self.node.name, exc)
+                exc.add_note(
+                    f"raised in node {self.node.name!r}, request path: {' > '.join(self.path)} ({self.request_id})"
+                )
+            await run.record_shielded(
+                EventKind.REQUEST_FAILED, self.request_id, self.parent_id, self.node.name, exc
+            )
             if run.end_on_error:
                 run.abort(exc)
             raise
@@ -251,17 +273,17 @@ class NodeActor(actors.Actor[None, object]):
         await run.record(EventKind.REQUEST_SUCCEEDED, self.request_id, self.parent_id, self.node.name, result)
         return result
 
-    async def call(self, node: Node[..., T], args: tuple[object, ...], kwargs: Mapping[str, object]) -> T:
+    async def call(self, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]) -> object:
         """Run *node* as a child request of this one and return its result."""
         child = await self.spawn_child(node, args, kwargs)
         try:
-            return await child.ask_nowait(None).wait()  # type: ignore[return-value]
+            return await child.ask_nowait(None).wait()
         except BaseException:
             child.cancel()
             raise
 
     async def spawn_child(
-        self, node: Node[..., object], args: tuple[object, ...], kwargs: Mapping[str, object]
+        self, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]
     ) -> actors.ActorRef[None, object]:
         run = self.run
         request_id = run.next_request_id()
@@ -280,7 +302,7 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
     def __init__(
         self,
         run: Run,
-        entry: Node[..., object],
+        entry: AnyNode,
         args: tuple[object, ...],
         kwargs: Mapping[str, object],
         callbacks: Sequence[Callable[[Event], object]],
@@ -334,7 +356,9 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
                 )
         except BaseException as exc:
             status = Status.CANCELLED
-            error = RunCancelledError(f"Flow {run.flow_name!r} (run {state.job_id}) was cancelled from outside.")
+            error = RunCancelledError(
+                f"Flow {run.flow_name!r} (run {state.job_id}) was cancelled from outside."
+            )
             error.__cause__ = exc
             raise
         finally:
@@ -350,7 +374,9 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
                     data={
                         "status": status.value,
                         "result": state.result,
-                        "error": None if state.error is None else f"{state.error.type}: {state.error.message}",
+                        "error": None
+                        if state.error is None
+                        else f"{state.error.type}: {state.error.message}",
                     },
                 )
                 await coordinator.stop()
