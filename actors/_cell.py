@@ -1,4 +1,4 @@
-"""One running actor: its mailbox, task, cancel scope and supervision.
+"""One running actor: its mailbox, task, nursery and supervision.
 
 A :class:`Cell` is the kernel's private record of a live actor. Users only see
 it through :class:`~actors.ActorRef`.
@@ -13,7 +13,7 @@ import outcome
 import trio
 
 from ._exceptions import ActorStoppedError
-from ._mailbox import open_mailbox
+from ._mailbox import Reply, open_mailbox
 from ._ref import ActorRef, State
 
 if TYPE_CHECKING:
@@ -27,6 +27,26 @@ if TYPE_CHECKING:
 # yields to the scheduler anyway, so a busy actor cannot starve its peers.
 _FAIRNESS_BATCH = 32
 
+Envelope = tuple[object, "Reply[object] | None"]
+
+# What _take_nowait() returns for a mailbox that is closed and empty.
+_CLOSED: Envelope = (None, None)
+
+
+def _take_nowait(receive: trio.MemoryReceiveChannel[Envelope]) -> Envelope | None:
+    """The next envelope, ``None`` if the mailbox is empty, or ``_CLOSED``.
+
+    Catching ``WouldBlock`` here rather than in the actor's loop keeps the
+    exception's traceback from pinning the loop's frame object in memory for
+    as long as the actor idles (a few hundred bytes per actor).
+    """
+    try:
+        return receive.receive_nowait()
+    except trio.WouldBlock:
+        return None
+    except trio.EndOfChannel:
+        return _CLOSED
+
 
 class Cell:
     """The kernel's record of one actor."""
@@ -34,6 +54,7 @@ class Cell:
     __slots__ = (
         "_stopped_event",
         "actor",
+        "cancelled",
         "children",
         "factory",
         "failure",
@@ -46,7 +67,6 @@ class Cell:
         "receive",
         "ref",
         "restarts",
-        "scope",
         "send",
         "state",
         "supervision",
@@ -75,12 +95,13 @@ class Cell:
         self.supervision = supervision
         self.send, self.receive = open_mailbox(mailbox_size)
         self.state = State.RUNNING
-        self.scope = trio.CancelScope(shield=type(actor).shielded)
         self.nursery: trio.Nursery | None = None
+        self.cancelled = False
         self.children: dict[int, Cell] = {}
         self.failure: BaseException | None = None
         self.handled = 0
-        self.restarts: collections.deque[float] = collections.deque()
+        # The times of recent restarts; allocated at the first restart.
+        self.restarts: collections.deque[float] | None = None
         self._stopped_event: trio.Event | None = None
         self.ref: ActorRef[object, object] = ActorRef[object, object]._create(self)
         actor._cell = self
@@ -107,6 +128,13 @@ class Cell:
             self.state = State.STOPPING
             self.send.close()
 
+    def request_cancel(self) -> None:
+        """Cancel the actor and its children at once; queued messages are dropped."""
+        self.request_stop()
+        self.cancelled = True
+        if self.nursery is not None:
+            self.nursery.cancel_scope.cancel()
+
     async def wait_stopped(self) -> None:
         """Wait until the actor's task has finished."""
         if self.state is State.STOPPED:
@@ -119,58 +147,94 @@ class Cell:
     # -- the actor's task ---------------------------------------------------
 
     async def run(self) -> None:
-        """The actor's task: start, handle the mailbox in order, stop."""
+        """The actor's task: start, handle the mailbox in order, stop.
+
+        The actor's nursery holds its children, and the nursery's cancel scope
+        is the actor's own: :meth:`request_cancel` and shielding act on it. An
+        escalated failure is raised from here unwrapped, once the children have
+        ended; a single child's escalated failure is re-raised unwrapped too,
+        so an escalation reaches the system's block inside one
+        :class:`ExceptionGroup` however deep the actor was.
+
+        The mailbox loop is written out here rather than in a helper
+        coroutine: an idle actor then holds one frame less.
+        """
+        failure: Exception | None = None
         try:
-            with self.scope:
-                async with trio.open_nursery() as nursery:
-                    self.nursery = nursery
-                    try:
-                        await self._live()
-                    finally:
-                        # Children die with their parent: ask them to drain and end.
-                        for child in list(self.children.values()):
-                            child.request_stop()
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                nursery.cancel_scope.shield = type(self.actor).shielded
+                if self.cancelled:
+                    nursery.cancel_scope.cancel()
+                try:
+                    await trio.lowlevel.checkpoint_if_cancelled()
+                    serving = await self._start()
+                    batch = 0
+                    while serving:
+                        # Yield, or notice a cancel, *before* taking a message:
+                        # a message taken from the mailbox is always handled.
+                        if batch >= _FAIRNESS_BATCH:
+                            batch = 0
+                            await trio.lowlevel.checkpoint()
+                        else:
+                            await trio.lowlevel.checkpoint_if_cancelled()
+                        envelope = _take_nowait(self.receive)
+                        if envelope is None:
+                            batch = 0
+                            try:
+                                envelope = await self.receive.receive()
+                            except trio.EndOfChannel:
+                                envelope = _CLOSED
+                        else:
+                            batch += 1
+                        if envelope is _CLOSED:
+                            await self._stop_hook()
+                            break
+                        serving = await self._handle(*envelope)
+                except Exception as exc:
+                    failure = self.failure = exc
+                    nursery.cancel_scope.cancel()
+                finally:
+                    # Children die with their parent: ask them to drain and end.
+                    for child in list(self.children.values()):
+                        child.request_stop()
+        except BaseExceptionGroup as group:
+            failure = self._escalated(failure, group)
         finally:
             self._finish()
+        if failure is not None:
+            raise failure
 
-    async def _live(self) -> None:
-        if not await self._start():
-            return
-        receive = self.receive
-        batch = 0
-        while True:
+    def _escalated(self, failure: Exception | None, group: BaseExceptionGroup[BaseException]) -> Exception:
+        """What to raise when children escalated *group*; *failure* is the actor's own."""
+        escalated = group.exceptions
+        if failure is not None:
+            msg = f"Actor {self.name!r} and its children failed"
+            raise BaseExceptionGroup(msg, [failure, *escalated]) from None
+        if len(escalated) != 1 or not isinstance(escalated[0], Exception):
+            raise group
+        self.failure = escalated[0]
+        return escalated[0]
+
+    async def _handle(self, message: object, reply: Reply[object] | None) -> bool:
+        """Handle one message; return whether the actor goes on serving."""
+        self.handled += 1
+        if reply is None:
             try:
-                message, reply = receive.receive_nowait()
-                batch += 1
-                if batch >= _FAIRNESS_BATCH:
-                    batch = 0
-                    await trio.lowlevel.checkpoint()
-            except trio.WouldBlock:
-                batch = 0
-                try:
-                    message, reply = await receive.receive()
-                except trio.EndOfChannel:
-                    break
-            except trio.EndOfChannel:
-                break
-            self.handled += 1
-            if reply is None:
-                try:
-                    await self.actor.handle(message)
-                except Exception as exc:
-                    if not await self._supervise(exc):
-                        return
-            else:
-                try:
-                    value = await self.actor.handle(message)
-                except Exception as exc:
-                    reply.send(outcome.Error(exc))
-                except BaseException:
-                    reply.send(outcome.Error(self.stopped_error("get a reply from")))
-                    raise
-                else:
-                    reply.send(outcome.Value(value))
-        await self._stop_hook()
+                await self.actor.handle(message)
+            except Exception as exc:
+                return await self._supervise(exc)
+            return True
+        try:
+            value = await self.actor.handle(message)
+        except Exception as exc:
+            reply.send(outcome.Error(exc))
+        except BaseException:
+            reply.send(outcome.Error(self.stopped_error("get a reply from")))
+            raise
+        else:
+            reply.send(outcome.Value(value))
+        return True
 
     async def _start(self) -> bool:
         while True:
@@ -201,17 +265,26 @@ class Cell:
         if policy.kind == "restart":
             now = trio.current_time()
             restarts = self.restarts
+            if restarts is None:
+                restarts = self.restarts = collections.deque()
             while restarts and now - restarts[0] > policy.within:
                 restarts.popleft()
             if len(restarts) < policy.max_restarts:
                 restarts.append(now)
-                await self._stop_hook()
+                # The old instance's on_stop failing is a failure of its own,
+                # and escalates: there is no instance left to restart it into.
+                await self.actor.on_stop()
                 if self.factory is not None:
                     self.actor._cell = None
                     self.actor = self.factory()
                     self.actor._cell = self
                 return await self._start()
-        self.failure = exc
+            exc.add_note(
+                f"Escalated by actor {self.name!r} after {len(restarts)} restarts "
+                f"within {policy.within} s (its supervision's limit)."
+            )
+        else:
+            exc.add_note(f"Escalated by actor {self.name!r} (supervision: escalate).")
         raise exc
 
     def _finish(self) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import operator
 from typing import TYPE_CHECKING, Generic, TypeVar, final
 
-import outcome
 import trio
 
 if TYPE_CHECKING:
+    import outcome
     from trio import MemoryReceiveChannel, MemorySendChannel
 
 T = TypeVar("T")
