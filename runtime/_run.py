@@ -82,19 +82,27 @@ class RunResult(Generic[T]):
         return self.result  # type: ignore[return-value]
 
 
+# Records the coordinator gets in one message when nobody subscribes: one
+# wake-up of the coordinator per batch instead of two per request. With a
+# subscriber every record goes at once, so events stay live.
+_QUIET_BATCH = 256
+
+
 @final
 class Run:
     """Everything one run shares between its actors. Private to the runtime."""
 
     __slots__ = (
+        "_batch",
         "_ids",
+        "_pending",
+        "_t0",
         "coordinator",
         "end_on_error",
         "first_error",
         "flow_name",
         "metadata",
         "nodes_scope",
-        "publishing",
         "state",
         "timeout",
     )
@@ -115,9 +123,22 @@ class Run:
         self.metadata = metadata
         self.first_error: BaseException | None = None
         self.nodes_scope: trio.CancelScope | None = None
-        self.coordinator: actors.ActorRef[_Record, None] | None = None
-        self.publishing = False
+        self.coordinator: actors.ActorRef[list[_Record], None] | None = None
+        self._pending: list[_Record] = []
+        self._batch = _QUIET_BATCH
         self._ids = 0
+        self._t0 = 0.0
+
+    def start(self, coordinator: actors.ActorRef[list[_Record], None], *, publishing: bool) -> None:
+        """Start the run's clock; from now on records go to *coordinator*."""
+        self.state._start_clock()
+        self._t0 = trio.current_time()
+        self.coordinator = coordinator
+        self._batch = 1 if publishing else _QUIET_BATCH
+
+    def offset(self) -> float:
+        """Seconds since the run started, on Trio's clock."""
+        return trio.current_time() - self._t0
 
     def next_request_id(self) -> str:
         self._ids += 1
@@ -131,14 +152,28 @@ class Run:
         node: str | None = None,
         data: object = None,
     ) -> None:
-        """Send one event to the coordinator; waits only while its mailbox is full."""
+        """Queue one event for the coordinator, in order.
+
+        Records go to the coordinator in batches (of one when somebody
+        subscribes); this waits only while the coordinator's mailbox is full.
+        """
+        pending = self._pending
+        pending.append((kind, request_id, parent_id, node, data, trio.current_time() - self._t0))
+        if len(pending) >= self._batch:
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Send the queued records to the coordinator."""
+        batch = self._pending
+        if not batch:
+            return
+        self._pending = []
         coordinator = self.coordinator
         assert coordinator is not None
-        entry = (kind, request_id, parent_id, node, data, self.state._now_offset())
         try:
-            coordinator.tell_nowait(entry)
+            coordinator.tell_nowait(batch)
         except actors.MailboxFullError:
-            await coordinator.tell(entry)
+            await coordinator.tell(batch)
 
     async def record_shielded(
         self, kind: EventKind, request_id: str, parent_id: str | None, node: str, data: object
@@ -163,19 +198,30 @@ _REQUEST_OUTCOMES = {
 }
 
 
-class Coordinator(actors.Actor[_Record, None]):
+class Coordinator(actors.Actor[list[_Record], None]):
     """Creates and tracks the run's requests; the only writer of the request tree."""
 
     shielded = True
-    mailbox_size = 65536
+    mailbox_size = 1024
 
     def __init__(self, run: Run, publisher: actors.ActorRef[Event, None] | None) -> None:
         self._run = run
         self._publisher = publisher
         self._seq = 0
 
-    async def handle(self, message: _Record) -> None:
-        kind, request_id, parent_id, node, data, offset = message
+    async def handle(self, message: list[_Record]) -> None:
+        for record in message:
+            await self._apply(*record)
+
+    async def _apply(
+        self,
+        kind: EventKind,
+        request_id: str | None,
+        parent_id: str | None,
+        node: str | None,
+        data: object,
+        offset: float,
+    ) -> None:
         requests = self._run.state.requests
         if kind is EventKind.REQUEST_CREATED:
             assert request_id is not None
@@ -318,13 +364,13 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
     async def handle(self, message: None) -> RunResult[object]:
         run = self.run
         state = run.state
-        state._start_clock()
         publisher_actor = Publisher(self.callbacks, self.subscriptions)
+        publishing = publisher_actor.has_subscribers
         publisher = await self.spawn(publisher_actor, name="publisher")
         coordinator = await self.spawn(
-            Coordinator(run, publisher if publisher_actor.has_subscribers else None), name="coordinator"
+            Coordinator(run, publisher if publishing else None), name="coordinator"
         )
-        run.coordinator = coordinator
+        run.start(coordinator, publishing=publishing)
         current_frame.set(Frame(run, None))
         status = Status.FAILED
         result: object = None
@@ -379,7 +425,8 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
                         else f"{state.error.type}: {state.error.message}",
                     },
                 )
+                await run.flush()
                 await coordinator.stop()
                 await publisher.stop()
-                state.finished_at = state._wall_time(state._now_offset())
+                state.finished_at = state._wall_time(run.offset())
         return RunResult(state, result, error)
