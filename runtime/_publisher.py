@@ -154,10 +154,6 @@ class Publisher(actors.Actor[Event, None]):
         self._callbacks = list(callbacks)
         self._sinks = [s._sink for s in subscriptions]
 
-    @property
-    def has_subscribers(self) -> bool:
-        return bool(self._callbacks or self._sinks)
-
     async def handle(self, message: Event) -> None:
         for callback in self._callbacks:
             try:

@@ -362,14 +362,18 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
         self.subscriptions = subscriptions
 
     async def handle(self, message: None) -> RunResult[object]:
+        self.ref.stop_nowait()  # one run per actor: end once this message is handled
         run = self.run
         state = run.state
-        publisher_actor = Publisher(self.callbacks, self.subscriptions)
-        publishing = publisher_actor.has_subscribers
-        publisher = await self.spawn(publisher_actor, name="publisher")
-        coordinator = await self.spawn(
-            Coordinator(run, publisher if publishing else None), name="coordinator"
+        # The publisher exists only when somebody listens: a run nobody
+        # subscribes to pays nothing for publishing.
+        publishing = bool(self.callbacks or self.subscriptions)
+        publisher = (
+            await self.spawn(Publisher(self.callbacks, self.subscriptions), name="publisher")
+            if publishing
+            else None
         )
+        coordinator = await self.spawn(Coordinator(run, publisher), name="coordinator")
         run.start(coordinator, publishing=publishing)
         current_frame.set(Frame(run, None))
         status = Status.FAILED
@@ -427,6 +431,7 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
                 )
                 await run.flush()
                 await coordinator.stop()
-                await publisher.stop()
+                if publisher is not None:
+                    await publisher.stop()
                 state.finished_at = state._wall_time(run.offset())
         return RunResult(state, result, error)
