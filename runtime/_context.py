@@ -16,7 +16,7 @@ import attrs
 from ._exceptions import OutsideRunError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     from ._run import NodeActor, Run
 
@@ -53,6 +53,36 @@ class Frame:
 
 
 current_frame: contextvars.ContextVar[Frame] = contextvars.ContextVar("trioflow_frame")
+
+
+@final
+@attrs.frozen
+class Invocation:
+    """One call of user code about to run, as an invocation hook sees it.
+
+    Attributes:
+        kind: ``"node"`` for a node request, ``"routine"`` for a routine's slot handler.
+        name: the node's name, or the routine's id.
+        path: for a node, the node names from the run's entry point down to it;
+            for a routine, ``(routine_id, slot_name)``.
+        args: the positional arguments (a node's).
+        kwargs: the keyword arguments (a node's), or the slot's data (a routine's).
+    """
+
+    kind: str
+    name: str
+    path: tuple[str, ...]
+    args: tuple[object, ...]
+    kwargs: Mapping[str, object]
+
+
+#: Called (and awaited) in the invoking task just before each node or routine
+#: handler runs; what it raises is raised as if by the user's code. Set by
+#: ``runtime.testing`` to inject faults without editing a workflow. Being a
+#: context variable, it reaches exactly the runs started where it is set.
+invocation_hook: contextvars.ContextVar[Callable[[Invocation], Awaitable[None]] | None] = (
+    contextvars.ContextVar("trioflow_invocation_hook", default=None)
+)
 
 
 def current_run(api: str) -> Run:

@@ -25,7 +25,7 @@ import trio
 
 import actors
 
-from ._context import Frame, RequestMetadata, current_frame
+from ._context import Frame, Invocation, RequestMetadata, current_frame, invocation_hook
 from ._exceptions import RunCancelledError, RunTimeoutError
 from ._publisher import Event, EventKind, Publisher
 from ._state import ErrorSummary, JobState, Request, Status, summarize
@@ -295,7 +295,10 @@ class NodeActor(actors.Actor[None, object]):
     async def handle(self, message: None) -> object:
         run = self.run
         current_frame.set(Frame(run, self))
+        hook = invocation_hook.get(None)
         try:
+            if hook is not None:
+                await hook(Invocation("node", self.node.name, self.path, self.args, self.kwargs))
             result = await self.node.invoke(self.args, self.kwargs)
         except BaseException as exc:
             if is_cancellation(exc):
