@@ -89,6 +89,9 @@ from ._serialize import (
 from ._serialize import (
     write_state_file as write_state_file,
 )
+from ._session import Session as Session
+from ._session import SessionManager as SessionManager
+from ._session import WorkflowMetrics as WorkflowMetrics
 from ._state import (
     Delivery as Delivery,
 )
@@ -121,6 +124,10 @@ __all__ = [
     "Flow",
     "RunResult",
     "session",
+    # sessions
+    "SessionManager",
+    "Session",
+    "WorkflowMetrics",
     # events
     "Event",
     "EventKind",
