@@ -1,0 +1,223 @@
+"""``python -m runtime``: run a flow from a file, or show a saved run.
+
+::
+
+    python -m runtime run examples/greet.py:flow --arg name=Alice
+    python -m runtime show .trioflow/greet-flow.json
+
+Both print the same rendering of a run (:func:`render_run`): its status and
+result, then the request tree with each node's status, timing and result or
+error. ``run`` exits with status 1 when the run did not complete; both exit
+with status 2, after a one-line error on stderr, when their input is unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import pathlib
+import sys
+import uuid
+from typing import TYPE_CHECKING, TypeAlias
+
+from ._exceptions import StateFileError, TrioflowError
+from ._flow import Flow
+from ._serialize import read_state_file
+from ._state import Status
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import ModuleType
+
+    from ._state import JobState, Request
+
+PROG = "python -m runtime"
+
+_EXIT_FAILED = 1
+_EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A problem with the command's input, reported as one line on stderr."""
+
+
+def format_duration(seconds: float | None) -> str:
+    """*seconds* for reading: ``850 µs``, ``12.3 ms``, ``4.05 s``; ``-`` if unknown."""
+    if seconds is None:
+        return "-"
+    if seconds >= 1.0:
+        return f"{seconds:.3g} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.3g} ms"
+    return f"{seconds * 1e6:.3g} µs"
+
+
+def _request_line(request: Request) -> str:
+    line = f"{request.node} ({request.id}) {request.status.value} in {format_duration(request.duration)}"
+    if request.error is not None:
+        line += f" !! {request.error.type}: {request.error.message}"
+    elif request.result is not None:
+        line += f" -> {request.result}"
+    return line
+
+
+def render_run(state: JobState) -> str:
+    """Render a finished (or saved) run as text: header, result, request tree.
+
+    The same rendering serves ``run`` and ``show``, so a saved run looks
+    exactly as it did when it ran. Multi-line results and messages are kept
+    on one line each.
+    """
+    started, finished = state.started_at, state.finished_at
+    took = None if started is None or finished is None else (finished - started).total_seconds()
+    lines = [f"flow {state.flow_name!r}, run {state.run_id}: {state.status.value} in {format_duration(took)}"]
+    if state.error is not None:
+        lines.append(f"error: {state.error.type}: {state.error.message}")
+    elif state.status is Status.COMPLETED:
+        lines.append(f"result: {state.result}")
+    if state.requests:
+        lines.append("requests:")
+        children: dict[str | None, list[Request]] = {}
+        for request in state.requests.values():
+            parent = request.parent_id if request.parent_id in state.requests else None
+            children.setdefault(parent, []).append(request)
+
+        def walk(parent: str | None, prefix: str) -> None:
+            kids = children.get(parent, [])
+            for index, request in enumerate(kids):
+                last = index == len(kids) - 1
+                lines.append(f"{prefix}{'└── ' if last else '├── '}{_request_line(request)}")
+                walk(request.id, prefix + ("    " if last else "│   "))
+
+        walk(None, "")
+    if state.history:
+        lines.append("history:")
+        lines.extend(
+            f"  +{format_duration(entry.offset)} {entry.routine_id}.{entry.event_name} {json.dumps(entry.data, default=repr)}"
+            for entry in state.history
+        )
+    return "\n".join(" ".join(line.splitlines()) for line in lines)
+
+
+def parse_arg(text: str) -> tuple[str, object]:
+    """Parse one ``--arg key=value``: the value as JSON if it parses, else as a string."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.isidentifier():
+        msg = f"--arg {text!r}: give KEY=VALUE with KEY a parameter name, e.g. --arg name=Alice."
+        raise CommandError(msg)
+    try:
+        value: object = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key, value
+
+
+def _load_module(path: pathlib.Path) -> ModuleType:
+    name = f"_trioflow_cli_{path.stem}_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        msg = f"cannot load {os.fspath(path)} as a Python module; give a .py file."
+        raise CommandError(msg)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    sys.path.insert(0, os.fspath(path.resolve().parent))
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    finally:
+        sys.path.remove(os.fspath(path.resolve().parent))
+    return module
+
+
+AnyFlow: TypeAlias = "Flow[..., object]"  # type: ignore[explicit-any]  # the CLI passes **kwargs it parsed
+
+
+def load_flow(target: str) -> AnyFlow:
+    """Load ``FILE.py:NAME`` and return the :class:`~runtime.Flow` named NAME in it."""
+    file, sep, attr = target.rpartition(":")
+    if not sep or not file or not attr:
+        msg = f"{target!r}: give FILE.py:FLOW, e.g. examples/greet.py:flow."
+        raise CommandError(msg)
+    path = pathlib.Path(file)
+    if not path.is_file():
+        msg = f"{file}: no such file."
+        raise CommandError(msg)
+    module = _load_module(path)
+    flows = sorted(name for name, value in vars(module).items() if isinstance(value, Flow))
+    if not hasattr(module, attr):
+        known = ", ".join(flows) or "none"
+        msg = f"{file} has no {attr!r}; the flows it defines are: {known}."
+        raise CommandError(msg)
+    flow = getattr(module, attr)
+    if not isinstance(flow, Flow):
+        known = ", ".join(flows) or "none"
+        msg = f"{file}:{attr} is a {type(flow).__qualname__}, not an rt.Flow; the flows it defines are: {known}."
+        raise CommandError(msg)
+    return flow
+
+
+def _command_run(args: argparse.Namespace) -> int:
+    flow = load_flow(args.target)
+    kwargs = dict(parse_arg(text) for text in args.arg)
+    try:
+        outcome = flow.run(**kwargs)
+    except TrioflowError as exc:  # bad arguments, or a flow that cannot run: nothing ran
+        raise CommandError(str(exc)) from exc
+    print(render_run(outcome.state))
+    return 0 if outcome.status is Status.COMPLETED else _EXIT_FAILED
+
+
+def _command_show(args: argparse.Namespace) -> int:
+    try:
+        state = read_state_file(args.file)
+    except StateFileError as exc:
+        raise CommandError(str(exc)) from exc
+    except OSError as exc:
+        msg = f"State file {args.file}: cannot read it: {exc.strerror or exc}."
+        raise CommandError(msg) from exc
+    print(render_run(state))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m runtime`` argument parser."""
+    parser = argparse.ArgumentParser(prog=PROG, description="Run trioflow flows and inspect saved runs.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run = commands.add_parser(
+        "run",
+        help="run a flow and print its result and request tree",
+        description="Load FILE.py, run the rt.Flow named FLOW in it, print the result and the request tree.",
+    )
+    run.add_argument("target", metavar="FILE.py:FLOW", help="the file and the name of the flow in it")
+    run.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a keyword argument for the entry point; VALUE is read as JSON if it parses, else as a string",
+    )
+    run.set_defaults(handler=_command_run)
+    show = commands.add_parser(
+        "show",
+        help="render a saved run (a save_state file) as a tree",
+        description="Render a state file written by save_state=True.",
+    )
+    show.add_argument("file", metavar="STATE.json", help="e.g. .trioflow/greet-flow.json")
+    show.set_defaults(handler=_command_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        status: int = args.handler(args)
+    except CommandError as exc:
+        message = " ".join(str(exc).split())
+        print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+        return _EXIT_USAGE
+    return status
