@@ -24,10 +24,13 @@ T = TypeVar("T")
 def _caller(api: str, node: object) -> NodeActor:
     frame = current_frame.get(None)
     if frame is None or frame.actor is None:
-        label = getattr(node, "name", None) or getattr(node, "__name__", None) or repr(node)
+        if api == "rt.broadcast":
+            label, entry = repr(node), "node"
+        else:
+            label = entry = getattr(node, "name", None) or getattr(node, "__name__", None) or repr(node)
         msg = (
             f"{api}({label}) was called outside a run. Start one with "
-            f"rt.Flow('demo', entry_point={label}).invoke(...), or await flow.ainvoke(...) from Trio code."
+            f"rt.Flow('demo', entry_point={entry}).invoke(...), or await flow.ainvoke(...) from Trio code."
         )
         raise OutsideRunError(msg)
     return frame.actor
@@ -78,8 +81,9 @@ async def call_batch(
         The results, in the order of the arguments.
 
     Raises:
-        Exception: the first failure, once the other calls are cancelled
-            (unless *return_exceptions*).
+        Exception: the first call to fail (the first in time, not in argument
+            order), once the other calls are cancelled and have ended (unless
+            *return_exceptions*).
 
     .. versionadded:: 0.1
     """
@@ -88,22 +92,7 @@ async def call_batch(
     arg_sets = list(zip(*iterables, strict=True))
     for args in arg_sets:
         target.check_arguments(args, {})
-    children = [await actor.spawn_child(target, args, {}) for args in arg_sets]
-    replies = [child.ask_nowait(None) for child in children]
-    results: list[object] = []
-    try:
-        for reply in replies:
-            try:
-                results.append(await reply.wait())
-            except Exception as exc:
-                if not return_exceptions:
-                    raise
-                results.append(exc)
-    except BaseException:
-        for child in children:
-            child.cancel()
-        raise
-    return results
+    return await actor.call_batch(target, arg_sets, return_exceptions=return_exceptions)
 
 
 async def broadcast(item: object) -> None:

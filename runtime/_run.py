@@ -247,10 +247,15 @@ class Coordinator(actors.Actor[list[_Record], None]):
                 )
                 data = summary
         elif kind is EventKind.RUN_FINISHED:
+            # Requests whose node never started (cancelled first) end with the
+            # run; say so, so every request's events end with its outcome.
             for request in requests.values():
                 if not request.status.is_final:
                     request.status = Status.CANCELLED
                     request.finished_at = offset
+                    await self._publish(
+                        EventKind.REQUEST_CANCELLED, request.id, request.parent_id, request.node, None, offset
+                    )
         await self._publish(kind, request_id, parent_id, node, data, offset)
 
     async def _publish(
@@ -273,6 +278,10 @@ class NodeActor(actors.Actor[None, object]):
     """One request: runs its node once, replies with the result, and stops."""
 
     mailbox_size = 1
+    #: Whether the node began running (a child cancelled before it ran did not).
+    started = False
+    #: Told of the node's failure as it happens: how a batch cancels its siblings.
+    on_failure: Callable[[BaseException], None] | None = None
 
     def __init__(
         self,
@@ -293,6 +302,7 @@ class NodeActor(actors.Actor[None, object]):
         self.kwargs = kwargs
 
     async def handle(self, message: None) -> object:
+        self.started = True
         run = self.run
         current_frame.set(Frame(run, self))
         hook = invocation_hook.get(None)
@@ -314,6 +324,8 @@ class NodeActor(actors.Actor[None, object]):
             await run.record_shielded(
                 EventKind.REQUEST_FAILED, self.request_id, self.parent_id, self.node.name, exc
             )
+            if self.on_failure is not None:
+                self.on_failure(exc)
             if run.end_on_error:
                 run.abort(exc)
             raise
@@ -330,6 +342,68 @@ class NodeActor(actors.Actor[None, object]):
         except BaseException:
             child.cancel()
             raise
+
+    async def call_batch(
+        self, node: AnyNode, arg_sets: Sequence[tuple[object, ...]], *, return_exceptions: bool
+    ) -> list[object]:
+        """Run *node* once per argument tuple, as concurrent child requests; results in order.
+
+        Without *return_exceptions*, the first child to fail (in time, not in
+        argument order) cancels its siblings at once; when they have all
+        ended, its exception is raised.
+        """
+        run = self.run
+        failures: list[BaseException] = []
+        waiting = trio.CancelScope()
+
+        def on_failure(exc: BaseException) -> None:
+            if not failures:
+                failures.append(exc)
+                waiting.cancel()
+
+        children: list[NodeActor] = []
+        for args in arg_sets:
+            request_id = run.next_request_id()
+            await run.record(EventKind.REQUEST_CREATED, request_id, self.request_id, node.name)
+            child = NodeActor(run, node, request_id, self.request_id, (*self.path, node.name), args, {})
+            if not return_exceptions:
+                child.on_failure = on_failure
+            children.append(child)
+            await self.spawn(child, name=f"{node.name} ({request_id})")
+        replies = [child.ref.ask_nowait(None) for child in children]
+        results: list[object] = []
+        try:
+            with waiting:
+                for reply in replies:
+                    try:
+                        results.append(await reply.wait())
+                    except Exception as exc:
+                        if not return_exceptions:
+                            raise
+                        results.append(exc)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # cancelled: the children go with us
+                for child in children:
+                    child.ref.cancel()
+                raise
+            if not failures:
+                failures.append(exc)
+        if failures:
+            await self._end_children(children)
+            raise failures[0]
+        return results
+
+    async def _end_children(self, children: Sequence[NodeActor]) -> None:
+        """Cancel *children*, wait until they have ended, and record those that never ran."""
+        for child in children:
+            child.ref.cancel()
+        for child in children:
+            await child.ref.wait_stopped()
+        for child in children:
+            if not child.started:
+                await self.run.record(
+                    EventKind.REQUEST_CANCELLED, child.request_id, self.request_id, child.node.name, None
+                )
 
     async def spawn_child(
         self, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]
