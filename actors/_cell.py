@@ -7,7 +7,7 @@ it through :class:`~actors.ActorRef`.
 from __future__ import annotations
 
 import collections
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import outcome
 import trio
@@ -66,6 +66,7 @@ class Cell:
         "parent",
         "receive",
         "ref",
+        "restart_times",
         "restarts",
         "send",
         "state",
@@ -100,27 +101,32 @@ class Cell:
         self.children: dict[int, Cell] = {}
         self.failure: BaseException | None = None
         self.handled = 0
-        # The times of recent restarts; allocated at the first restart.
-        self.restarts: collections.deque[float] | None = None
+        self.restarts = 0
+        # The times of the restarts within the supervision window; allocated
+        # at the first restart.
+        self.restart_times: collections.deque[float] | None = None
         self._stopped_event: trio.Event | None = None
         self.ref: ActorRef[object, object] = ActorRef[object, object]._create(self)
         actor._cell = self
 
     # -- requests from refs -------------------------------------------------
 
-    def stopped_error(self, action: str) -> ActorStoppedError:
+    def stopped_error(self, action: str, why: str | None = None) -> ActorStoppedError:
         """The error for *action* on this actor once it no longer takes messages."""
-        if self.failure is not None:
-            why = f"it failed with {type(self.failure).__name__}: {self.failure}"
-        elif self.state is State.STOPPING:
-            why = "it is stopping and takes no new messages"
-        else:
-            why = "it has stopped"
         msg = (
-            f"Cannot {action} actor {self.name!r}: {why}. Messages to a stopped actor are never "
-            "delivered; catch ActorStoppedError if it may stop first."
+            f"Cannot {action} actor {self.name!r}: {why or self._why_stopped()}. Messages to a "
+            "stopped actor are never delivered; catch ActorStoppedError if it may stop first."
         )
         return ActorStoppedError(msg, actor=self.name)
+
+    def _why_stopped(self) -> str:
+        if self.failure is not None:
+            return f"it failed with {type(self.failure).__name__}: {self.failure}"
+        if self.cancelled:
+            return "it was cancelled"
+        if self.state is State.STOPPING:
+            return "it is stopping and takes no new messages"
+        return "it has stopped"
 
     def request_stop(self) -> None:
         """Take no new messages; the actor ends once its mailbox is drained."""
@@ -130,10 +136,14 @@ class Cell:
 
     def request_cancel(self) -> None:
         """Cancel the actor and its children at once; queued messages are dropped."""
-        self.request_stop()
+        if self.state is State.STOPPED:
+            return
         self.cancelled = True
+        # Cancel before closing the mailbox: closing first would wake an idle
+        # actor with end-of-mailbox, and it would run on_stop() as if stopped.
         if self.nursery is not None:
             self.nursery.cancel_scope.cancel()
+        self.request_stop()
 
     async def wait_stopped(self) -> None:
         """Wait until the actor's task has finished."""
@@ -188,6 +198,7 @@ class Cell:
                         else:
                             batch += 1
                         if envelope is _CLOSED:
+                            await trio.lowlevel.checkpoint_if_cancelled()
                             await self._stop_hook()
                             break
                         serving = await self._handle(*envelope)
@@ -230,7 +241,8 @@ class Cell:
         except Exception as exc:
             reply.send(outcome.Error(exc))
         except BaseException:
-            reply.send(outcome.Error(self.stopped_error("get a reply from")))
+            why = "it was cancelled while handling this message"
+            reply.send(outcome.Error(self.stopped_error("get a reply from", why)))
             raise
         else:
             reply.send(outcome.Value(value))
@@ -251,7 +263,7 @@ class Cell:
             await self.actor.on_stop()
         except Exception as exc:
             if self.supervision.kind == "escalate":
-                raise
+                self._escalate(exc, "(supervision: escalate)")
             self.failure = exc
 
     async def _supervise(self, exc: Exception) -> bool:
@@ -262,29 +274,33 @@ class Cell:
             self.request_stop()
             await self._stop_hook()
             return False
-        if policy.kind == "restart":
-            now = trio.current_time()
-            restarts = self.restarts
-            if restarts is None:
-                restarts = self.restarts = collections.deque()
-            while restarts and now - restarts[0] > policy.within:
-                restarts.popleft()
-            if len(restarts) < policy.max_restarts:
-                restarts.append(now)
-                # The old instance's on_stop failing is a failure of its own,
-                # and escalates: there is no instance left to restart it into.
-                await self.actor.on_stop()
-                if self.factory is not None:
-                    self.actor._cell = None
-                    self.actor = self.factory()
-                    self.actor._cell = self
-                return await self._start()
-            exc.add_note(
-                f"Escalated by actor {self.name!r} after {len(restarts)} restarts "
-                f"within {policy.within} s (its supervision's limit)."
-            )
-        else:
-            exc.add_note(f"Escalated by actor {self.name!r} (supervision: escalate).")
+        if policy.kind != "restart":
+            self._escalate(exc, "(supervision: escalate)")
+        now = trio.current_time()
+        restarts = self.restart_times
+        if restarts is None:
+            restarts = self.restart_times = collections.deque()
+        while restarts and now - restarts[0] > policy.within:
+            restarts.popleft()
+        if len(restarts) >= policy.max_restarts:
+            how = f"after {len(restarts)} restarts within {policy.within} s (its supervision's limit)"
+            self._escalate(exc, how)
+        restarts.append(now)
+        self.restarts += 1
+        try:
+            await self.actor.on_stop()
+        except Exception as stop_exc:
+            # There is no instance left to restart into: this escalates.
+            self._escalate(stop_exc, "(its on_stop() failed during a restart)")
+        if self.factory is not None:
+            self.actor._cell = None
+            self.actor = self.factory()
+            self.actor._cell = self
+        return await self._start()
+
+    def _escalate(self, exc: Exception, how: str) -> NoReturn:
+        """Raise *exc* to the parent, noting which actor escalated it and why."""
+        exc.add_note(f"Escalated by actor {self.name!r} {how}.")
         raise exc
 
     def _finish(self) -> None:

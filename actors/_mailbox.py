@@ -38,7 +38,10 @@ def check_mailbox_size(size: object, *, actor: str) -> int:
 
 def open_mailbox(
     size: int,
-) -> tuple[MemorySendChannel[tuple[object, Reply[object] | None]], MemoryReceiveChannel[tuple[object, Reply[object] | None]]]:
+) -> tuple[
+    MemorySendChannel[tuple[object, Reply[object] | None]],
+    MemoryReceiveChannel[tuple[object, Reply[object] | None]],
+]:
     """Open the channel pair behind one actor's mailbox."""
     return trio.open_memory_channel[tuple[object, "Reply[object] | None"]](size)
 

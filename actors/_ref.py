@@ -16,6 +16,7 @@ from ._util import NoPublicConstructor
 if TYPE_CHECKING:
     from ._cell import Cell
 
+
 class State(enum.Enum):
     """Where an actor is in its life."""
 
@@ -62,7 +63,7 @@ class ActorStatistics:
         mailbox_used: messages waiting in the mailbox.
         mailbox_size: the mailbox's capacity.
         handled: messages taken from the mailbox so far.
-        restarts: restarts within the supervision window.
+        restarts: how many times the actor has been restarted.
 
     .. versionadded:: 0.1
     """
@@ -163,7 +164,10 @@ class ActorRef(Generic[M, R], metaclass=NoPublicConstructor):
         with trio.move_on_after(timeout) as scope:
             return await self._ask(message)
         assert scope.cancelled_caught
-        msg = f"Actor {self._cell.name!r} did not reply within {timeout} s."
+        msg = (
+            f"Actor {self._cell.name!r} did not reply to ask() within {timeout} s. The message may "
+            "still be handled; give a longer timeout, or None to wait as long as it takes."
+        )
         raise AskTimeoutError(msg)
 
     def ask_nowait(self, message: M) -> Reply[R]:
@@ -228,5 +232,5 @@ class ActorRef(Generic[M, R], metaclass=NoPublicConstructor):
             mailbox_used=cell.receive.statistics().current_buffer_used,
             mailbox_size=cell.mailbox_size,
             handled=cell.handled,
-            restarts=0 if cell.restarts is None else len(cell.restarts),
+            restarts=cell.restarts,
         )
