@@ -1,0 +1,49 @@
+"""Fuzz your own workflows: Hypothesis strategies, faults, schedules and invariant checkers.
+
+``import runtime.testing`` needs Hypothesis but not pytest. See
+``docs/fuzzing.md`` for the pattern.
+
+.. versionadded:: 0.1
+"""
+
+from ._faults import Fault as Fault
+from ._faults import FaultPlan as FaultPlan
+from ._faults import HandOff as HandOff
+from ._faults import InjectedCancelError as InjectedCancelError
+from ._faults import InjectedError as InjectedError
+from ._faults import Injection as Injection
+from ._faults import discover_nodes as discover_nodes
+from ._faults import faults as faults
+from ._faults import flow_targets as flow_targets
+from ._faults import inject as inject
+from ._schedules import Schedule as Schedule
+from ._schedules import run_many_with_schedule as run_many_with_schedule
+from ._schedules import run_with_schedule as run_with_schedule
+from ._schedules import schedules as schedules
+
+__all__ = [
+    # faults and schedules
+    "faults",
+    "Fault",
+    "FaultPlan",
+    "inject",
+    "Injection",
+    "HandOff",
+    "InjectedError",
+    "InjectedCancelError",
+    "discover_nodes",
+    "flow_targets",
+    "schedules",
+    "Schedule",
+    "run_with_schedule",
+    "run_many_with_schedule",
+]
+
+from types import FunctionType as _FunctionType
+
+for _name in __all__:
+    _obj = globals()[_name]
+    # Show public classes and functions as runtime.testing.X, like trio's fixup_module_metadata.
+    if isinstance(_obj, type | _FunctionType) and _obj.__module__.startswith("runtime.testing._"):
+        _obj.__module__ = "runtime.testing"
+del _name, _obj, _FunctionType

@@ -1,0 +1,776 @@
+"""Faults for a user's existing workflow, injected without editing its code.
+
+A :class:`FaultPlan` maps node names (or routine ids) to a :class:`Fault`:
+raise an exception, delay, or cancel the run. :func:`inject` applies a plan
+(and a :class:`~runtime.testing.Schedule`) to every run started inside its
+block, through the runtime's invocation hook: a context variable the runtime
+awaits in the invoking task just before each node (or routine slot handler)
+runs. :func:`faults` draws plans from Hypothesis, so a failing plan shrinks.
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import math
+import types
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, final
+
+import attrs
+import trio
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from .._context import Invocation, current_frame, invocation_hook
+from .._exceptions import FaultInjectionError, TrioflowError
+from .._node import Node
+
+if TYPE_CHECKING:
+    import contextvars
+    from collections.abc import Awaitable, Callable
+
+    from hypothesis.strategies import SearchStrategy
+
+    from .._flow import Flow
+    from ._schedules import Schedule
+
+AnyFlow: TypeAlias = "Flow[..., Any]"  # type: ignore[explicit-any]  # a flow of any signature
+
+FaultKind: TypeAlias = Literal["raise", "delay", "cancel"]
+"""What a :class:`Fault` does: ``"raise"``, ``"delay"`` or ``"cancel"``."""
+
+FaultKey: TypeAlias = "str | tuple[str, int]"
+"""A :class:`FaultPlan` key: a target (node name or routine id), or ``(target, call)``."""
+
+_KINDS: tuple[FaultKind, ...] = ("raise", "delay", "cancel")
+
+
+class InjectedError(TrioflowError):
+    """The default exception a ``"raise"`` fault raises in place of the user's code.
+
+    .. versionadded:: 0.1
+    """
+
+
+class InjectedCancelError(TrioflowError):
+    """Why a run ended after a ``"cancel"`` fault: the error of that run's result.
+
+    Every node of the run got a real ``trio.Cancelled`` first; see :class:`Fault`.
+
+    .. versionadded:: 0.1
+    """
+
+
+def _check_delay(seconds: object, where: str) -> float:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not math.isfinite(seconds)
+        or seconds < 0
+    ):
+        msg = f"{where}: a delay must be a finite number of seconds, 0 or more, not {seconds!r}."
+        raise InvalidArgument(msg)
+    return float(seconds)
+
+
+@final
+@attrs.frozen(repr=False)
+class Fault:
+    """One fault: what happens when an invocation it targets is about to run.
+
+    Build one with :meth:`raising`, :meth:`delaying` or :meth:`cancelling`.
+
+    - ``"raise"``: a fresh copy of :attr:`exception` is raised in the invoking
+      task instead of running the node or handler, exactly as if the user's code
+      had raised it: it reaches the caller (or the routine's error strategy).
+    - ``"delay"``: the invocation waits :attr:`seconds` (``trio.sleep``, so under
+      ``MockClock`` it costs no real time), then runs normally.
+    - ``"cancel"``: the whole run is cancelled at this invocation. Trio forbids
+      raising ``trio.Cancelled`` by hand, so the fault does what a timeout or
+      ``end_on_error`` does: it cancels the run's own cancel scope, so that every
+      node of the run (the targeted one first, before its code starts) gets a
+      real ``trio.Cancelled`` at its next checkpoint and its ``finally`` blocks
+      and cancel handlers run. The run then ends ``failed`` with an
+      :class:`InjectedCancelError` saying where it was cancelled. Outside a node
+      run (a routine handler), the invocation raises that error instead.
+
+    Attributes:
+        kind: ``"raise"``, ``"delay"`` or ``"cancel"``.
+        exception: the exception a ``"raise"`` fault raises (a template: each
+            firing raises a copy, so notes and tracebacks never pile up on it).
+        seconds: how long a ``"delay"`` fault waits.
+
+    .. versionadded:: 0.1
+    """
+
+    kind: FaultKind
+    exception: Exception | None = None
+    seconds: float = 0.0
+
+    def __attrs_post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            msg = f"Fault(kind={self.kind!r}): the kinds are 'raise', 'delay' and 'cancel'."
+            raise InvalidArgument(msg)
+        if self.kind == "raise":
+            if not isinstance(self.exception, Exception):
+                msg = (
+                    f"Fault.raising({self.exception!r}): give an exception instance, e.g. ValueError('boom'). "
+                    "To cancel a run, use Fault.cancelling() (trio.Cancelled cannot be raised by hand)."
+                )
+                raise InvalidArgument(msg)
+        elif self.exception is not None:
+            msg = f"Fault(kind={self.kind!r}) takes no exception; only a 'raise' fault does."
+            raise InvalidArgument(msg)
+        _check_delay(self.seconds, f"Fault(kind={self.kind!r}, seconds={self.seconds!r})")
+        if self.kind != "delay" and self.seconds:
+            msg = f"Fault(kind={self.kind!r}) takes no seconds; only a 'delay' fault does."
+            raise InvalidArgument(msg)
+
+    @classmethod
+    def raising(cls, exception: Exception) -> Fault:
+        """A fault that raises (a copy of) *exception* instead of running the target.
+
+        Raises:
+            hypothesis.errors.InvalidArgument: *exception* is not an ``Exception`` instance.
+        """
+        return cls("raise", exception=exception)
+
+    @classmethod
+    def delaying(cls, seconds: float) -> Fault:
+        """A fault that makes the target wait *seconds* before it runs.
+
+        Raises:
+            hypothesis.errors.InvalidArgument: *seconds* is negative, NaN or infinite.
+        """
+        return cls("delay", seconds=seconds)
+
+    @classmethod
+    def cancelling(cls) -> Fault:
+        """A fault that cancels the whole run when the target is about to run."""
+        return cls("cancel")
+
+    def __repr__(self) -> str:
+        if self.kind == "raise":
+            return f"Fault.raising({self.exception!r})"
+        if self.kind == "delay":
+            return f"Fault.delaying({self.seconds!r})"
+        return "Fault.cancelling()"
+
+    def describe(self) -> str:
+        """The fault in words: ``raise ValueError('boom')``, ``delay 0.5 s``, ``cancel the run``."""
+        if self.kind == "raise":
+            return f"raise {self.exception!r}"
+        if self.kind == "delay":
+            return f"delay {self.seconds:g} s"
+        return "cancel the run"
+
+    async def apply(self, invocation: Invocation) -> None:
+        """Do the fault in the invoking task, just before *invocation* runs.
+
+        Raises:
+            Exception: a copy of :attr:`exception` (``"raise"``), or
+                :class:`InjectedCancelError` (``"cancel"`` outside a node run).
+        """
+        if self.kind == "delay":
+            await trio.sleep(self.seconds)
+        elif self.kind == "raise":
+            assert self.exception is not None
+            raise _fresh_copy(self.exception)
+        else:
+            where = " > ".join(invocation.path) or invocation.name
+            error = InjectedCancelError(
+                f"A cancel fault cancelled the run when {invocation.kind} {invocation.name!r} "
+                f"was about to run (at {where})."
+            )
+            frame = current_frame.get(None)
+            if frame is None or frame.run.nodes_scope is None:
+                raise error
+            frame.run.abort(error)
+            # The run's scope is cancelled: this task is cancelled with every
+            # other node of the run, before the target's code starts.
+            await trio.sleep_forever()
+
+
+def _fresh_copy(template: Exception) -> Exception:
+    """A copy of *template* without the notes, traceback or marks of earlier raises."""
+    exc = copy.copy(template)
+    exc.__dict__.pop("__notes__", None)
+    exc.__dict__.pop("__trioflow_request_path__", None)
+    exc.__traceback__ = None
+    exc.__cause__ = exc.__context__ = None
+    return exc
+
+
+def _check_key(key: object) -> tuple[str, int | None]:
+    if isinstance(key, str) and key:
+        return key, None
+    if (
+        isinstance(key, tuple)
+        and len(key) == 2
+        and isinstance(key[0], str)
+        and key[0]
+        and isinstance(key[1], int)
+        and not isinstance(key[1], bool)
+    ):
+        if key[1] < 0:
+            msg = f"FaultPlan key {key!r}: the call index counts invocations of {key[0]!r} in a run from 0; it cannot be negative."
+            raise InvalidArgument(msg)
+        return key[0], key[1]
+    msg = (
+        f"FaultPlan key {key!r}: a key is a node name or routine id, e.g. 'fetch', "
+        "or a (name, call index) pair, e.g. ('fetch', 1) for its second invocation in a run."
+    )
+    raise InvalidArgument(msg)
+
+
+@final
+class FaultPlan(Mapping[FaultKey, Fault]):
+    """A frozen mapping from targets to the :class:`Fault` injected there.
+
+    A key is a node name or a routine id (``"fetch"``: every invocation of it),
+    ``"routine_id.slot"`` (a routine's handler for one slot only), or a
+    ``(target, call)`` pair: only the invocation with that index, counted from
+    0 per run in the order invocations reach the hook. For one invocation the
+    most specific key wins: ``(target, call)`` over ``target``, and a slot
+    over its routine.
+
+    ``FaultPlan({"fetch": Fault.raising(ValueError("down")), ("parse", 1): Fault.cancelling()})``
+
+    Raises:
+        hypothesis.errors.InvalidArgument: a key or value of the wrong shape.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ("_faults", "_targets")
+
+    def __init__(self, faults: Mapping[FaultKey, Fault] | Iterable[tuple[FaultKey, Fault]] = ()) -> None:
+        items = faults.items() if isinstance(faults, Mapping) else faults
+        table: dict[tuple[str, int | None], Fault] = {}
+        for key, fault in items:
+            parsed = _check_key(key)
+            if not isinstance(fault, Fault):
+                msg = f"FaultPlan[{key!r}] = {fault!r}: a value must be a Fault, e.g. Fault.raising(ValueError('boom'))."
+                raise InvalidArgument(msg)
+            table[parsed] = fault
+        self._faults = table
+        self._targets = frozenset(target for target, _ in table)
+
+    @property
+    def targets(self) -> frozenset[str]:
+        """The node names, routine ids and ``routine.slot`` names the plan targets."""
+        return self._targets
+
+    def fault_for(self, name: str, call: int, slot: str | None = None) -> Fault | None:
+        """The fault for the *call*-th invocation of *name* (and its *slot*), or ``None``."""
+        faults = self._faults
+        if not faults:
+            return None
+        candidates: list[tuple[str, int | None]] = []
+        if slot is not None:
+            candidates += [(f"{name}.{slot}", call), (f"{name}.{slot}", None)]
+        candidates += [(name, call), (name, None)]
+        for candidate in candidates:
+            fault = faults.get(candidate)
+            if fault is not None:
+                return fault
+        return None
+
+    def __getitem__(self, key: FaultKey) -> Fault:
+        return self._faults[_check_key(key)]
+
+    def __iter__(self) -> Iterator[FaultKey]:
+        for target, call in self._faults:
+            yield target if call is None else (target, call)
+
+    def __len__(self) -> int:
+        return len(self._faults)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._faults.items()))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FaultPlan):
+            return self._faults == other._faults
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{key!r}: {fault!r}" for key, fault in self.items())
+        return f"FaultPlan({{{inner}}})"
+
+
+# -- what a flow has ---------------------------------------------------------
+
+
+def _referenced_objects(fn: object) -> Iterator[object]:
+    """The objects a function's code can reach by name: globals, closure cells, defaults.
+
+    Names are read from the code object and every code object nested in it
+    (lambdas, inner functions, comprehensions); a module global is followed
+    one attribute deep (``steps.fetch``), and containers (lists, dicts, ...)
+    one level deep (``HANDLERS["a"]``).
+    """
+    fn = getattr(fn, "__func__", fn)
+    while True:
+        wrapped = getattr(fn, "__wrapped__", None)
+        if wrapped is None or wrapped is fn:
+            break
+        fn = wrapped
+    if isinstance(fn, Node):
+        fn = fn.fn
+    code = getattr(fn, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return
+    fn_globals: Mapping[str, object] = getattr(fn, "__globals__", {})
+    names: set[str] = set()
+    stack = [code]
+    while stack:
+        current = stack.pop()
+        names.update(current.co_names)
+        names.update(current.co_freevars)
+        stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+    values: list[object] = []
+    for name in names:
+        if name in fn_globals:
+            value = fn_globals[name]
+            values.append(value)
+            if isinstance(value, types.ModuleType):
+                values.extend(getattr(value, attr, None) for attr in names)
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            values.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            continue
+    values.extend(getattr(fn, "__defaults__", None) or ())
+    values.extend((getattr(fn, "__kwdefaults__", None) or {}).values())
+    for value in values:
+        yield value
+        if isinstance(value, list | tuple | set | frozenset):
+            yield from value
+        elif isinstance(value, dict):
+            yield from value.values()
+
+
+def discover_nodes(entry: Node[..., object]) -> tuple[str, ...]:  # type: ignore[explicit-any]  # any signature
+    """The names of the nodes reachable from *entry* by reading code, *entry* first.
+
+    Follows every node a node's function refers to by name (module globals,
+    ``module.attribute``, closure variables, default values, and containers
+    of those), recursively. A node reached only through a value computed at
+    run time (passed in as an argument, looked up by a string) is not found:
+    see :func:`inject` for how such targets are checked.
+
+    .. versionadded:: 0.1
+    """
+    found: list[str] = []
+    seen: set[int] = set()
+    stack: list[object] = [entry]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, Node) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if node.name not in found:
+            found.append(node.name)
+        stack.extend(reversed([obj for obj in _referenced_objects(node.fn) if isinstance(obj, Node)]))
+    return tuple(found)
+
+
+def _routine_targets(flow: AnyFlow) -> tuple[str, ...] | None:
+    """The routine ids of a routine-graph flow, and ``routine.slot`` for each slot; ``None`` if none."""
+    routines: Mapping[str, object] = getattr(flow, "_routines", {}) or {}
+    if not routines:
+        return None
+    targets: list[str] = []
+    for routine_id, routine in routines.items():
+        targets.append(routine_id)
+        slots = getattr(routine, "_slots", None) or getattr(routine, "slots", None)
+        if isinstance(slots, Mapping):
+            targets.extend(f"{routine_id}.{slot}" for slot in slots)
+    return tuple(targets)
+
+
+def flow_targets(flow: AnyFlow) -> tuple[str, ...]:
+    """What faults can target in *flow*: routine ids (and ``routine.slot``), or node names.
+
+    For a routine graph these are exact. For a node flow they are the nodes
+    :func:`discover_nodes` finds from the entry point.
+
+    .. versionadded:: 0.1
+    """
+    routine_targets = _routine_targets(flow)
+    if routine_targets is not None:
+        return routine_targets
+    if flow.entry_point is None:
+        return ()
+    return discover_nodes(flow.entry_point)
+
+
+def _quote_all(names: Iterable[str]) -> str:
+    listed = sorted(set(names))
+    return ", ".join(repr(n) for n in listed) if listed else "none"
+
+
+# -- the hook ----------------------------------------------------------------
+
+
+@final
+@attrs.frozen
+class HandOff:
+    """One invocation that passed through an :class:`Injection`'s hook.
+
+    Attributes:
+        index: its position among every invocation of the injection block, from 0.
+        kind: ``"node"`` or ``"routine"``.
+        name: the node name, or the routine id.
+        path: the request path (node names, entry point first), or ``(routine_id, slot)``.
+        run_id: the run (or job) it belongs to, when known.
+        call: its index among the invocations of *name* in its run, from 0.
+        delay: the seconds the schedule made it wait first.
+        fault: the fault injected there, if any.
+
+    .. versionadded:: 0.1
+    """
+
+    index: int
+    kind: str
+    name: str
+    path: tuple[str, ...]
+    run_id: str | None
+    call: int
+    delay: float
+    fault: Fault | None
+
+    def describe(self) -> str:
+        """One line for a counterexample: ``#3 node 'fetch' (call 1, at main > fetch): raise ...``."""
+        where = " > ".join(self.path)
+        what = []
+        if self.delay:
+            what.append(f"waited {self.delay:g} s")
+        if self.fault is not None:
+            what.append(self.fault.describe())
+        tail = f": {', '.join(what)}" if what else ""
+        return f"#{self.index} {self.kind} {self.name!r} (call {self.call}, at {where}){tail}"
+
+
+Hook: TypeAlias = "Callable[[Invocation], Awaitable[None]]"
+
+
+@final
+class Injection:
+    """An :func:`inject` block: applies a plan and a schedule, and records what it did.
+
+    Use it with ``with`` (it is a plain context manager, so it works the same
+    in synchronous and in Trio code). Runs started inside the block, and only
+    those, go through its hook. Blocks nest: an inner block's hook calls the
+    outer one's first.
+
+    Attributes:
+        plan: the faults.
+        schedule: the delays at hand-offs, or ``None``.
+        trace: every invocation seen, in the order it reached the hook.
+        run_ids: the ids of the runs seen, in order.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = (
+        "_calls",
+        "_deferred",
+        "_known",
+        "_previous",
+        "_runs",
+        "_token",
+        "_where",
+        "plan",
+        "run_ids",
+        "schedule",
+        "trace",
+    )
+
+    def __init__(
+        self,
+        plan: FaultPlan,
+        schedule: Schedule | None,
+        known: frozenset[str] | None,
+        deferred: frozenset[str],
+        where: str,
+    ) -> None:
+        self.plan = plan
+        self.schedule = schedule
+        self.trace: list[HandOff] = []
+        self.run_ids: list[str] = []
+        self._known = known
+        self._deferred = deferred
+        self._where = where
+        self._runs: set[str] = set()
+        self._calls: collections.Counter[tuple[str | None, str]] = collections.Counter()
+        self._previous: Hook | None = None
+        self._token: contextvars.Token[Hook | None] | None = None
+
+    @property
+    def fired(self) -> list[HandOff]:
+        """The hand-offs where a fault was injected, in order."""
+        return [h for h in self.trace if h.fault is not None]
+
+    @property
+    def seen(self) -> frozenset[str]:
+        """The node names and routine ids invoked inside the block."""
+        return frozenset(h.name for h in self.trace)
+
+    def describe(self) -> str:
+        """The trace, one line per hand-off that waited or faulted, for a readable counterexample."""
+        lines = [h.describe() for h in self.trace if h.delay or h.fault is not None]
+        return "\n".join(lines) if lines else "(no delays or faults fired)"
+
+    def __enter__(self) -> Injection:
+        if self._token is not None:
+            msg = "This inject() block is already active; call inject() again for a new block."
+            raise RuntimeError(msg)
+        self._previous = invocation_hook.get(None)
+        self._token = invocation_hook.set(self._hook)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            invocation_hook.reset(token)
+        if exc_type is None and self._deferred:
+            unknown = self._deferred - self.seen
+            if unknown:
+                known = set(self._known or ()) | self.seen
+                msg = (
+                    f"inject(): {self._where} has no node {_quote_all(unknown)}: it is not reachable from the "
+                    f"entry point's code, and no run in the block invoked it. The known nodes are {_quote_all(known)}. "
+                    "Fix the name, or pass nodes=[...] to inject() to name the nodes yourself."
+                )
+                raise FaultInjectionError(msg)
+
+    async def _hook(self, invocation: Invocation) -> None:
+        previous = self._previous
+        if previous is not None:
+            await previous(invocation)
+        run_id = _current_run_id()
+        if run_id is not None and run_id not in self._runs:
+            self._runs.add(run_id)
+            self.run_ids.append(run_id)
+        name = invocation.name
+        key = (run_id, name)
+        call = self._calls[key]
+        self._calls[key] = call + 1
+        slot = invocation.path[1] if invocation.kind == "routine" and len(invocation.path) > 1 else None
+        fault = self.plan.fault_for(name, call, slot)
+        schedule = self.schedule
+        index = len(self.trace)
+        delay = 0.0 if schedule is None else schedule.delay_at(index)
+        self.trace.append(HandOff(index, invocation.kind, name, invocation.path, run_id, call, delay, fault))
+        if delay:
+            await trio.sleep(delay)
+        if fault is not None:
+            await fault.apply(invocation)
+
+
+def _current_run_id() -> str | None:
+    frame = current_frame.get(None)
+    if frame is not None:
+        return frame.run.state.job_id
+    return None
+
+
+def inject(
+    plan: FaultPlan | Mapping[FaultKey, Fault] | None = None,
+    *,
+    schedule: Schedule | None = None,
+    flow: AnyFlow | None = None,
+    nodes: Iterable[str] | None = None,
+) -> Injection:
+    """Apply *plan* (and *schedule*) to every run started inside the block.
+
+    ``with rt.testing.inject(plan, flow=flow): flow.run(...)``: the workflow's
+    code is not edited; the runtime awaits the block's hook in the invoking
+    task just before each node or routine handler runs, and the hook waits
+    the schedule's delay for that hand-off, then applies the fault (see
+    :class:`Fault`). Runs started inside the block, in this task or tasks it
+    starts, are affected; runs elsewhere are not.
+
+    How targets are checked against the workflow:
+
+    - ``nodes=[...]``: the plan may only name these; checked on entry.
+    - a routine graph ``flow``: routine ids (and ``routine.slot``) are exact;
+      checked on entry.
+    - a node ``flow``: node names cannot all be known before running (a node
+      may be called through a value computed at run time), so a target found
+      by reading the code reachable from the entry point
+      (:func:`discover_nodes`) passes at once, and any other target passes only
+      if a run in the block invoked it; if none did, leaving the block raises.
+    - neither: targets are not checked.
+
+    Args:
+        plan: the faults, a :class:`FaultPlan` or a mapping to build one.
+        schedule: delays at hand-offs (:func:`~runtime.testing.schedules`).
+        flow: the workflow the plan is meant for.
+        nodes: every node name the workflow has.
+
+    Returns:
+        The :class:`Injection`, to use with ``with``; it records a trace.
+
+    Raises:
+        FaultInjectionError: the plan names a node or routine the workflow does
+            not have; the message names the ones it has.
+
+    .. versionadded:: 0.1
+    """
+    if plan is None:
+        plan = FaultPlan()
+    elif not isinstance(plan, FaultPlan):
+        plan = FaultPlan(plan)
+    targets = plan.targets
+    known: frozenset[str] | None = None
+    deferred: frozenset[str] = frozenset()
+    where = "the workflow"
+    if nodes is not None:
+        known = frozenset(nodes)
+        where = "the node list given to inject()"
+        unknown = targets - known
+        if unknown:
+            msg = f"inject(): {where} has no node {_quote_all(unknown)}; its nodes are {_quote_all(known)}."
+            raise FaultInjectionError(msg)
+    elif flow is not None:
+        where = f"Flow {flow.name!r}"
+        routine_targets = _routine_targets(flow)
+        if routine_targets is not None:
+            known = frozenset(routine_targets)
+            unknown = targets - known
+            if unknown:
+                ids = [t for t in routine_targets if "." not in t or t.split(".", 1)[0] not in known]
+                msg = (
+                    f"inject(): {where} has no routine {_quote_all(unknown)}; its routine ids are {_quote_all(ids)}"
+                    + (
+                        f" (a slot is targeted as 'routine.slot': {_quote_all(t for t in routine_targets if t not in ids)})."
+                        if len(ids) < len(routine_targets)
+                        else "."
+                    )
+                )
+                raise FaultInjectionError(msg)
+        else:
+            known = frozenset(flow_targets(flow))
+            deferred = targets - known
+    return Injection(plan, schedule, known, deferred, where)
+
+
+# -- strategies --------------------------------------------------------------
+
+
+def _check_strategy(value: object, name: str) -> None:
+    if not isinstance(value, st.SearchStrategy):
+        msg = f"{name}={value!r} must be a strategy, e.g. {name}=st.sampled_from([...]) or st.just(value)."
+        raise InvalidArgument(msg)
+
+
+def check_sizes(min_size: object, max_size: object, api: str) -> None:
+    """Raise :class:`InvalidArgument` unless ``0 <= min_size <= max_size`` (integers)."""
+    for name, value in (("min_size", min_size), ("max_size", max_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            msg = f"{api}: {name}={value!r} must be an integer, 0 or more."
+            raise InvalidArgument(msg)
+    assert isinstance(min_size, int)
+    assert isinstance(max_size, int)
+    if min_size > max_size:
+        msg = f"{api}: min_size={min_size} is greater than max_size={max_size}; no value can satisfy both."
+        raise InvalidArgument(msg)
+
+
+_DEFAULT_EXCEPTIONS: SearchStrategy[Exception] = st.just(InjectedError("injected fault"))
+_DEFAULT_DELAYS: SearchStrategy[float] = st.integers(min_value=0, max_value=10).map(lambda n: n / 10)
+_DEFAULT_KINDS: SearchStrategy[FaultKind] = st.sampled_from(_KINDS)
+_DEFAULT_CALLS: SearchStrategy[int | None] = st.none() | st.integers(min_value=0, max_value=3)
+
+
+def faults(
+    *,
+    targets: SearchStrategy[str] | None = None,
+    flow: AnyFlow | None = None,
+    kinds: SearchStrategy[FaultKind] = _DEFAULT_KINDS,
+    exceptions: SearchStrategy[Exception] = _DEFAULT_EXCEPTIONS,
+    delays: SearchStrategy[float] = _DEFAULT_DELAYS,
+    calls: SearchStrategy[int | None] = _DEFAULT_CALLS,
+    min_size: int = 0,
+    max_size: int = 3,
+) -> SearchStrategy[FaultPlan]:
+    """A strategy for :class:`FaultPlan` values: faults at targets of a workflow.
+
+    Each plan holds *min_size* to *max_size* faults at distinct keys. A key is a
+    target drawn from *targets* (or, if only *flow* is given, from
+    :func:`flow_targets`), with a call index drawn from *calls* (``None``: every
+    invocation). Plans shrink towards fewer faults, earlier kinds (``"raise"``
+    first with the default *kinds*), the first exception, shorter delays and
+    ``call=None``.
+
+    Args:
+        targets: node names or routine ids to put faults at.
+        flow: the workflow; its targets are used when *targets* is not given.
+        kinds: which faults: ``"raise"``, ``"delay"``, ``"cancel"``.
+        exceptions: exception instances for ``"raise"`` faults.
+        delays: seconds for ``"delay"`` faults.
+        calls: call indexes (from 0), or ``None`` for every invocation.
+        min_size: the fewest faults in a plan.
+        max_size: the most faults in a plan.
+
+    Raises:
+        hypothesis.errors.InvalidArgument: an argument that is not a strategy,
+            ``min_size > max_size``, a negative size, neither *targets* nor a
+            *flow* with targets, or (when drawn) a kind, exception or delay
+            that cannot be a fault.
+
+    .. versionadded:: 0.1
+    """
+    check_sizes(min_size, max_size, "faults()")
+    for name, value in (("kinds", kinds), ("exceptions", exceptions), ("delays", delays), ("calls", calls)):
+        _check_strategy(value, name)
+    if targets is None:
+        if flow is None:
+            msg = "faults() needs targets=st.sampled_from([...node names or routine ids...]), or flow=your_flow."
+            raise InvalidArgument(msg)
+        names = flow_targets(flow)
+        if not names:
+            msg = f"faults(flow={flow!r}): the flow has no node or routine to put a fault at."
+            raise InvalidArgument(msg)
+        targets = st.sampled_from(names)
+    else:
+        _check_strategy(targets, "targets")
+
+    @st.composite
+    def plan(draw: st.DrawFn) -> FaultPlan:
+        keys = draw(
+            st.lists(
+                st.tuples(targets, calls),
+                min_size=min_size,
+                max_size=max_size,
+                unique=True,
+            )
+        )
+        entries: list[tuple[FaultKey, Fault]] = []
+        for target, call in keys:
+            if not isinstance(target, str) or not target:
+                msg = f"faults(): targets drew {target!r}; a target is a non-empty node name or routine id."
+                raise InvalidArgument(msg)
+            kind = draw(kinds)
+            if kind == "raise":
+                fault = Fault.raising(draw(exceptions))
+            elif kind == "delay":
+                fault = Fault.delaying(_check_delay(draw(delays), "faults(): delays drew a value that"))
+            elif kind == "cancel":
+                fault = Fault.cancelling()
+            else:
+                msg = f"faults(): kinds drew {kind!r}; the kinds are 'raise', 'delay' and 'cancel'."
+                raise InvalidArgument(msg)
+            entries.append((target if call is None else (target, call), fault))
+        return FaultPlan(entries)
+
+    return plan()

@@ -1,0 +1,219 @@
+"""Schedules: interleavings explored by drawn delays at message hand-offs.
+
+A hand-off is the moment a message reaches user code: a node invocation (its
+caller hands it arguments) or a routine slot handler (an event's data reaches
+the slot). A :class:`Schedule` gives the *k*-th hand-off of a block a delay;
+under :class:`trio.testing.MockClock` the delays cost no real time but reorder
+what runs first. Hypothesis draws them (:func:`schedules`), so a failing
+interleaving shrinks to the fewest, shortest delays and replays exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, TypeVar, final
+
+import attrs
+import trio
+import trio.testing
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from ._faults import FaultPlan, _check_strategy, check_sizes, inject
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from hypothesis.strategies import SearchStrategy
+
+    from .._run import RunResult
+    from ._faults import AnyFlow, Fault, FaultKey
+
+T = TypeVar("T")
+
+
+def _check_delays(delays: Sequence[object]) -> tuple[float, ...]:
+    checked: list[float] = []
+    for i, value in enumerate(delays):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < 0
+        ):
+            msg = f"Schedule delay #{i} is {value!r}; a delay is a finite number of seconds, 0 or more."
+            raise InvalidArgument(msg)
+        checked.append(float(value))
+    return tuple(checked)
+
+
+@final
+@attrs.frozen
+class Schedule:
+    """Delays at hand-offs: the *k*-th invocation of a block waits ``delays[k]`` seconds.
+
+    Hand-offs are counted across every run of an :func:`~runtime.testing.inject`
+    block in the order they reach the hook, from 0; those past the end of
+    :attr:`delays` do not wait. Under ``MockClock`` and Trio's deterministic
+    scheduling (on whenever Hypothesis is imported), a schedule fixes the
+    interleaving, so a run replays exactly.
+
+    Attributes:
+        delays: seconds, one per hand-off, 0 or more.
+
+    Raises:
+        hypothesis.errors.InvalidArgument: a negative, NaN or infinite delay.
+
+    .. versionadded:: 0.1
+    """
+
+    delays: tuple[float, ...] = attrs.field(default=(), converter=_check_delays)
+
+    def delay_at(self, index: int) -> float:
+        """The delay of hand-off *index* (0 past the end)."""
+        delays = self.delays
+        return delays[index] if index < len(delays) else 0.0
+
+
+_DEFAULT_DELAYS: SearchStrategy[float] = st.integers(min_value=0, max_value=10).map(lambda n: n / 10)
+
+
+def schedules(
+    *,
+    delays: SearchStrategy[float] = _DEFAULT_DELAYS,
+    min_size: int = 0,
+    max_size: int = 20,
+) -> SearchStrategy[Schedule]:
+    """A strategy for :class:`Schedule` values.
+
+    Draws *min_size* to *max_size* delays; the default delays are tenths of a
+    second from 0 to 1. Schedules shrink towards fewer hand-offs with a delay,
+    and shorter delays.
+
+    Args:
+        delays: seconds for one hand-off (finite, 0 or more).
+        min_size: the fewest delays.
+        max_size: the most delays.
+
+    Raises:
+        hypothesis.errors.InvalidArgument: *delays* is not a strategy,
+            ``min_size > max_size``, a negative size, or (when drawn) a delay
+            that is negative, NaN or infinite.
+
+    .. versionadded:: 0.1
+    """
+    check_sizes(min_size, max_size, "schedules()")
+    _check_strategy(delays, "delays")
+    return st.builds(Schedule, st.lists(delays, min_size=min_size, max_size=max_size).map(tuple))
+
+
+def _seed_trio_scheduler(seed: int | None) -> None:
+    """Seed the random source Trio's scheduler shuffles with, as Hypothesis does per example.
+
+    Trio registers this source with Hypothesis (``register_random``), which
+    seeds it with 0 before each example; seeding it the same way here makes a
+    run outside Hypothesis replay what an example saw.
+    """
+    if seed is None:
+        return
+    source = getattr(getattr(trio, "_core", None), "_run", None)
+    rng = getattr(source, "_r", None)
+    seed_fn = getattr(rng, "seed", None)
+    if seed_fn is not None:
+        seed_fn(seed)
+
+
+def run_with_schedule(
+    flow: AnyFlow,
+    *args: object,
+    schedule: Schedule | None = None,
+    faults: FaultPlan | Mapping[FaultKey, Fault] | None = None,
+    seed: int | None = 0,
+    **kwargs: object,
+) -> RunResult[object]:
+    """Run *flow* once under ``MockClock``, with *schedule* and *faults*, and return its result.
+
+    Synchronous: calls ``trio.run(..., clock=MockClock(autojump_threshold=0))``,
+    so sleeps and timeouts take no real time, and returns the finished run's
+    :class:`~runtime.RunResult` (a node's error is in it, not raised). Targets
+    in *faults* are checked against *flow* as :func:`inject` does.
+
+    Args:
+        flow: the workflow.
+        args: positional arguments for its entry point (or a routine graph's entry).
+        schedule: delays at hand-offs.
+        faults: a fault plan.
+        seed: seeds Trio's scheduler as Hypothesis does for each example (0);
+            ``None`` leaves it alone.
+        kwargs: keyword arguments for the entry point.
+
+    Raises:
+        FaultInjectionError: *faults* names a node or routine *flow* does not have.
+        InvokeInsideTrioError: called inside a running Trio program; use
+            ``with inject(...): await flow.arun(...)`` there.
+
+    .. versionadded:: 0.1
+    """
+    results = run_many_with_schedule(flow, [args], [kwargs], schedule=schedule, faults=faults, seed=seed)
+    return results[0]
+
+
+def run_many_with_schedule(
+    flow: AnyFlow,
+    args: Sequence[Sequence[object]],
+    kwargs: Sequence[Mapping[str, object]] | None = None,
+    *,
+    schedule: Schedule | None = None,
+    faults: FaultPlan | Mapping[FaultKey, Fault] | None = None,
+    seed: int | None = 0,
+) -> list[RunResult[object]]:
+    """Start one run of *flow* per argument set, all at once, under ``MockClock``.
+
+    The runs are concurrent in one ``trio.run``, in one :func:`inject` block, so
+    *schedule* interleaves their hand-offs: the way to fuzz isolation between
+    runs (or jobs) of one flow.
+
+    Args:
+        flow: the workflow.
+        args: one sequence of positional arguments per run.
+        kwargs: one mapping of keyword arguments per run (default: none).
+        schedule: delays at hand-offs, counted across all the runs.
+        faults: a fault plan, applied to every run (call indexes count per run).
+        seed: as for :func:`run_with_schedule`.
+
+    Returns:
+        One :class:`~runtime.RunResult` per argument set, in the same order.
+
+    Raises:
+        ValueError: *kwargs* is not as long as *args*.
+        FaultInjectionError: *faults* names a node or routine *flow* does not have.
+
+    .. versionadded:: 0.1
+    """
+    arg_sets = [tuple(a) for a in args]
+    kwarg_sets = [dict(k) for k in kwargs] if kwargs is not None else [{} for _ in arg_sets]
+    if len(kwarg_sets) != len(arg_sets):
+        msg = f"run_many_with_schedule(): {len(arg_sets)} argument sets but {len(kwarg_sets)} keyword sets; give one of each per run."
+        raise ValueError(msg)
+    from .._flow import check_not_in_trio
+
+    check_not_in_trio("run_with_schedule(flow, ...)")
+    injection = inject(faults, schedule=schedule, flow=flow)
+
+    async def main() -> list[RunResult[object]]:
+        results: list[RunResult[object] | None] = [None] * len(arg_sets)
+
+        async def one(i: int) -> None:
+            results[i] = await flow._arun(arg_sets[i], kwarg_sets[i])
+
+        with injection:
+            if len(arg_sets) == 1:
+                await one(0)  # a single run raises its own error, not a group
+            else:
+                async with trio.open_nursery() as nursery:
+                    for i in range(len(arg_sets)):
+                        nursery.start_soon(one, i)
+        return [r for r in results if r is not None]
+
+    _seed_trio_scheduler(seed)
+    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
