@@ -1,0 +1,166 @@
+"""``@rt.function_node`` and :class:`rt.Node`."""
+
+import inspect
+import re
+import threading
+
+import pytest
+import trio
+
+import runtime as rt
+
+
+@rt.function_node
+async def greet(name: str, punctuation: str = "!") -> str:
+    """Say hello to *name*."""
+    return f"Hello, {name}{punctuation}"
+
+
+@rt.function_node
+def shout(text: str) -> str:
+    """Upper-case *text*, inline."""
+    return text.upper()
+
+
+def _thread_name() -> str:
+    return threading.current_thread().name
+
+
+def test_async_function_keeps_signature_and_docstring() -> None:
+    assert isinstance(greet, rt.Node)
+    assert greet.name == "greet"
+    assert greet.__name__ == "greet"
+    assert greet.__doc__ == "Say hello to *name*."
+    assert inspect.signature(greet) == inspect.signature(greet.fn)
+    assert str(inspect.signature(greet)) == "(name: str, punctuation: str = '!') -> str"
+    assert greet.is_async
+    assert not greet.thread
+    assert repr(greet) == "<Node greet(name: str, punctuation: str = '!') -> str>"
+
+
+def test_plain_function_keeps_signature_and_docstring() -> None:
+    assert shout.__doc__ == "Upper-case *text*, inline."
+    assert str(inspect.signature(shout)) == "(text: str) -> str"
+    assert not shout.is_async
+
+
+def test_calling_a_node_directly_calls_the_function() -> None:
+    assert shout("hi") == "HI"
+
+
+async def test_calling_an_async_node_directly_returns_its_coroutine() -> None:
+    assert await greet("Ann") == "Hello, Ann!"
+
+
+def test_options_form_names_the_node() -> None:
+    @rt.function_node(name="fetch")
+    async def get(url: str) -> str:
+        return url
+
+    assert get.name == "fetch"
+    assert get.__name__ == "get"
+
+
+def test_async_node_runs_in_a_flow() -> None:
+    assert rt.Flow("greet", entry_point=greet).invoke("Bob", punctuation="?") == "Hello, Bob?"
+
+
+def test_plain_node_runs_inline_in_the_trio_thread() -> None:
+    @rt.function_node
+    def where() -> str:
+        return _thread_name()
+
+    main_thread = _thread_name()
+    assert rt.Flow("inline", entry_point=where).invoke() == main_thread
+
+
+def test_thread_node_runs_in_a_worker_thread() -> None:
+    @rt.function_node(thread=True)
+    def where() -> str:
+        return _thread_name()
+
+    assert where.thread
+    assert rt.Flow("threaded", entry_point=where).invoke() != _thread_name()
+
+
+def test_thread_node_called_from_another_node() -> None:
+    @rt.function_node(thread=True)
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    @rt.function_node
+    async def total() -> int:
+        return await rt.call(add, 2, 3) + await rt.call(add, a=10, b=20)
+
+    assert rt.Flow("sum", entry_point=total).invoke() == 35
+
+
+def test_thread_on_an_async_function_is_refused() -> None:
+    async def fetch() -> None: ...
+
+    with pytest.raises(
+        TypeError,
+        match=r"^@function_node\(thread=True\) on 'fetch': only plain functions can run in a worker thread; this one is async\.$",
+    ):
+        rt.function_node(thread=True)(fetch)
+
+
+def test_a_node_cannot_be_wrapped_twice() -> None:
+    with pytest.raises(TypeError, match=r"^'greet' is already a node; apply @function_node once\.$"):
+        rt.function_node(greet)
+
+
+def test_a_non_callable_is_refused() -> None:
+    with pytest.raises(TypeError, match=r"^@function_node needs a function, not int 3\.$"):
+        rt.function_node(3)  # type: ignore[call-overload]
+
+
+def test_check_arguments_accepts_what_the_signature_accepts() -> None:
+    greet.check_arguments(("Ann",), {})
+    greet.check_arguments((), {"name": "Ann", "punctuation": "."})
+    greet.check_arguments(("Ann", "."), {})
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "problem"),
+    [
+        ((), {}, "missing a required argument: 'name'"),
+        (("a", "b", "c"), {}, "too many positional arguments"),
+        (("a",), {"name": "b"}, "multiple values for argument 'name'"),
+        (("a",), {"colour": "red"}, "got an unexpected keyword argument 'colour'"),
+    ],
+)
+def test_check_arguments_names_the_node_and_the_problem(
+    args: tuple[object, ...], kwargs: dict[str, object], problem: str
+) -> None:
+    expected = (
+        f"Cannot call node 'greet' with these arguments: {problem}. "
+        "Its signature is greet(name: str, punctuation: str = '!') -> str."
+    )
+    with pytest.raises(rt.NodeArgumentError, match=f"^{re.escape(expected)}$") as info:
+        greet.check_arguments(args, kwargs)
+    assert isinstance(info.value, TypeError)
+
+
+async def test_thread_node_leaves_the_trio_loop_free() -> None:
+    started = threading.Event()
+    release = threading.Event()
+
+    @rt.function_node(thread=True)
+    def blocking() -> str:
+        started.set()
+        release.wait(5)
+        return "done"
+
+    @rt.function_node
+    async def both() -> list[str]:
+        async def unblock() -> None:
+            await trio.to_thread.run_sync(started.wait, 5)
+            release.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(unblock)
+            result = await rt.call(blocking)
+        return [result]
+
+    assert await rt.Flow("both", entry_point=both).ainvoke() == ["done"]
