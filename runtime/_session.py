@@ -1,20 +1,1317 @@
-"""Sessions: ``SessionManager``, leases, per-user workflows, limits, metrics. (Being built.)"""
+"""Sessions: a manager that leases workflows to requests, under limits, with metrics.
+
+The manager is a small tree of actors in the nursery its ``async with`` opens::
+
+    SessionManager block    open_system(): nothing below outlives it
+    └── session-manager     _ManagerActor: spawns holders, one request at a time
+        ├── workflow (shared)        _Holder: the shared workflow and its runs
+        └── workflow for user 'a'    _Holder: builds, holds, evicts and closes a's workflow
+            └── run tasks            each takes the limiters, runs the flow, counts the outcome
+
+A holder is the only task that opens and closes its workflow; its runs live in
+its own nursery, so a workflow is never closed under a run. Leases are counts on
+the holder, changed synchronously by the session's task (Trio runs one task at a
+time, and no lease change awaits), so the hot path takes no lock and sends no
+message; only the first session of a user asks the manager actor for a holder.
+"""
 
 from __future__ import annotations
 
-from typing import final
+import collections.abc
+import contextlib
+import copy
+import inspect
+import logging
+import math
+import operator
+import sys
+import uuid
+from typing import TYPE_CHECKING, Generic, Literal, TypeAlias, TypeVar, final
+
+import attrs
+import trio
+
+import actors
+
+from ._context import RequestMetadata
+from ._exceptions import Busy, SessionClosedError, WorkflowBuildError
+from ._flow import Flow
+from ._publisher import Subscription
+from ._state import Status
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+    from contextlib import AbstractAsyncContextManager
+    from types import TracebackType
+    from typing import Self
+
+    from ._publisher import Overflow
+    from ._run import RunResult
+
+
+T = TypeVar("T")
+
+# A flow of any signature: a session passes the message as its one argument,
+# and that is checked when the workflow is built.
+_FlowOf: TypeAlias = "Flow[..., T]"  # type: ignore[explicit-any]
+_AnyFlow: TypeAlias = "Flow[..., object]"  # type: ignore[explicit-any]
+# What a per-user builder may give for a user.
+_Built: TypeAlias = (
+    "_FlowOf[T] | Awaitable[_FlowOf[T]] | AbstractAsyncContextManager[_FlowOf[T]] | AsyncIterator[_FlowOf[T]]"
+)
+C = TypeVar("C")
+
+logger = logging.getLogger("runtime.session")
+
+_Outcome = Literal["ok", "error", "cancelled", "timed_out"]
+_OUTCOMES: dict[Status, _Outcome] = {
+    Status.COMPLETED: "ok",
+    Status.FAILED: "error",
+    Status.CANCELLED: "cancelled",
+    Status.TIMED_OUT: "timed_out",
+}
+
+# Holder states, in the order a holder goes through them.
+_BUILDING, _READY, _CLOSING, _CLOSED = 0, 1, 2, 3
+# Manager states.
+_NEW, _OPEN, _DRAINING, _SHUT = 0, 1, 2, 3
+
+
+class _NoPublicConstructor(type):
+    """Classes users get from the runtime but never build (trio's ``NoPublicConstructor``)."""
+
+    def __call__(cls, *args: object, **kwargs: object) -> None:
+        msg = f"{cls.__module__}.{cls.__qualname__} has no public constructor."
+        raise TypeError(msg)
+
+    def _create(cls: type[C], *args: object, **kwargs: object) -> C:
+        return super().__call__(*args, **kwargs)  # type: ignore[misc, no-any-return]
+
+
+# -- metrics -----------------------------------------------------------------
 
 
 @final
-class SessionManager:
-    """Serves a shared workflow, or one per user. (Being built.)"""
-
-
-@final
-class Session:
-    """One lease on a workflow. (Being built.)"""
-
-
-@final
+@attrs.frozen
 class WorkflowMetrics:
-    """A snapshot of a workflow's metrics. (Being built.)"""
+    """A snapshot of the runs of one user, or of the whole manager.
+
+    From :meth:`SessionManager.metrics`. Counters start when the manager opens
+    and survive the eviction (and rebuild) of a per-user workflow. Every request
+    ends in exactly one outcome, counted in a ``finally`` that also sees
+    cancellation, so ``requests == ok + error + cancelled + timed_out +
+    rejected + in_flight`` always holds.
+
+    Attributes:
+        user_id: the user, or ``None`` for the manager as a whole.
+        requests: runs asked for (``session.run`` and ``session.stream``).
+        ok: runs that returned a result.
+        error: runs that raised (a node's error, or a failed run).
+        cancelled: runs cancelled while queued or running: the caller was
+            cancelled or left its stream early, or the manager shut down.
+        timed_out: runs that passed their flow's ``timeout``.
+        rejected: runs refused with :class:`~runtime.Busy` (``fail_fast``).
+        queued: runs waiting for a concurrency slot now.
+        running: runs holding their slots now.
+        started: runs that got their slots and began, in all.
+        active_leases: sessions open now.
+        queue_time: seconds spent waiting for slots, summed over runs.
+        run_time: seconds spent running, summed over runs.
+        max_queue_time: the longest wait for slots.
+        max_run_time: the longest run.
+        builds: per-user workflows built successfully.
+        build_failures: builds that failed (the builder raised, or gave
+            something that cannot run).
+        evictions: per-user workflows closed after ``idle_timeout``.
+        loaded: per-user workflows built and held now.
+
+    .. versionadded:: 0.1
+    """
+
+    user_id: str | None
+    requests: int = 0
+    ok: int = 0
+    error: int = 0
+    cancelled: int = 0
+    timed_out: int = 0
+    rejected: int = 0
+    queued: int = 0
+    running: int = 0
+    started: int = 0
+    active_leases: int = 0
+    queue_time: float = 0.0
+    run_time: float = 0.0
+    max_queue_time: float = 0.0
+    max_run_time: float = 0.0
+    builds: int = 0
+    build_failures: int = 0
+    evictions: int = 0
+    loaded: int = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Runs queued or running now."""
+        return self.queued + self.running
+
+    @property
+    def finished(self) -> int:
+        """Runs that ended, whatever the outcome (rejections included)."""
+        return self.ok + self.error + self.cancelled + self.timed_out + self.rejected
+
+    @property
+    def mean_queue_time(self) -> float:
+        """The mean wait for slots over the runs that left the queue (0 if none)."""
+        left = self.requests - self.rejected - self.queued
+        return self.queue_time / left if left else 0.0
+
+    @property
+    def mean_run_time(self) -> float:
+        """The mean run time over the runs that started and ended (0 if none)."""
+        ended = self.started - self.running
+        return self.run_time / ended if ended else 0.0
+
+
+@final
+class _Counters:
+    """The live, mutable counters behind a :class:`WorkflowMetrics`."""
+
+    __slots__ = (
+        "active_leases",
+        "build_failures",
+        "builds",
+        "cancelled",
+        "error",
+        "evictions",
+        "loaded",
+        "max_queue_time",
+        "max_run_time",
+        "ok",
+        "queue_time",
+        "queued",
+        "rejected",
+        "requests",
+        "run_time",
+        "running",
+        "started",
+        "timed_out",
+        "user_id",
+    )
+
+    def __init__(self, user_id: str | None) -> None:
+        self.user_id = user_id
+        self.requests = self.ok = self.error = self.cancelled = self.timed_out = self.rejected = 0
+        self.queued = self.running = self.started = self.active_leases = 0
+        self.builds = self.build_failures = self.evictions = self.loaded = 0
+        self.queue_time = self.run_time = self.max_queue_time = self.max_run_time = 0.0
+
+    def snapshot(self) -> WorkflowMetrics:
+        return WorkflowMetrics(
+            self.user_id,
+            self.requests,
+            self.ok,
+            self.error,
+            self.cancelled,
+            self.timed_out,
+            self.rejected,
+            self.queued,
+            self.running,
+            self.started,
+            self.active_leases,
+            self.queue_time,
+            self.run_time,
+            self.max_queue_time,
+            self.max_run_time,
+            self.builds,
+            self.build_failures,
+            self.evictions,
+            self.loaded,
+        )
+
+    def count(self, outcome: _Outcome) -> None:
+        if outcome == "ok":
+            self.ok += 1
+        elif outcome == "error":
+            self.error += 1
+        elif outcome == "cancelled":
+            self.cancelled += 1
+        else:
+            self.timed_out += 1
+
+    def waited(self, seconds: float) -> None:
+        self.queued -= 1
+        self.queue_time += seconds
+        if seconds > self.max_queue_time:
+            self.max_queue_time = seconds
+
+
+# -- per-user records ---------------------------------------------------------
+
+
+@final
+class _User:
+    """What the manager keeps of one user, across evictions: counters, limit, back-off."""
+
+    __slots__ = ("counters", "failures", "holder", "id", "last_error", "limiter", "retry_at")
+
+    def __init__(self, user_id: str, limit: int | None) -> None:
+        self.id = user_id
+        self.counters = _Counters(user_id)
+        self.limiter = None if limit is None else trio.CapacityLimiter(limit)
+        self.holder: _Holder | None = None
+        self.failures = 0
+        self.last_error: WorkflowBuildError | None = None
+        self.retry_at = -math.inf
+
+
+# -- runs ---------------------------------------------------------------------
+
+
+@final
+class _Job:
+    """One run asked for by a session: what the run task needs and what it leaves."""
+
+    __slots__ = (
+        "counters",
+        "done",
+        "error",
+        "left_early",
+        "limiters",
+        "message",
+        "metadata",
+        "result",
+        "scope",
+        "submitted",
+        "subscriptions",
+    )
+
+    def __init__(
+        self,
+        message: object,
+        metadata: RequestMetadata,
+        subscriptions: tuple[Subscription, ...],
+        limiters: tuple[trio.CapacityLimiter, ...],
+        counters: tuple[_Counters, ...],
+    ) -> None:
+        self.message = message
+        self.metadata = metadata
+        self.subscriptions = subscriptions
+        self.limiters = limiters
+        self.counters = counters
+        self.scope = trio.CancelScope()
+        self.done = trio.Event()
+        self.result: RunResult[object] | None = None
+        self.error: Exception | None = None
+        self.left_early = False
+        self.submitted = trio.current_time()
+
+
+# -- actors ---------------------------------------------------------------------
+
+
+class _ManagerActor(actors.Actor["_User | None", "_Holder"]):
+    """The manager's actor: the parent of every holder, and the only one to spawn them.
+
+    Asked for a user's holder, it returns the live one or spawns a new one, so
+    two first sessions of one user get one build. It never awaits a build, so
+    it never holds up another user.
+    """
+
+    def __init__(self, manager: SessionManager[object]) -> None:
+        self._manager = manager
+
+    async def handle(self, message: _User | None) -> _Holder:
+        manager = self._manager
+        if manager._state is not _OPEN:
+            raise manager._closed_error()
+        user = message
+        previous: _Holder | None = None
+        if user is not None:
+            previous = user.holder
+            if previous is not None and previous.state < _CLOSING:
+                return previous
+            manager._check_backoff(user)
+        holder = _Holder(manager, user, previous)
+        if user is not None:
+            user.holder = holder
+        name = "workflow (shared)" if user is None else f"workflow for user {user.id!r}"
+        ref = await self.spawn(holder, name=name)
+        manager._holders.add(holder)
+        ref.tell_nowait(None)
+        return holder
+
+
+class _Holder(actors.Actor[None, None]):
+    """Holds one workflow: builds it, serves its runs, evicts it when idle, closes it.
+
+    Its one message runs its whole life, so that building and closing happen in
+    the same task (an async context manager from a builder is entered and
+    exited here). Idle eviction is a cancel scope whose deadline moves: to
+    infinity while leased, to ``now + idle_timeout`` when the last lease ends.
+    """
+
+    mailbox_size = 1
+
+    def __init__(self, manager: SessionManager[object], user: _User | None, previous: _Holder | None) -> None:
+        self.manager = manager
+        self.user = user
+        self.previous = previous
+        self.state = _BUILDING
+        self.flow: _AnyFlow | None = None
+        self.runs: trio.Nursery | None = None
+        self.ready = trio.Event()
+        self.closed = trio.Event()
+        self.error: WorkflowBuildError | None = None
+        self.leases = 0
+        self.waiting = 0
+        self.idle_since = trio.current_time()
+        self.idle_scope: trio.CancelScope | None = None
+        counters = (manager._totals,) if user is None else (manager._totals, user.counters)
+        self.counters = counters
+
+    # -- leases (called synchronously from session tasks) ------------------------
+
+    def lease(self) -> None:
+        self.leases += 1
+        for c in self.counters:
+            c.active_leases += 1
+        if self.leases == 1 and self.idle_scope is not None:
+            self.idle_scope.deadline = math.inf
+
+    def release(self) -> None:
+        self.leases -= 1
+        for c in self.counters:
+            c.active_leases -= 1
+        if self.leases == 0:
+            self.idle_since = trio.current_time()
+            self.reschedule()
+
+    def deadline(self) -> float:
+        """When the holder closes if nothing changes: never while leased or awaited."""
+        if self.leases or self.waiting:
+            return math.inf
+        if self.manager._state is not _OPEN:
+            return -math.inf
+        timeout = self.manager._idle_timeout
+        if timeout is None or self.user is None:
+            return math.inf
+        return self.idle_since + timeout
+
+    def reschedule(self) -> None:
+        if self.idle_scope is not None:
+            self.idle_scope.deadline = self.deadline()
+
+    # -- the holder's life -------------------------------------------------------
+
+    async def handle(self, message: None) -> None:
+        self.ref.stop_nowait()
+        try:
+            if self.previous is not None:
+                # One workflow per user at a time: let the evicted one finish closing.
+                await self.previous.closed.wait()
+                self.previous = None
+            stack = contextlib.AsyncExitStack()
+            try:
+                flow = await self._build(stack)
+            except WorkflowBuildError as exc:
+                self._build_failed(exc)
+                await self._close(stack, exc)
+                return
+            except BaseException as exc:
+                await self._close(stack, exc)
+                raise
+            try:
+                await self._serve(flow)
+            except BaseException as exc:
+                await self._close(stack, exc)
+                raise
+            await self._close(stack, None)
+        finally:
+            self._finish()
+
+    async def _build(self, stack: contextlib.AsyncExitStack) -> _AnyFlow:
+        """The workflow: the shared one, or the builder's for this holder's user."""
+        manager = self.manager
+        user = self.user
+        if user is None:
+            assert manager._workflow is not None
+            return manager._workflow
+        builder = manager._builder
+        assert builder is not None
+        call = f"builder({user.id!r})"
+        try:
+            built: object = builder(user.id)
+            if inspect.isawaitable(built):
+                built = await built
+            if inspect.isasyncgen(built):
+                built = contextlib.asynccontextmanager(_returning(built))()
+            if isinstance(built, contextlib.AbstractAsyncContextManager):
+                built = await stack.enter_async_context(built)
+            elif isinstance(built, contextlib.AbstractContextManager):
+                built = stack.enter_context(built)
+        except Exception as exc:
+            msg = (
+                f"Building the workflow for user {user.id!r} failed: {call} raised "
+                f"{type(exc).__name__}: {exc}. Fix the builder; sessions of this user get this error "
+                "until a build succeeds."
+            )
+            raise WorkflowBuildError(msg) from exc
+        problem = _unrunnable(built)
+        if problem is not None:
+            msg = (
+                f"Building the workflow for user {user.id!r} failed: {call} gave {_describe(built)}, "
+                f"{problem}. Return an rt.Flow, an awaitable of one, or an async context manager "
+                "(or async generator) that yields one."
+            )
+            raise WorkflowBuildError(msg)
+        assert isinstance(built, Flow)
+        return built
+
+    def _build_failed(self, exc: WorkflowBuildError) -> None:
+        user = self.user
+        assert user is not None
+        manager = self.manager
+        self.error = exc
+        user.failures += 1
+        user.last_error = exc
+        backoff = min(manager._build_retry_backoff * 2 ** (user.failures - 1), manager._max_build_retry_backoff)
+        user.retry_at = trio.current_time() + backoff
+        for c in self.counters:
+            c.build_failures += 1
+        logger.warning("%s (attempt %d; next build in %g s)", exc, user.failures, backoff, exc_info=exc.__cause__)
+
+    async def _serve(self, flow: _AnyFlow) -> None:
+        """Serve runs until idle past the timeout, or until the manager shuts down."""
+        user = self.user
+        evicted = False
+        async with trio.open_nursery() as runs:
+            self.flow = flow
+            self.runs = runs
+            self.state = _READY
+            if user is not None:
+                user.failures = 0
+                user.last_error = None
+                user.retry_at = -math.inf
+                for c in self.counters:
+                    c.builds += 1
+                    c.loaded += 1
+            self.idle_since = trio.current_time()
+            self.ready.set()
+            try:
+                while True:
+                    with trio.CancelScope(deadline=self.deadline()) as scope:
+                        self.idle_scope = scope
+                        await trio.sleep_forever()
+                    self.idle_scope = None
+                    if not (self.leases or self.waiting):
+                        evicted = self.manager._state is _OPEN
+                        break
+            finally:
+                self.idle_scope = None
+                self.state = _CLOSING
+                if user is not None:
+                    for c in self.counters:
+                        c.loaded -= 1
+                        if evicted:
+                            c.evictions += 1
+
+    async def _close(self, stack: contextlib.AsyncExitStack, exc: BaseException | None) -> None:
+        """Exit what the build entered, in this task; a failure to close is logged."""
+        self.state = max(self.state, _CLOSING)
+        try:
+            if exc is None:
+                await stack.aclose()
+            else:
+                await stack.__aexit__(type(exc), exc, exc.__traceback__)
+        except Exception:
+            who = "the shared workflow" if self.user is None else f"the workflow of user {self.user.id!r}"
+            logger.exception("Closing %s raised; it is closed anyway.", who)
+
+    def _finish(self) -> None:
+        self.state = _CLOSED
+        self.runs = None
+        user = self.user
+        if user is not None and user.holder is self:
+            user.holder = None
+        self.manager._holders.discard(self)
+        self.ready.set()
+        self.closed.set()
+
+    # -- one run -------------------------------------------------------------------
+
+    def submit(self, job: _Job) -> None:
+        """Start *job* in this holder's nursery (synchronous)."""
+        runs = self.runs
+        if runs is None or self.state != _READY:
+            raise self.manager._gone_error()
+        runs.start_soon(self._run, job)
+
+    async def _run(self, job: _Job) -> None:
+        """The task that runs the workflow: it takes and frees the limiters.
+
+        Limiters are taken in a fixed order (the user's, then the global one)
+        and freed only after ``_arun`` has returned, which is after every task
+        of the run has ended; so a cancelled caller's slot is never reused
+        while its run is still winding down.
+        """
+        limiters = job.limiters
+        counters = job.counters
+        held = len(limiters) if self.manager._fail_fast else 0
+        outcome: _Outcome = "cancelled"
+        started = -1.0
+        try:
+            with job.scope:
+                while held < len(limiters):
+                    await limiters[held].acquire_on_behalf_of(job)
+                    held += 1
+                started = trio.current_time()
+                for c in counters:
+                    c.waited(started - job.submitted)
+                    c.running += 1
+                    c.started += 1
+                flow = self.flow
+                assert flow is not None
+                result = await flow._arun((job.message,), {}, metadata=job.metadata, subscriptions=job.subscriptions)
+                job.result = result
+                outcome = _OUTCOMES.get(result.status, "error")
+        except Exception as exc:
+            job.error = exc
+            outcome = "error"
+        finally:
+            for limiter in reversed(limiters[:held]):
+                limiter.release_on_behalf_of(job)
+            now = trio.current_time()
+            for c in counters:
+                if started < 0:
+                    c.waited(now - job.submitted)
+                else:
+                    c.running -= 1
+                    elapsed = now - started
+                    c.run_time += elapsed
+                    if elapsed > c.max_run_time:
+                        c.max_run_time = elapsed
+                c.count(outcome)
+            for subscription in job.subscriptions:
+                # A run that never started has no publisher to end its stream.
+                subscription._sink.send.close()
+            job.done.set()
+
+
+def _returning(value: AsyncIterator[C]) -> Callable[[], AsyncIterator[C]]:
+    return lambda: value
+
+
+def _describe(obj: object) -> str:
+    text = repr(obj)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{type(obj).__qualname__} {text}"
+
+
+def _unrunnable(obj: object) -> str | None:
+    """Why *obj* cannot serve sessions, or ``None`` if it can."""
+    if not isinstance(obj, Flow):
+        return "which is not a runnable workflow"
+    if obj.entry_point is None and not obj._routines:
+        return "which has neither an entry point nor routines"
+    if obj.entry_point is not None:
+        try:
+            obj.entry_point.check_arguments((None,), {})
+        except TypeError:
+            return (
+                f"whose entry point {obj.entry_point.name}{obj.entry_point.signature} cannot take the "
+                "message as its one positional argument"
+            )
+    return None
+
+
+def _check_limit(name: str, value: object) -> int | None:
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):  # an int, but never meant as a number of runs
+            raise TypeError
+        limit = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        msg = f"SessionManager({name}={value!r}): {name} must be a whole number of runs, or None for no limit."
+        raise TypeError(msg) from None
+    if limit <= 0:
+        msg = f"SessionManager({name}={limit}): {name} must be 1 or more, or None for no limit."
+        raise ValueError(msg)
+    return limit
+
+
+def _check_seconds(name: str, value: object, *, allow_none: bool, allow_zero: bool) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        ok = False
+    else:
+        ok = value >= 0 if allow_zero else value > 0
+    if not ok:
+        what = "0 or more seconds" if allow_zero else "a positive number of seconds"
+        msg = f"SessionManager({name}={value!r}): {name} must be {what}{', or None' if allow_none else ''}."
+        raise ValueError(msg)
+    assert isinstance(value, int | float)
+    return float(value)
+
+
+# -- the public face ----------------------------------------------------------------
+
+
+@final
+class SessionManager(Generic[T]):
+    """Serves a workflow to sessions: one shared workflow, or one per user.
+
+    Open it with ``async with``; its actors (a manager actor, one holder per
+    workflow, and every run) live in the nursery that block opens, and nothing
+    of them outlives it::
+
+        async with rt.SessionManager(workflow=flow, max_concurrency=8) as manager:
+            async with manager.session(user_id="ada", conversation_id="c1") as session:
+                answer = await session.run("hello")
+
+    **Shared mode** (``workflow=``) serves one Flow to every session.
+    **Per-user mode** (``builder=``) builds a Flow for each user on that user's
+    first session, in a holder task of the manager's nursery: at most one build
+    per user at a time, and a build never holds up another user. The builder is
+    called as ``builder(user_id)`` and may return a Flow, an awaitable of one,
+    or an async context manager (or async generator) that yields one; that
+    context manager is entered and exited by the same holder task. A requester
+    cancelled during a build leaves the build to finish (and be cached) or fail
+    (and be closed). After a failed build, the user's sessions fail at once
+    with :class:`~runtime.WorkflowBuildError` until a back-off has passed;
+    it doubles with each failure in a row, from *build_retry_backoff* up to
+    *max_build_retry_backoff*.
+
+    A per-user workflow with no open session for *idle_timeout* seconds is
+    closed (evicted); its next session builds it again. The idle timer is a
+    cancel-scope deadline pushed back by each session, not a periodic sweep,
+    and it never runs while a session holds the workflow. Metrics survive
+    eviction.
+
+    Concurrency: each run is a task of its workflow's holder, and that task
+    takes the user's limiter (*per_user_max_concurrency*) and then the global
+    one (*max_concurrency*), in that fixed order, and frees them only after the
+    run has ended. A caller cancelled mid-run cancels its run first, so the
+    limits are never exceeded, even under disconnects. The user's limiter comes
+    first so that a request waiting for its user's slot does not hold a global
+    slot that another user could use. With *fail_fast*, a run finding no free
+    slot raises :class:`~runtime.Busy` at once instead of queueing.
+
+    Shutdown is one way. Leaving the block refuses new sessions
+    (:class:`~runtime.SessionClosedError`), closes idle workflows, and lets open
+    sessions finish within *shutdown_grace* seconds; then whatever is left is
+    cancelled (a run cancelled so raises ``SessionClosedError`` in its session)
+    and every workflow is closed before the block ends. If the block ends with
+    an exception, or is cancelled, everything is cancelled at once.
+
+    Args:
+        workflow: the shared workflow (shared mode).
+        builder: ``builder(user_id)`` gives a user's workflow (per-user mode).
+        max_concurrency: the most runs in flight at once over all users, or
+            ``None`` for no limit.
+        per_user_max_concurrency: the most runs in flight at once per user,
+            or ``None`` for no limit. In shared mode it applies to sessions
+            opened with a ``user_id``.
+        idle_timeout: seconds a per-user workflow is kept with no open
+            session, or ``None`` to keep it until shutdown.
+        fail_fast: raise :class:`~runtime.Busy` instead of waiting for a slot.
+        shutdown_grace: seconds open sessions get to end at shutdown.
+        build_retry_backoff: seconds a user's sessions fail at once after a
+            failed build; doubled for each further failure in a row.
+        max_build_retry_backoff: the longest back-off.
+        name: the manager's name, in errors and actor statistics.
+
+    Raises:
+        TypeError: not exactly one of *workflow* and *builder*, a *workflow*
+            that is not a runnable Flow, a *builder* that is not callable, or a
+            limit that is not a whole number.
+        ValueError: a limit below 1, or a negative or NaN time.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        *,
+        workflow: _FlowOf[T] | None = None,
+        builder: Callable[[str], _Built[T]] | None = None,
+        max_concurrency: int | None = 8,
+        per_user_max_concurrency: int | None = None,
+        idle_timeout: float | None = 900.0,
+        fail_fast: bool = False,
+        shutdown_grace: float = 10.0,
+        build_retry_backoff: float = 1.0,
+        max_build_retry_backoff: float = 60.0,
+        name: str = "session-manager",
+    ) -> None:
+        if (workflow is None) == (builder is None):
+            msg = (
+                "SessionManager needs exactly one of workflow= (one workflow shared by every session) "
+                "or builder= (one workflow per user, built on the user's first session)."
+            )
+            raise TypeError(msg)
+        if workflow is not None:
+            problem = _unrunnable(workflow)
+            if problem is not None:
+                msg = f"SessionManager(workflow=...) got {_describe(workflow)}, {problem}. Pass an rt.Flow."
+                raise TypeError(msg)
+        if builder is not None and not callable(builder):
+            msg = (
+                f"SessionManager(builder=...) got {_describe(builder)}, which is not callable. Pass a function "
+                "called as builder(user_id) that gives the user's rt.Flow."
+            )
+            raise TypeError(msg)
+        limit = _check_limit("max_concurrency", max_concurrency)
+        self._per_user_limit = _check_limit("per_user_max_concurrency", per_user_max_concurrency)
+        self._idle_timeout = _check_seconds("idle_timeout", idle_timeout, allow_none=True, allow_zero=False)
+        grace = _check_seconds("shutdown_grace", shutdown_grace, allow_none=False, allow_zero=True)
+        backoff = _check_seconds("build_retry_backoff", build_retry_backoff, allow_none=False, allow_zero=True)
+        max_backoff = _check_seconds(
+            "max_build_retry_backoff", max_build_retry_backoff, allow_none=False, allow_zero=True
+        )
+        assert grace is not None
+        assert backoff is not None
+        assert max_backoff is not None
+        self._workflow: _AnyFlow | None = workflow  # type: ignore[assignment]
+        self._builder: Callable[[str], object] | None = builder
+        self._limiter = None if limit is None else trio.CapacityLimiter(limit)
+        self._max_concurrency = limit
+        self._fail_fast = bool(fail_fast)
+        self._shutdown_grace = grace
+        self._build_retry_backoff = backoff
+        self._max_build_retry_backoff = max(backoff, max_backoff)
+        self._name = name
+        self._state = _NEW
+        self._cancelled_at_shutdown = False
+        self._totals = _Counters(None)
+        self._users: dict[str, _User] = {}
+        self._holders: set[_Holder] = set()
+        self._shared: _Holder | None = None
+        self._ref: actors.ActorRef[_User | None, _Holder] | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    def __repr__(self) -> str:
+        mode = "shared" if self._builder is None else "per-user"
+        state = ("new", "open", "shutting down", "shut down")[self._state]
+        return f"<SessionManager {self._name!r} {mode} {state}>"
+
+    @property
+    def name(self) -> str:
+        """The manager's name."""
+        return self._name
+
+    @property
+    def per_user(self) -> bool:
+        """Whether each user gets a workflow of their own (``builder=`` was given)."""
+        return self._builder is not None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the manager takes new sessions now."""
+        return self._state is _OPEN
+
+    # -- lifetime ---------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        """Open the manager's nursery and actors; in shared mode, start serving the workflow.
+
+        Raises:
+            RuntimeError: the manager was opened before (it is one-way).
+        """
+        if self._state is not _NEW:
+            msg = (
+                f"SessionManager {self._name!r} was already opened once; a manager cannot be reopened "
+                "after shutdown. Build a new rt.SessionManager(...)."
+            )
+            raise RuntimeError(msg)
+        self._state = _OPEN
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            system = await stack.enter_async_context(actors.open_system())
+            self._ref = await system.spawn(_ManagerActor(self), name=self._name)  # type: ignore[arg-type]
+            if self._builder is None:
+                self._shared = await self._ref.ask(None)
+                await self._shared.ready.wait()
+        except BaseException:
+            self._state = _SHUT
+            if not await stack.__aexit__(*sys.exc_info()):
+                raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        """Shut down: refuse new sessions, drain within the grace period, cancel the rest.
+
+        Blocks until every holder, run and workflow of the manager has ended.
+        If the block raised (or this task is cancelled while draining),
+        everything is cancelled at once.
+        """
+        stack = self._stack
+        assert stack is not None
+        assert self._ref is not None
+        self._state = _DRAINING
+        ref = self._ref
+        try:
+            for holder in list(self._holders):
+                holder.reschedule()
+            if exc is None:
+                with trio.move_on_after(self._shutdown_grace):
+                    await ref.stop()
+            if ref.is_alive:
+                self._cancelled_at_shutdown = True
+                ref.cancel()
+            await ref.wait_stopped()
+        except BaseException:
+            ref.cancel()
+            raise
+        finally:
+            self._state = _SHUT
+            try:
+                suppressed = await stack.__aexit__(exc_type, exc, tb)
+            except BaseExceptionGroup as group:
+                # The body's own error comes out of the actor system's nursery wrapped
+                # in a group: raise it as the body raised it.
+                if exc is not None and len(group.exceptions) == 1 and group.exceptions[0] is exc:
+                    suppressed = False
+                else:
+                    raise
+        return bool(suppressed)
+
+    # -- sessions -----------------------------------------------------------------
+
+    def session(
+        self,
+        *,
+        user_id: str | None = None,
+        conversation_id: str | None = None,
+        user_message_id: str | None = None,
+        parent_id: str | None = None,
+        parent_name: str | None = None,
+        trace_id: str | None = None,
+        metadata: Mapping[str, object] | None = None,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+    ) -> AbstractAsyncContextManager[Session[T]]:
+        """A lease on the workflow for one request: ``async with manager.session(...) as session:``.
+
+        Entering the block waits, in per-user mode, for the user's workflow to
+        be built (by a holder task: if this wait is cancelled, the build goes
+        on and is cached). The lease keeps the workflow from eviction until the
+        block ends; after it, the session refuses use.
+
+        Args:
+            user_id: who asks; required in per-user mode.
+            conversation_id: the conversation, passed to runs.
+            user_message_id: the user's message, passed to runs.
+            parent_id: the caller's step id, for cross-workflow tracing.
+            parent_name: the caller's step name.
+            trace_id: the trace this request belongs to; a fresh one by default.
+            metadata: extra values for the runs' ``rt.request().extra``; each
+                run gets its own deep copy.
+            headers: request headers, passed to runs as pairs.
+
+        Raises:
+            TypeError: per-user mode and no *user_id*.
+            SessionClosedError: (on entering) the manager is not open.
+            WorkflowBuildError: (on entering) the user's workflow could not be
+                built, now or within the back-off after a failed build.
+
+        .. versionadded:: 0.1
+        """
+        if self._builder is not None and user_id is None:
+            msg = (
+                f"SessionManager {self._name!r} builds one workflow per user, so session() needs a user: "
+                "call manager.session(user_id=...)."
+            )
+            raise TypeError(msg)
+        if user_id is not None and not isinstance(user_id, str):
+            msg = f"session(user_id={user_id!r}): user_id must be a string."
+            raise TypeError(msg)
+        if headers is None:
+            pairs: tuple[tuple[str, str], ...] = ()
+        elif isinstance(headers, collections.abc.Mapping):
+            pairs = tuple((str(k), str(v)) for k, v in headers.items())
+        else:
+            pairs = tuple((str(k), str(v)) for k, v in headers)
+        extra = () if not metadata else tuple(copy.deepcopy(dict(metadata)).items())
+        return _Opener(
+            self,
+            user_id,
+            RequestMetadata(
+                user_id=user_id,
+                conversation_id=conversation_id,
+                user_message_id=user_message_id,
+                trace_id=trace_id if trace_id is not None else f"trace-{uuid.uuid4().hex[:16]}",
+                parent_id=parent_id,
+                parent_name=parent_name,
+                headers=pairs,
+                extra=extra,
+            ),
+        )
+
+    async def _lease(self, user_id: str | None) -> tuple[_Holder, _User | None]:
+        """Take a lease on the workflow for *user_id*, building it first if need be."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if self._state is not _OPEN:
+            raise self._closed_error()
+        user: _User | None = None
+        if user_id is not None:
+            user = self._users.get(user_id)
+            if user is None:
+                user = self._users[user_id] = _User(user_id, self._per_user_limit)
+        if self._builder is None:
+            holder = self._shared
+            assert holder is not None
+            if holder.state != _READY:
+                raise self._closed_error()
+            holder.lease()
+            if user is not None:
+                user.counters.active_leases += 1
+            return holder, user
+        assert user is not None
+        while True:
+            holder_or_none = user.holder
+            if holder_or_none is None or holder_or_none.state >= _CLOSING:
+                assert self._ref is not None
+                try:
+                    holder = await self._ref.ask(user)
+                except actors.ActorStoppedError:
+                    raise self._closed_error() from None
+            else:
+                holder = holder_or_none
+            if holder.state == _BUILDING:
+                holder.waiting += 1
+                try:
+                    await holder.ready.wait()
+                finally:
+                    holder.waiting -= 1
+                    if holder.state == _READY and not holder.leases:
+                        holder.reschedule()
+            if holder.state == _READY:
+                holder.lease()
+                return holder, user
+            if holder.error is not None:
+                raise WorkflowBuildError(str(holder.error)) from holder.error.__cause__
+            if self._state is not _OPEN:
+                raise self._closed_error()
+            # Evicted between the build and our wake-up (a tiny idle_timeout): go again.
+
+    def _check_backoff(self, user: _User) -> None:
+        now = trio.current_time()
+        if user.last_error is not None and now < user.retry_at:
+            cause = user.last_error.__cause__
+            last = f"{type(cause).__name__}: {cause}" if cause is not None else str(user.last_error)
+            backoff = min(self._build_retry_backoff * 2 ** (user.failures - 1), self._max_build_retry_backoff)
+            msg = (
+                f"The workflow for user {user.id!r} is not built: its builder failed {user.failures} "
+                f"time{'s' if user.failures != 1 else ''} in a row, last with {last}. The next build is tried "
+                f"after a back-off of {backoff:g} s, in {user.retry_at - now:.3g} s."
+            )
+            raise WorkflowBuildError(msg) from cause
+
+    def _closed_error(self) -> SessionClosedError:
+        if self._state is _NEW:
+            msg = (
+                f"SessionManager {self._name!r} is not open. Open sessions inside "
+                "`async with rt.SessionManager(...) as manager:`."
+            )
+        else:
+            when = "is shutting down" if self._state is _DRAINING else "is shut down"
+            msg = (
+                f"SessionManager {self._name!r} {when} and takes no new sessions: its `async with` block has "
+                "ended. Open sessions inside the block."
+            )
+        return SessionClosedError(msg)
+
+    def _gone_error(self) -> SessionClosedError:
+        msg = (
+            f"The run was cancelled because SessionManager {self._name!r} shut down: this session was still "
+            f"open when its shutdown_grace of {self._shutdown_grace:g} s ran out."
+        )
+        return SessionClosedError(msg)
+
+    # -- metrics ------------------------------------------------------------------
+
+    def metrics(self, user_id: str | None = None) -> WorkflowMetrics:
+        """A frozen snapshot of the counters, for one user or for the whole manager.
+
+        Never blocks and never waits for a run. A user never seen gives zeros.
+
+        Args:
+            user_id: the user, or ``None`` for every run of the manager.
+        """
+        if user_id is None:
+            return self._totals.snapshot()
+        user = self._users.get(user_id)
+        return WorkflowMetrics(user_id) if user is None else user.counters.snapshot()
+
+    def users(self) -> list[str]:
+        """The users whose per-user workflow is built and held now."""
+        return [u.id for u in self._users.values() if u.holder is not None and u.holder.state == _READY]
+
+
+@final
+class _Opener(Generic[T]):
+    """What :meth:`SessionManager.session` returns: enter it for a :class:`Session`."""
+
+    __slots__ = ("_manager", "_metadata", "_session", "_user_id")
+
+    def __init__(self, manager: SessionManager[T], user_id: str | None, metadata: RequestMetadata) -> None:
+        self._manager = manager
+        self._user_id = user_id
+        self._metadata = metadata
+        self._session: Session[T] | None = None
+
+    async def __aenter__(self) -> Session[T]:
+        if self._session is not None:
+            msg = "This manager.session(...) was entered already; call manager.session(...) for each `async with`."
+            raise RuntimeError(msg)
+        manager = self._manager
+        holder, user = await manager._lease(self._user_id)
+        self._session = session = Session[T]._create(manager, holder, user, self._metadata)
+        return session
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        session = self._session
+        assert session is not None
+        session._close()
+
+
+@final
+class Session(Generic[T], metaclass=_NoPublicConstructor):
+    """A lease on a workflow for one request; from :meth:`SessionManager.session`.
+
+    Good only inside its ``async with`` block. Each :meth:`run` or
+    :meth:`stream` is an independent run of the workflow, with this session's
+    request metadata (a fresh run id each time) visible to its nodes through
+    ``rt.request()``.
+
+    Attributes:
+        user_id: who asked (``None`` for an anonymous shared-mode session).
+        conversation_id: the conversation.
+        user_message_id: the user's message.
+        parent_id: the caller's step id.
+        parent_name: the caller's step name.
+        trace_id: the trace every run of this session belongs to.
+        headers: the request headers, as pairs.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ("_closed", "_counters", "_holder", "_limiters", "_manager", "_metadata", "_user")
+
+    def __init__(
+        self, manager: SessionManager[T], holder: _Holder, user: _User | None, metadata: RequestMetadata
+    ) -> None:
+        self._manager = manager
+        self._holder = holder
+        self._user = user
+        self._metadata = metadata
+        self._closed = False
+        limiters: list[trio.CapacityLimiter] = []
+        if user is not None and user.limiter is not None:
+            limiters.append(user.limiter)
+        if manager._limiter is not None:
+            limiters.append(manager._limiter)
+        self._limiters = tuple(limiters)
+        self._counters = (manager._totals,) if user is None else (manager._totals, user.counters)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Session user={self._metadata.user_id!r} conversation={self._metadata.conversation_id!r} {state}>"
+
+    @property
+    def user_id(self) -> str | None:
+        """Who asked."""
+        return self._metadata.user_id
+
+    @property
+    def conversation_id(self) -> str | None:
+        """The conversation."""
+        return self._metadata.conversation_id
+
+    @property
+    def user_message_id(self) -> str | None:
+        """The user's message."""
+        return self._metadata.user_message_id
+
+    @property
+    def parent_id(self) -> str | None:
+        """The caller's step id."""
+        return self._metadata.parent_id
+
+    @property
+    def parent_name(self) -> str | None:
+        """The caller's step name."""
+        return self._metadata.parent_name
+
+    @property
+    def trace_id(self) -> str | None:
+        """The trace every run of this session belongs to."""
+        return self._metadata.trace_id
+
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """The request headers, as pairs."""
+        return self._metadata.headers
+
+    @property
+    def closed(self) -> bool:
+        """Whether the session's block has ended."""
+        return self._closed
+
+    @property
+    def workflow(self) -> _FlowOf[T]:
+        """The workflow this session runs (the shared one, or the user's).
+
+        Raises:
+            SessionClosedError: the session's block has ended.
+        """
+        self._check_open()
+        flow = self._holder.flow
+        assert flow is not None
+        return flow  # type: ignore[return-value]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            who = "" if self._metadata.user_id is None else f" (user {self._metadata.user_id!r})"
+            msg = (
+                f"This session{who} was used after its `async with manager.session(...)` block ended. "
+                "A session is good for its block only; open a new one for each request."
+            )
+            raise SessionClosedError(msg)
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._holder.release()
+            if self._user is not None and self._manager._builder is None:
+                self._user.counters.active_leases -= 1
+
+    def _submit(self, message: object, subscriptions: tuple[Subscription, ...]) -> _Job:
+        """Count the request, take the slots now if failing fast, and start the run task."""
+        self._check_open()
+        metadata = attrs.evolve(
+            self._metadata,
+            message=message,
+            run_id=f"run-{uuid.uuid4().hex[:12]}",
+            extra=copy.deepcopy(self._metadata.extra) if self._metadata.extra else (),
+        )
+        job = _Job(message, metadata, subscriptions, self._limiters, self._counters)
+        manager = self._manager
+        if manager._fail_fast:
+            self._take_slots_nowait(job)
+        try:
+            self._holder.submit(job)
+        except BaseException:
+            for limiter in reversed(job.limiters if manager._fail_fast else ()):
+                limiter.release_on_behalf_of(job)
+            raise
+        for c in self._counters:
+            c.requests += 1
+            c.queued += 1
+        return job
+
+    def _take_slots_nowait(self, job: _Job) -> None:
+        taken: list[trio.CapacityLimiter] = []
+        for limiter in job.limiters:
+            try:
+                limiter.acquire_on_behalf_of_nowait(job)
+            except trio.WouldBlock:
+                for held in reversed(taken):
+                    held.release_on_behalf_of(job)
+                for c in self._counters:
+                    c.requests += 1
+                    c.rejected += 1
+                if self._user is not None and limiter is self._user.limiter:
+                    what = f"user {self._user.id!r} already has per_user_max_concurrency={limiter.total_tokens}"
+                else:
+                    what = f"max_concurrency={limiter.total_tokens} runs are"
+                    what = f"{what} already"
+                msg = (
+                    f"No free run slot: {what} runs in flight, and SessionManager {self._manager.name!r} was "
+                    "opened with fail_fast=True. Retry later, or open it with fail_fast=False to queue."
+                )
+                raise Busy(msg) from None
+            taken.append(limiter)
+
+    async def run(self, message: object) -> T:
+        """Run the workflow on *message* and return its result.
+
+        The entry node gets *message* as its one positional argument. Waits
+        for a concurrency slot (unless ``fail_fast``), then for the run. If the
+        caller is cancelled, the run is cancelled and this waits for it to end
+        (its slot is free again when this returns); nothing of the run is left.
+
+        Raises:
+            SessionClosedError: the session's block has ended, or the manager
+                shut down and cancelled the run after its grace period.
+            Busy: ``fail_fast`` and no free slot.
+            RunTimeoutError: the run passed its flow's timeout.
+            Exception: the node error that ended the run.
+        """
+        job = self._submit(message, ())
+        try:
+            await job.done.wait()
+        except BaseException:
+            job.scope.cancel()
+            with trio.CancelScope(shield=True):
+                await job.done.wait()
+            raise
+        return self._outcome(job)  # type: ignore[return-value]
+
+    def _outcome(self, job: _Job) -> object:
+        if job.result is not None:
+            return job.result.unwrap()
+        if job.error is not None:
+            raise job.error
+        raise self._manager._gone_error()
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, message: object, *, buffer: int = 256, overflow: Overflow = "block"
+    ) -> AsyncIterator[Subscription]:
+        """Run the workflow on *message* and stream its events: ``async with session.stream(m) as events:``.
+
+        Iterate ``events`` for every :class:`~runtime.Event` of the run, the
+        ``run_finished`` event last (its ``data`` holds the status, result and
+        error). A run that fails does not raise here: its error is in that
+        event. Leaving the block early cancels the run, waits for it to end,
+        and is not an error.
+
+        Args:
+            message: the entry node's one positional argument.
+            buffer: events buffered for this stream.
+            overflow: ``"block"`` holds the run back while the buffer is full;
+                ``"fail"`` ends the stream with
+                :class:`~runtime.SubscriberOverflowError`.
+
+        Raises:
+            SessionClosedError: the session's block has ended; or, on leaving
+                the block, the manager shut down and cancelled the run.
+            Busy: ``fail_fast`` and no free slot.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        subscription = Subscription(buffer, overflow)
+        job = self._submit(message, (subscription,))
+        try:
+            yield subscription
+        finally:
+            subscription.close()
+            if not job.done.is_set():
+                if subscription.finished is None:
+                    # Left before the final event: end the run. (After it, the
+                    # run is only winding down, and ends as it ended.)
+                    job.left_early = True
+                    job.scope.cancel()
+                with trio.CancelScope(shield=True):
+                    await job.done.wait()
+        if job.result is None and not job.left_early:
+            if job.error is not None:
+                raise job.error
+            raise self._manager._gone_error()
