@@ -1,0 +1,383 @@
+"""``rt.Flow``: invoke/ainvoke/run/arun, timeout, end_on_error, cancellation, saved state."""
+
+import json
+import logging
+import pathlib
+import re
+import socket
+
+import pytest
+import trio
+import trio.testing
+
+import runtime as rt
+
+
+@rt.function_node
+async def greet(name: str) -> str:
+    return f"Hello, {name}!"
+
+
+@rt.function_node
+async def fail() -> None:
+    raise ValueError("boom")
+
+
+# -- invoking -----------------------------------------------------------------
+
+
+def test_invoke_returns_the_entry_points_result() -> None:
+    flow = rt.Flow("greet-flow", entry_point=greet)
+    assert flow.invoke(name="Alice") == "Hello, Alice!"
+    assert flow.invoke("Bob") == "Hello, Bob!"
+
+
+def test_invoke_raises_the_nodes_error() -> None:
+    with pytest.raises(ValueError, match=r"^boom\nraised in node 'fail', request path: fail \(r1\)$"):
+        rt.Flow("f", entry_point=fail).invoke()
+
+
+async def test_ainvoke_inside_trio() -> None:
+    assert await rt.Flow("greet-flow", entry_point=greet).ainvoke("Ann") == "Hello, Ann!"
+
+
+async def test_invoke_inside_trio_is_a_clear_error() -> None:
+    flow = rt.Flow("etl", entry_point=greet)
+    with pytest.raises(
+        rt.InvokeInsideTrioError,
+        match=r"^Flow\('etl'\)\.invoke\(\.\.\.\) was called inside a running Trio program, where it would "
+        r"block the loop\. Use await Flow\('etl'\)\.ainvoke\(\.\.\.\)\.$",
+    ):
+        flow.invoke("x")
+    with pytest.raises(rt.InvokeInsideTrioError, match=r"Use await Flow\('etl'\)\.arun\(\.\.\.\)\.$"):
+        flow.run("x")
+
+
+def test_run_returns_state_result_and_error() -> None:
+    ok = rt.Flow("ok", entry_point=greet).run("Ann")
+    assert (ok.status, ok.result, ok.error) == (rt.Status.COMPLETED, "Hello, Ann!", None)
+    assert ok.unwrap() == "Hello, Ann!"
+    bad = rt.Flow("bad", entry_point=fail).run()
+    assert bad.status is rt.Status.FAILED
+    assert bad.result is None
+    assert isinstance(bad.error, ValueError)
+    with pytest.raises(ValueError, match=r"^boom\nraised in node 'fail', request path: fail \(r1\)$"):
+        bad.unwrap()
+
+
+def test_each_invocation_is_an_independent_run_with_its_own_id() -> None:
+    flow = rt.Flow("greet-flow", entry_point=greet)
+    runs = [flow.run(name) for name in ("a", "b", "c")]
+    ids = [r.state.run_id for r in runs]
+    assert len(set(ids)) == 3
+    assert all(re.fullmatch(r"run-[0-9a-f]{12}", run_id) for run_id in ids)
+    assert [r.result for r in runs] == ["Hello, a!", "Hello, b!", "Hello, c!"]
+    assert [list(r.state.requests) for r in runs] == [["r1"]] * 3
+
+
+def test_run_state_fields() -> None:
+    result = rt.Flow("greet-flow", entry_point=greet, context={"k": 1}).run("Ann")
+    state = result.state
+    assert state.flow_name == state.flow_id == "greet-flow"
+    assert state.run_id == state.job_id
+    assert state.status is rt.Status.COMPLETED
+    assert state.started_at is not None
+    assert state.finished_at is not None
+    assert state.created_at <= state.started_at <= state.finished_at
+    assert state.result == "'Hello, Ann!'"
+    assert state.error is None
+    assert state.context == {"k": 1}
+    (request,) = state.requests.values()
+    assert (request.id, request.parent_id, request.node, request.status) == ("r1", None, "greet", rt.Status.COMPLETED)
+    assert request.duration is not None
+    assert request.duration >= 0
+    assert request.result == "'Hello, Ann!'"
+
+
+def test_failed_run_state_keeps_the_error_summary() -> None:
+    state = rt.Flow("f", entry_point=fail).run().state
+    assert state.status is rt.Status.FAILED
+    assert state.error is not None
+    assert (state.error.type, state.error.message) == ("ValueError", "boom")
+    assert state.result is None
+
+
+def test_wrong_arguments_for_the_entry_point_raise_before_the_run() -> None:
+    with pytest.raises(
+        rt.NodeArgumentError,
+        match=r"^Cannot call node 'greet' with these arguments: missing a required argument: 'name'\. "
+        r"Its signature is greet\(name: str\) -> str\.$",
+    ):
+        rt.Flow("g", entry_point=greet).invoke()
+
+
+# -- construction ---------------------------------------------------------------
+
+
+def test_entry_point_must_be_a_node() -> None:
+    async def plain() -> None: ...
+
+    with pytest.raises(
+        rt.NotANodeError,
+        match=r"^Flow\('x', entry_point=\.\.\.\) got 'plain', which is a plain callable, not a node\. "
+        r"Decorate it with @rt\.function_node to call it in a run\.$",
+    ):
+        rt.Flow("x", entry_point=plain)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), "5"])
+def test_timeout_must_be_positive(timeout: object) -> None:
+    with pytest.raises(
+        ValueError,
+        match=rf"^Flow\('x', timeout={re.escape(repr(timeout))}\): timeout must be a positive number of seconds, or None\.$",
+    ):
+        rt.Flow("x", entry_point=greet, timeout=timeout)  # type: ignore[arg-type]
+
+
+def test_the_flows_context_is_copied_at_construction() -> None:
+    ctx: dict[str, object] = {"items": [1]}
+    flow = rt.Flow("x", entry_point=greet, context=ctx)
+    ctx["items"].append(2)  # type: ignore[attr-defined]
+    assert flow.context == {"items": [1]}
+
+
+# -- timeout -------------------------------------------------------------------
+
+
+async def test_timeout_cancels_every_node_before_raising(autojump_clock: trio.abc.Clock) -> None:
+    finally_ran: dict[str, float] = {}
+
+    @rt.function_node
+    async def sleeper(name: str) -> None:
+        try:
+            await trio.sleep(100)
+        finally:
+            finally_ran[name] = trio.current_time()
+
+    @rt.function_node
+    async def parent() -> None:
+        try:
+            await rt.call_batch(sleeper, ["a", "b"])
+        finally:
+            finally_ran["parent"] = trio.current_time()
+
+    flow = rt.Flow("slow", entry_point=parent, timeout=5)
+    with pytest.raises(rt.RunTimeoutError) as info:
+        await flow.ainvoke()
+    assert finally_ran == {"a": 5.0, "b": 5.0, "parent": 5.0}
+    assert re.fullmatch(
+        r"Flow 'slow' \(run run-[0-9a-f]{12}\) timed out after 5 s; every node of it was cancelled and its "
+        r"finally blocks ran\.",
+        str(info.value),
+    )
+    assert isinstance(info.value, TimeoutError)
+
+
+async def test_timed_out_run_state(autojump_clock: trio.abc.Clock) -> None:
+    @rt.function_node
+    async def parent() -> None:
+        await rt.call(greet, "fast")
+        await trio.sleep(10)
+
+    result = await rt.Flow("slow", entry_point=parent, timeout=2.5).arun()
+    assert result.status is rt.Status.TIMED_OUT
+    assert isinstance(result.error, rt.RunTimeoutError)
+    statuses = {r.node: r.status for r in result.state.requests.values()}
+    assert statuses == {"parent": rt.Status.CANCELLED, "greet": rt.Status.COMPLETED}
+    assert result.state.requests["r1"].finished_at == 2.5
+    assert result.state.error is not None
+    assert result.state.error.type == "runtime.RunTimeoutError"
+
+
+async def test_a_run_within_its_timeout_completes(autojump_clock: trio.abc.Clock) -> None:
+    @rt.function_node
+    async def nap() -> str:
+        await trio.sleep(4)
+        return "rested"
+
+    assert await rt.Flow("nap", entry_point=nap, timeout=5).ainvoke() == "rested"
+
+
+# -- end_on_error ----------------------------------------------------------------
+
+
+def _catching_parent(finally_ran: list[str]) -> rt.Node[[], str]:
+    @rt.function_node
+    async def sibling() -> None:
+        try:
+            await trio.sleep(100)
+        finally:
+            finally_ran.append("sibling")
+
+    @rt.function_node
+    async def failing() -> None:
+        await trio.sleep(1)
+        raise ConnectionError("refused")
+
+    @rt.function_node
+    async def parent() -> str:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(rt.call, sibling)
+            try:
+                await rt.call(failing)
+            except ConnectionError:
+                nursery.cancel_scope.cancel()
+                return "caught"
+        return "not raised"
+
+    return parent
+
+
+async def test_end_on_error_false_lets_the_parent_catch(autojump_clock: trio.abc.Clock) -> None:
+    finally_ran: list[str] = []
+    result = await rt.Flow("lenient", entry_point=_catching_parent(finally_ran)).arun()
+    assert result.status is rt.Status.COMPLETED
+    assert result.result == "caught"
+    assert finally_ran == ["sibling"]
+
+
+async def test_end_on_error_true_ends_the_run_although_the_parent_catches(autojump_clock: trio.abc.Clock) -> None:
+    finally_ran: list[str] = []
+    flow = rt.Flow("strict", entry_point=_catching_parent(finally_ran), end_on_error=True)
+    with pytest.raises(
+        ConnectionError, match=r"^refused\nraised in node 'failing', request path: parent > failing \(r2\)$"
+    ) as info:
+        await flow.ainvoke()
+    assert info.value.__notes__ == ["raised in node 'failing', request path: parent > failing (r2)"]
+    assert finally_ran == ["sibling"]
+    assert trio.current_time() == 1.0
+
+    result = await flow.arun()
+    assert result.status is rt.Status.FAILED
+    statuses = {r.node: r.status for r in result.state.requests.values()}
+    assert statuses == {"parent": rt.Status.CANCELLED, "failing": rt.Status.FAILED, "sibling": rt.Status.CANCELLED}
+
+
+# -- cancellation from outside ------------------------------------------------------
+
+
+async def test_cancelling_ainvoke_cancels_the_run(autojump_clock: trio.abc.Clock, tmp_path: pathlib.Path) -> None:
+    finally_ran: list[str] = []
+    events: list[rt.Event] = []
+
+    @rt.function_node
+    async def child() -> None:
+        try:
+            await trio.sleep(100)
+        finally:
+            finally_ran.append("child")
+
+    @rt.function_node
+    async def parent() -> None:
+        try:
+            await rt.call(child)
+        finally:
+            finally_ran.append("parent")
+
+    flow = rt.Flow("c", entry_point=parent, save_state=True, state_dir=tmp_path, subscribers=[events.append])
+    with trio.move_on_after(3) as scope:
+        await flow.ainvoke()
+    assert scope.cancelled_caught
+    assert sorted(finally_ran) == ["child", "parent"]
+    assert events[-1].kind is rt.EventKind.RUN_FINISHED
+    assert isinstance(events[-1].data, dict)
+    assert events[-1].data["status"] == "cancelled"
+    state = rt.read_state_file(tmp_path / "c.json")
+    assert state.status is rt.Status.CANCELLED
+    assert [r.status for r in state.requests.values()] == [rt.Status.CANCELLED] * 2
+    await trio.testing.wait_all_tasks_blocked()
+
+
+# -- saved state ----------------------------------------------------------------
+
+
+def test_save_state_writes_the_state_document(tmp_path: pathlib.Path) -> None:
+    flow = rt.Flow("greet-flow", entry_point=greet, save_state=True, state_dir=tmp_path, context={"user_id": "123"})
+    result = flow.run("Ann")
+    path = tmp_path / "greet-flow.json"
+    assert flow.state_path == path
+    doc = json.loads(path.read_text())
+    assert (doc["format"], doc["version"]) == ("trioflow.state", 1)
+    saved = rt.read_state_file(path)
+    assert saved == result.state
+    assert saved.context == {"user_id": "123"}
+    assert [p.name for p in tmp_path.iterdir()] == ["greet-flow.json"]  # no temporary files left
+
+
+def test_save_state_default_directory(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    rt.Flow("daily-report-v1", entry_point=greet, save_state=True).invoke("x")
+    assert rt.read_state_file(tmp_path / ".trioflow" / "daily-report-v1.json").status is rt.Status.COMPLETED
+
+
+def test_save_state_however_the_run_ends(tmp_path: pathlib.Path) -> None:
+    flow = rt.Flow("f", entry_point=fail, save_state=True, state_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"^boom\nraised in node 'fail', request path: fail \(r1\)$"):
+        flow.invoke()
+    state = rt.read_state_file(tmp_path / "f.json")
+    assert state.status is rt.Status.FAILED
+    assert state.error == rt.ErrorSummary("ValueError", "boom")
+    assert state.requests["r1"].error == rt.ErrorSummary("ValueError", "boom", ("fail",))
+
+
+async def test_save_state_of_a_timed_out_run(autojump_clock: trio.abc.Clock, tmp_path: pathlib.Path) -> None:
+    @rt.function_node
+    async def slow() -> None:
+        await trio.sleep(10)
+
+    flow = rt.Flow("slow", entry_point=slow, timeout=1, save_state=True, state_dir=tmp_path)
+    with pytest.raises(rt.RunTimeoutError):
+        await flow.ainvoke()
+    state = rt.read_state_file(tmp_path / "slow.json")
+    assert state.status is rt.Status.TIMED_OUT
+    assert state.requests["r1"].status is rt.Status.CANCELLED
+
+
+def test_overwriting_a_state_file_warns_naming_it(tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture) -> None:
+    flow = rt.Flow("my-unique-run", entry_point=greet, save_state=True, state_dir=tmp_path)
+    with caplog.at_level(logging.WARNING):
+        first = flow.run("a")
+        assert caplog.records == []
+        second = flow.run("b")
+    path = tmp_path / "my-unique-run.json"
+    assert [r.getMessage() for r in caplog.records] == [f"State file {path} already exists, overwriting."]
+    assert caplog.records[0].levelno == logging.WARNING
+    assert first.state.run_id != second.state.run_id
+    assert rt.read_state_file(path).run_id == second.state.run_id
+
+
+def test_unserializable_context_is_reported_by_path_and_the_result_is_kept(tmp_path: pathlib.Path) -> None:
+    @rt.function_node
+    async def connect() -> object:
+        conn = socket.socket()
+        rt.context.put("conn", conn)
+        rt.context.get("nested").append({"fn": print})  # type: ignore[attr-defined]
+        return conn
+
+    flow = rt.Flow("sock", entry_point=connect, save_state=True, state_dir=tmp_path, context={"nested": []})
+    result = flow.run()
+    try:
+        assert result.status is rt.Status.COMPLETED
+        assert isinstance(result.result, socket.socket)
+        doc = json.loads((tmp_path / "sock.json").read_text())
+        assert doc["unserializable"] == ["$.context.nested[0].fn", "$.context.conn"]
+        assert doc["state"]["context"]["conn"]["type"] == "socket.socket"
+        assert doc["state"]["requests"][0]["result"].startswith("<socket.socket")
+        assert rt.read_state_file(tmp_path / "sock.json").status is rt.Status.COMPLETED
+    finally:
+        result.result.close()  # type: ignore[union-attr]
+
+
+def test_a_state_file_is_never_left_truncated(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    flow = rt.Flow("atomic", entry_point=greet, save_state=True, state_dir=tmp_path)
+    flow.invoke("first")
+    before = (tmp_path / "atomic.json").read_text()
+
+    def crash(*args: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", crash)
+    with pytest.raises(OSError, match=r"^disk full$"):
+        flow.invoke("second")
+    assert (tmp_path / "atomic.json").read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["atomic.json"]
