@@ -1,0 +1,148 @@
+"""``rt.context`` and ``rt.request()``: what a node sees of its run."""
+
+import pytest
+import trio
+import trio.testing
+
+import runtime as rt
+
+
+def _flow(node: rt.Node[..., object], **context: object) -> rt.Flow[..., object]:
+    return rt.Flow(node.name, entry_point=node, context=context)
+
+
+def test_get_put_update_delete() -> None:
+    @rt.function_node
+    async def edit() -> dict[str, object]:
+        seen = {"a": rt.context.get("a"), "missing": rt.context.get("missing"), "dflt": rt.context.get("x", 7)}
+        rt.context.put("b", 2)
+        rt.context.update({"c": 3, "a": 10})
+        rt.context.delete("gone")
+        seen["has_gone"] = "gone" in rt.context
+        seen["has_b"] = "b" in rt.context
+        seen["all"] = rt.context.as_dict()
+        return seen
+
+    result = _flow(edit, a=1, gone=0).run()
+    assert result.result == {
+        "a": 1,
+        "missing": None,
+        "dflt": 7,
+        "has_gone": False,
+        "has_b": True,
+        "all": {"a": 10, "b": 2, "c": 3},
+    }
+    assert result.state.context == {"a": 10, "b": 2, "c": 3}
+
+
+def test_children_share_their_runs_context() -> None:
+    @rt.function_node
+    async def child() -> object:
+        rt.context.put("from_child", rt.context.get("from_parent"))
+        return rt.context.get("from_child")
+
+    @rt.function_node
+    async def parent() -> object:
+        rt.context.put("from_parent", "hi")
+        await rt.call(child)
+        return rt.context.get("from_child")
+
+    assert _flow(parent).invoke() == "hi"
+
+
+def test_delete_of_a_missing_key_lists_the_keys() -> None:
+    @rt.function_node
+    async def remove() -> None:
+        rt.context.delete("nope")
+
+    result = _flow(remove, a=1, b=2).run()
+    assert isinstance(result.error, KeyError)
+    assert result.error.args[0] == "rt.context.delete('nope'): the run's context has no key 'nope'; its keys are 'a', 'b'."
+
+
+def test_as_dict_is_a_copy() -> None:
+    @rt.function_node
+    async def peek() -> object:
+        copy = rt.context.as_dict()
+        copy["items"].append(99)  # type: ignore[attr-defined]
+        return rt.context.get("items")
+
+    assert _flow(peek, items=[1]).invoke() == [1]
+
+
+def test_in_place_changes_never_reach_the_flow_or_the_next_run() -> None:
+    @rt.function_node
+    async def mutate() -> object:
+        items = rt.context.get("items")
+        assert isinstance(items, list)
+        items.append(len(items))
+        nested = rt.context.get("nested")
+        assert isinstance(nested, dict)
+        nested["deep"].append("x")
+        return list(items)
+
+    flow = _flow(mutate, items=[], nested={"deep": []})
+    assert flow.invoke() == [0]
+    assert flow.invoke() == [0]  # the second run starts from the Flow's context again
+    assert flow.context == {"items": [], "nested": {"deep": []}}
+
+
+async def test_concurrent_runs_never_see_each_others_context(autojump_clock: trio.abc.Clock) -> None:
+    @rt.function_node
+    async def worker(name: str) -> object:
+        shared = rt.context.get("log")
+        assert isinstance(shared, list)
+        for step in range(3):
+            shared.append(f"{name}-{step}")
+            rt.context.put("last", name)
+            await trio.sleep(1)  # let the other runs interleave
+        return (list(shared), rt.context.get("last"))
+
+    flow = _flow(worker, log=["start"])
+    results: dict[str, object] = {}
+
+    async def one(name: str) -> None:
+        results[name] = await flow.ainvoke(name)
+
+    async with trio.open_nursery() as nursery:
+        for name in ("a", "b", "c"):
+            nursery.start_soon(one, name)
+    assert results == {name: (["start", f"{name}-0", f"{name}-1", f"{name}-2"], name) for name in "abc"}
+    assert flow.context == {"log": ["start"]}
+
+
+def test_request_metadata_carries_the_run_id() -> None:
+    @rt.function_node
+    async def who() -> object:
+        return rt.request()
+
+    result = _flow(who).run()
+    assert result.result == rt.RequestMetadata(run_id=result.state.run_id)
+
+
+@pytest.mark.parametrize(
+    ("use", "api"),
+    [
+        (lambda: rt.context.get("k"), "rt.context.get()"),
+        (lambda: rt.context.put("k", 1), "rt.context.put()"),
+        (lambda: rt.context.update({"k": 1}), "rt.context.update()"),
+        (lambda: rt.context.delete("k"), "rt.context.delete()"),
+        (lambda: rt.context.as_dict(), "rt.context.as_dict()"),
+        (lambda: "k" in rt.context, "rt.context"),
+        (rt.request, "rt.request()"),
+    ],
+)
+def test_outside_a_run(use: object, api: str) -> None:
+    expected = (
+        f"{api} was called outside a run. Start one with rt.Flow('demo', entry_point=node).invoke(...), "
+        "or await flow.ainvoke(...) from Trio code."
+    )
+    with pytest.raises(rt.OutsideRunError) as info:
+        use()  # type: ignore[operator]
+    assert str(info.value) == expected
+
+
+async def test_outside_a_run_in_trio_too() -> None:
+    with pytest.raises(rt.OutsideRunError, match=r"^rt\.context\.get\(\) was called outside a run\. "):
+        rt.context.get("k")
+    await trio.testing.wait_all_tasks_blocked()
