@@ -54,14 +54,16 @@ def session(
         Use ``rt.Flow(name, entry_point=rt.function_node(fn), ...)``.
     """
 
-    def decorate(f: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    def decorate(f: Callable[P, Awaitable[T]], stacklevel: int = 3) -> Callable[P, Awaitable[T]]:
         if not inspect.iscoroutinefunction(f):
             msg = (
                 f"@rt.session only works on async functions, and {getattr(f, '__qualname__', f)!r} is not one. "
                 "Make it `async def`, or use rt.Flow(name, entry_point=rt.function_node(fn))."
             )
             raise TypeError(msg)
-        warn_deprecated("@rt.session", version="0.1", instead="rt.Flow(name, entry_point=node, ...)")
+        warn_deprecated(
+            "@rt.session", version="0.1", instead="rt.Flow(name, entry_point=node, ...)", stacklevel=stacklevel
+        )
         from ._flow import Flow
         from ._node import Node
 
@@ -82,4 +84,4 @@ def session(
 
     if fn is None:
         return decorate
-    return decorate(fn)
+    return decorate(fn, stacklevel=4)  # bare @rt.session: one frame deeper
