@@ -76,6 +76,13 @@ from ._node import function_node as function_node
 from ._publisher import Event as Event
 from ._publisher import EventKind as EventKind
 from ._publisher import Subscription as Subscription
+from ._job import Job as Job
+from ._routine import ErrorHandler as ErrorHandler
+from ._routine import ErrorStrategy as ErrorStrategy
+from ._routine import ExecutionContext as ExecutionContext
+from ._routine import Routine as Routine
+from ._routine import RoutineEvent as RoutineEvent
+from ._routine import Slot as Slot
 from ._run import RunResult as RunResult
 from ._serialize import (
     dump_state as dump_state,
@@ -124,6 +131,14 @@ __all__ = [
     "Flow",
     "RunResult",
     "session",
+    # routine graphs
+    "Routine",
+    "Slot",
+    "RoutineEvent",
+    "ExecutionContext",
+    "ErrorStrategy",
+    "ErrorHandler",
+    "Job",
     # sessions
     "SessionManager",
     "Session",

@@ -14,10 +14,12 @@ from __future__ import annotations
 import datetime
 import enum
 import time
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Protocol, final
 
 import attrs
 import trio
+
+from ._exceptions import InvokeInsideTrioError, JobStateError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -210,6 +212,16 @@ class Delivery:
     data: dict[str, object]
 
 
+class _LiveJob(Protocol):
+    """The running job behind a routine job's state (see ``runtime._job.Job``)."""
+
+    def pause(self, reason: str | None = None) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def cancel(self, reason: str | None = None) -> None: ...
+
+
 @attrs.define
 class _RunClock:
     """Maps Trio's clock (or the monotonic clock outside Trio) to wall time."""
@@ -290,6 +302,8 @@ class JobState:
     undelivered: list[Delivery] = attrs.field(factory=list)
     metrics: dict[str, float] = attrs.field(factory=dict)
     _clock: _RunClock = attrs.field(factory=_RunClock, init=False, eq=False, repr=False)
+    # The running routine job this state belongs to; None once it ended. Never saved.
+    _live: _LiveJob | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     @property
     def run_id(self) -> str:
@@ -419,3 +433,96 @@ class JobState:
             names.append(request.node)
             current = request.parent_id
         return tuple(reversed(names))
+
+    # -- routine jobs: pause, resume, cancel, wait ---------------------------
+
+    def _running_job(self, api: str) -> _LiveJob:
+        live = self._live
+        if live is None:
+            msg = (
+                f"Cannot {api} job {self.job_id!r} of flow {self.flow_id!r}: it is not running "
+                f"(its status is {self.status}). Only a job started by execute(), aexecute() or "
+                "open_job() can be paused, resumed or cancelled, while it runs."
+            )
+            raise JobStateError(msg)
+        return live
+
+    def pause(self, reason: str | None = None) -> None:
+        """Pause the running job: its routines take no new message until :meth:`resume`.
+
+        A message being handled is finished. Pausing a paused job does nothing.
+
+        Raises:
+            JobStateError: the job is not running (it finished, or this state
+                was loaded from a file).
+
+        .. versionadded:: 0.1.0
+        """
+        self._running_job("pause()").pause(reason)
+
+    def resume(self) -> None:
+        """Resume the paused job; deferred events are emitted now.
+
+        Raises:
+            JobStateError: the job is not paused.
+
+        .. versionadded:: 0.1.0
+        """
+        self._running_job("resume()").resume()
+
+    def cancel(self, reason: str | None = None) -> None:
+        """Cancel the running job at once; status ``cancelled``.
+
+        Every message queued but not yet handled is listed in
+        :attr:`undelivered`. Cancelling a job that already ended does nothing.
+
+        .. versionadded:: 0.1.0
+        """
+        live = self._live
+        if live is not None:
+            live.cancel(reason)
+
+    @staticmethod
+    def wait_for_completion(flow: object, job_state: JobState, timeout: float | None = None) -> bool:
+        """Wait until *job_state*'s job has ended; return whether it did within *timeout*.
+
+        ``flow.execute(...)`` returns once its job has ended, so this returns
+        ``True`` at once for its state. A job running in another thread is
+        waited for (polling its status); a job that is not running and has
+        not ended (a paused job whose ``execute()`` returned, a state loaded
+        from a file) never will, and this returns ``False`` at once.
+
+        Args:
+            flow: the job's flow (kept for Routilux compatibility).
+            job_state: the job's state.
+            timeout: seconds to wait at most; ``None`` waits as long as it takes.
+
+        Raises:
+            InvokeInsideTrioError: called inside a running Trio program while
+                the job still runs; use ``await job.wait()`` there.
+
+        .. versionadded:: 0.1.0
+        """
+        if job_state.status.is_final:
+            return True
+        if job_state._live is None:
+            return False
+        try:
+            trio.lowlevel.current_trio_token()
+        except RuntimeError:
+            pass
+        else:
+            msg = (
+                f"JobState.wait_for_completion() was called inside a running Trio program, where it would "
+                f"block the loop (job {job_state.job_id!r} is {job_state.status}). Use await job.wait() "
+                "on the handle from async with flow.open_job(...)."
+            )
+            raise InvokeInsideTrioError(msg)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not job_state.status.is_final:
+            if job_state._live is None:
+                return False
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True

@@ -1,0 +1,705 @@
+"""One job of a routine graph, as actors.
+
+A job is one :func:`actors.open_system` block, run by the task that started
+the job (the *supervisor*)::
+
+    supervisor          owns the deadline; waits for the job to end, then winds it down
+    ├── Publisher       broadcasts the job's events (only when somebody subscribes)
+    └── RoutineActor    one per routine, on the job's own copy of the routine
+
+Delivery. ``emit`` records the emission and queues one message per connected
+slot in the emitting actor's outbox; the outbox is sent when the handler
+returns, waiting for mailbox room (backpressure). Messages from one actor to
+another keep their order. A send that would close a cycle of actors each
+waiting for room in the next one's mailbox parks the message in the
+receiver's *overflow* queue instead of deadlocking; a receiver moves its
+overflow into its own mailbox as room appears, and while its overflow is
+not empty every sender parks behind it, so order is kept.
+
+Termination. ``_inflight`` counts messages queued but not yet handled: it
+goes up when a message is queued (inside ``emit``, before the handler
+returns) and down when its handler has finished and sent what it emitted.
+The job completes when it reaches 0 while the job is not paused.
+"""
+
+from __future__ import annotations
+
+import collections
+import inspect
+import math
+import uuid
+from typing import TYPE_CHECKING, final
+
+import trio
+
+import actors
+
+from ._context import Frame, RequestMetadata, current_frame
+from ._exceptions import JobStateError, RunCancelledError, RunTimeoutError, StepLimitError
+from ._publisher import Event, EventKind, Publisher
+from ._routine import ErrorStrategy, ExecutionContext, copy_for_job, current_host
+from ._run import Run
+from ._state import Delivery, ErrorSummary, JobState, Status, _isolate, summarize
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from ._publisher import Subscription
+    from ._routine import AnyFlow, ErrorHandler, Routine, Slot
+
+#: ``Delivery.source`` and ``Delivery.event`` of the message that starts a job.
+ENTRY_SOURCE = "(entry)"
+ENTRY_EVENT = "(start)"
+
+#: The shared-data key under which ``send_output`` collects a job's outputs.
+OUTPUT_KEY = "output_log"
+
+_ROUTINE_MAILBOX = 64
+
+_STATUS_AFTER_FAILURE = {
+    ErrorStrategy.STOP: "failed",
+    ErrorStrategy.CONTINUE: "error_continued",
+    ErrorStrategy.RETRY: "retrying",
+    ErrorStrategy.SKIP: "skipped",
+}
+
+
+def new_job_id() -> str:
+    """A fresh, unique job id."""
+    return f"job-{uuid.uuid4().hex[:12]}"
+
+
+class _NoPublicConstructor(type):
+    """Classes users get from the runtime but never build themselves."""
+
+    def __call__(cls, *args: object, **kwargs: object) -> None:
+        msg = f"{cls.__module__}.{cls.__qualname__} has no public constructor; use flow.open_job(...)."
+        raise TypeError(msg)
+
+    def _create(cls, *args: object, **kwargs: object) -> object:
+        return super().__call__(*args, **kwargs)
+
+
+@final
+class _Msg:
+    """One message from an event to a slot."""
+
+    __slots__ = ("data", "event", "seq", "slot", "source", "target")
+
+    def __init__(self, seq: int, source: str, event: str, target: str, slot: str, data: dict[str, object]) -> None:
+        self.seq = seq
+        self.source = source
+        self.event = event
+        self.target = target
+        self.slot = slot
+        self.data = data
+
+    def delivery(self) -> Delivery:
+        return Delivery(self.source, self.event, self.target, self.slot, dict(self.data))
+
+
+class RoutineActor(actors.Actor[_Msg, None]):
+    """One routine of one job: handles its slot messages one at a time."""
+
+    mailbox_size = _ROUTINE_MAILBOX
+
+    def __init__(self, job: Job, routine_id: str, routine: Routine, error_handler: ErrorHandler) -> None:
+        self.job = job
+        self.routine_id = routine_id
+        self.routine = routine
+        self.context = ExecutionContext(job.flow, job.state, routine_id)
+        self.slots: dict[str, Slot] = routine.__dict__["_slots"]
+        self.error_handler = error_handler
+        # Filled in by the job once every actor exists: event -> [(receiver, slot)].
+        self.routes: dict[str, list[tuple[RoutineActor, str]]] = {}
+        self.inbox: actors.ActorRef[_Msg, None] | None = None
+        self.outbox: list[tuple[RoutineActor, _Msg]] = []
+        self.overflow: collections.deque[_Msg] = collections.deque()
+        self.busy = False
+        self.failures = 0
+        self.merged: dict[str, dict[str, object]] = {}
+
+    async def on_start(self) -> None:
+        # Set in the actor's own task: every handler of this routine sees it,
+        # and nothing else does.
+        current_host.set(self)
+        current_frame.set(self.job.frame)
+
+    async def handle(self, message: _Msg) -> None:
+        job = self.job
+        while job._paused:
+            await job._wait_resumed()
+        if job._outcome is not None:
+            return
+        job._steps += 1
+        if job._steps > job._max_steps:
+            job._step_limit(self, message)
+            return
+        del job._pending[message.seq]
+        job._running += 1
+        self.busy = True
+        try:
+            await self._handle(message)
+        finally:
+            self.busy = False
+            job._running -= 1
+        if self.overflow:
+            self._drain_overflow()
+        if job._events:
+            await job._pump()
+        job._message_done()
+
+    async def _handle(self, message: _Msg) -> None:
+        slot = self.slots[message.slot]
+        func = slot._func
+        if func is None:
+            return
+        data = message.data if slot.merge_strategy == "override" else self._merge(slot, message.data)
+        attempt = 0
+        while True:
+            try:
+                result = func(self.routine, **data) if slot._on_routine else func(**data)
+                if slot._is_async or (result is not None and inspect.isawaitable(result)):
+                    await result  # type: ignore[misc]
+            except Exception as exc:
+                action = self._failed(message, exc, attempt)
+                if action is ErrorStrategy.STOP:
+                    self.job._fail(exc, self.routine_id)
+                    return
+                await self.flush()
+                if action is not ErrorStrategy.RETRY:
+                    return
+                attempt += 1
+                await trio.sleep(self.error_handler.delay_before(attempt))
+                continue
+            if attempt:
+                self.job.state.update_routine_state(self.routine_id, {"status": "recovered"})
+            if self.outbox:
+                await self.flush()
+            return
+
+    def _merge(self, slot: Slot, data: dict[str, object]) -> dict[str, object]:
+        old = self.merged.get(slot.name, {})
+        strategy = slot.merge_strategy
+        if strategy == "append":
+            merged = dict(old)
+            for key, value in data.items():
+                values = merged.get(key)
+                merged[key] = [*values, value] if isinstance(values, list) else [value]
+        else:
+            merged = dict(strategy(dict(old), dict(data)))  # type: ignore[operator]
+        self.merged[slot.name] = merged
+        return dict(merged)
+
+    def _failed(self, message: _Msg, exc: Exception, attempt: int) -> ErrorStrategy:
+        """Record a handler failure and decide what to do about it."""
+        job = self.job
+        handler = self.error_handler
+        strategy = handler.strategy
+        if job._end_on_error:
+            action = ErrorStrategy.STOP
+        elif strategy is ErrorStrategy.RETRY:
+            retryable = isinstance(exc, handler.retryable_exceptions) and attempt < handler.max_retries
+            action = ErrorStrategy.RETRY if retryable else ErrorStrategy.STOP
+        else:
+            action = strategy
+        self.failures += 1
+        job._record(
+            self.routine_id,
+            "error",
+            {
+                "slot": message.slot,
+                "error_type": type(exc).__name__,
+                "error": str(exc),
+                "action": action.value,
+                "attempt": attempt + 1,
+            },
+        )
+        job.state.update_routine_state(
+            self.routine_id,
+            {
+                "status": _STATUS_AFTER_FAILURE[action],
+                "error": f"{type(exc).__name__}: {exc}",
+                "failures": self.failures,
+            },
+        )
+        if action is ErrorStrategy.STOP:
+            why = "end_on_error=True" if job._end_on_error else f"error strategy {strategy.value!r}"
+            if strategy is ErrorStrategy.RETRY and not job._end_on_error:
+                why += f", after {attempt} retries"
+            exc.add_note(
+                f"raised in routine {self.routine_id!r} (slot {message.slot!r}) of job "
+                f"{job.state.job_id!r} of flow {job.flow.name!r}; the job stopped ({why})."
+            )
+        return action
+
+    # -- what Routine.emit and friends call -------------------------------------
+
+    def emit(self, event: str, data: dict[str, object]) -> None:
+        job = self.job
+        job._record(self.routine_id, event, data)
+        targets = self.routes.get(event)
+        if targets:
+            outbox = self.outbox
+            source = self.routine_id
+            for target, slot in targets:
+                outbox.append((target, job._new_message(source, event, target.routine_id, slot, data)))
+
+    def emit_deferred(self, event: str, data: dict[str, object]) -> None:
+        job = self.job
+        if job._paused:
+            job._deferred.append((self, event, data))
+        else:
+            self.emit(event, data)
+
+    def emit_on_resume(self, event: str, data: dict[str, object]) -> None:
+        """Emit a deferred event from ``resume()``, which cannot wait."""
+        if self.busy:
+            # Our handler's flush sends it, after what it emitted earlier.
+            self.emit(event, data)
+            return
+        job = self.job
+        job._record(self.routine_id, event, data)
+        for target, slot in self.routes.get(event, ()):
+            target.deliver_nowait(job._new_message(self.routine_id, event, target.routine_id, slot, data))
+
+    def send_output(self, output_type: str, data: dict[str, object]) -> None:
+        job = self.job
+        state = job.state
+        log = state.shared_data.setdefault(OUTPUT_KEY, [])
+        if not isinstance(log, list):
+            msg = (
+                f"Routine {self.routine_id!r} called send_output({output_type!r}), but the job's shared "
+                f"data {OUTPUT_KEY!r} is a {type(log).__name__}, not the list of outputs. Keep that key for "
+                "send_output()."
+            )
+            raise JobStateError(msg)
+        stamp = state._wall_time(state._now_offset()).isoformat()
+        log.append({"routine_id": self.routine_id, "output_type": output_type, "data": _isolate(data), "timestamp": stamp})
+        if job._publishing:
+            job._publish(EventKind.STREAM, self.routine_id, {"output_type": output_type, "data": data})
+
+    async def flush(self) -> None:
+        """Send the outbox, in order, waiting for mailbox room."""
+        outbox = self.outbox
+        if not outbox:
+            return
+        job = self.job
+        sent = 0
+        try:
+            while sent < len(outbox):
+                target, message = outbox[sent]
+                sent += 1
+                if target.overflow:
+                    target.overflow.append(message)
+                    continue
+                inbox = target.inbox
+                assert inbox is not None
+                try:
+                    inbox.tell_nowait(message)
+                except actors.MailboxFullError:
+                    if job._would_deadlock(self, target):
+                        target.overflow.append(message)
+                    else:
+                        await job._blocked_send(self, target, message)
+        except actors.ActorStoppedError:
+            # The job is ending and the receiver is gone: the message stays
+            # pending, and is reported as undelivered.
+            if job._outcome is None:
+                raise
+        finally:
+            del outbox[:sent]
+
+    # -- receiving ---------------------------------------------------------------
+
+    def deliver_nowait(self, message: _Msg) -> None:
+        """Put *message* in this actor's mailbox, or at the end of its overflow."""
+        if not self.overflow:
+            inbox = self.inbox
+            assert inbox is not None
+            try:
+                inbox.tell_nowait(message)
+            except actors.MailboxFullError:
+                pass
+            else:
+                return
+        self.overflow.append(message)
+
+    def _drain_overflow(self) -> None:
+        overflow = self.overflow
+        inbox = self.inbox
+        assert inbox is not None
+        while overflow:
+            try:
+                inbox.tell_nowait(overflow[0])
+            except actors.MailboxFullError:
+                return
+            overflow.popleft()
+
+
+@final
+class Job(metaclass=_NoPublicConstructor):
+    """A running job of a routine graph: from ``async with flow.open_job(...) as job``.
+
+    Use it to wait for the job, pause, resume or cancel it, and read its
+    :class:`~runtime.JobState` as it changes. Only
+    :meth:`Flow.open_job <runtime.Flow.open_job>` makes one.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self,
+        *,
+        flow: AnyFlow,
+        state: JobState,
+        routines: Mapping[str, Routine],
+        connections: Mapping[tuple[str, str], Sequence[tuple[str, str]]],
+        default_handler: ErrorHandler,
+        entry: tuple[str, str, dict[str, object]],
+        detached: bool,
+        metadata: RequestMetadata | None,
+        subscriptions: Sequence[Subscription],
+    ) -> None:
+        self.flow = flow
+        self.state = state
+        self._detached = detached
+        self._max_steps: int = flow.max_steps
+        self._timeout = flow.timeout
+        self._end_on_error = flow.end_on_error
+        self._callbacks: Sequence[Callable[[Event], object]] = flow.subscribers
+        self._subscriptions = subscriptions
+        self._publishing = bool(self._callbacks or subscriptions)
+        self.frame = Frame(
+            Run(
+                state=state,
+                flow_name=flow.name,
+                timeout=flow.timeout,
+                end_on_error=flow.end_on_error,
+                metadata=metadata if metadata is not None else RequestMetadata(run_id=state.job_id),
+            ),
+            None,
+        )
+        self._actors: dict[str, RoutineActor] = {}
+        for routine_id, template in routines.items():
+            routine = copy_for_job(template, routine_id)
+            handler = template._error_handler or default_handler
+            self._actors[routine_id] = RoutineActor(self, routine_id, routine, handler)
+        for (source, event), targets in connections.items():
+            self._actors[source].routes[event] = [(self._actors[dst], slot) for dst, slot in targets]
+        self._entry = entry
+        self._seq = 0
+        self._pending: dict[int, _Msg] = {}
+        self._inflight = 0
+        self._running = 0
+        self._blocked = 0
+        self._steps = 0
+        self._paused = False
+        self._resumed: trio.Event | None = None
+        self._deferred: list[tuple[RoutineActor, str, dict[str, object]]] = []
+        self._waiting_on: dict[RoutineActor, RoutineActor] = {}
+        self._outcome: Status | None = None
+        self._error: BaseException | None = None
+        self._error_path: tuple[str, ...] = ()
+        self._done = trio.Event()
+        self._finished = trio.Event()
+        self._events: collections.deque[Event] = collections.deque()
+        self._event_seq = 0
+        self._pumping = False
+        self._publisher: actors.ActorRef[Event, None] | None = None
+        #: Why the job was last paused, if a reason was given.
+        self.pause_reason: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<Job {self.state.job_id!r} of flow {self.flow.name!r} ({self.state.status})>"
+
+    # -- public face ------------------------------------------------------------
+
+    @property
+    def job_id(self) -> str:
+        """The job's id (its state's ``job_id``)."""
+        return self.state.job_id
+
+    @property
+    def status(self) -> Status:
+        """The job's status now."""
+        return self.state.status
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that ended the job (a handler's, or a timeout, cancel or step-limit error)."""
+        return self._error
+
+    @property
+    def outputs(self) -> list[dict[str, object]]:
+        """What the job's routines sent with ``send_output``, in order (copies)."""
+        log = self.state.get_shared_data(OUTPUT_KEY, [])
+        return list(log) if isinstance(log, list) else []
+
+    async def wait(self) -> JobState:
+        """Wait until the job has ended, however it ends, and return its state.
+
+        A failed, timed-out or cancelled job does not raise here: its status
+        and ``error`` say how it ended. Cancelling this wait leaves the job
+        running (leaving the ``open_job`` block cancels it).
+        """
+        await self._finished.wait()
+        return self.state
+
+    def pause(self, reason: str | None = None) -> None:
+        """Stop the routines taking new messages; status ``paused``.
+
+        A message being handled is finished (and what it emits is queued).
+        Pausing a paused job does nothing.
+
+        Raises:
+            JobStateError: the job has ended.
+        """
+        if self._outcome is not None or self.state.status.is_final:
+            msg = (
+                f"Cannot pause job {self.state.job_id!r} of flow {self.flow.name!r}: it has ended "
+                f"({self._outcome or self.state.status}). Pause a job while it runs."
+            )
+            raise JobStateError(msg)
+        self.pause_reason = reason
+        if self._paused:
+            return
+        self._paused = True
+        self._resumed = trio.Event()
+        self.state.status = Status.PAUSED
+        self._check_quiescent()
+
+    def resume(self) -> None:
+        """Let the routines take messages again and emit the deferred events.
+
+        Raises:
+            JobStateError: the job is not paused.
+        """
+        if not self._paused or self._outcome is not None:
+            status = self._outcome or self.state.status
+            msg = (
+                f"Cannot resume job {self.state.job_id!r} of flow {self.flow.name!r}: it is {status}, "
+                "not paused. Call resume() only after pause()."
+            )
+            raise JobStateError(msg)
+        self._paused = False
+        self.state.status = Status.RUNNING
+        resumed = self._resumed
+        self._resumed = None
+        if resumed is not None:
+            resumed.set()
+        deferred, self._deferred = self._deferred, []
+        for actor, event, data in deferred:
+            actor.emit_on_resume(event, data)
+        if self._inflight == 0:
+            self._end(Status.COMPLETED)
+
+    def cancel(self, reason: str | None = None) -> None:
+        """Cancel the job at once; status ``cancelled``.
+
+        Running handlers are cancelled at their next checkpoint; every message
+        queued but not handled is listed in ``job_state.undelivered``.
+        Cancelling a job that has ended does nothing.
+        """
+        if self._outcome is not None:
+            return
+        why = f": {reason}" if reason else "."
+        self._error = RunCancelledError(f"Job {self.state.job_id!r} of flow {self.flow.name!r} was cancelled{why}")
+        self._end(Status.CANCELLED)
+
+    # -- book-keeping -------------------------------------------------------------
+
+    def _new_message(self, source: str, event: str, target: str, slot: str, data: dict[str, object]) -> _Msg:
+        self._seq += 1
+        message = _Msg(self._seq, source, event, target, slot, data)
+        self._pending[self._seq] = message
+        self._inflight += 1
+        return message
+
+    def _record(self, routine_id: str, event: str, data: Mapping[str, object]) -> None:
+        entry = self.state.record_event(routine_id, event, data)
+        if self._publishing:
+            self._publish(EventKind.ROUTINE_EVENT, routine_id, {"event": event, "data": entry.data})
+
+    def _publish(self, kind: EventKind, node: str | None, data: object) -> None:
+        self._events.append(
+            Event(self.state.job_id, self._event_seq, kind, self.state._now_offset(), None, None, node, data)
+        )
+        self._event_seq += 1
+
+    async def _pump(self) -> None:
+        """Send the queued events to the publisher, in order; one pump at a time."""
+        publisher = self._publisher
+        if self._pumping or publisher is None:
+            return
+        self._pumping = True
+        try:
+            events = self._events
+            while events:
+                event = events[0]
+                try:
+                    publisher.tell_nowait(event)
+                except actors.MailboxFullError:
+                    await publisher.tell(event)
+                events.popleft()
+        finally:
+            self._pumping = False
+
+    def _message_done(self) -> None:
+        self._inflight -= 1
+        if self._paused:
+            self._check_quiescent()
+        elif self._inflight == 0:
+            self._end(Status.COMPLETED)
+
+    def _check_quiescent(self) -> None:
+        # A job run without a handle (execute, aexecute) that is paused with
+        # no handler left to run can never be resumed: it ends as paused.
+        if self._detached and self._paused and self._running == self._blocked:
+            self._end(Status.PAUSED)
+
+    def _end(self, outcome: Status) -> None:
+        if self._outcome is None:
+            self._outcome = outcome
+            self._done.set()
+
+    def _fail(self, exc: BaseException, routine_id: str) -> None:
+        if self._outcome is None:
+            self._error = exc
+            self._error_path = (routine_id,)
+            self._end(Status.FAILED)
+
+    def _step_limit(self, actor: RoutineActor, message: _Msg) -> None:
+        msg = (
+            f"Job {self.state.job_id!r} of flow {self.flow.name!r} handled {self._max_steps} messages, its "
+            f"max_steps, and routine {actor.routine_id!r} was about to handle another on slot "
+            f"{message.slot!r}: a cycle that never ends? Make the cycle stop, or raise "
+            f"Flow(..., max_steps=...)."
+        )
+        self._fail(StepLimitError(msg), actor.routine_id)
+
+    async def _wait_resumed(self) -> None:
+        resumed = self._resumed
+        if resumed is not None:
+            await resumed.wait()
+
+    def _would_deadlock(self, sender: RoutineActor, target: RoutineActor) -> bool:
+        """Whether waiting for room in *target*'s mailbox would close a cycle of waits."""
+        waiting_on = self._waiting_on
+        current: RoutineActor | None = target
+        while current is not None:
+            if current is sender:
+                return True
+            current = waiting_on.get(current)
+        return False
+
+    async def _blocked_send(self, sender: RoutineActor, target: RoutineActor, message: _Msg) -> None:
+        self._waiting_on[sender] = target
+        self._blocked += 1
+        if self._paused:
+            self._check_quiescent()
+        try:
+            assert target.inbox is not None
+            await target.inbox.tell(message)
+        finally:
+            del self._waiting_on[sender]
+            self._blocked -= 1
+
+    # -- the supervisor -----------------------------------------------------------
+
+    async def _run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the job to its end, in the calling task; the state says how it ended.
+
+        Raises only if the calling task is cancelled from outside (the job is
+        then recorded as cancelled first).
+        """
+        state = self.state
+        state._live = self
+        state._start_clock()
+        deadline = math.inf if self._timeout is None else trio.current_time() + self._timeout
+        try:
+            async with actors.open_system() as system:
+                try:
+                    if self._publishing:
+                        self._publisher = system.spawn_nowait(
+                            Publisher(self._callbacks, self._subscriptions), name=f"publisher (job {state.job_id})"
+                        )
+                        self._publish(EventKind.RUN_STARTED, None, self.flow.name)
+                    for routine_id, actor in self._actors.items():
+                        actor.inbox = system.spawn_nowait(actor, name=f"routine {routine_id!r}")
+                    task_status.started()
+                    entry_id, slot, params = self._entry
+                    self._actors[entry_id].deliver_nowait(
+                        self._new_message(ENTRY_SOURCE, ENTRY_EVENT, entry_id, slot, params)
+                    )
+                    with trio.move_on_at(deadline):
+                        await self._done.wait()
+                    if self._outcome is None:
+                        self._error = RunTimeoutError(
+                            f"Job {state.job_id!r} of flow {self.flow.name!r} timed out after {self._timeout} s; "
+                            "every routine of it was cancelled."
+                        )
+                        self._end(Status.TIMED_OUT)
+                except BaseException as exc:
+                    if self._outcome is None:
+                        error = RunCancelledError(
+                            f"Job {state.job_id!r} of flow {self.flow.name!r} was cancelled from outside."
+                        )
+                        error.__cause__ = exc
+                        self._error = error
+                        self._end(Status.CANCELLED)
+                    raise
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await self._wind_down()
+        finally:
+            state._live = None
+            if self.flow.save_state:
+                self.flow._save_job(state)
+            self._finished.set()
+
+    async def _wind_down(self) -> None:
+        refs = [actor.inbox for actor in self._actors.values() if actor.inbox is not None]
+        for ref in refs:
+            if self._outcome is Status.COMPLETED:
+                ref.stop_nowait()
+            else:
+                ref.cancel()
+        for ref in refs:
+            await ref.wait_stopped()
+        self._finalize()
+        publisher = self._publisher
+        if publisher is not None:
+            state = self.state
+            self._publish(
+                EventKind.RUN_FINISHED,
+                None,
+                {
+                    "status": state.status.value,
+                    "result": state.result,
+                    "error": None if state.error is None else f"{state.error.type}: {state.error.message}",
+                },
+            )
+            self._pumping = False
+            await self._pump()
+            await publisher.stop()
+
+    def _finalize(self) -> None:
+        state = self.state
+        outcome = self._outcome if self._outcome is not None else Status.CANCELLED
+        state.status = outcome
+        error = self._error
+        state.error = None if error is None else ErrorSummary.from_exception(error, self._error_path)
+        if self._pending:
+            state.undelivered.extend(message.delivery() for message in self._pending.values())
+        for actor, event, data in self._deferred:
+            for target, slot in actor.routes.get(event, ()):
+                state.undelivered.append(Delivery(actor.routine_id, event, target.routine_id, slot, dict(data)))
+        outputs = state.shared_data.get(OUTPUT_KEY)
+        state.result = summarize(outputs) if outputs else None
+        state.metrics["steps"] = float(min(self._steps, self._max_steps))
+        state.finished_at = state._wall_time(state._now_offset())
+
+    def _result(self) -> object:
+        outputs = self.state.get_shared_data(OUTPUT_KEY)
+        return outputs if outputs else None

@@ -1,0 +1,594 @@
+"""Routines: the nodes of a routine graph (Routilux semantics).
+
+A :class:`Routine` declares input *slots* (each with a handler) and output
+*events* (each with the parameters it carries). A :class:`~runtime.Flow`
+connects events to slots; in a job, each routine is an actor that handles one
+slot message at a time, and ``emit`` sends an event to every connected slot.
+
+What a handler can reach while it runs comes from a context variable set in
+its routine's actor task, never from instance attributes, so the same
+routine class serves any number of concurrent jobs.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import enum
+import inspect
+import math
+from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeAlias, final
+
+import attrs
+
+from ._exceptions import EventDataError, GraphDefinitionError, OutsideRunError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+    from ._flow import Flow
+    from ._state import JobState
+
+    MergeStrategy = str | Callable[[dict[str, object], dict[str, object]], dict[str, object]]
+
+AnyFlow: TypeAlias = "Flow[..., object]"  # type: ignore[explicit-any]  # any flow runs routine graphs
+Handler: TypeAlias = "Callable[..., object]"  # type: ignore[explicit-any]  # called with each message's data
+
+
+# -- what a handler sees ------------------------------------------------------
+
+
+class ExecutionContext(NamedTuple):
+    """Where a slot handler runs: from :meth:`Routine.get_execution_context`.
+
+    A named tuple, so ``flow, job_state, routine_id = ctx`` works.
+
+    Attributes:
+        flow: the :class:`~runtime.Flow` the job belongs to.
+        job_state: the job's :class:`~runtime.JobState`; keep execution state
+            here (``update_routine_state``, ``update_shared_data``, ...).
+        routine_id: this routine's id in the flow.
+
+    .. versionadded:: 0.1
+    """
+
+    flow: AnyFlow
+    job_state: JobState
+    routine_id: str
+
+
+class _Host(Protocol):
+    """The routine actor running a handler: what ``emit`` and friends talk to."""
+
+    routine: Routine
+    routine_id: str
+    context: ExecutionContext
+
+    def emit(self, event: str, data: dict[str, object]) -> None: ...
+
+    def emit_deferred(self, event: str, data: dict[str, object]) -> None: ...
+
+    def send_output(self, output_type: str, data: dict[str, object]) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+#: The routine actor whose handler is running in this task. Set once in each
+#: routine actor's own task (Trio gives every task its own context), so it
+#: is never seen by another job or another routine.
+current_host: contextvars.ContextVar[_Host] = contextvars.ContextVar("trioflow_routine")
+
+
+# -- slots and events ---------------------------------------------------------
+
+_MERGE_NAMES = ("override", "append")
+
+
+@final
+class Slot:
+    """An input of a routine: what :meth:`Routine.define_slot` returns.
+
+    A slot is a definition, shared by every job; per-job data (the
+    ``"append"`` merge) lives in the job's routine actor.
+
+    Attributes:
+        name: the slot's name, unique within its routine.
+        handler: what is called with each message's data as keyword
+            arguments, or ``None`` for a slot that only receives.
+        merge_strategy: ``"override"`` (the handler gets each message's data),
+            ``"append"`` (it gets, per key, the list of every value received
+            so far in the job) or a function ``merge(old, new) -> merged``.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ("_func", "_is_async", "_on_routine", "_params", "handler", "merge_strategy", "name")
+
+    def __init__(
+        self,
+        name: str,
+        handler: Handler | None,
+        merge_strategy: MergeStrategy,
+        owner: Routine,
+    ) -> None:
+        self.name = name
+        self.handler = handler
+        self.merge_strategy = merge_strategy
+        # A handler that is a method of its own routine is kept unbound and
+        # called on the job's copy of the routine.
+        func: Handler | None = handler
+        self._on_routine = False
+        if handler is not None and getattr(handler, "__self__", None) is owner:
+            func = handler.__func__  # type: ignore[attr-defined]
+            self._on_routine = True
+        self._func = func
+        self._is_async = handler is not None and inspect.iscoroutinefunction(handler)
+        self._params = _accepted_params(handler)
+
+    def __repr__(self) -> str:
+        handler = getattr(self.handler, "__qualname__", repr(self.handler))
+        return f"<Slot {self.name!r} handler={handler}>"
+
+
+def _accepted_params(handler: Handler | None) -> frozenset[str] | None:
+    """The keyword names *handler* accepts, or ``None`` if it takes ``**kwargs`` (or cannot tell)."""
+    if handler is None:
+        return None
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):
+        return None
+    names: set[str] = set()
+    for param in signature.parameters.values():
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            return None
+        if param.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+            names.add(param.name)
+    return frozenset(names)
+
+
+@final
+class RoutineEvent:
+    """An output of a routine: what :meth:`Routine.define_event` returns.
+
+    Attributes:
+        name: the event's name, unique within its routine.
+        params: the parameter names it may carry, or ``None`` for any.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ("name", "params")
+
+    def __init__(self, name: str, params: frozenset[str] | None) -> None:
+        self.name = name
+        self.params = params
+
+    def __repr__(self) -> str:
+        params = "any" if self.params is None else sorted(self.params)
+        return f"<RoutineEvent {self.name!r} params={params}>"
+
+
+# -- error strategies ---------------------------------------------------------
+
+
+@final
+class ErrorStrategy(enum.StrEnum):
+    """What a job does when a routine's handler raises.
+
+    - ``STOP`` (the default): the job fails; the other routines are cancelled
+      and undelivered messages are listed in ``job_state.undelivered``.
+    - ``CONTINUE``: record the failure and go on with the next message.
+    - ``RETRY``: call the handler again with the same message, after a delay
+      that grows by ``retry_backoff``; after ``max_retries`` retries, stop.
+    - ``SKIP``: drop the message, mark the routine ``skipped`` and go on.
+
+    .. versionadded:: 0.1
+    """
+
+    STOP = "stop"
+    CONTINUE = "continue"
+    RETRY = "retry"
+    SKIP = "skip"
+
+
+def _to_strategy(value: ErrorStrategy | str) -> ErrorStrategy:
+    try:
+        return ErrorStrategy(value)
+    except ValueError:
+        choices = ", ".join(repr(s.value) for s in ErrorStrategy)
+        msg = f"ErrorHandler(strategy={value!r}): a strategy is one of {choices} (or an ErrorStrategy)."
+        raise ValueError(msg) from None
+
+
+def _check_retries(instance: ErrorHandler, attribute: attrs.Attribute[int], value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        msg = f"ErrorHandler(max_retries={value!r}): give a whole number of retries, 0 or more."
+        raise ValueError(msg)
+
+
+def _check_delay(instance: ErrorHandler, attribute: attrs.Attribute[float], value: float) -> None:
+    if not isinstance(value, int | float) or not (value >= 0) or math.isinf(value):
+        msg = f"ErrorHandler({attribute.name}={value!r}): give a finite number of seconds, 0 or more."
+        raise ValueError(msg)
+
+
+def _check_backoff(instance: ErrorHandler, attribute: attrs.Attribute[float], value: float) -> None:
+    if not isinstance(value, int | float) or not (value > 0) or math.isinf(value):
+        msg = f"ErrorHandler(retry_backoff={value!r}): give a finite factor above 0 (1 keeps the delay constant)."
+        raise ValueError(msg)
+
+
+def _to_exception_types(value: Iterable[type[BaseException]] | None) -> tuple[type[BaseException], ...]:
+    if value is None:
+        return (Exception,)
+    types = tuple(value)
+    for t in types:
+        if not (isinstance(t, type) and issubclass(t, Exception)):
+            msg = f"ErrorHandler(retryable_exceptions=...): {t!r} is not an Exception subclass."
+            raise TypeError(msg)
+    return types
+
+
+@final
+@attrs.frozen
+class ErrorHandler:
+    """How a routine's handler failures are handled: a strategy and its retry settings.
+
+    Give it to :meth:`Routine.set_error_handler` (or to
+    :meth:`Flow.set_error_handler <runtime.Flow.set_error_handler>` as the
+    default for every routine without its own).
+
+    Args:
+        strategy: an :class:`ErrorStrategy`, or its value (``"retry"``).
+        max_retries: ``RETRY`` only: retries after the first failure of a
+            message before the job stops.
+        retry_delay: ``RETRY`` only: seconds before the first retry, on
+            Trio's clock (so ``MockClock`` tests take no real time).
+        retry_backoff: ``RETRY`` only: each retry waits this many times
+            longer than the one before.
+        retryable_exceptions: ``RETRY`` only: exception classes worth a retry;
+            any other failure stops the job at once. Default: every
+            :class:`Exception`.
+
+    Raises:
+        ValueError: an unknown strategy, a negative count or delay, or a
+            backoff that is not above 0.
+        TypeError: *retryable_exceptions* holds something that is not an
+            exception class.
+
+    .. versionadded:: 0.1
+    """
+
+    strategy: ErrorStrategy = attrs.field(default=ErrorStrategy.STOP, converter=_to_strategy)
+    max_retries: int = attrs.field(default=3, validator=_check_retries)
+    retry_delay: float = attrs.field(default=1.0, validator=_check_delay)
+    retry_backoff: float = attrs.field(default=2.0, validator=_check_backoff)
+    retryable_exceptions: tuple[type[BaseException], ...] = attrs.field(
+        default=None, converter=_to_exception_types
+    )
+
+    def delay_before(self, retry: int) -> float:
+        """Seconds to wait before retry number *retry* (1 for the first)."""
+        return float(self.retry_delay * self.retry_backoff ** (retry - 1))
+
+
+_STOP = ErrorHandler()
+
+
+# -- the routine --------------------------------------------------------------
+
+# Values copied by reference into a job's routine: immutable, or definitions.
+_SHARED_TYPES: frozenset[type] = frozenset(
+    {str, int, float, bool, bytes, complex, type(None), frozenset, Slot, RoutineEvent, ErrorHandler, range}
+)
+
+
+class Routine:
+    """A node of a routine graph: input slots with handlers, output events.
+
+    Subclass it, call ``super().__init__()``, then declare slots and events::
+
+        class Doubler(rt.Routine):
+            def __init__(self):
+                super().__init__()
+                self.define_slot("input", handler=self.double)
+                self.define_event("output", ["value"])
+
+            def double(self, value=0, **kwargs):
+                self.emit("output", value=2 * value)
+
+    Handlers may be plain or ``async`` functions; each gets a message's data
+    as keyword arguments. In a job, every routine is an actor: it handles one
+    message at a time, in order per connection, concurrently with the other
+    routines.
+
+    Each job works on its own copy of the routine (``copy.deepcopy``, with
+    slots, events and immutable values shared), so whatever a handler
+    writes on ``self`` is seen by that job only. Keep what the job should
+    report in its :class:`~runtime.JobState` (see :meth:`get_execution_context`).
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self) -> None:
+        self._slots: dict[str, Slot] = {}
+        self._events: dict[str, RoutineEvent] = {}
+        self._config: dict[str, object] = {}
+        self._error_handler: ErrorHandler | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__qualname__} slots={list(self._defs('_slots'))} events={list(self._defs('_events'))}>"
+
+    def _defs(self, kind: str) -> dict[str, Slot] | dict[str, RoutineEvent]:
+        try:
+            return self.__dict__[kind]  # type: ignore[no-any-return]
+        except KeyError:
+            msg = (
+                f"{type(self).__qualname__} was not initialised as a Routine: call "
+                "super().__init__() at the start of its __init__."
+            )
+            raise TypeError(msg) from None
+
+    # -- declarations ---------------------------------------------------------
+
+    def define_slot(
+        self,
+        name: str,
+        handler: Handler | None = None,
+        merge_strategy: MergeStrategy = "override",
+    ) -> Slot:
+        """Declare an input slot named *name*, handled by *handler*.
+
+        Args:
+            name: unique within this routine.
+            handler: called with each message's data as keyword arguments;
+                plain or async. ``None`` makes a slot that only receives.
+            merge_strategy: ``"override"``, ``"append"`` or a function; see
+                :class:`Slot`.
+
+        Returns:
+            The :class:`Slot`.
+
+        Raises:
+            GraphDefinitionError: the routine already has a slot *name*.
+            TypeError: *handler* is not callable, or *merge_strategy* is not
+                one of the choices.
+        """
+        slots: dict[str, Slot] = self._defs("_slots")  # type: ignore[assignment]
+        if not isinstance(name, str) or not name:
+            msg = f"{type(self).__qualname__}.define_slot({name!r}): a slot name is a non-empty string."
+            raise TypeError(msg)
+        if name in slots:
+            msg = f"{type(self).__qualname__}.define_slot({name!r}): the routine already has a slot {name!r}; give each slot its own name."
+            raise GraphDefinitionError(msg)
+        if handler is not None and not callable(handler):
+            msg = f"{type(self).__qualname__}.define_slot({name!r}, handler={handler!r}): the handler must be callable."
+            raise TypeError(msg)
+        if not callable(merge_strategy) and merge_strategy not in _MERGE_NAMES:
+            msg = (
+                f"{type(self).__qualname__}.define_slot({name!r}, merge_strategy={merge_strategy!r}): "
+                "choose 'override', 'append', or a function merge(old, new) -> merged."
+            )
+            raise TypeError(msg)
+        slot = Slot(name, handler, merge_strategy, self)
+        slots[name] = slot
+        return slot
+
+    def define_event(self, name: str, params: Iterable[str] | None = None) -> RoutineEvent:
+        """Declare an output event named *name*, carrying *params*.
+
+        Args:
+            name: unique within this routine.
+            params: the parameter names ``emit`` may pass; ``None`` allows any.
+
+        Returns:
+            The :class:`RoutineEvent`.
+
+        Raises:
+            GraphDefinitionError: the routine already has an event *name*.
+            TypeError: *params* is a string, or holds something that is not one.
+        """
+        events: dict[str, RoutineEvent] = self._defs("_events")  # type: ignore[assignment]
+        if not isinstance(name, str) or not name:
+            msg = f"{type(self).__qualname__}.define_event({name!r}): an event name is a non-empty string."
+            raise TypeError(msg)
+        if name in events:
+            msg = f"{type(self).__qualname__}.define_event({name!r}): the routine already has an event {name!r}; give each event its own name."
+            raise GraphDefinitionError(msg)
+        declared: frozenset[str] | None = None
+        if params is not None:
+            if isinstance(params, str):
+                msg = f"{type(self).__qualname__}.define_event({name!r}, {params!r}): give the parameters as a list of names, e.g. [{params!r}]."
+                raise TypeError(msg)
+            declared = frozenset(params)
+            bad = [p for p in declared if not isinstance(p, str)]
+            if bad:
+                msg = f"{type(self).__qualname__}.define_event({name!r}): parameter names are strings, not {bad[0]!r}."
+                raise TypeError(msg)
+        event = RoutineEvent(name, declared)
+        events[name] = event
+        return event
+
+    @property
+    def slots(self) -> Mapping[str, Slot]:
+        """The routine's slots by name, in definition order (a read-only view)."""
+        return dict(self._defs("_slots"))  # type: ignore[arg-type]
+
+    @property
+    def events(self) -> Mapping[str, RoutineEvent]:
+        """The routine's events by name, in definition order (a read-only view)."""
+        return dict(self._defs("_events"))  # type: ignore[arg-type]
+
+    # -- configuration and error handling ---------------------------------------
+
+    def set_config(self, **values: object) -> None:
+        """Store configuration values on the routine (copied into each job)."""
+        self._config.update(values)
+
+    def get_config(self, key: str, default: object = None) -> object:
+        """Return the configuration value under *key*, or *default*."""
+        return self._config.get(key, default)
+
+    def set_error_handler(self, handler: ErrorHandler | ErrorStrategy | str) -> None:
+        """Choose how this routine's handler failures are handled.
+
+        Args:
+            handler: an :class:`ErrorHandler`, or a strategy (``ErrorStrategy.SKIP``
+                or ``"skip"``) with default settings.
+
+        Raises:
+            ValueError: an unknown strategy name.
+        """
+        if not isinstance(handler, ErrorHandler):
+            handler = ErrorHandler(strategy=handler)
+        self._error_handler = handler
+
+    def get_error_handler(self) -> ErrorHandler | None:
+        """The routine's own :class:`ErrorHandler`, or ``None`` (the flow's default applies)."""
+        return self._error_handler
+
+    # -- inside a job -----------------------------------------------------------
+
+    def _host(self, api: str) -> _Host:
+        host = current_host.get(None)
+        if host is None or host.routine is not self:
+            msg = (
+                f"{type(self).__qualname__}.{api} was called outside a job. A routine emits from its "
+                "slot handlers while a job runs: flow.execute(...), await flow.aexecute(...), "
+                "or async with flow.open_job(...)."
+            )
+            raise OutsideRunError(msg)
+        return host
+
+    def get_execution_context(self) -> ExecutionContext | None:
+        """The flow, job state and routine id of the running job; ``None`` outside a job.
+
+        Only a handler of this routine, running in a job, gets a context.
+        """
+        host = current_host.get(None)
+        if host is None or host.routine is not self:
+            return None
+        return host.context
+
+    def emit(self, event: str, **data: object) -> None:
+        """Emit *event* with *data* to every slot connected to it.
+
+        Does not block: the emission is recorded in the job's history at once
+        (one entry per emission, in causal order) and the messages are sent
+        when the handler returns, waiting for room in each receiver's mailbox.
+        An event emitted before the handler raises is still delivered, unless
+        the failure stops the job. From an async handler, :meth:`aemit` sends
+        at once.
+
+        Raises:
+            EventDataError: the routine never defined *event*, or *data* has a
+                parameter the event does not declare.
+            OutsideRunError: called outside a job, or not from this routine's handler.
+        """
+        host = self._host(f"emit({event!r})")
+        self._check_event(event, data, host.routine_id)
+        host.emit(event, data)
+
+    async def aemit(self, event: str, **data: object) -> None:
+        """Like :meth:`emit`, then send every message queued so far, waiting for mailbox room.
+
+        If cancelled while waiting, the unsent messages are listed in
+        ``job_state.undelivered`` when the job ends.
+
+        Raises:
+            EventDataError: as for :meth:`emit`.
+            OutsideRunError: as for :meth:`emit`.
+        """
+        host = self._host(f"aemit({event!r})")
+        self._check_event(event, data, host.routine_id)
+        host.emit(event, data)
+        await host.flush()
+
+    def emit_deferred_event(self, event: str, **data: object) -> None:
+        """Emit *event* when the job is resumed; at once if it is not paused.
+
+        Use it from a handler that pauses the job (or runs while it is
+        paused): the event is recorded and delivered on ``resume()``.
+
+        Raises:
+            EventDataError: as for :meth:`emit`.
+            OutsideRunError: as for :meth:`emit`.
+        """
+        host = self._host(f"emit_deferred_event({event!r})")
+        self._check_event(event, data, host.routine_id)
+        host.emit_deferred(event, data)
+
+    def send_output(self, output_type: str, **data: object) -> None:
+        """Add an output of the job, not sent to any slot.
+
+        The job's outputs are kept in order in its shared data, as a list
+        under ``"output_log"`` (``job_state.get_shared_data("output_log")``),
+        each ``{"routine_id", "output_type", "data", "timestamp"}``; a graph
+        flow run through ``flow.arun(...)`` (or a session) returns that list
+        as its result.
+
+        Raises:
+            OutsideRunError: called outside a job.
+        """
+        host = self._host(f"send_output({output_type!r})")
+        host.send_output(output_type, data)
+
+    def _check_event(self, event: str, data: Mapping[str, object], routine_id: str) -> None:
+        events: dict[str, RoutineEvent] = self.__dict__["_events"]
+        spec = events.get(event)
+        if spec is None:
+            known = ", ".join(repr(e) for e in events) or "none"
+            msg = (
+                f"Routine {routine_id!r} ({type(self).__qualname__}) emitted {event!r}, which it never "
+                f"defined; its events are {known}. Define it with define_event({event!r}, [...])."
+            )
+            raise EventDataError(msg)
+        params = spec.params
+        if params is not None and not params.issuperset(data):
+            extra = ", ".join(repr(k) for k in data if k not in params)
+            declared = ", ".join(repr(p) for p in sorted(params)) or "no parameters"
+            msg = (
+                f"Routine {routine_id!r} emitted {event!r} with undeclared parameter(s) {extra}; "
+                f"the event declares {declared}. Add them to define_event({event!r}, [...]) or stop sending them."
+            )
+            raise EventDataError(msg)
+
+    # -- per-job copies -----------------------------------------------------------
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Routine:
+        cls = type(self)
+        new = cls.__new__(cls)
+        memo[id(self)] = new
+        target = new.__dict__
+        for key, value in self.__dict__.items():
+            if type(value) in _SHARED_TYPES:
+                target[key] = value
+            elif key in ("_slots", "_events") and type(value) is dict:
+                target[key] = value.copy()
+            else:
+                target[key] = copy.deepcopy(value, memo)
+        return new
+
+
+def copy_for_job(routine: Routine, routine_id: str) -> Routine:
+    """A copy of *routine* for one job: nothing it changes is seen elsewhere.
+
+    Raises:
+        TypeError: an attribute of the routine cannot be copied.
+    """
+    try:
+        return copy.deepcopy(routine)
+    except Exception as exc:
+        msg = (
+            f"Routine {routine_id!r} ({type(routine).__qualname__}) cannot be copied for a job: "
+            f"{type(exc).__name__}: {exc}. Each job works on its own copy of every routine; keep objects "
+            "that cannot be copied (clients, locks, files) out of the routine's attributes, e.g. build "
+            "them in a handler or hold them at module level."
+        )
+        raise TypeError(msg) from exc
+
+
+def default_error_handler() -> ErrorHandler:
+    """The handler used when neither the routine nor the flow sets one: stop."""
+    return _STOP
