@@ -155,7 +155,9 @@ def load_flow(target: str) -> AnyFlow:
     flow = getattr(module, attr)
     if not isinstance(flow, Flow):
         known = ", ".join(flows) or "none"
-        msg = f"{file}:{attr} is a {type(flow).__qualname__}, not an rt.Flow; the flows it defines are: {known}."
+        kind = type(flow).__qualname__
+        article = "an" if kind[:1].lower() in "aeiou" else "a"
+        msg = f"{file}:{attr} is {article} {kind}, not an rt.Flow; the flows it defines are: {known}."
         raise CommandError(msg)
     return flow
 

@@ -1,0 +1,253 @@
+"""``python -m runtime run|show``."""
+
+import datetime
+import json
+import pathlib
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import runtime as rt
+from runtime._cli import main, parse_arg, render_run
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+_FLOWS = '''
+import runtime as rt
+
+@rt.function_node
+async def greet(name: str) -> str:
+    return f"Hello, {name}!"
+
+@rt.function_node
+async def greet_all(names: list[str], excited: bool = False) -> list[str]:
+    results = [await rt.call(greet, n) for n in names]
+    return [r.upper() for r in results] if excited else results
+
+@rt.function_node
+async def broken() -> None:
+    await rt.call(greet, "x")
+    raise ValueError("no luck")
+
+greet_flow = rt.Flow("greet", entry_point=greet)
+all_flow = rt.Flow("greet-all", entry_point=greet_all, save_state=True, state_dir=STATE_DIR)
+broken_flow = rt.Flow("broken", entry_point=broken)
+not_a_flow = 42
+'''
+
+
+@pytest.fixture
+def flows_file(tmp_path: pathlib.Path) -> pathlib.Path:
+    path = tmp_path / "my_flows.py"
+    path.write_text(_FLOWS.replace("STATE_DIR", repr(str(tmp_path / "state"))))
+    return path
+
+
+def _strip_times(text: str) -> str:
+    """Timings differ between runs; everything else must not."""
+    return re.sub(r"in [0-9.]+ (µs|ms|s)\b", "in T", text)
+
+
+def test_run_prints_result_and_request_tree(flows_file: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", f"{flows_file}:greet_flow", "--arg", "name=Alice"]) == 0
+    out = _strip_times(capsys.readouterr().out)
+    lines = out.splitlines()
+    assert lines[0].startswith("flow 'greet', run run-")
+    assert lines[0].endswith(": completed in T")
+    assert lines[1:] == ["result: 'Hello, Alice!'", "requests:", "└── greet (r1) completed in T -> 'Hello, Alice!'"]
+
+
+def test_run_args_are_json_or_strings(flows_file: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["run", f"{flows_file}:all_flow", "--arg", 'names=["Bob", "Charlie"]', "--arg", "excited=true"]
+    assert main(argv) == 0
+    out = _strip_times(capsys.readouterr().out)
+    assert out.splitlines()[1:] == [
+        "result: ['HELLO, BOB!', 'HELLO, CHARLIE!']",
+        "requests:",
+        "└── greet_all (r1) completed in T -> ['HELLO, BOB!', 'HELLO, CHARLIE!']",
+        "    ├── greet (r2) completed in T -> 'Hello, Bob!'",
+        "    └── greet (r3) completed in T -> 'Hello, Charlie!'",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name=Alice", ("name", "Alice")),
+        ("n=3", ("n", 3)),
+        ("x=3.5", ("x", 3.5)),
+        ("flag=false", ("flag", False)),
+        ("v=null", ("v", None)),
+        ('items=["a", 1]', ("items", ["a", 1])),
+        ('obj={"k": [1]}', ("obj", {"k": [1]})),
+        ("text=a=b", ("text", "a=b")),
+        ("empty=", ("empty", "")),
+        ("quoted=\"3\"", ("quoted", "3")),
+    ],
+)
+def test_parse_arg(text: str, expected: tuple[str, object]) -> None:
+    assert parse_arg(text) == expected
+
+
+def test_a_failed_run_exits_1_and_shows_the_error(flows_file: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", f"{flows_file}:broken_flow"]) == 1
+    out = _strip_times(capsys.readouterr().out)
+    assert out.splitlines()[1:] == [
+        "error: ValueError: no luck",
+        "requests:",
+        "└── broken (r1) failed in T !! ValueError: no luck",
+        "    └── greet (r2) completed in T -> 'Hello, x!'",
+    ]
+    assert out.splitlines()[0].endswith(": failed in T")
+
+
+def test_show_renders_a_saved_run_as_run_did(flows_file: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", f"{flows_file}:all_flow", "--arg", 'names=["Ann"]']) == 0
+    ran = capsys.readouterr().out
+    saved = flows_file.parent / "state" / "greet-all.json"
+    assert main(["show", str(saved)]) == 0
+    shown = capsys.readouterr().out
+    assert shown == ran  # the same rendering, timings included
+
+
+def _error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1
+    return captured.err.rstrip("\n")
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("@F", "'@F': give FILE.py:FLOW, e.g. examples/greet.py:flow."),
+        ("@F:nope", "@F has no 'nope'; the flows it defines are: all_flow, broken_flow, greet_flow."),
+        ("@F:not_a_flow", "@F:not_a_flow is an int, not an rt.Flow; the flows it defines are: all_flow, broken_flow, greet_flow."),
+        ("missing.py:flow", "missing.py: no such file."),
+    ],
+)
+def test_run_with_a_bad_target(
+    flows_file: pathlib.Path, capsys: pytest.CaptureFixture[str], target: str, message: str
+) -> None:
+    target = target.replace("@F", str(flows_file))
+    assert main(["run", target]) == 2
+    assert _error_line(capsys) == "python -m runtime run: error: " + message.replace("@F", str(flows_file))
+
+
+def test_run_with_arguments_the_entry_point_does_not_take(
+    flows_file: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", f"{flows_file}:greet_flow", "--arg", "name=A", "--arg", "mood=1"]) == 2
+    assert _error_line(capsys) == (
+        "python -m runtime run: error: Cannot call node 'greet' with these arguments: got an unexpected "
+        "keyword argument 'mood'. Its signature is greet(name: str) -> str."
+    )
+
+
+def test_run_with_a_malformed_arg(flows_file: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", f"{flows_file}:greet_flow", "--arg", "Alice"]) == 2
+    assert _error_line(capsys) == (
+        "python -m runtime run: error: --arg 'Alice': give KEY=VALUE with KEY a parameter name, e.g. --arg name=Alice."
+    )
+
+
+def test_show_a_corrupt_file(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "cut.json"
+    path.write_text('{"format": "trioflow.state", "version": 1, "state": {')
+    assert main(["show", str(path)]) == 2
+    assert _error_line(capsys) == (
+        f"python -m runtime show: error: State file {path} is not valid JSON: Expecting property name enclosed "
+        "in double quotes at line 1, column 54. It may be truncated or edited; restore it, or delete it and run again."
+    )
+
+
+def test_show_a_file_from_the_future(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "future.json"
+    path.write_text(json.dumps({"format": "trioflow.state", "version": 99, "state": {}}))
+    assert main(["show", str(path)]) == 2
+    assert _error_line(capsys) == (
+        f"python -m runtime show: error: State file {path} has version 99, but this trioflow reads version 1. "
+        "Upgrade trioflow to read it."
+    )
+
+
+def test_show_a_state_with_a_damaged_field(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    state = rt.Flow("x", entry_point=rt.function_node(lambda: 1)).run().state
+    path = tmp_path / "x.json"
+    rt.write_state_file(state, path)
+    doc = json.loads(path.read_text())
+    doc["state"]["status"] = "exploded"
+    path.write_text(json.dumps(doc))
+    assert main(["show", str(path)]) == 2
+    line = _error_line(capsys)
+    assert line.startswith(f"python -m runtime show: error: State file {path} is not a valid trioflow state: at $.state.status")
+
+
+def test_show_a_missing_file(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "nope.json"
+    assert main(["show", str(path)]) == 2
+    assert _error_line(capsys) == f"python -m runtime show: error: State file {path}: cannot read it: No such file or directory."
+
+
+def test_render_run_pins_the_layout() -> None:
+    t0 = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+    state = rt.JobState(
+        "run-1",
+        "report",
+        status=rt.Status.FAILED,
+        started_at=t0,
+        finished_at=t0 + datetime.timedelta(seconds=2.5),
+        error=rt.ErrorSummary("ValueError", "bad\nday", ("top", "b")),
+    )
+    state.requests["r1"] = rt.Request("r1", None, "top", rt.Status.FAILED, 0.0, 0.0, 2.5, None, rt.ErrorSummary("ValueError", "bad\nday"))
+    state.requests["r2"] = rt.Request("r2", "r1", "a", rt.Status.COMPLETED, 0.0, 0.0, 0.0012, "'ok'")
+    state.requests["r3"] = rt.Request("r3", "r2", "deep", rt.Status.COMPLETED, 0.0, 0.0, 0.000_05, "1")
+    state.requests["r4"] = rt.Request("r4", "r1", "b", rt.Status.CANCELLED, 1.0, 1.0, None)
+    assert render_run(state) == textwrap.dedent(
+        """\
+        flow 'report', run run-1: failed in 2.5 s
+        error: ValueError: bad day
+        requests:
+        └── top (r1) failed in 2.5 s !! ValueError: bad day
+            ├── a (r2) completed in 1.2 ms -> 'ok'
+            │   └── deep (r3) completed in 50 µs -> 1
+            └── b (r4) cancelled in -"""
+    )
+
+
+def test_render_run_of_a_job_with_history() -> None:
+    t0 = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+    state = rt.JobState("job-1", "graph", status=rt.Status.COMPLETED, result="3")
+    state.history.append(rt.HistoryEntry("source", "output", {"n": 3}, t0, 1.5))
+    assert render_run(state).splitlines() == [
+        "flow 'graph', run job-1: completed in -",
+        "result: 3",
+        "history:",
+        '  +1.5 s source.output {"n": 3}',
+    ]
+
+
+def test_python_dash_m_runtime_runs_the_readme_example() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime", "run", "examples/greet.py:flow", "--arg", "name=Alice"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert "result: 'Hello, Alice!'" in proc.stdout.splitlines()
+    assert _strip_times(proc.stdout.splitlines()[-1]) == "└── greet (r1) completed in T -> 'Hello, Alice!'"
+
+
+def test_python_dash_m_runtime_usage_error_exits_2() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "runtime", "frobnicate"], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 2
+    assert "invalid choice: 'frobnicate'" in proc.stderr
