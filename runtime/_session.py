@@ -321,7 +321,7 @@ class _ManagerActor(actors.Actor["_User | None", "_Holder"]):
 
     async def handle(self, message: _User | None) -> _Holder:
         manager = self._manager
-        if manager._state is not _OPEN:
+        if manager._state != _OPEN:
             raise manager._closed_error()
         user = message
         previous: _Holder | None = None
@@ -389,7 +389,7 @@ class _Holder(actors.Actor[None, None]):
         """When the holder closes if nothing changes: never while leased or awaited."""
         if self.leases or self.waiting:
             return math.inf
-        if self.manager._state is not _OPEN:
+        if self.manager._state != _OPEN:
             return -math.inf
         timeout = self.manager._idle_timeout
         if timeout is None or self.user is None:
@@ -503,7 +503,7 @@ class _Holder(actors.Actor[None, None]):
                         await trio.sleep_forever()
                     self.idle_scope = None
                     if not (self.leases or self.waiting):
-                        evicted = self.manager._state is _OPEN
+                        evicted = self.manager._state == _OPEN
                         break
             finally:
                 self.idle_scope = None
@@ -617,10 +617,9 @@ def _unrunnable(obj: object) -> str | None:
         try:
             obj.entry_point.check_arguments((None,), {})
         except TypeError:
-            return (
-                f"whose entry point {obj.entry_point.name}{obj.entry_point.signature} cannot take the "
-                "message as its one positional argument"
-            )
+            entry = obj.entry_point
+            params = entry.signature.replace(return_annotation=inspect.Signature.empty)
+            return f"whose entry point {entry.name}{params} cannot take the message as its one positional argument"
     return None
 
 
@@ -809,7 +808,7 @@ class SessionManager(Generic[T]):
     @property
     def is_open(self) -> bool:
         """Whether the manager takes new sessions now."""
-        return self._state is _OPEN
+        return self._state == _OPEN
 
     # -- lifetime ---------------------------------------------------------------
 
@@ -819,7 +818,7 @@ class SessionManager(Generic[T]):
         Raises:
             RuntimeError: the manager was opened before (it is one-way).
         """
-        if self._state is not _NEW:
+        if self._state != _NEW:
             msg = (
                 f"SessionManager {self._name!r} was already opened once; a manager cannot be reopened "
                 "after shutdown. Build a new rt.SessionManager(...)."
@@ -955,7 +954,7 @@ class SessionManager(Generic[T]):
     async def _lease(self, user_id: str | None) -> tuple[_Holder, _User | None]:
         """Take a lease on the workflow for *user_id*, building it first if need be."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        if self._state is not _OPEN:
+        if self._state != _OPEN:
             raise self._closed_error()
         user: _User | None = None
         if user_id is not None:
@@ -995,8 +994,12 @@ class SessionManager(Generic[T]):
                 return holder, user
             if holder.error is not None:
                 raise WorkflowBuildError(str(holder.error)) from holder.error.__cause__
-            if self._state is not _OPEN:
-                raise self._closed_error()
+            if self._state != _OPEN:
+                msg = (
+                    f"SessionManager {self._name!r} shut down before the workflow of user {user.id!r} was built, "
+                    "so this session was not opened."
+                )
+                raise SessionClosedError(msg)
             # Evicted between the build and our wake-up (a tiny idle_timeout): go again.
 
     def _check_backoff(self, user: _User) -> None:
@@ -1013,13 +1016,13 @@ class SessionManager(Generic[T]):
             raise WorkflowBuildError(msg) from cause
 
     def _closed_error(self) -> SessionClosedError:
-        if self._state is _NEW:
+        if self._state == _NEW:
             msg = (
                 f"SessionManager {self._name!r} is not open. Open sessions inside "
                 "`async with rt.SessionManager(...) as manager:`."
             )
         else:
-            when = "is shutting down" if self._state is _DRAINING else "is shut down"
+            when = "is shutting down" if self._state == _DRAINING else "is shut down"
             msg = (
                 f"SessionManager {self._name!r} {when} and takes no new sessions: its `async with` block has "
                 "ended. Open sessions inside the block."
@@ -1229,12 +1232,11 @@ class Session(Generic[T], metaclass=_NoPublicConstructor):
                     c.requests += 1
                     c.rejected += 1
                 if self._user is not None and limiter is self._user.limiter:
-                    what = f"user {self._user.id!r} already has per_user_max_concurrency={limiter.total_tokens}"
+                    what = f"user {self._user.id!r} already has per_user_max_concurrency={limiter.total_tokens} runs"
                 else:
-                    what = f"max_concurrency={limiter.total_tokens} runs are"
-                    what = f"{what} already"
+                    what = f"max_concurrency={limiter.total_tokens} runs are already"
                 msg = (
-                    f"No free run slot: {what} runs in flight, and SessionManager {self._manager.name!r} was "
+                    f"No free run slot: {what} in flight, and SessionManager {self._manager.name!r} was "
                     "opened with fail_fast=True. Retry later, or open it with fail_fast=False to queue."
                 )
                 raise Busy(msg) from None
