@@ -25,6 +25,8 @@ from ._exceptions import (
     NotAnActorError as NotAnActorError,
 )
 from ._mailbox import Reply as Reply
+from ._nursery import ActorNursery as ActorNursery
+from ._nursery import open_nursery as open_nursery
 from ._ref import ActorRef as ActorRef
 from ._ref import ActorStatistics as ActorStatistics
 from ._supervision import Supervision as Supervision
@@ -41,6 +43,8 @@ __all__ = [
     "SystemStatistics",
     "Supervision",
     "open_system",
+    "open_nursery",
+    "ActorNursery",
     "ActorError",
     "ActorStoppedError",
     "AskTimeoutError",

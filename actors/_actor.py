@@ -40,12 +40,18 @@ class Actor(Generic[M, R]):
             ends) or by :meth:`ActorRef.cancel <actors.ActorRef.cancel>`. For
             book-keeping actors that must record how a cancelled run ended;
             their handlers must not block for long.
+        keeps_nursery: whether the actor keeps a nursery for :meth:`spawn`'d
+            children its whole life (the default). An actor that spawns
+            children only inside ``async with actors.open_nursery()`` blocks
+            can set it false and is lighter: no nursery of its own, one
+            scheduling round less to end.
 
     .. versionadded:: 0.1
     """
 
     mailbox_size: ClassVar[int] = DEFAULT_MAILBOX_SIZE
     shielded: ClassVar[bool] = False
+    keeps_nursery: ClassVar[bool] = True
     _cell: Cell | None = None
 
     async def on_start(self) -> None:
@@ -101,10 +107,16 @@ class Actor(Generic[M, R]):
         """
         cell = self._cell
         if cell is None or cell.nursery is None:
-            msg = (
-                f"{type(self).__qualname__}.spawn() was called while the actor is not running. "
-                "Spawn children from on_start() or handle()."
-            )
+            if cell is not None and not type(self).keeps_nursery:
+                msg = (
+                    f"{type(self).__qualname__}.spawn(): this actor keeps no nursery (keeps_nursery = False). "
+                    "Spawn children inside `async with actors.open_nursery() as nursery:` instead."
+                )
+            else:
+                msg = (
+                    f"{type(self).__qualname__}.spawn() was called while the actor is not running. "
+                    "Spawn children from on_start() or handle()."
+                )
             raise RuntimeError(msg)
         return await cell.system.spawn(
             actor, name=name, mailbox_size=mailbox_size, supervision=supervision, _parent=cell

@@ -7,6 +7,7 @@ it through :class:`~actors.ActorRef`.
 from __future__ import annotations
 
 import collections
+import contextvars
 from typing import TYPE_CHECKING, NoReturn
 
 import outcome
@@ -18,6 +19,7 @@ from ._ref import ActorRef, State
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from types import TracebackType
 
     from ._actor import Actor
     from ._supervision import Supervision
@@ -48,6 +50,29 @@ def _take_nowait(receive: trio.MemoryReceiveChannel[Envelope]) -> Envelope | Non
         return _CLOSED
 
 
+#: The actor whose task is running, for :func:`actors.open_nursery`. Trio
+#: copies it into tasks the actor starts, so it is reset in each actor's task.
+current_cell: contextvars.ContextVar[Cell] = contextvars.ContextVar("actors_current_cell")
+
+
+class _BareScope:
+    """The cancel scope of an actor that keeps no nursery, used like a nursery manager."""
+
+    __slots__ = ("cancel_scope",)
+
+    def __init__(self) -> None:
+        self.cancel_scope = trio.CancelScope()
+
+    async def __aenter__(self) -> _BareScope:
+        self.cancel_scope.__enter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        return self.cancel_scope.__exit__(exc_type, exc, tb)
+
+
 class Cell:
     """The kernel's record of one actor."""
 
@@ -68,6 +93,7 @@ class Cell:
         "ref",
         "restart_times",
         "restarts",
+        "scope",
         "send",
         "state",
         "supervision",
@@ -97,6 +123,7 @@ class Cell:
         self.send, self.receive = open_mailbox(mailbox_size)
         self.state = State.RUNNING
         self.nursery: trio.Nursery | None = None
+        self.scope: trio.CancelScope | None = None
         self.cancelled = False
         self.children: dict[int, Cell] = {}
         self.failure: BaseException | None = None
@@ -141,8 +168,8 @@ class Cell:
         self.cancelled = True
         # Cancel before closing the mailbox: closing first would wake an idle
         # actor with end-of-mailbox, and it would run on_stop() as if stopped.
-        if self.nursery is not None:
-            self.nursery.cancel_scope.cancel()
+        if self.scope is not None:
+            self.scope.cancel()
         self.request_stop()
 
     async def wait_stopped(self) -> None:
@@ -170,12 +197,16 @@ class Cell:
         coroutine: an idle actor then holds one frame less.
         """
         failure: Exception | None = None
+        current_cell.set(self)
+        actor_class = type(self.actor)
         try:
-            async with trio.open_nursery() as nursery:
-                self.nursery = nursery
-                nursery.cancel_scope.shield = type(self.actor).shielded
+            async with trio.open_nursery() if actor_class.keeps_nursery else _BareScope() as holder:
+                scope = self.scope = holder.cancel_scope
+                if isinstance(holder, trio.Nursery):
+                    self.nursery = holder
+                scope.shield = actor_class.shielded
                 if self.cancelled:
-                    nursery.cancel_scope.cancel()
+                    scope.cancel()
                 try:
                     await trio.lowlevel.checkpoint_if_cancelled()
                     serving = await self._start()
@@ -204,7 +235,7 @@ class Cell:
                         serving = await self._handle(*envelope)
                 except Exception as exc:
                     failure = self.failure = exc
-                    nursery.cancel_scope.cancel()
+                    scope.cancel()
                 finally:
                     # Children die with their parent: ask them to drain and end.
                     for child in list(self.children.values()):
@@ -315,7 +346,7 @@ class Cell:
             if reply is not None:
                 reply.send(outcome.Error(self.stopped_error("get a reply from")))
         self.receive.close()
-        self.nursery = None
+        self.nursery = self.scope = None
         self.system._unregister(self)
         if self._stopped_event is not None:
             self._stopped_event.set()

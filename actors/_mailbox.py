@@ -19,6 +19,8 @@ DEFAULT_MAILBOX_SIZE = 64
 
 def check_mailbox_size(size: object, *, actor: str) -> int:
     """Return *size* as an int, or raise an error naming *actor* and the fix."""
+    if type(size) is int and size >= 0:
+        return size
     try:
         value = operator.index(size)  # type: ignore[arg-type]
     except TypeError:
@@ -57,14 +59,16 @@ class Reply(Generic[R]):
     __slots__ = ("_event", "outcome")
 
     def __init__(self) -> None:
-        self._event = trio.Event()
+        # The event is made only if somebody has to wait for the reply.
+        self._event: trio.Event | None = None
         self.outcome: outcome.Outcome[R] | None = None
 
     def send(self, result: outcome.Outcome[R]) -> None:
         """Deliver *result* once; later deliveries are ignored."""
         if self.outcome is None:
             self.outcome = result
-            self._event.set()
+            if self._event is not None:
+                self._event.set()
 
     @property
     def done(self) -> bool:
@@ -78,6 +82,8 @@ class Reply(Generic[R]):
             ActorStoppedError: the actor stopped before replying.
         """
         if self.outcome is None:
+            if self._event is None:
+                self._event = trio.Event()
             await self._event.wait()
         assert self.outcome is not None
         return self.outcome.unwrap()

@@ -109,6 +109,7 @@ class ActorSystem(metaclass=NoPublicConstructor):
         mailbox_size: int | None = None,
         supervision: Supervision | None = None,
         _parent: Cell | None = None,
+        _nursery: trio.Nursery | None = None,
     ) -> ActorRef[M, R]:
         """Like :meth:`spawn`, from synchronous code (it never blocks)."""
         if self._closing and _parent is None:
@@ -152,12 +153,12 @@ class ActorSystem(metaclass=NoPublicConstructor):
             supervision=_ESCALATE if supervision is None else supervision,
         )
         self._live[actor_id] = cell
-        if _parent is None:
-            nursery = self._nursery
-        else:
-            assert _parent.nursery is not None
-            nursery = _parent.nursery
+        nursery: trio.Nursery | None = self._nursery
+        if _parent is not None:
+            nursery = _parent.nursery if _nursery is None else _nursery
+            assert nursery is not None
             _parent.children[actor_id] = cell
+        assert nursery is not None
         nursery.start_soon(cell.run, name=name)
         return cell.ref  # type: ignore[return-value]
 

@@ -278,6 +278,7 @@ class NodeActor(actors.Actor[None, object]):
     """One request: runs its node once, replies with the result, and stops."""
 
     mailbox_size = 1
+    keeps_nursery = False  # its children live in the nursery of each rt.call
     #: Whether the node began running (a child cancelled before it ran did not).
     started = False
     #: Told of the node's failure as it happens: how a batch cancels its siblings.
@@ -335,13 +336,15 @@ class NodeActor(actors.Actor[None, object]):
         return result
 
     async def call(self, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]) -> object:
-        """Run *node* as a child request of this one and return its result."""
-        child = await self.spawn_child(node, args, kwargs)
-        try:
-            return await child.ask_nowait(None).wait()
-        except BaseException:
-            child.cancel()
-            raise
+        """Run *node* as a child request of this one and return its result.
+
+        The child lives in a nursery this call opens, so it never outlives the
+        call: if the caller is cancelled, so is the child, and the call returns
+        (or raises) only once the child has ended.
+        """
+        async with actors.open_nursery() as nursery:
+            reply = (await self._spawn_child(nursery, node, args, kwargs)).ref.ask_nowait(None)
+        return await reply.wait()
 
     async def call_batch(
         self, node: AnyNode, arg_sets: Sequence[tuple[object, ...]], *, return_exceptions: bool
@@ -352,69 +355,48 @@ class NodeActor(actors.Actor[None, object]):
         argument order) cancels its siblings at once; when they have all
         ended, its exception is raised.
         """
-        run = self.run
         failures: list[BaseException] = []
-        waiting = trio.CancelScope()
-
-        def on_failure(exc: BaseException) -> None:
-            if not failures:
-                failures.append(exc)
-                waiting.cancel()
-
         children: list[NodeActor] = []
-        for args in arg_sets:
-            request_id = run.next_request_id()
-            await run.record(EventKind.REQUEST_CREATED, request_id, self.request_id, node.name)
-            child = NodeActor(run, node, request_id, self.request_id, (*self.path, node.name), args, {})
-            if not return_exceptions:
-                child.on_failure = on_failure
-            children.append(child)
-            await self.spawn(child, name=f"{node.name} ({request_id})")
-        replies = [child.ref.ask_nowait(None) for child in children]
-        results: list[object] = []
-        try:
-            with waiting:
-                for reply in replies:
-                    try:
-                        results.append(await reply.wait())
-                    except Exception as exc:
-                        if not return_exceptions:
-                            raise
-                        results.append(exc)
-        except BaseException as exc:
-            if not isinstance(exc, Exception):  # cancelled: the children go with us
-                for child in children:
-                    child.ref.cancel()
-                raise
-            if not failures:
-                failures.append(exc)
+        replies: list[actors.Reply[object]] = []
+        async with actors.open_nursery() as nursery:
+
+            def on_failure(exc: BaseException) -> None:
+                if not failures:
+                    failures.append(exc)
+                    nursery.cancel_scope.cancel()
+
+            for args in arg_sets:
+                child = await self._spawn_child(nursery, node, args, {})
+                if not return_exceptions:
+                    child.on_failure = on_failure
+                children.append(child)
+                replies.append(child.ref.ask_nowait(None))
         if failures:
-            await self._end_children(children)
+            for child in children:
+                if not child.started:
+                    await self.run.record(
+                        EventKind.REQUEST_CANCELLED, child.request_id, self.request_id, child.node.name, None
+                    )
             raise failures[0]
+        results: list[object] = []
+        for reply in replies:
+            try:
+                results.append(await reply.wait())
+            except Exception as exc:
+                if not return_exceptions:
+                    raise
+                results.append(exc)
         return results
 
-    async def _end_children(self, children: Sequence[NodeActor]) -> None:
-        """Cancel *children*, wait until they have ended, and record those that never ran."""
-        for child in children:
-            child.ref.cancel()
-        for child in children:
-            await child.ref.wait_stopped()
-        for child in children:
-            if not child.started:
-                await self.run.record(
-                    EventKind.REQUEST_CANCELLED, child.request_id, self.request_id, child.node.name, None
-                )
-
-    async def spawn_child(
-        self, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]
-    ) -> actors.ActorRef[None, object]:
+    async def _spawn_child(
+        self, nursery: actors.ActorNursery, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]
+    ) -> NodeActor:
         run = self.run
         request_id = run.next_request_id()
         await run.record(EventKind.REQUEST_CREATED, request_id, self.request_id, node.name)
-        return await self.spawn(
-            NodeActor(run, node, request_id, self.request_id, (*self.path, node.name), args, kwargs),
-            name=f"{node.name} ({request_id})",
-        )
+        child = NodeActor(run, node, request_id, self.request_id, (*self.path, node.name), args, kwargs)
+        nursery.spawn_nowait(child, name=f"{node.name} ({request_id})")
+        return child
 
 
 class RunActor(actors.Actor[None, "RunResult[object]"]):
