@@ -65,7 +65,7 @@ def main() -> None:
         timed.invoke()
     except rt.RunTimeoutError as exc:
         print(f"timeout: {exc}")
-    print(f"  cleaned up: {cleaned_up}")
+    print(f"  cleaned up: {sorted(cleaned_up)}")
     outcome = timed.run()
     print(f"  run state: {outcome.status}; requests: "
           + ", ".join(f"{r.node}={r.status}" for r in outcome.state.requests.values()))
@@ -74,7 +74,7 @@ def main() -> None:
     # 2. end_on_error=False: the parent catches the failure
     lenient = rt.Flow("lookup-lenient", entry_point=lookup_all, end_on_error=False)
     print(f"end_on_error=False: {lenient.invoke()}")
-    print(f"  cleaned up: {cleaned_up}")
+    print(f"  cleaned up: {sorted(cleaned_up)}")
     cleaned_up.clear()
 
     # 3. end_on_error=True: the first failure ends the run
@@ -85,7 +85,7 @@ def main() -> None:
         print(f"end_on_error=True: the run failed with ConnectionError: {exc}")
         for note in getattr(exc, "__notes__", []):
             print(f"  note: {note}")
-    print(f"  cleaned up: {cleaned_up}")
+    print(f"  cleaned up: {sorted(cleaned_up)}")
     outcome = strict.run()
     print(f"  run state: {outcome.status}; requests: "
           + ", ".join(f"{r.node}={r.status}" for r in outcome.state.requests.values()))
