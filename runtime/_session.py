@@ -542,7 +542,11 @@ class _Holder(actors.Actor[None, None]):
         """Start *job* in this holder's nursery (synchronous)."""
         runs = self.runs
         if runs is None or self.state != _READY:
-            raise self.manager._gone_error()
+            msg = (
+                f"This session can no longer run: SessionManager {self.manager._name!r} shut down and closed "
+                "its workflow. Open sessions inside the manager's `async with` block."
+            )
+            raise SessionClosedError(msg)
         runs.start_soon(self._run, job)
 
     async def _run(self, job: _Job) -> None:
