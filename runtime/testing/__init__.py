@@ -6,6 +6,22 @@
 .. versionadded:: 0.1
 """
 
+from ._calltrees import VISITED as VISITED
+from ._calltrees import CallSpec as CallSpec
+from ._calltrees import CallTree as CallTree
+from ._calltrees import Expected as Expected
+from ._calltrees import FlowSpec as FlowSpec
+from ._calltrees import GeneratedFlow as GeneratedFlow
+from ._calltrees import call_trees as call_trees
+from ._calltrees import flows as flows
+from ._checkers import TaskWatch as TaskWatch
+from ._checkers import check_events as check_events
+from ._checkers import check_isolation as check_isolation
+from ._checkers import check_request_tree as check_request_tree
+from ._checkers import check_structure as check_structure
+from ._checkers import deterministic_scheduling as deterministic_scheduling
+from ._checkers import run_history as run_history
+from ._checkers import watch_tasks as watch_tasks
 from ._faults import Fault as Fault
 from ._faults import FaultPlan as FaultPlan
 from ._faults import HandOff as HandOff
@@ -22,6 +38,24 @@ from ._schedules import run_with_schedule as run_with_schedule
 from ._schedules import schedules as schedules
 
 __all__ = [
+    # generated node flows
+    "call_trees",
+    "flows",
+    "CallTree",
+    "CallSpec",
+    "FlowSpec",
+    "GeneratedFlow",
+    "Expected",
+    "VISITED",
+    # checkers for node runs
+    "check_structure",
+    "check_request_tree",
+    "check_events",
+    "check_isolation",
+    "watch_tasks",
+    "TaskWatch",
+    "run_history",
+    "deterministic_scheduling",
     # faults and schedules
     "faults",
     "Fault",
