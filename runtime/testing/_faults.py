@@ -323,12 +323,12 @@ def _referenced_objects(fn: object) -> Iterator[object]:
     if not isinstance(code, types.CodeType):
         return
     fn_globals: Mapping[str, object] = getattr(fn, "__globals__", {})
-    names: set[str] = set()
+    names: dict[str, None] = {}  # an ordered set: discovery order is the code's order
     stack = [code]
     while stack:
-        current = stack.pop()
-        names.update(current.co_names)
-        names.update(current.co_freevars)
+        current = stack.pop(0)
+        names.update(dict.fromkeys(current.co_names))
+        names.update(dict.fromkeys(current.co_freevars))
         stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
     values: list[object] = []
     for name in names:
@@ -553,9 +553,9 @@ class Injection:
                 raise FaultInjectionError(msg)
 
     async def _hook(self, invocation: Invocation) -> None:
-        previous = self._previous
-        if previous is not None:
-            await previous(invocation)
+        # Book-keeping first, before any checkpoint, so that call indexes and
+        # hand-off indexes follow the order in which the runtime invokes, in
+        # this block and in any it is nested in.
         run_id = _current_run_id()
         if run_id is not None and run_id not in self._runs:
             self._runs.add(run_id)
@@ -570,6 +570,9 @@ class Injection:
         index = len(self.trace)
         delay = 0.0 if schedule is None else schedule.delay_at(index)
         self.trace.append(HandOff(index, invocation.kind, name, invocation.path, run_id, call, delay, fault))
+        previous = self._previous
+        if previous is not None:
+            await previous(invocation)
         if delay:
             await trio.sleep(delay)
         if fault is not None:
@@ -764,7 +767,7 @@ def faults(
             if kind == "raise":
                 fault = Fault.raising(draw(exceptions))
             elif kind == "delay":
-                fault = Fault.delaying(_check_delay(draw(delays), "faults(): delays drew a value that"))
+                fault = Fault.delaying(_check_delay(draw(delays), "faults(): delays drew a bad value"))
             elif kind == "cancel":
                 fault = Fault.cancelling()
             else:
