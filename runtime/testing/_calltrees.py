@@ -18,7 +18,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import math
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, TypeVar, final
 
 import attrs
 import trio
@@ -50,6 +50,7 @@ _ORIGIN = "__trioflow_testing_origin__"
 _TOLERANCE = 1e-9
 
 ExceptionType = type[Exception]
+T = TypeVar("T")
 
 
 def _fmt_seconds(value: float) -> str:
@@ -305,7 +306,7 @@ class FlowSpec:
         """Build a real :class:`~runtime.Flow` whose nodes do what the spec says and record it."""
         return GeneratedFlow(self)
 
-    def check_outcome(self, result: RunResult[object]) -> None:
+    def check_outcome(self, result: RunResult[T]) -> None:
         """Check that *result* ended as :attr:`expected` says.
 
         Raises:
@@ -451,7 +452,7 @@ class GeneratedFlow:
         """Every event of run *run_id*, as the Flow's subscriber received them."""
         return list(self._events.get(run_id, ()))
 
-    def expected_context(self, result: RunResult[object]) -> dict[str, object]:
+    def expected_context(self, result: RunResult[T]) -> dict[str, object]:
         """The context *result*'s run must end with: the spec's, plus its own visits only."""
         visited = [spec.label for spec in self.started(result.state.run_id)]
         return {**self.spec.context, VISITED: visited}
@@ -486,7 +487,7 @@ class GeneratedFlow:
         )
         check_request_tree(result, calls=[s.node_path for s in self.started(run_id)])
         check_events(self.events(run_id), result)
-        self.spec.check_outcome(result)  # type: ignore[arg-type]
+        self.spec.check_outcome(result)
 
 
 # -- strategies ------------------------------------------------------------------
