@@ -236,7 +236,9 @@ class GraphMixin:
         else:
             msg = f"{api}({entry_id!r}, entry_params={entry_params!r}): entry_params is a dict of the entry slot's keyword arguments, or None."
             raise TypeError(msg)
-        state = JobState(job_id=new_job_id(), flow_id=self.name, context=copy.deepcopy(self.context))
+        state = JobState(
+            job_id=new_job_id(), flow_id=self.name, context=copy.deepcopy(self.context) if self.context else {}
+        )
         return cast(
             "Job",
             Job._create(

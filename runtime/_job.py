@@ -27,7 +27,7 @@ from __future__ import annotations
 import collections
 import inspect
 import math
-import uuid
+import os
 from typing import TYPE_CHECKING, final
 
 import trio
@@ -66,7 +66,7 @@ _STATUS_AFTER_FAILURE = {
 
 def new_job_id() -> str:
     """A fresh, unique job id."""
-    return f"job-{uuid.uuid4().hex[:12]}"
+    return f"job-{os.urandom(6).hex()}"
 
 
 class _NoPublicConstructor(type):
@@ -562,6 +562,11 @@ class Job(metaclass=_NoPublicConstructor):
         if self._outcome is None:
             self._outcome = outcome
             self._done.set()
+            if outcome is Status.COMPLETED:
+                # Nothing is left to handle: let every routine end now.
+                for actor in self._actors.values():
+                    if actor.inbox is not None:
+                        actor.inbox.stop_nowait()
 
     def _fail(self, exc: BaseException, routine_id: str) -> None:
         if self._outcome is None:
@@ -632,8 +637,11 @@ class Job(metaclass=_NoPublicConstructor):
                     self._actors[entry_id].deliver_nowait(
                         self._new_message(ENTRY_SOURCE, ENTRY_EVENT, entry_id, slot, params)
                     )
-                    with trio.move_on_at(deadline):
+                    if self._timeout is None:
                         await self._done.wait()
+                    else:
+                        with trio.move_on_at(deadline):
+                            await self._done.wait()
                     if self._outcome is None:
                         self._error = RunTimeoutError(
                             f"Job {state.job_id!r} of flow {self.flow.name!r} timed out after {self._timeout} s; "
@@ -659,14 +667,16 @@ class Job(metaclass=_NoPublicConstructor):
             self._finished.set()
 
     async def _wind_down(self) -> None:
-        refs = [actor.inbox for actor in self._actors.values() if actor.inbox is not None]
-        for ref in refs:
-            if self._outcome is Status.COMPLETED:
-                ref.stop_nowait()
-            else:
+        if self._outcome is not Status.COMPLETED:
+            # Cancel the routines and let them end before the state is final:
+            # a handler's finally block may still emit.
+            refs = [actor.inbox for actor in self._actors.values() if actor.inbox is not None]
+            for ref in refs:
                 ref.cancel()
-        for ref in refs:
-            await ref.wait_stopped()
+            for ref in refs:
+                await ref.wait_stopped()
+        # A completed job's routines are idle and stopping (see _end); the
+        # system's block waits for them.
         self._finalize()
         publisher = self._publisher
         if publisher is not None:

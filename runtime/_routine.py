@@ -450,11 +450,11 @@ class Routine:
 
     # -- inside a job -----------------------------------------------------------
 
-    def _host(self, api: str) -> _Host:
+    def _host(self, api: str, arg: str) -> _Host:
         host = current_host.get(None)
         if host is None or host.routine is not self:
             msg = (
-                f"{type(self).__qualname__}.{api} was called outside a job. A routine emits from its "
+                f"{type(self).__qualname__}.{api}({arg!r}) was called outside a job. A routine emits from its "
                 "slot handlers while a job runs: flow.execute(...), await flow.aexecute(...), "
                 "or async with flow.open_job(...)."
             )
@@ -486,8 +486,10 @@ class Routine:
                 parameter the event does not declare.
             OutsideRunError: called outside a job, or not from this routine's handler.
         """
-        host = self._host(f"emit({event!r})")
-        self._check_event(event, data, host.routine_id)
+        host = self._host("emit", event)
+        spec = self.__dict__["_events"].get(event)
+        if spec is None or (spec.params is not None and not spec.params.issuperset(data)):
+            self._check_event(event, data, host.routine_id)
         host.emit(event, data)
 
     async def aemit(self, event: str, **data: object) -> None:
@@ -500,7 +502,7 @@ class Routine:
             EventDataError: as for :meth:`emit`.
             OutsideRunError: as for :meth:`emit`.
         """
-        host = self._host(f"aemit({event!r})")
+        host = self._host("aemit", event)
         self._check_event(event, data, host.routine_id)
         host.emit(event, data)
         await host.flush()
@@ -515,7 +517,7 @@ class Routine:
             EventDataError: as for :meth:`emit`.
             OutsideRunError: as for :meth:`emit`.
         """
-        host = self._host(f"emit_deferred_event({event!r})")
+        host = self._host("emit_deferred_event", event)
         self._check_event(event, data, host.routine_id)
         host.emit_deferred(event, data)
 
@@ -531,7 +533,7 @@ class Routine:
         Raises:
             OutsideRunError: called outside a job.
         """
-        host = self._host(f"send_output({output_type!r})")
+        host = self._host("send_output", output_type)
         host.send_output(output_type, data)
 
     def _check_event(self, event: str, data: Mapping[str, object], routine_id: str) -> None:
@@ -562,13 +564,30 @@ class Routine:
         memo[id(self)] = new
         target = new.__dict__
         for key, value in self.__dict__.items():
-            if type(value) in _SHARED_TYPES:
+            kind = type(value)
+            if kind in _SHARED_TYPES:
                 target[key] = value
-            elif key in ("_slots", "_events") and type(value) is dict:
+            elif key in ("_slots", "_events") and kind is dict:
                 target[key] = value.copy()
             else:
-                target[key] = copy.deepcopy(value, memo)
+                target[key] = _copy_value(value, memo)
         return new
+
+
+def _copy_value(value: object, memo: dict[int, object]) -> object:
+    """``copy.deepcopy(value, memo)``, faster for flat dicts and lists of immutable values."""
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    shared = _SHARED_TYPES
+    if type(value) is dict:
+        if all(type(k) in shared and type(v) in shared for k, v in value.items()):
+            memo[key] = copied = value.copy()
+            return copied
+    elif type(value) is list and all(type(v) in shared for v in value):
+        memo[key] = copied = value.copy()
+        return copied
+    return copy.deepcopy(value, memo)
 
 
 def copy_for_job(routine: Routine, routine_id: str) -> Routine:
@@ -578,7 +597,7 @@ def copy_for_job(routine: Routine, routine_id: str) -> Routine:
         TypeError: an attribute of the routine cannot be copied.
     """
     try:
-        return copy.deepcopy(routine)
+        return routine.__deepcopy__({})
     except Exception as exc:
         msg = (
             f"Routine {routine_id!r} ({type(routine).__qualname__}) cannot be copied for a job: "
