@@ -580,6 +580,7 @@ def _copy_value(value: object, memo: dict[int, object]) -> object:
     if key in memo:
         return memo[key]
     shared = _SHARED_TYPES
+    copied: object
     if type(value) is dict:
         if all(type(k) in shared and type(v) in shared for k, v in value.items()):
             memo[key] = copied = value.copy()
