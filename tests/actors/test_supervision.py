@@ -78,31 +78,28 @@ async def test_escalate_is_the_default_and_reaches_the_system_block() -> None:
 
 
 async def test_an_escalation_from_deep_in_the_tree_arrives_in_one_group() -> None:
-    class Nest(actors.Actor[str, actors.ActorRef[str, str]]):
+    leaves: list[actors.ActorRef[str, str]] = []
+
+    class Nest(actors.Actor[None, None]):
         def __init__(self, depth: int) -> None:
             self.depth = depth
 
         async def on_start(self) -> None:
-            self.below: actors.ActorRef[str, str] = (
-                await self.spawn(Nest(self.depth - 1), name=f"level {self.depth - 1}")  # type: ignore[assignment]
-                if self.depth > 1
-                else await self.spawn(Flaky(), name="leaf")
-            )
-
-        async def handle(self, message: str) -> actors.ActorRef[str, str]:
             if self.depth > 1:
-                return await self.below.ask(message)  # type: ignore[return-value]
-            return self.below
+                await self.spawn(Nest(self.depth - 1), name=f"level {self.depth - 1}")
+            else:
+                leaves.append(await self.spawn(Flaky(), name="leaf"))
 
     with pytest.RaisesGroup(ValueError) as info:
         async with actors.open_system() as system:
             top = await system.spawn(Nest(3), name="level 3")
-            leaf = await top.ask("leaf?")
-            await leaf.tell("fail")
+            await trio.testing.wait_all_tasks_blocked()
+            assert system.statistics().names() == ["level 3", "level 2", "level 1", "leaf"]
+            await leaves[0].tell("fail")
     error = info.value.exceptions[0]
     assert error.__notes__ == ["Escalated by actor 'leaf' (supervision: escalate)."]
     assert top.failure is error
-    assert leaf.failure is error
+    assert leaves[0].failure is error
 
 
 async def test_a_failing_on_start_escalates() -> None:
