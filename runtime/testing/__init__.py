@@ -22,12 +22,14 @@ from ._checkers import check_structure as check_structure
 from ._checkers import deterministic_scheduling as deterministic_scheduling
 from ._checkers import run_history as run_history
 from ._checkers import watch_tasks as watch_tasks
+from ._faults import CancelPoint as CancelPoint
 from ._faults import Fault as Fault
 from ._faults import FaultPlan as FaultPlan
 from ._faults import HandOff as HandOff
 from ._faults import InjectedCancelError as InjectedCancelError
 from ._faults import InjectedError as InjectedError
 from ._faults import Injection as Injection
+from ._faults import check_cancellation as check_cancellation
 from ._faults import discover_nodes as discover_nodes
 from ._faults import faults as faults
 from ._faults import flow_targets as flow_targets
@@ -63,6 +65,8 @@ __all__ = [
     "inject",
     "Injection",
     "HandOff",
+    "CancelPoint",
+    "check_cancellation",
     "InjectedError",
     "InjectedCancelError",
     "discover_nodes",

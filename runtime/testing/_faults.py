@@ -15,16 +15,18 @@ import copy
 import math
 import types
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, final
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, final
 
 import attrs
 import trio
+import trio.testing
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from .._context import Invocation, current_frame, invocation_hook
 from .._exceptions import FaultInjectionError, TrioflowError
 from .._node import Node
+from .._state import Status
 
 if TYPE_CHECKING:
     import contextvars
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
 
     from .._flow import Flow
+    from .._run import RunResult
+    from .._state import JobState, Request
     from ._schedules import Schedule
 
 AnyFlow: TypeAlias = "Flow[..., Any]"  # type: ignore[explicit-any]  # a flow of any signature
@@ -44,6 +48,8 @@ FaultKey: TypeAlias = "str | tuple[str, int]"
 """A :class:`FaultPlan` key: a target (node name or routine id), or ``(target, call)``."""
 
 _KINDS: tuple[FaultKind, ...] = ("raise", "delay", "cancel")
+
+T = TypeVar("T")
 
 
 class InjectedError(TrioflowError):
@@ -92,7 +98,10 @@ class Fault:
       node of the run (the targeted one first, before its code starts) gets a
       real ``trio.Cancelled`` at its next checkpoint and its ``finally`` blocks
       and cancel handlers run. The run then ends ``failed`` with an
-      :class:`InjectedCancelError` saying where it was cancelled. Outside a node
+      :class:`InjectedCancelError` saying where it was cancelled. Just before,
+      the fault lets every other task run until it blocks (no time passes), so
+      every node then running is parked at a checkpoint and must end
+      ``cancelled``: :func:`check_cancellation` checks that. Outside a node
       run (a routine handler), the invocation raises that error instead.
 
     Attributes:
@@ -165,8 +174,15 @@ class Fault:
             return f"delay {self.seconds:g} s"
         return "cancel the run"
 
-    async def apply(self, invocation: Invocation) -> None:
+    async def apply(
+        self, invocation: Invocation, *, on_cancel: Callable[[CancelPoint], None] | None = None
+    ) -> None:
         """Do the fault in the invoking task, just before *invocation* runs.
+
+        Args:
+            invocation: what is about to run.
+            on_cancel: called with the :class:`CancelPoint` when a ``"cancel"``
+                fault cancels a run (:class:`Injection` records it there).
 
         Raises:
             Exception: a copy of :attr:`exception` (``"raise"``), or
@@ -178,18 +194,66 @@ class Fault:
             assert self.exception is not None
             raise _fresh_copy(self.exception)
         else:
-            where = " > ".join(invocation.path) or invocation.name
-            error = InjectedCancelError(
-                f"A cancel fault cancelled the run when {invocation.kind} {invocation.name!r} "
-                f"was about to run (at {where})."
+            await _cancel_run(invocation, on_cancel)
+
+
+async def _cancel_run(invocation: Invocation, on_cancel: Callable[[CancelPoint], None] | None) -> None:
+    """Cancel the run *invocation* belongs to, as a timeout would, and never return.
+
+    First every other task is let run until it blocks, and the run's records
+    reach its state: at the moment of the cancel each node of the run is
+    parked at a checkpoint, so each one that was running must end
+    ``cancelled``; the requests open then are recorded in a :class:`CancelPoint`.
+    """
+    where = " > ".join(invocation.path) or invocation.name
+    error = InjectedCancelError(
+        f"A cancel fault cancelled the run when {invocation.kind} {invocation.name!r} "
+        f"was about to run (at {where})."
+    )
+    frame = current_frame.get(None)
+    if frame is None or frame.run.nodes_scope is None:
+        raise error
+    run = frame.run
+    await trio.testing.wait_all_tasks_blocked()
+    await run.flush()
+    await trio.testing.wait_all_tasks_blocked()  # the coordinator applied every record
+    if on_cancel is not None:
+        requests = run.state.requests
+        on_cancel(
+            CancelPoint(
+                run_id=run.state.job_id,
+                offset=run.offset(),
+                path=invocation.path,
+                running=frozenset(rid for rid, r in requests.items() if not r.status.is_final),
+                ended=frozenset(rid for rid, r in requests.items() if r.status.is_final),
             )
-            frame = current_frame.get(None)
-            if frame is None or frame.run.nodes_scope is None:
-                raise error
-            frame.run.abort(error)
-            # The run's scope is cancelled: this task is cancelled with every
-            # other node of the run, before the target's code starts.
-            await trio.sleep_forever()
+        )
+    run.abort(error)
+    # The run's scope is cancelled: this task is cancelled with every other
+    # node of the run, before the target's code starts.
+    await trio.sleep_forever()
+
+
+@final
+@attrs.frozen
+class CancelPoint:
+    """Where a ``"cancel"`` fault cancelled a run, and what was running then.
+
+    Attributes:
+        run_id: the run.
+        offset: seconds since the run started, on Trio's clock.
+        path: the invocation the fault targeted (node names, entry point first).
+        running: the ids of the requests that were running: each must end ``cancelled``.
+        ended: the ids of the requests that had already ended.
+
+    .. versionadded:: 0.1
+    """
+
+    run_id: str
+    offset: float
+    path: tuple[str, ...]
+    running: frozenset[str]
+    ended: frozenset[str]
 
 
 def _fresh_copy(template: Exception) -> Exception:
@@ -471,6 +535,8 @@ class Injection:
         schedule: the delays at hand-offs, or ``None``.
         trace: every invocation seen, in the order it reached the hook.
         run_ids: the ids of the runs seen, in order.
+        cancels: by run id, where a ``"cancel"`` fault cancelled that run
+            (read by :func:`check_cancellation`).
 
     .. versionadded:: 0.1
     """
@@ -483,6 +549,7 @@ class Injection:
         "_runs",
         "_token",
         "_where",
+        "cancels",
         "plan",
         "run_ids",
         "schedule",
@@ -501,6 +568,7 @@ class Injection:
         self.schedule = schedule
         self.trace: list[HandOff] = []
         self.run_ids: list[str] = []
+        self.cancels: dict[str, CancelPoint] = {}
         self._known = known
         self._deferred = deferred
         self._where = where
@@ -576,7 +644,74 @@ class Injection:
         if delay:
             await trio.sleep(delay)
         if fault is not None:
-            await fault.apply(invocation)
+            await fault.apply(invocation, on_cancel=self._record_cancel)
+
+    def _record_cancel(self, point: CancelPoint) -> None:
+        self.cancels.setdefault(point.run_id, point)
+
+
+def _request_label(state: JobState, request_id: str) -> str:
+    try:
+        path = " > ".join(state.request_path(request_id))
+    except KeyError:
+        path = "?"
+    return f"{path} ({request_id})"
+
+
+def _ending(request: Request) -> str:
+    if request.error is not None:
+        return f"{request.status.value} with {request.error.type.rsplit('.', 1)[-1]}({request.error.message!r})"
+    if request.result is not None:
+        return f"{request.status.value} with result {request.result}"
+    return request.status.value
+
+
+def check_cancellation(result: RunResult[T], injection: Injection) -> None:
+    """Check that a run cancelled by a ``"cancel"`` fault really stopped.
+
+    When the fault fired, every node of the run that was running was parked
+    at a checkpoint (see :class:`Fault`), so each one must end ``cancelled``:
+
+    - a request that was running then and ended ``completed`` (or ``failed``)
+      caught ``trio.Cancelled`` and went on: it swallowed the cancellation;
+    - a request created after the cancel was called by a node that kept
+      running after its run was cancelled.
+
+    A run the injection did not cancel passes.
+
+    Args:
+        result: a finished run, from inside the ``inject()`` block.
+        injection: the block's :class:`Injection`.
+
+    Raises:
+        AssertionError: the run has not finished, or a node swallowed the
+            cancellation; the message names the requests by path.
+
+    .. versionadded:: 0.1
+    """
+    state = result.state
+    where = f"run {state.run_id} of flow {state.flow_name!r}"
+    if not state.status.is_final or state.finished_at is None:
+        msg = f"{where} has not finished (its status is {state.status.value!r}); check a run once it has ended."
+        raise AssertionError(msg)
+    point = injection.cancels.get(state.run_id)
+    if point is None:
+        return
+    when = f"a cancel fault cancelled the run at {point.offset:g} s (at {' > '.join(point.path)})"
+    for request_id, request in state.requests.items():
+        label = _request_label(state, request_id)
+        if request_id in point.running and request.status is not Status.CANCELLED:
+            msg = (
+                f"{where}: {label} was running when {when}, but it ended {_ending(request)}: "
+                "it caught trio.Cancelled and went on instead of letting the cancellation propagate."
+            )
+            raise AssertionError(msg)
+        if request_id not in point.running and request_id not in point.ended:
+            msg = (
+                f"{where}: {label} was started at {request.created_at:g} s, after {when}: "
+                "its caller kept running after the cancellation (it caught trio.Cancelled)."
+            )
+            raise AssertionError(msg)
 
 
 def _current_run_id() -> str | None:

@@ -19,6 +19,7 @@ import trio.testing
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+from ._checkers import deterministic_scheduling
 from ._faults import FaultPlan, _check_strategy, check_sizes, inject
 
 if TYPE_CHECKING:
@@ -107,22 +108,6 @@ def schedules(
     return st.builds(Schedule, st.lists(delays, min_size=min_size, max_size=max_size).map(tuple))
 
 
-def _seed_trio_scheduler(seed: int | None) -> None:
-    """Seed the random source Trio's scheduler shuffles with, as Hypothesis does per example.
-
-    Trio registers this source with Hypothesis (``register_random``), which
-    seeds it with 0 before each example; seeding it the same way here makes a
-    run outside Hypothesis replay what an example saw.
-    """
-    if seed is None:
-        return
-    source = getattr(getattr(trio, "_core", None), "_run", None)
-    rng = getattr(source, "_r", None)
-    seed_fn = getattr(rng, "seed", None)
-    if seed_fn is not None:
-        seed_fn(seed)
-
-
 def run_with_schedule(
     flow: AnyFlow,
     *args: object,
@@ -143,8 +128,8 @@ def run_with_schedule(
         args: positional arguments for its entry point (or a routine graph's entry).
         schedule: delays at hand-offs.
         faults: a fault plan.
-        seed: seeds Trio's scheduler as Hypothesis does for each example (0);
-            ``None`` leaves it alone.
+        seed: seeds Trio's scheduler (:func:`~runtime.testing.deterministic_scheduling`)
+            so that the run replays exactly; ``None`` leaves the scheduler alone.
         kwargs: keyword arguments for the entry point.
 
     Raises:
@@ -215,5 +200,7 @@ def run_many_with_schedule(
                         nursery.start_soon(one, i)
         return [r for r in results if r is not None]
 
-    _seed_trio_scheduler(seed)
-    return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    if seed is None:
+        return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    with deterministic_scheduling(seed):
+        return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
