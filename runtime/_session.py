@@ -565,7 +565,12 @@ class _Holder(actors.Actor[None, None]):
         try:
             with job.scope:
                 while held < len(limiters):
-                    await limiters[held].acquire_on_behalf_of(job)
+                    limiter = limiters[held]
+                    try:
+                        # A free slot costs no scheduling round: _arun checkpoints anyway.
+                        limiter.acquire_on_behalf_of_nowait(job)
+                    except trio.WouldBlock:
+                        await limiter.acquire_on_behalf_of(job)
                     held += 1
                 started = trio.current_time()
                 for c in counters:
@@ -1203,11 +1208,18 @@ class Session(Generic[T], metaclass=_NoPublicConstructor):
     def _submit(self, message: object, subscriptions: tuple[Subscription, ...]) -> _Job:
         """Count the request, take the slots now if failing fast, and start the run task."""
         self._check_open()
-        metadata = attrs.evolve(
-            self._metadata,
+        base = self._metadata
+        metadata = RequestMetadata(
+            user_id=base.user_id,
+            conversation_id=base.conversation_id,
+            user_message_id=base.user_message_id,
             message=message,
+            trace_id=base.trace_id,
             run_id=f"run-{uuid.uuid4().hex[:12]}",
-            extra=copy.deepcopy(self._metadata.extra) if self._metadata.extra else (),
+            parent_id=base.parent_id,
+            parent_name=base.parent_name,
+            headers=base.headers,
+            extra=copy.deepcopy(base.extra) if base.extra else (),
         )
         job = _Job(message, metadata, subscriptions, self._limiters, self._counters)
         manager = self._manager
