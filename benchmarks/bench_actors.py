@@ -5,7 +5,9 @@
   its own ``trio.Event`` for the reply.
 - one-way send: ``await ref.tell(i)`` n times, then a graceful stop that drains
   them. Floor: ``await send.send(i)`` n times on a raw memory channel, then
-  closing it and waiting for the receiving task to finish.
+  closing it and waiting for the receiving task to finish. ``tell`` is a cancel
+  point but yields to the scheduler only when the mailbox is full, while a raw
+  ``send()`` yields on every message: that is most of the difference.
 - spawn + stop: spawn an idle actor and stop it, one after another. Floor:
   ``nursery.start_soon`` of a task blocked on a fresh channel pair, then closing
   the channel and waiting for the task to end.
@@ -26,11 +28,11 @@ import trio
 import trio.testing
 
 import actors
-from actors._mailbox import DEFAULT_MAILBOX_SIZE
 
 from ._harness import Options, Row, trio_best_of
 
 _IDLE_ACTORS = 10_000
+DEFAULT_MAILBOX_SIZE = actors.Actor.mailbox_size
 
 
 @final
