@@ -101,8 +101,9 @@ class Fault:
       :class:`InjectedCancelError` saying where it was cancelled. Just before,
       the fault lets every other task run until it blocks (no time passes), so
       every node then running is parked at a checkpoint and must end
-      ``cancelled``: :func:`check_cancellation` checks that. Outside a node
-      run (a routine handler), the invocation raises that error instead.
+      ``cancelled``: :func:`check_cancellation` checks that. In a routine
+      graph the fault cancels the job as ``job.cancel()`` does: status
+      ``cancelled``, running handlers cancelled, undelivered messages listed.
 
     Attributes:
         kind: ``"raise"``, ``"delay"`` or ``"cancel"``.
@@ -186,7 +187,7 @@ class Fault:
 
         Raises:
             Exception: a copy of :attr:`exception` (``"raise"``), or
-                :class:`InjectedCancelError` (``"cancel"`` outside a node run).
+                :class:`InjectedCancelError` (``"cancel"`` outside any run or job).
         """
         if self.kind == "delay":
             await trio.sleep(self.seconds)
@@ -198,7 +199,7 @@ class Fault:
 
 
 async def _cancel_run(invocation: Invocation, on_cancel: Callable[[CancelPoint], None] | None) -> None:
-    """Cancel the run *invocation* belongs to, as a timeout would, and never return.
+    """Cancel the run or job *invocation* belongs to, and never return.
 
     First every other task is let run until it blocks, and the run's records
     reach its state: at the moment of the cancel each node of the run is
@@ -206,31 +207,34 @@ async def _cancel_run(invocation: Invocation, on_cancel: Callable[[CancelPoint],
     ``cancelled``; the requests open then are recorded in a :class:`CancelPoint`.
     """
     where = " > ".join(invocation.path) or invocation.name
-    error = InjectedCancelError(
-        f"A cancel fault cancelled the run when {invocation.kind} {invocation.name!r} "
-        f"was about to run (at {where})."
-    )
+    reason = f"a cancel fault cancelled it when {invocation.kind} {invocation.name!r} was about to run (at {where})"
     frame = current_frame.get(None)
-    if frame is None or frame.run.nodes_scope is None:
-        raise error
-    run = frame.run
+    run = None if frame is None else frame.run
+    job = None if run is None else run.state._live
+    if run is None or (run.nodes_scope is None and job is None):
+        msg = f"A cancel fault found no run to cancel when {invocation.kind} {invocation.name!r} was about to run (at {where})."
+        raise InjectedCancelError(msg)
     await trio.testing.wait_all_tasks_blocked()
-    await run.flush()
-    await trio.testing.wait_all_tasks_blocked()  # the coordinator applied every record
+    if job is None:
+        await run.flush()
+        await trio.testing.wait_all_tasks_blocked()  # the coordinator applied every record
     if on_cancel is not None:
         requests = run.state.requests
         on_cancel(
             CancelPoint(
                 run_id=run.state.job_id,
-                offset=run.offset(),
+                offset=run.state._now_offset(),
                 path=invocation.path,
                 running=frozenset(rid for rid, r in requests.items() if not r.status.is_final),
                 ended=frozenset(rid for rid, r in requests.items() if r.status.is_final),
             )
         )
-    run.abort(error)
-    # The run's scope is cancelled: this task is cancelled with every other
-    # node of the run, before the target's code starts.
+    if job is not None:
+        job.cancel(reason)
+    else:
+        run.abort(InjectedCancelError(f"A cancel fault cancelled the run when {invocation.kind} {invocation.name!r} was about to run (at {where})."))
+    # This task is cancelled with every other one of the run or job, before
+    # the target's code starts.
     await trio.sleep_forever()
 
 
@@ -443,15 +447,13 @@ def discover_nodes(entry: Node[..., object]) -> tuple[str, ...]:  # type: ignore
 
 def _routine_targets(flow: AnyFlow) -> tuple[str, ...] | None:
     """The routine ids of a routine-graph flow, and ``routine.slot`` for each slot; ``None`` if none."""
-    routines: Mapping[str, object] = getattr(flow, "_routines", {}) or {}
+    routines = flow.routines
     if not routines:
         return None
     targets: list[str] = []
     for routine_id, routine in routines.items():
         targets.append(routine_id)
-        slots = getattr(routine, "_slots", None) or getattr(routine, "slots", None)
-        if isinstance(slots, Mapping):
-            targets.extend(f"{routine_id}.{slot}" for slot in slots)
+        targets.extend(f"{routine_id}.{slot}" for slot in routine.slots)
     return tuple(targets)
 
 

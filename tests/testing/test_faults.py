@@ -218,7 +218,10 @@ async def test_cancel_fault_cancels_every_node_of_the_run(autojump_clock: object
 async def test_cancel_fault_outside_a_node_run_raises_the_error() -> None:
     fault = Fault.cancelling()
     invocation = rt_invocation("routine", "r", ("r", "input"))
-    with pytest.raises(InjectedCancelError, match=r"when routine 'r' was about to run \(at r > input\)\.$"):
+    with pytest.raises(
+        InjectedCancelError,
+        match=r"^A cancel fault found no run to cancel when routine 'r' was about to run \(at r > input\)\.$",
+    ):
         await fault.apply(invocation)
 
 
@@ -486,3 +489,94 @@ async def test_async_given_with_autojump_clock(autojump_clock: object, plan: Fau
         )
     else:
         assert result.result == [0, 10]
+
+
+# -- routine graphs -------------------------------------------------------------------------
+
+
+class Source(rt.Routine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.define_slot("trigger", handler=self.go)
+        self.define_event("out", ["n"])
+
+    def go(self, data: object = None, **kwargs: object) -> None:
+        for i in range(3):
+            self.emit("out", n=i)
+
+
+class Sink(rt.Routine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.define_slot("input", handler=self.take)
+
+    async def take(self, n: int) -> None:
+        await trio.sleep(1)
+        self.send_output("got", n=n)
+
+
+def graph(*, retry: bool = False) -> rt.Flow:  # type: ignore[type-arg]
+    flow: rt.Flow = rt.Flow(flow_id="pipeline")  # type: ignore[type-arg]
+    flow.add_routine(Source(), "src")
+    sink = Sink()
+    if retry:
+        sink.set_error_handler(rt.ErrorHandler(strategy="retry", max_retries=2, retry_delay=0.5))
+    flow.add_routine(sink, "sink")
+    flow.connect("src", "out", "sink", "input")
+    return flow
+
+
+def outputs(result: rt.RunResult[object]) -> list[object]:
+    return [o["data"]["n"] for o in result.result or []]  # type: ignore[attr-defined,index]
+
+
+def test_routine_targets_are_ids_and_slots() -> None:
+    assert rtt.flow_targets(graph()) == ("src", "src.trigger", "sink", "sink.input")
+
+
+def test_unknown_routine_id_names_the_known_ones() -> None:
+    with pytest.raises(
+        rt.FaultInjectionError,
+        match=(
+            r"^inject\(\): Flow 'pipeline' has no routine 'snk'; its routine ids are 'sink', 'src' "
+            r"\(a slot is targeted as 'routine\.slot': 'sink\.input', 'src\.trigger'\)\.$"
+        ),
+    ):
+        rtt.inject({"snk": Fault.cancelling()}, flow=graph())
+    with pytest.raises(rt.FaultInjectionError, match=r"has no routine 'sink\.output'"):
+        rtt.run_with_schedule(graph(), "go", faults={"sink.output": Fault.cancelling()})
+
+
+def test_routine_raise_fault_follows_the_routines_error_strategy() -> None:
+    stopped = rtt.run_with_schedule(graph(), "go", faults={("sink", 1): Fault.raising(ValueError("bad"))})
+    assert stopped.status is rt.Status.FAILED
+    assert isinstance(stopped.error, ValueError)
+    assert outputs(stopped) == [0]
+    # With retry, each attempt is an invocation: the fault at call 1 hits the
+    # first attempt of message 1 only, and the retry succeeds.
+    retried = rtt.run_with_schedule(graph(retry=True), "go", faults={("sink.input", 1): Fault.raising(ValueError("once"))})
+    assert retried.status is rt.Status.COMPLETED
+    assert outputs(retried) == [0, 1, 2]
+    errors = [h for h in retried.state.history if h.event_name == "error"]
+    assert [(h.routine_id, h.data["error"], h.data["action"]) for h in errors] == [("sink", "once", "retry")]
+
+
+def test_routine_delay_fault_and_schedule() -> None:
+    result = rtt.run_with_schedule(
+        graph(), "go", faults={("sink", 0): Fault.delaying(2)}, schedule=rtt.Schedule((1.0,))
+    )
+    assert outputs(result) == [0, 1, 2]
+    # src waited 1 s, the first sink call 2 s more, and each sink call takes 1 s.
+    offsets = [h.offset for h in result.state.history if h.routine_id == "src"]
+    assert offsets == [1.0, 1.0, 1.0]
+
+
+def test_routine_cancel_fault_cancels_the_job() -> None:
+    result = rtt.run_with_schedule(graph(), "go", faults={("sink", 1): Fault.cancelling()})
+    assert result.status is rt.Status.CANCELLED
+    assert isinstance(result.error, rt.RunCancelledError)
+    assert str(result.error).endswith(
+        "was cancelled: a cancel fault cancelled it when routine 'sink' was about to run (at sink > input)"
+    )
+    assert outputs(result) == [0]
+    assert [(d.target, d.slot, d.data) for d in result.state.undelivered] == [("sink", "input", {"n": 2})]
