@@ -902,3 +902,122 @@ async def test_metrics_are_frozen_snapshots_that_add_up(autojump_clock: trio.tes
 async def test_the_session_is_not_publicly_constructible() -> None:
     with pytest.raises(TypeError, match=r"^runtime\.Session has no public constructor\.$"):
         rt.Session()
+
+
+# -- routine graphs, and what is left ------------------------------------------------
+
+
+async def test_a_routine_graph_serves_sessions_with_the_message_as_entry_params() -> None:
+    class Upper(rt.Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.define_slot("trigger", handler=self.take)
+
+        def take(self, data: object = None, **kwargs: object) -> None:
+            self.send_output("answer", text=f"{rt.request().user_id}: {str(data).upper()}")
+
+    def build(user_id: str) -> rt.Flow[..., object]:  # type: ignore[explicit-any]
+        flow: rt.Flow[..., object] = rt.Flow(flow_id=f"graph-{user_id}")  # type: ignore[explicit-any]
+        flow.add_routine(Upper(), "upper")
+        return flow
+
+    async with rt.SessionManager(builder=build) as manager, manager.session(user_id="ada") as session:
+        outputs = await session.run("hi")
+        assert [(o["output_type"], o["data"]) for o in outputs] == [("answer", {"text": "ada: HI"})]  # type: ignore[attr-defined, index]
+        assert manager.metrics("ada").ok == 1
+
+
+async def test_a_session_open_past_the_grace_can_no_longer_run(autojump_clock: trio.testing.MockClock) -> None:
+    errors: list[BaseException] = []
+    opened = trio.Event()
+    async with (
+        trio.open_nursery() as outer,
+        rt.SessionManager(workflow=NAP, shutdown_grace=1, name="api") as manager,
+    ):
+
+        async def request() -> None:
+            async with manager.session(user_id="ada") as session:
+                opened.set()
+                for _ in range(2):
+                    try:
+                        await session.run(100)
+                    except rt.SessionClosedError as exc:
+                        errors.append(exc)
+                try:
+                    async with session.stream(1):
+                        pass
+                except rt.SessionClosedError as exc:
+                    errors.append(exc)
+
+        outer.start_soon(request)
+        await opened.wait()
+    assert [str(e).split(":")[0] for e in errors] == [
+        "The run was cancelled because SessionManager 'api' shut down",
+        "This session can no longer run",
+        "This session can no longer run",
+    ]
+    assert str(errors[1]) == (
+        "This session can no longer run: SessionManager 'api' shut down and closed its workflow. "
+        "Open sessions inside the manager's `async with` block."
+    )
+    metrics = manager.metrics()
+    assert (metrics.requests, metrics.cancelled, metrics.active_leases) == (1, 1, 0)
+
+
+async def test_a_stream_cut_by_shutdown_raises_on_leaving_its_block(autojump_clock: trio.testing.MockClock) -> None:
+    errors: list[BaseException] = []
+    async with trio.open_nursery() as outer, rt.SessionManager(workflow=NAP, shutdown_grace=1) as manager:
+        opened = trio.Event()
+
+        async def request() -> None:
+            async with manager.session() as session:
+                try:
+                    async with session.stream(100) as events:
+                        opened.set()
+                        async for _ in events:
+                            pass
+                except rt.SessionClosedError as exc:
+                    errors.append(exc)
+
+        outer.start_soon(request)
+        await opened.wait()
+    assert len(errors) == 1
+    assert str(errors[0]).startswith("The run was cancelled because SessionManager 'session-manager' shut down")
+
+
+async def test_shared_mode_applies_the_per_user_limit_and_counts_per_user(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    gauge = Gauge()
+    async with rt.SessionManager(workflow=gauged_flow(gauge), per_user_max_concurrency=1) as manager:
+
+        async def one(user: str | None) -> None:
+            async with manager.session(user_id=user) as session:
+                await session.run(1.0)
+
+        async with trio.open_nursery() as nursery:
+            for user in ("ada", "ada", "ada", "bob", None, None):
+                nursery.start_soon(one, user)
+            await trio.testing.wait_all_tasks_blocked()
+            assert manager.metrics("ada").active_leases == 3
+            assert gauge.per_user == {"ada": 1, "bob": 1, None: 2}
+    assert gauge.user_peak["ada"] == 1
+    assert manager.metrics("ada").requests == 3
+    assert manager.metrics().requests == 6
+    assert manager.metrics("ada").active_leases == 0
+
+
+async def test_a_session_opener_is_entered_once_and_headers_may_be_pairs() -> None:
+    async with rt.SessionManager(workflow=rt.Flow("who", entry_point=whoami)) as manager:
+        opener = manager.session(headers=[("a", "1"), ("b", "2")])
+        async with opener as session:
+            assert (await session.run(0)).headers == (("a", "1"), ("b", "2"))
+            assert "open" in repr(session)
+        with pytest.raises(
+            RuntimeError,
+            match=r"^This manager\.session\(\.\.\.\) was entered already; call manager\.session\(\.\.\.\) for each",
+        ):
+            async with opener:
+                pass
+        assert repr(manager) == "<SessionManager 'session-manager' shared open>"
+    assert repr(manager) == "<SessionManager 'session-manager' shared shut down>"
