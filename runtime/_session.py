@@ -695,7 +695,8 @@ class SessionManager(Generic[T]):
     closed (evicted); its next session builds it again. The idle timer is a
     cancel-scope deadline pushed back by each session, not a periodic sweep,
     and it never runs while a session holds the workflow. Metrics survive
-    eviction.
+    eviction: the manager keeps a small record (counters, limiter, back-off)
+    for each user it has seen, until its block ends.
 
     Concurrency: each run is a task of its workflow's holder, and that task
     takes the user's limiter (*per_user_max_concurrency*) and then the global
@@ -920,6 +921,10 @@ class SessionManager(Generic[T]):
             metadata: extra values for the runs' ``rt.request().extra``; each
                 run gets its own deep copy.
             headers: request headers, passed to runs as pairs.
+
+        Returns:
+            An async context manager whose ``async with`` gives the
+            :class:`Session` and ends its lease.
 
         Raises:
             TypeError: per-user mode and no *user_id*.
