@@ -886,31 +886,25 @@ def faults(
         _check_strategy(targets, "targets")
 
     @st.composite
-    def plan(draw: st.DrawFn) -> FaultPlan:
-        keys = draw(
-            st.lists(
-                st.tuples(targets, calls),
-                min_size=min_size,
-                max_size=max_size,
-                unique=True,
-            )
-        )
-        entries: list[tuple[FaultKey, Fault]] = []
-        for target, call in keys:
-            if not isinstance(target, str) or not target:
-                msg = f"faults(): targets drew {target!r}; a target is a non-empty node name or routine id."
-                raise InvalidArgument(msg)
-            kind = draw(kinds)
-            if kind == "raise":
-                fault = Fault.raising(draw(exceptions))
-            elif kind == "delay":
-                fault = Fault.delaying(_check_delay(draw(delays), "faults(): delays drew a bad value"))
-            elif kind == "cancel":
-                fault = Fault.cancelling()
-            else:
-                msg = f"faults(): kinds drew {kind!r}; the kinds are 'raise', 'delay' and 'cancel'."
-                raise InvalidArgument(msg)
-            entries.append((target if call is None else (target, call), fault))
-        return FaultPlan(entries)
+    def entries(draw: st.DrawFn) -> tuple[FaultKey, Fault]:
+        # One key and its fault are drawn together, so that shrinking can
+        # drop a whole entry without shifting the draws of the others.
+        target = draw(targets)
+        if not isinstance(target, str) or not target:
+            msg = f"faults(): targets drew {target!r}; a target is a non-empty node name or routine id."
+            raise InvalidArgument(msg)
+        call = draw(calls)
+        kind = draw(kinds)
+        if kind == "raise":
+            fault = Fault.raising(draw(exceptions))
+        elif kind == "delay":
+            fault = Fault.delaying(_check_delay(draw(delays), "faults(): delays drew a bad value"))
+        elif kind == "cancel":
+            fault = Fault.cancelling()
+        else:
+            msg = f"faults(): kinds drew {kind!r}; the kinds are 'raise', 'delay' and 'cancel'."
+            raise InvalidArgument(msg)
+        return (target if call is None else (target, call)), fault
 
-    return plan()
+    plans = st.lists(entries(), min_size=min_size, max_size=max_size, unique_by=lambda entry: entry[0])
+    return plans.map(FaultPlan)
