@@ -21,6 +21,7 @@ import collections.abc
 import contextlib
 import copy
 import inspect
+import itertools
 import logging
 import math
 import operator
@@ -792,7 +793,9 @@ class SessionManager(Generic[T]):
         self._max_build_retry_backoff = max(backoff, max_backoff)
         self._name = name
         self._state = _NEW
-        self._cancelled_at_shutdown = False
+        # Trace and run ids: unique per manager, and cheap (no uuid per run).
+        self._id_prefix = uuid.uuid4().hex[:8]
+        self._ids = itertools.count(1)
         self._totals = _Counters(None)
         self._users: dict[str, _User] = {}
         self._holders: set[_Holder] = set()
@@ -871,7 +874,6 @@ class SessionManager(Generic[T]):
                 with trio.move_on_after(self._shutdown_grace):
                     await ref.stop()
             if ref.is_alive:
-                self._cancelled_at_shutdown = True
                 ref.cancel()
             await ref.wait_stopped()
         except BaseException:
@@ -957,7 +959,7 @@ class SessionManager(Generic[T]):
                 user_id=user_id,
                 conversation_id=conversation_id,
                 user_message_id=user_message_id,
-                trace_id=trace_id if trace_id is not None else f"trace-{uuid.uuid4().hex[:16]}",
+                trace_id=trace_id if trace_id is not None else f"trace-{self._id_prefix}-{next(self._ids)}",
                 parent_id=parent_id,
                 parent_name=parent_name,
                 headers=pairs,
@@ -1220,7 +1222,7 @@ class Session(Generic[T], metaclass=_NoPublicConstructor):
             user_message_id=base.user_message_id,
             message=message,
             trace_id=base.trace_id,
-            run_id=f"run-{uuid.uuid4().hex[:12]}",
+            run_id=f"run-{self._manager._id_prefix}-{next(self._manager._ids)}",
             parent_id=base.parent_id,
             parent_name=base.parent_name,
             headers=base.headers,
