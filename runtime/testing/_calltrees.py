@@ -540,13 +540,8 @@ def _draw_exception(draw: DrawFn, exceptions: SearchStrategy[ExceptionType | Non
     return exc_type
 
 
-@attrs.define
-class _Shape:
-    depth: int
-    children: list[int] = attrs.field(factory=list)
-
-
 _DEFAULT_DELAYS: SearchStrategy[float] = st.sampled_from((0.0, 0.0, 1.0, 2.0, 3.0))
+_ANOTHER: SearchStrategy[bool] = st.sampled_from((False, True, True))
 _DEFAULT_EXCEPTIONS: SearchStrategy[ExceptionType | None] = st.sampled_from(
     (None, None, None, ValueError, KeyError, RuntimeError)
 )
@@ -624,31 +619,39 @@ def call_trees(
 
     @st.composite
     def trees(draw: DrawFn) -> CallTree:
-        size = draw(st.integers(min_value=min_nodes, max_value=upper))
-        shapes = [_Shape(depth=0)]
-        for index in range(1, size):
-            open_ = [i for i, s in enumerate(shapes) if s.depth < max_depth and len(s.children) < max_children]
-            parent = open_[draw(st.integers(min_value=0, max_value=len(open_) - 1))]
-            shapes[parent].children.append(index)
-            shapes.append(_Shape(depth=shapes[parent].depth + 1))
-        counter = iter(range(size))
+        # Each call's draws sit together, its children's right after, so that
+        # Hypothesis shrinks a subtree by dropping its block of draws. A call's
+        # children are counted (reserved) before any is drawn: the fewest calls
+        # then follow from forcing enough children while too few are reserved.
+        reserved = 1
+        numbers = iter(range(upper))
 
-        def build(index: int, node: str, item: int, path: tuple[str, ...]) -> CallSpec:
-            shape = shapes[index]
+        def build(node: str, item: int, path: tuple[str, ...], depth: int) -> CallSpec:
+            nonlocal reserved
             delay = _draw_delay(draw, delays)
             does_broadcast = draw(broadcasts)
-            is_batched = bool(shape.children) and draw(batched)
-            catch = bool(shape.children) and draw(catches)
             raises = _draw_exception(draw, exceptions)
+            n_children = 0
+            if depth < max_depth:
+                most = min(max_children, upper - reserved)
+                least = min(most, max(0, min_nodes - reserved))
+                # one "another?" draw per child past the least, as st.lists
+                # does: a child's block of draws then shrinks away with it
+                n_children = least
+                while n_children < most and draw(_ANOTHER):
+                    n_children += 1
+            reserved += n_children
+            is_batched = n_children > 0 and draw(batched)
+            catch = n_children > 0 and draw(catches)
             children: list[CallSpec] = []
             if is_batched:
-                name = f"n{next(counter)}"
-                for i, child in enumerate(shape.children):
-                    children.append(build(child, name, i, (*path, f"{name}[{i}]")))
+                name = f"n{next(numbers)}"
+                for i in range(n_children):
+                    children.append(build(name, i, (*path, f"{name}[{i}]"), depth + 1))
             else:
-                for child in shape.children:
-                    name = f"n{next(counter)}"
-                    children.append(build(child, name, 0, (*path, name)))
+                for _ in range(n_children):
+                    name = f"n{next(numbers)}"
+                    children.append(build(name, 0, (*path, name), depth + 1))
             return CallSpec(
                 node=node,
                 item=item,
@@ -662,8 +665,8 @@ def call_trees(
                 children=tuple(children),
             )
 
-        root = f"n{next(counter)}"
-        return CallTree(build(0, root, 0, (root,)))
+        root = f"n{next(numbers)}"
+        return CallTree(build(root, 0, (root,), 0))
 
     return trees()
 
