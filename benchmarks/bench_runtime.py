@@ -1,0 +1,192 @@
+"""Runs of nodes against raw Trio doing the same work (issue 3's figures).
+
+- sequential ``rt.call`` of a trivial node, 1k and 10k calls in one run. Floor:
+  the same function in a fresh task of a fresh nursery, awaited, per call
+  (one task per invocation is what an actor per node costs at least).
+- ``rt.call_batch`` of 1,000 calls. Floor: 1,000 ``start_soon`` in one nursery
+  collecting the results, per call.
+- ``flow.invoke`` of a one-node flow. Floor: ``trio.run`` of the same function.
+- peak memory of a run of 10,000 sequential calls, per recorded request
+  (``tracemalloc``, above the same run with no calls). It has no raw-Trio
+  floor; the floor column is the 2 KB budget, so the ratio must stay below 1.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+import tracemalloc
+from typing import TYPE_CHECKING
+
+import trio
+
+import runtime as rt
+
+from ._harness import Options, Row, best_of, trio_best_of
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+_MEMORY_CALLS = 10_000
+_MEMORY_BUDGET_BYTES = 2048.0
+
+
+async def _trivial(i: int) -> int:
+    return i
+
+
+trivial = rt.function_node(_trivial)
+
+
+def _paired(
+    repeat: int, ours: Callable[[], Awaitable[float | None]], floor: Callable[[], Awaitable[float | None]]
+) -> tuple[float, float]:
+    """Best of *repeat* for each, measured in turns, so a busy machine slows both alike."""
+    best_ours = best_floor = float("inf")
+    for _ in range(repeat):
+        best_ours = min(best_ours, trio_best_of(1, ours))
+        best_floor = min(best_floor, trio_best_of(1, floor))
+    return best_ours, best_floor
+
+
+# -- sequential calls --------------------------------------------------------------
+
+
+@rt.function_node
+async def _call_loop(n: int) -> float:
+    start = time.perf_counter()
+    for i in range(n):
+        await rt.call(trivial, i)
+    return time.perf_counter() - start
+
+
+async def _sequential_ours(n: int) -> float:
+    flow = rt.Flow("bench-sequential", entry_point=_call_loop)
+    return await flow.ainvoke(n)
+
+
+async def _sequential_floor(n: int) -> float:
+    results: list[int] = []
+
+    async def task(i: int) -> None:
+        results.append(await _trivial(i))
+
+    start = time.perf_counter()
+    for i in range(n):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(task, i)
+    elapsed = time.perf_counter() - start
+    assert len(results) == n
+    return elapsed
+
+
+def _sequential_row(opts: Options, n: int) -> Row:
+    count = opts.scale(n)
+    ours, floor = _paired(opts.repeat, lambda: _sequential_ours(count), lambda: _sequential_floor(count))
+    return Row(f"sequential rt.call ({n // 1000}k calls)", ours / count, floor / count, "s", budget=3.0)
+
+
+def bench_sequential(opts: Options) -> list[Row]:
+    return [_sequential_row(opts, 1_000), _sequential_row(opts, 10_000)]
+
+
+# -- call_batch ---------------------------------------------------------------------
+
+
+@rt.function_node
+async def _batch(n: int) -> float:
+    start = time.perf_counter()
+    results = await rt.call_batch(trivial, range(n))
+    elapsed = time.perf_counter() - start
+    assert results == list(range(n))
+    return elapsed
+
+
+async def _batch_ours(n: int) -> float:
+    return await rt.Flow("bench-batch", entry_point=_batch).ainvoke(n)
+
+
+async def _batch_floor(n: int) -> float:
+    results: list[int | None] = [None] * n
+
+    async def task(i: int) -> None:
+        results[i] = await _trivial(i)
+
+    start = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for i in range(n):
+            nursery.start_soon(task, i)
+    elapsed = time.perf_counter() - start
+    assert results == list(range(n))
+    return elapsed
+
+
+def bench_batch(opts: Options) -> Row:
+    n = 1_000
+    ours, floor = _paired(opts.repeat + 2, lambda: _batch_ours(n), lambda: _batch_floor(n))
+    return Row("call_batch of 1,000 (per call)", ours / n, floor / n, "s", budget=3.0)
+
+
+# -- invoke ----------------------------------------------------------------------
+
+
+def bench_invoke(opts: Options) -> Row:
+    n = opts.scale(2_000)
+    flow = rt.Flow("bench-invoke", entry_point=trivial)
+
+    def ours() -> None:
+        for i in range(n):
+            flow.invoke(i)
+
+    def floor() -> None:
+        for i in range(n):
+            trio.run(_trivial, i)
+
+    best_ours = best_floor = float("inf")
+    for _ in range(opts.repeat):
+        best_ours = min(best_ours, best_of(1, ours))
+        best_floor = min(best_floor, best_of(1, floor))
+    return Row("flow.invoke of a one-node flow", best_ours / n, best_floor / n, "s", budget=2.0)
+
+
+# -- memory per recorded request ----------------------------------------------------
+
+
+@rt.function_node
+async def _calls(n: int) -> int:
+    for i in range(n):
+        await rt.call(trivial, i)
+    return n
+
+
+def _peak_of_run(n: int) -> tuple[int, int]:
+    """Peak bytes above the start of a run of *n* calls, and its recorded requests."""
+    flow = rt.Flow("bench-memory", entry_point=_calls)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        result = flow.run(n)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.status is rt.Status.COMPLETED
+    return peak - base, len(result.state.requests)
+
+
+def bench_memory(opts: Options) -> Row:
+    _peak_of_run(10)  # warm up imports and caches outside the measurement
+    empty, _ = _peak_of_run(0)
+    peak, requests = _peak_of_run(_MEMORY_CALLS)
+    per_request = (peak - empty) / (requests - 1)
+    return Row(
+        f"peak memory per recorded request ({_MEMORY_CALLS // 1000}k calls; floor = 2 KB budget)",
+        per_request,
+        _MEMORY_BUDGET_BYTES,
+        "B",
+        budget=1.0,
+    )
+
+
+BENCHMARKS = [bench_sequential, bench_batch, bench_invoke, bench_memory]
