@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import TYPE_CHECKING, Generic, ParamSpec, TypeAlias, TypeVar, cast, final, overload
+from typing import TYPE_CHECKING, Generic, ParamSpec, Protocol, TypeAlias, TypeVar, cast, final, overload
 
 import trio
 
@@ -104,21 +104,28 @@ class Node(Generic[P, T]):
         return cast("Callable[..., T]", fn)(*args, **kwargs)  # type: ignore[explicit-any]
 
 
+class _NodeDecorator(Protocol):
+    """What ``@function_node(name=..., thread=...)`` returns: a generic decorator."""
+
+    @overload
+    def __call__(self, fn: Callable[P, Awaitable[T]], /) -> Node[P, T]: ...
+    @overload
+    def __call__(self, fn: Callable[P, T], /) -> Node[P, T]: ...
+
+
 @overload
 def function_node(fn: Callable[P, Awaitable[T]], /) -> Node[P, T]: ...
 @overload
 def function_node(fn: Callable[P, T], /) -> Node[P, T]: ...
 @overload
-def function_node(
-    *, name: str | None = None, thread: bool = False
-) -> Callable[[Callable[P, Awaitable[T]] | Callable[P, T]], Node[P, T]]: ...
+def function_node(*, name: str | None = None, thread: bool = False) -> _NodeDecorator: ...
 def function_node(
     fn: Callable[P, T] | Callable[P, Awaitable[T]] | None = None,
     /,
     *,
     name: str | None = None,
     thread: bool = False,
-) -> Node[P, T] | Callable[[Callable[P, Awaitable[T]] | Callable[P, T]], Node[P, T]]:
+) -> Node[P, T] | _NodeDecorator:
     """Make *fn* a node that runs can call with ``await rt.call(node, ...)``.
 
     Works on async and plain functions and keeps their signature and docstring.
@@ -140,7 +147,7 @@ def function_node(
     .. versionadded:: 0.1
     """
     if fn is None:
-        return lambda f: Node(f, name=name, thread=thread)
+        return cast("_NodeDecorator", functools.partial(Node, name=name, thread=thread))
     return Node(fn, name=name, thread=thread)
 
 
