@@ -155,6 +155,12 @@ class Cell:
             return "it is stopping and takes no new messages"
         return "it has stopped"
 
+    def refuse_own_task(self, action: str, fix: str) -> None:
+        """Raise if called from this actor's own task, which would wait forever for itself."""
+        if current_cell.get(None) is self:
+            msg = f"Cannot {action} actor {self.name!r} from its own task: it would wait forever for itself. {fix}"
+            raise RuntimeError(msg)
+
     def request_stop(self) -> None:
         """Take no new messages; the actor ends once its mailbox is drained."""
         if self.state is State.RUNNING:

@@ -49,6 +49,8 @@ async def deliver(cell: Cell, envelope: tuple[object, Reply[object] | None], act
 M = TypeVar("M")
 R = TypeVar("R")
 
+_STOP_FIX = "Call stop_nowait(): the actor stops once it has handled what is queued."
+
 
 @final
 @attrs.frozen
@@ -155,6 +157,7 @@ class ActorRef(Generic[M, R], metaclass=NoPublicConstructor):
             ValueError: *timeout* is not a positive number.
             AskTimeoutError: no reply within *timeout*.
             ActorStoppedError: the actor stopped (or died) before replying.
+            RuntimeError: an actor asked itself, which would wait forever.
         """
         if timeout is None:
             return await self._ask(message)
@@ -193,6 +196,7 @@ class ActorRef(Generic[M, R], metaclass=NoPublicConstructor):
         return reply
 
     async def _ask(self, message: M) -> R:
+        self._cell.refuse_own_task("await ask() of", "Call the code you need directly instead.")
         reply: Reply[R] = Reply()
         await deliver(self._cell, (message, reply), "ask()")  # type: ignore[arg-type]
         return await reply.wait()
@@ -203,7 +207,12 @@ class ActorRef(Generic[M, R], metaclass=NoPublicConstructor):
         The actor takes no new messages, handles every message already queued,
         runs ``on_stop``, stops its children, and ends. Cancelling this wait does
         not undo the stop.
+
+        Raises:
+            RuntimeError: awaited from the actor's own task, where it would
+                wait forever; use :meth:`stop_nowait` there.
         """
+        self._cell.refuse_own_task("await stop() of", _STOP_FIX)
         self._cell.request_stop()
         await self._cell.wait_stopped()
 
@@ -218,7 +227,13 @@ class ActorRef(Generic[M, R], metaclass=NoPublicConstructor):
         self._cell.request_cancel()
 
     async def wait_stopped(self) -> None:
-        """Wait until the actor's task has ended, however it ends."""
+        """Wait until the actor's task has ended, however it ends.
+
+        Raises:
+            RuntimeError: awaited from the actor's own task, where it would
+                wait forever.
+        """
+        self._cell.refuse_own_task("await wait_stopped() of", _STOP_FIX)
         await self._cell.wait_stopped()
 
     def statistics(self) -> ActorStatistics:

@@ -390,3 +390,55 @@ async def test_actor_ref_property_is_the_spawned_ref() -> None:
         actor = Echo()
         ref = await system.spawn(actor)
         assert actor.ref is ref
+
+
+# -- waiting on oneself ------------------------------------------------------
+
+
+class Selfish(actors.Actor[str, object]):
+    async def handle(self, message: str) -> object:
+        if message == "ask":
+            return await self.ref.ask("x")
+        if message == "stop":
+            await self.ref.stop()
+        elif message == "wait":
+            await self.ref.wait_stopped()
+        elif message == "stop_nowait":
+            self.ref.stop_nowait()
+        return message
+
+
+@pytest.mark.parametrize(
+    ("message", "action", "fix"),
+    [
+        ("ask", r"await ask\(\) of", r"Call the code you need directly instead\."),
+        (
+            "stop",
+            r"await stop\(\) of",
+            r"Call stop_nowait\(\): the actor stops once it has handled what is queued\.",
+        ),
+        (
+            "wait",
+            r"await wait_stopped\(\) of",
+            r"Call stop_nowait\(\): the actor stops once it has handled what is queued\.",
+        ),
+    ],
+)
+async def test_an_actor_waiting_on_itself_gets_an_error_instead_of_a_hang(
+    message: str, action: str, fix: str
+) -> None:
+    async with actors.open_system() as system:
+        ref = await system.spawn(Selfish(), name="me")
+        with pytest.raises(
+            RuntimeError,
+            match=rf"^Cannot {action} actor 'me' from its own task: it would wait forever for itself\. {fix}$",
+        ):
+            await ref.ask(message)
+        assert ref.is_alive
+
+
+async def test_an_actor_can_stop_itself_without_waiting() -> None:
+    async with actors.open_system() as system:
+        ref = await system.spawn(Selfish())
+        assert await ref.ask("stop_nowait") == "stop_nowait"
+        await ref.wait_stopped()
