@@ -9,13 +9,13 @@ import runtime as rt
 
 @rt.function_node
 async def endpoint(region: str) -> str:
-    key = rt.context.get("api_key")
+    key = str(rt.context.get("api_key"))
     return f"https://{region}.api.example.com (key {key[:2]}***)"
 
 
 @rt.function_node
 async def sample_node() -> str:
-    return await rt.call(endpoint, rt.context.get("region"))
+    return await rt.call(endpoint, str(rt.context.get("region")))
 
 
 sample_node_flow = rt.Flow("api-flow", entry_point=sample_node, context={"api_key": "secret", "region": "us-west"})

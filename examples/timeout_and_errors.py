@@ -11,9 +11,13 @@ Run it with ``python examples/timeout_and_errors.py``; it takes about 0.2 s.
    sibling still working is cancelled.
 """
 
+from typing import TypeVar
+
 import trio
 
 import runtime as rt
+
+T = TypeVar("T")
 
 cleaned_up: list[str] = []
 
@@ -58,6 +62,11 @@ async def patient() -> str:
         cleaned_up.append("patient")
 
 
+def _requests(outcome: rt.RunResult[T]) -> str:
+    statuses = ", ".join(f"{r.node}={r.status}" for r in outcome.state.requests.values())
+    return f"{outcome.status}; requests: {statuses}"
+
+
 def main() -> None:
     # 1. timeout
     timed = rt.Flow("lookup-timeout", entry_point=patient, timeout=0.1)
@@ -66,9 +75,7 @@ def main() -> None:
     except rt.RunTimeoutError as exc:
         print(f"timeout: {exc}")
     print(f"  cleaned up: {sorted(cleaned_up)}")
-    outcome = timed.run()
-    print(f"  run state: {outcome.status}; requests: "
-          + ", ".join(f"{r.node}={r.status}" for r in outcome.state.requests.values()))
+    print(f"  run state: {_requests(timed.run())}")
     cleaned_up.clear()
 
     # 2. end_on_error=False: the parent catches the failure
@@ -86,9 +93,7 @@ def main() -> None:
         for note in getattr(exc, "__notes__", []):
             print(f"  note: {note}")
     print(f"  cleaned up: {sorted(cleaned_up)}")
-    outcome = strict.run()
-    print(f"  run state: {outcome.status}; requests: "
-          + ", ".join(f"{r.node}={r.status}" for r in outcome.state.requests.values()))
+    print(f"  run state: {_requests(strict.run())}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ async def count_orders(day: str) -> int:
 @rt.function_node
 async def sample_node() -> str:
     counts = await rt.call_batch(count_orders, ["mon", "tue"])
-    return f"daily report: {sum(counts)} orders"
+    return f"daily report: {sum(c for c in counts if isinstance(c, int))} orders"
 
 
 sample_node_flow = rt.Flow("daily-report-v1", entry_point=sample_node, save_state=True)
