@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import math
+import os
 import pathlib
 import uuid
 from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, final
@@ -24,17 +26,18 @@ from ._graph import GraphMixin
 from ._node import Node, as_node
 from ._publisher import Overflow, Subscription
 from ._run import Run, RunActor, RunResult
-from ._serialize import write_state_file
+from ._serialize import dump_state, write_state_file
 from ._state import JobState
 
 if TYPE_CHECKING:
-    import os
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
     from ._publisher import Event
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+_state_logger = logging.getLogger("runtime.state")
 
 
 def new_run_id() -> str:
@@ -276,4 +279,14 @@ class Flow(GraphMixin, Generic[P, T]):
                 self._save(state)
 
     def _save(self, state: JobState) -> None:
-        write_state_file(state, self.state_path, strict=False)
+        path = write_state_file(state, self.state_path, strict=False)
+        unsaved = dump_state(state, strict=False).get("unserializable")
+        if isinstance(unsaved, list) and unsaved:
+            _state_logger.warning(
+                "Run %s of flow %r: %s cannot be saved as JSON; the state file %s keeps their repr instead "
+                "(listed under its \"unserializable\" key).",
+                state.job_id,
+                self.name,
+                ", ".join(map(str, unsaved)),
+                os.fspath(path),
+            )
