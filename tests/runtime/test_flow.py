@@ -346,7 +346,9 @@ def test_overwriting_a_state_file_warns_naming_it(tmp_path: pathlib.Path, caplog
     assert rt.read_state_file(path).run_id == second.state.run_id
 
 
-def test_unserializable_context_is_reported_by_path_and_the_result_is_kept(tmp_path: pathlib.Path) -> None:
+def test_unserializable_context_is_reported_by_path_and_the_result_is_kept(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
     @rt.function_node
     async def connect() -> object:
         conn = socket.socket()
@@ -355,8 +357,14 @@ def test_unserializable_context_is_reported_by_path_and_the_result_is_kept(tmp_p
         return conn
 
     flow = rt.Flow("sock", entry_point=connect, save_state=True, state_dir=tmp_path, context={"nested": []})
-    result = flow.run()
+    with caplog.at_level(logging.WARNING, logger="runtime.state"):
+        result = flow.run()
     try:
+        assert [r.getMessage() for r in caplog.records] == [
+            f"Run {result.state.run_id} of flow 'sock': $.context.nested[0].fn, $.context.conn cannot be saved as "
+            f'JSON; the state file {tmp_path / "sock.json"} keeps their repr instead (listed under its '
+            '"unserializable" key).'
+        ]
         assert result.status is rt.Status.COMPLETED
         assert isinstance(result.result, socket.socket)
         doc = json.loads((tmp_path / "sock.json").read_text())
