@@ -29,7 +29,7 @@ import trio.testing
 
 import actors
 
-from ._harness import Options, Row, trio_best_of
+from ._harness import Options, Row, trio_best_of_pair
 
 _IDLE_ACTORS = 10_000
 DEFAULT_MAILBOX_SIZE = actors.Actor.mailbox_size
@@ -95,8 +95,7 @@ async def _ask_floor(n: int) -> float:
 
 def bench_ask(opts: Options) -> Row:
     n = opts.scale(20_000)
-    ours = trio_best_of(opts.repeat, lambda: _ask_ours(n))
-    floor = trio_best_of(opts.repeat, lambda: _ask_floor(n))
+    ours, floor = trio_best_of_pair(opts.repeat, lambda: _ask_ours(n), lambda: _ask_floor(n))
     return Row("ask round trip", ours / n, floor / n, "s", budget=2.0)
 
 
@@ -140,8 +139,7 @@ async def _send_floor(n: int) -> float:
 
 def bench_send(opts: Options) -> Row:
     n = opts.scale(100_000)
-    ours = trio_best_of(opts.repeat, lambda: _send_ours(n))
-    floor = trio_best_of(opts.repeat, lambda: _send_floor(n))
+    ours, floor = trio_best_of_pair(opts.repeat, lambda: _send_ours(n), lambda: _send_floor(n))
     return Row("one-way send (per message)", ours / n, floor / n, "s", budget=2.0)
 
 
@@ -176,8 +174,7 @@ async def _spawn_floor(n: int) -> float:
 
 def bench_spawn(opts: Options) -> Row:
     n = opts.scale(10_000)
-    ours = trio_best_of(opts.repeat, lambda: _spawn_ours(n))
-    floor = trio_best_of(opts.repeat, lambda: _spawn_floor(n))
+    ours, floor = trio_best_of_pair(opts.repeat, lambda: _spawn_ours(n), lambda: _spawn_floor(n))
     return Row("spawn + stop an actor", ours / n, floor / n, "s")
 
 
