@@ -102,7 +102,7 @@ class GraphMixin:
         .. versionadded:: 0.1
         """
         if not isinstance(routine, Routine):
-            what = routine.__qualname__ if isinstance(routine, type) else f"{type(routine).__qualname__} {routine!r}"
+            what = routine.__name__ if isinstance(routine, type) else f"{type(routine).__name__} {routine!r}"
             msg = f"Flow({self.name!r}).add_routine() got {what}, not a Routine instance. Subclass rt.Routine and pass an instance."
             raise TypeError(msg)
         routine._defs("_slots")
@@ -116,7 +116,7 @@ class GraphMixin:
             msg = f"Flow({self.name!r}).add_routine(..., {routine_id!r}): a routine id is a non-empty string."
             raise TypeError(msg)
         if routine_id in self._routines:
-            other = type(self._routines[routine_id]).__qualname__
+            other = type(self._routines[routine_id]).__name__
             msg = (
                 f"add_routine(..., {routine_id!r}): flow {self.name!r} already has a routine {routine_id!r} "
                 f"({other}); give each routine its own id."
@@ -364,9 +364,9 @@ class GraphMixin:
         roots = [rid for rid in self._routines if rid not in targets]
         if len(roots) == 1:
             return roots[0]
-        which = f"routines {_names(roots)} have" if roots else "every routine has"
+        which = f"routines {_names(roots)} have no" if roots else "every routine has an"
         msg = (
-            f"Flow({self.name!r}) cannot tell which routine starts a run: {which} no incoming "
+            f"Flow({self.name!r}) cannot tell which routine starts a run: {which} incoming "
             "connection. Choose one with flow.set_entry(routine_id)."
         )
         raise GraphDefinitionError(msg)

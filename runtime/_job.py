@@ -34,7 +34,7 @@ import trio
 
 import actors
 
-from ._context import Frame, RequestMetadata, current_frame
+from ._context import Frame, Invocation, RequestMetadata, current_frame, invocation_hook
 from ._exceptions import JobStateError, RunCancelledError, RunTimeoutError, StepLimitError
 from ._publisher import Event, EventKind, Publisher
 from ._routine import ErrorStrategy, ExecutionContext, copy_for_job, current_host
@@ -143,6 +143,8 @@ class RoutineActor(actors.Actor[_Msg, None]):
         finally:
             self.busy = False
             job._running -= 1
+        if job._outcome is not None:
+            return  # the job is ending: what is left stays pending
         if self.overflow:
             self._drain_overflow()
         if job._events:
@@ -155,9 +157,13 @@ class RoutineActor(actors.Actor[_Msg, None]):
         if func is None:
             return
         data = message.data if slot.merge_strategy == "override" else self._merge(slot, message.data)
+        # runtime.testing's fault injection: awaited before each call of the handler.
+        hook = invocation_hook.get(None)
         attempt = 0
         while True:
             try:
+                if hook is not None:
+                    await hook(Invocation("routine", self.routine_id, (self.routine_id, slot.name), (), data))
                 result = func(self.routine, **data) if slot._on_routine else func(**data)
                 if slot._is_async or (result is not None and inspect.isawaitable(result)):
                     await result  # type: ignore[misc]

@@ -318,14 +318,14 @@ class Routine:
         self._error_handler: ErrorHandler | None = None
 
     def __repr__(self) -> str:
-        return f"<{type(self).__qualname__} slots={list(self._defs('_slots'))} events={list(self._defs('_events'))}>"
+        return f"<{type(self).__name__} slots={list(self._defs('_slots'))} events={list(self._defs('_events'))}>"
 
     def _defs(self, kind: str) -> dict[str, Slot] | dict[str, RoutineEvent]:
         try:
             return self.__dict__[kind]  # type: ignore[no-any-return]
         except KeyError:
             msg = (
-                f"{type(self).__qualname__} was not initialised as a Routine: call "
+                f"{type(self).__name__} was not initialised as a Routine: call "
                 "super().__init__() at the start of its __init__."
             )
             raise TypeError(msg) from None
@@ -357,17 +357,17 @@ class Routine:
         """
         slots: dict[str, Slot] = self._defs("_slots")  # type: ignore[assignment]
         if not isinstance(name, str) or not name:
-            msg = f"{type(self).__qualname__}.define_slot({name!r}): a slot name is a non-empty string."
+            msg = f"{type(self).__name__}.define_slot({name!r}): a slot name is a non-empty string."
             raise TypeError(msg)
         if name in slots:
-            msg = f"{type(self).__qualname__}.define_slot({name!r}): the routine already has a slot {name!r}; give each slot its own name."
+            msg = f"{type(self).__name__}.define_slot({name!r}): the routine already has a slot {name!r}; give each slot its own name."
             raise GraphDefinitionError(msg)
         if handler is not None and not callable(handler):
-            msg = f"{type(self).__qualname__}.define_slot({name!r}, handler={handler!r}): the handler must be callable."
+            msg = f"{type(self).__name__}.define_slot({name!r}, handler={handler!r}): the handler must be callable."
             raise TypeError(msg)
         if not callable(merge_strategy) and merge_strategy not in _MERGE_NAMES:
             msg = (
-                f"{type(self).__qualname__}.define_slot({name!r}, merge_strategy={merge_strategy!r}): "
+                f"{type(self).__name__}.define_slot({name!r}, merge_strategy={merge_strategy!r}): "
                 "choose 'override', 'append', or a function merge(old, new) -> merged."
             )
             raise TypeError(msg)
@@ -391,20 +391,20 @@ class Routine:
         """
         events: dict[str, RoutineEvent] = self._defs("_events")  # type: ignore[assignment]
         if not isinstance(name, str) or not name:
-            msg = f"{type(self).__qualname__}.define_event({name!r}): an event name is a non-empty string."
+            msg = f"{type(self).__name__}.define_event({name!r}): an event name is a non-empty string."
             raise TypeError(msg)
         if name in events:
-            msg = f"{type(self).__qualname__}.define_event({name!r}): the routine already has an event {name!r}; give each event its own name."
+            msg = f"{type(self).__name__}.define_event({name!r}): the routine already has an event {name!r}; give each event its own name."
             raise GraphDefinitionError(msg)
         declared: frozenset[str] | None = None
         if params is not None:
             if isinstance(params, str):
-                msg = f"{type(self).__qualname__}.define_event({name!r}, {params!r}): give the parameters as a list of names, e.g. [{params!r}]."
+                msg = f"{type(self).__name__}.define_event({name!r}, {params!r}): give the parameters as a list of names, e.g. [{params!r}]."
                 raise TypeError(msg)
             declared = frozenset(params)
             bad = [p for p in declared if not isinstance(p, str)]
             if bad:
-                msg = f"{type(self).__qualname__}.define_event({name!r}): parameter names are strings, not {bad[0]!r}."
+                msg = f"{type(self).__name__}.define_event({name!r}): parameter names are strings, not {bad[0]!r}."
                 raise TypeError(msg)
         event = RoutineEvent(name, declared)
         events[name] = event
@@ -454,7 +454,7 @@ class Routine:
         host = current_host.get(None)
         if host is None or host.routine is not self:
             msg = (
-                f"{type(self).__qualname__}.{api}({arg!r}) was called outside a job. A routine emits from its "
+                f"{type(self).__name__}.{api}({arg!r}) was called outside a job. A routine emits from its "
                 "slot handlers while a job runs: flow.execute(...), await flow.aexecute(...), "
                 "or async with flow.open_job(...)."
             )
@@ -542,7 +542,7 @@ class Routine:
         if spec is None:
             known = ", ".join(repr(e) for e in events) or "none"
             msg = (
-                f"Routine {routine_id!r} ({type(self).__qualname__}) emitted {event!r}, which it never "
+                f"Routine {routine_id!r} ({type(self).__name__}) emitted {event!r}, which it never "
                 f"defined; its events are {known}. Define it with define_event({event!r}, [...])."
             )
             raise EventDataError(msg)
@@ -601,7 +601,7 @@ def copy_for_job(routine: Routine, routine_id: str) -> Routine:
         return routine.__deepcopy__({})
     except Exception as exc:
         msg = (
-            f"Routine {routine_id!r} ({type(routine).__qualname__}) cannot be copied for a job: "
+            f"Routine {routine_id!r} ({type(routine).__name__}) cannot be copied for a job: "
             f"{type(exc).__name__}: {exc}. Each job works on its own copy of every routine; keep objects "
             "that cannot be copied (clients, locks, files) out of the routine's attributes, e.g. build "
             "them in a handler or hold them at module level."
