@@ -8,6 +8,8 @@ timeouts cost no real time and every example replays exactly.
 
 from __future__ import annotations
 
+import pathlib
+import tempfile
 from typing import TYPE_CHECKING
 
 import trio
@@ -55,6 +57,41 @@ def test_nothing_of_a_run_is_alive_after_it_and_every_finally_ran(spec: rtt.Flow
         )
 
     _mock_run(main)
+
+
+@given(rtt.flows(), st.sampled_from([0.5, 1.5, 2.5, 3.5]))
+def test_a_run_cancelled_from_outside_leaves_nothing_alive(spec: rtt.FlowSpec, after: float) -> None:
+    """The caller gives up after *after* seconds: the run ends cancelled (if it had not ended)."""
+    flow = spec.build()
+    with tempfile.TemporaryDirectory() as state_dir:
+        flow.flow.save_state = True  # a cancelled ainvoke returns nothing: read the run back
+        flow.flow.state_dir = pathlib.Path(state_dir)
+
+        async def main() -> None:
+            with rtt.watch_tasks() as tasks:
+                with trio.move_on_after(after):
+                    await flow.arun()
+                await trio.testing.wait_all_tasks_blocked()
+                state = rt.read_state_file(flow.flow.state_path)
+                result: rt.RunResult[int] = rt.RunResult(state, None, None)
+                run_id = state.run_id
+                rtt.check_structure(
+                    result,
+                    tasks=tasks,
+                    started=[call.label for call in flow.started(run_id)],
+                    finalized=[call.label for call in flow.finalized(run_id)],
+                )
+            rtt.check_request_tree(result, calls=[call.node_path for call in flow.started(run_id)])
+            rtt.check_events(flow.events(run_id), result)
+            end = spec.expected.duration  # when the run ends by itself (timeout included)
+            if after < end:
+                assert state.status is rt.Status.CANCELLED
+            elif after > end:
+                assert state.status in spec.expected.statuses
+            else:  # the caller and the run's own end at the same instant: either
+                assert state.status in {rt.Status.CANCELLED, *spec.expected.statuses}
+
+        _mock_run(main)
 
 
 @given(rtt.flows())
