@@ -16,16 +16,12 @@ from __future__ import annotations
 import gc
 import time
 import tracemalloc
-from typing import TYPE_CHECKING
 
 import trio
 
 import runtime as rt
 
-from ._harness import Options, Row, best_of, trio_best_of
-
-if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+from ._harness import Options, Row, best_of, trio_best_of_pair
 
 _MEMORY_CALLS = 10_000
 _MEMORY_BUDGET_BYTES = 2048.0
@@ -36,17 +32,6 @@ async def _trivial(i: int) -> int:
 
 
 trivial = rt.function_node(_trivial)
-
-
-def _paired(
-    repeat: int, ours: Callable[[], Awaitable[float | None]], floor: Callable[[], Awaitable[float | None]]
-) -> tuple[float, float]:
-    """Best of *repeat* for each, measured in turns, so a busy machine slows both alike."""
-    best_ours = best_floor = float("inf")
-    for _ in range(repeat):
-        best_ours = min(best_ours, trio_best_of(1, ours))
-        best_floor = min(best_floor, trio_best_of(1, floor))
-    return best_ours, best_floor
 
 
 # -- sequential calls --------------------------------------------------------------
@@ -82,7 +67,7 @@ async def _sequential_floor(n: int) -> float:
 
 def _sequential_row(opts: Options, n: int) -> Row:
     count = opts.scale(n)
-    ours, floor = _paired(opts.repeat, lambda: _sequential_ours(count), lambda: _sequential_floor(count))
+    ours, floor = trio_best_of_pair(opts.repeat, lambda: _sequential_ours(count), lambda: _sequential_floor(count))
     return Row(f"sequential rt.call ({n // 1000}k calls)", ours / count, floor / count, "s", budget=3.0)
 
 
@@ -123,7 +108,7 @@ async def _batch_floor(n: int) -> float:
 
 def bench_batch(opts: Options) -> Row:
     n = 1_000
-    ours, floor = _paired(opts.repeat + 2, lambda: _batch_ours(n), lambda: _batch_floor(n))
+    ours, floor = trio_best_of_pair(opts.repeat + 2, lambda: _batch_ours(n), lambda: _batch_floor(n))
     return Row("call_batch of 1,000 (per call)", ours / n, floor / n, "s", budget=3.0)
 
 
