@@ -38,6 +38,7 @@ from ._schedules import Schedule as Schedule
 from ._schedules import run_many_with_schedule as run_many_with_schedule
 from ._schedules import run_with_schedule as run_with_schedule
 from ._schedules import schedules as schedules
+from ._stateful import TrioDriver as TrioDriver
 
 __all__ = [
     # generated node flows
@@ -75,6 +76,8 @@ __all__ = [
     "Schedule",
     "run_with_schedule",
     "run_many_with_schedule",
+    # stateful tests
+    "TrioDriver",
 ]
 
 from types import FunctionType as _FunctionType
