@@ -35,6 +35,7 @@ from ._faults import faults as faults
 from ._faults import flow_targets as flow_targets
 from ._faults import inject as inject
 from ._schedules import Schedule as Schedule
+from ._schedules import check_no_leaks as check_no_leaks
 from ._schedules import run_many_with_schedule as run_many_with_schedule
 from ._schedules import run_with_schedule as run_with_schedule
 from ._schedules import schedules as schedules
@@ -76,6 +77,7 @@ __all__ = [
     "Schedule",
     "run_with_schedule",
     "run_many_with_schedule",
+    "check_no_leaks",
     # stateful tests
     "TrioDriver",
 ]

@@ -11,6 +11,7 @@ interleaving shrinks to the fewest, shortest delays and replays exactly.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypeVar, final
 
 import attrs
@@ -23,7 +24,7 @@ from ._checkers import deterministic_scheduling
 from ._faults import FaultPlan, _check_strategy, check_sizes, inject
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
     from hypothesis.strategies import SearchStrategy
 
@@ -204,3 +205,86 @@ def run_many_with_schedule(
         return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     with deterministic_scheduling(seed):
         return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+# -- isolation between concurrent runs -------------------------------------------------
+
+
+def _where(path: str, key: object) -> str:
+    if isinstance(key, str) and key.isidentifier():
+        return f"{path}.{key}"
+    return f"{path}[{key!r}]"
+
+
+def _mentions(value: object, path: str, found: list[tuple[str, str]], depth: int = 0) -> None:
+    """Every string in *value*, with its path: ``($.history[2].data.item, "job-1:a")``."""
+    if depth > 50:
+        return
+    if isinstance(value, str):
+        found.append((path, value))
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str):
+                found.append((f"{path} (a key)", key))
+            _mentions(item, _where(path, key), found, depth + 1)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _mentions(item, f"{path}[{index}]", found, depth + 1)
+    elif isinstance(value, set | frozenset):
+        for item in sorted(value, key=repr):
+            _mentions(item, f"{path}{{...}}", found, depth + 1)
+    elif attrs.has(type(value)):
+        for field in attrs.fields(type(value)):  # type: ignore[arg-type]  # attrs.has() said it is one
+            if not field.name.startswith("_"):
+                _mentions(getattr(value, field.name), f"{path}.{field.name}", found, depth + 1)
+
+
+def check_no_leaks(results: Sequence[RunResult[T]], markers: Sequence[str]) -> None:
+    """Check that concurrent runs (or jobs) never saw each other's data, by marker.
+
+    Give each run a marker of its own in its input (``"job-0"``, ``"job-1"``,
+    ...), e.g. inside every item it processes. After the runs, no run's
+    result or state (context, history, routine states, shared data and log,
+    request results and errors, undelivered messages) may mention another
+    run's marker: if one does, data crossed from one run into another,
+    through a module global, a shared object or a class attribute.
+
+    Args:
+        results: the finished runs, e.g. from :func:`run_many_with_schedule`.
+        markers: one marker per run, in the same order.
+
+    Raises:
+        AssertionError: a run mentions another's marker; the message gives
+            both runs, the marker and where it was found (``$.history[3].data.items[0]``).
+        ValueError: not one marker per run, an empty or repeated marker, or a
+            marker that contains another (it could not be told apart).
+
+    .. versionadded:: 0.1
+    """
+    if len(results) != len(markers):
+        msg = f"check_no_leaks(): {len(results)} runs but {len(markers)} markers; give one marker per run."
+        raise ValueError(msg)
+    if any(not isinstance(m, str) or not m for m in markers) or len(set(markers)) != len(markers):
+        msg = f"check_no_leaks(): markers must be distinct non-empty strings, got {list(markers)!r}."
+        raise ValueError(msg)
+    for a in markers:
+        for b in markers:
+            if a != b and a in b:
+                msg = f"check_no_leaks(): marker {a!r} is part of marker {b!r}, so the two cannot be told apart; use e.g. 'job-0:', 'job-1:'."
+                raise ValueError(msg)
+    owner = dict(zip(markers, results, strict=True))
+    for result, marker in zip(results, markers, strict=True):
+        found: list[tuple[str, str]] = []
+        _mentions(result.result, "$.result", found)
+        _mentions(result.state, "$", found)
+        for path, text in found:
+            for other in markers:
+                if other != marker and other in text:
+                    state = result.state
+                    msg = (
+                        f"run {state.run_id} of flow {state.flow_name!r} (marker {marker!r}) holds data of run "
+                        f"{owner[other].state.run_id} (marker {other!r}): {path} is {text!r}. Concurrent runs "
+                        "must never see each other's data; look for a module global, a class attribute or an "
+                        "object shared between runs."
+                    )
+                    raise AssertionError(msg)

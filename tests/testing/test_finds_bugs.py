@@ -32,7 +32,9 @@ def falsify(test: Callable[[], None]) -> tuple[str, str]:
     notes = "\n".join(getattr(caught.value, "__notes__", []))
     example = re.search(r"(Falsifying example|Failing test case): .*?\n\)", notes, re.DOTALL)
     assert example is not None, f"Hypothesis reported no falsifying example:\n{notes}"
-    return str(caught.value).split("\n")[0], example.group(0).split(": ", 1)[1]
+    # Drop the explain phase's comments ("# or any other generated value").
+    lines = [re.sub(r"  # .*$", "", line) for line in example.group(0).split(": ", 1)[1].splitlines()]
+    return str(caught.value).split("\n")[0], "\n".join(line for line in lines if line.strip() and not line.strip().startswith("#"))
 
 
 # -- 1. a node that is not safe to retry ----------------------------------------------------------
@@ -202,3 +204,59 @@ def test_a_module_global_leaking_between_concurrent_runs_is_found() -> None:
     assert re.fullmatch(
         r"runs_are_isolated\(\n    users=\['\w+', '\w+'\],\n    schedule=Schedule\(\(0\.[1-9],\)\),\n\)", example
     ), example
+
+
+# -- 4. a routine that keeps state on a module global ---------------------------------------------
+
+_BATCH: list[str] = []  # BUG: one batch for every job in the process
+
+
+class Split(rt.Routine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.define_slot("input", handler=self.split)
+        self.define_event("item", ["item"])
+
+    def split(self, items: list[str]) -> None:
+        for item in items:
+            self.emit("item", item=item)
+
+
+class Batcher(rt.Routine):
+    """Sends items on in pairs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.define_slot("input", handler=self.add)
+
+    def add(self, item: str) -> None:
+        _BATCH.append(item)
+        if len(_BATCH) == 2:
+            self.send_output("batch", items=list(_BATCH))
+            _BATCH.clear()
+
+
+batch_flow: rt.Flow = rt.Flow(flow_id="batching")  # type: ignore[type-arg]
+batch_flow.add_routine(Split(), "split")
+batch_flow.add_routine(Batcher(), "batcher")
+batch_flow.connect("split", "item", "batcher", "input")
+
+
+def test_a_routine_with_a_module_global_leaks_between_concurrent_jobs() -> None:
+    @CI_BUDGET
+    @given(sizes=st.lists(st.integers(1, 3), min_size=1, max_size=3), schedule=rtt.schedules())
+    def jobs_are_isolated(sizes: list[int], schedule: rtt.Schedule) -> None:
+        _BATCH.clear()  # each example starts like a fresh process
+        markers = [f"job-{i}:" for i in range(len(sizes))]
+        messages = [({"items": [f"{m}{k}" for k in range(n)]},) for m, n in zip(markers, sizes, strict=True)]
+        results = rtt.run_many_with_schedule(batch_flow, messages, schedule=schedule)
+        rtt.check_no_leaks(results, markers)
+
+    message, example = falsify(jobs_are_isolated)
+    assert re.fullmatch(
+        r"run job-\w+ of flow 'batching' \(marker 'job-(0|1):'\) holds data of run job-\w+ \(marker 'job-(0|1):'\): "
+        r"\$\.result\[0\]\.data\.items\[\d\] is 'job-(0|1):0'\. Concurrent runs must never see each other's data; "
+        r"look for a module global, a class attribute or an object shared between runs\.",
+        message,
+    ), message
+    assert example == "jobs_are_isolated(\n    sizes=[1, 1],\n    schedule=Schedule(()),\n)", example

@@ -217,3 +217,44 @@ def test_a_race_is_found_shrunk_and_replayed() -> None:
         trio.run(rollout_flow.arun, clock=trio.testing.MockClock(autojump_threshold=0))
     (delayed,) = [h for h in injection.trace if h.delay]
     assert delayed.path in {("rollout", "release"), ("rollout", "release", "publish")}
+
+
+# -- check_no_leaks ---------------------------------------------------------------------------
+
+
+@rt.function_node
+async def tag(item: str) -> dict[str, object]:
+    rt.context.put("seen", [item])
+    return {"item": item}
+
+
+tag_flow = rt.Flow("tag", entry_point=tag)
+
+
+def test_check_no_leaks_passes_isolated_runs_and_names_a_leak() -> None:
+    results = rtt.run_many_with_schedule(tag_flow, [("a:1",), ("b:1",)])
+    rtt.check_no_leaks(results, ["a:", "b:"])
+    with pytest.raises(
+        AssertionError,
+        match=(
+            r"^run run-\w+ of flow 'tag' \(marker 'b:'\) holds data of run run-\w+ \(marker 'a:'\): "
+            r"\$\.result\.item is 'a:1'\. Concurrent runs must never see each other's data; look for a module "
+            r"global, a class attribute or an object shared between runs\.$"
+        ),
+    ):
+        rtt.check_no_leaks(results, ["b:", "a:"])  # as if each run had the other's input
+
+
+@pytest.mark.parametrize(
+    ("markers", "match"),
+    [
+        (["a:"], r"^check_no_leaks\(\): 2 runs but 1 markers; give one marker per run\.$"),
+        (["a:", "a:"], r"^check_no_leaks\(\): markers must be distinct non-empty strings"),
+        (["", "b"], r"^check_no_leaks\(\): markers must be distinct non-empty strings"),
+        (["job-1", "job-10"], r"^check_no_leaks\(\): marker 'job-1' is part of marker 'job-10'"),
+    ],
+)
+def test_check_no_leaks_bad_markers(markers: list[str], match: str) -> None:
+    results = rtt.run_many_with_schedule(tag_flow, [("x",), ("y",)])
+    with pytest.raises(ValueError, match=match):
+        rtt.check_no_leaks(results, markers)
