@@ -674,10 +674,10 @@ def check_cancellation(result: RunResult[T], injection: Injection) -> None:
     When the fault fired, every node of the run that was running was parked
     at a checkpoint (see :class:`Fault`), so each one must end ``cancelled``:
 
-    - a request that was running then and ended ``completed`` (or ``failed``)
-      caught ``trio.Cancelled`` and went on: it swallowed the cancellation;
-    - a request created after the cancel was called by a node that kept
-      running after its run was cancelled.
+    a request that was running then and ended ``completed`` (or ``failed``)
+    caught ``trio.Cancelled`` and went on: it swallowed the cancellation.
+    (Requests started after the cancel, e.g. a shielded clean-up call in a
+    cancel handler, are not judged: their caller is.)
 
     A run the injection did not cancel passes.
 
@@ -706,12 +706,6 @@ def check_cancellation(result: RunResult[T], injection: Injection) -> None:
             msg = (
                 f"{where}: {label} was running when {when}, but it ended {_ending(request)}: "
                 "it caught trio.Cancelled and went on instead of letting the cancellation propagate."
-            )
-            raise AssertionError(msg)
-        if request_id not in point.running and request_id not in point.ended:
-            msg = (
-                f"{where}: {label} was started at {request.created_at:g} s, after {when}: "
-                "its caller kept running after the cancellation (it caught trio.Cancelled)."
             )
             raise AssertionError(msg)
 

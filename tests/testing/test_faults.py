@@ -580,3 +580,75 @@ def test_routine_cancel_fault_cancels_the_job() -> None:
     )
     assert outputs(result) == [0]
     assert [(d.target, d.slot, d.data) for d in result.state.undelivered] == [("sink", "input", {"n": 2})]
+
+
+# -- check_cancellation ------------------------------------------------------------------------
+
+
+def test_check_cancellation_refuses_a_run_that_has_not_finished() -> None:
+    state = rt.JobState(job_id="run-1", flow_id="fan", status=rt.Status.RUNNING)
+    with pytest.raises(
+        AssertionError,
+        match=r"^run run-1 of flow 'fan' has not finished \(its status is 'running'\); check a run once it has ended\.$",
+    ):
+        rtt.check_cancellation(rt.RunResult(state, None, None), rtt.inject())
+
+
+def test_check_cancellation_passes_a_run_that_was_not_cancelled() -> None:
+    with rtt.inject() as injection:
+        result = rtt.run_with_schedule(fan_flow, 2)
+    rtt.check_cancellation(result, injection)
+    assert injection.cancels == {}
+
+
+async def test_check_cancellation_names_the_node_that_swallowed_it(autojump_clock: object) -> None:
+    @rt.function_node
+    async def cleanup() -> str:
+        return "cleaned"
+
+    @rt.function_node
+    async def stubborn() -> str:
+        try:  # noqa: SIM105  # written out: this is the bug under test
+            await trio.sleep(5)
+        except trio.Cancelled:
+            pass  # BUG: swallowed, and the node goes on
+        with trio.CancelScope(shield=True):
+            return await rt.call(cleanup)
+
+    @rt.function_node
+    async def careful() -> str:
+        try:
+            await trio.sleep(5)
+        except trio.Cancelled:
+            with trio.CancelScope(shield=True):
+                await rt.call(cleanup)  # a shielded clean-up call after the cancel is fine
+            raise
+        return "done"
+
+    @rt.function_node
+    async def either(which: str) -> object:
+        if which == "leaf":
+            return await rt.call(leaf, 1)
+        return await rt.call(stubborn if which == "stubborn" else careful)
+
+    @rt.function_node
+    async def trio_of_calls(which: list[str]) -> list[object]:
+        return await rt.call_batch(either, which)
+
+    flow = rt.Flow("stubborn", entry_point=trio_of_calls)
+    with rtt.inject({"leaf": Fault.cancelling()}, flow=flow) as injection:
+        bad = await flow.arun(["careful", "stubborn", "leaf"])
+        good = await flow.arun(["careful", "leaf"])
+    point = injection.cancels[bad.state.run_id]
+    assert point.path == ("trio_of_calls", "either", "leaf")
+    with pytest.raises(
+        AssertionError,
+        match=(
+            r"^run run-\w+ of flow 'stubborn': trio_of_calls > either > stubborn \(r\d\) was running when a cancel "
+            r"fault cancelled the run at 0 s \(at trio_of_calls > either > leaf\), but it ended completed with "
+            r"result 'cleaned': it caught trio\.Cancelled and went on instead of letting the cancellation propagate\.$"
+        ),
+    ):
+        rtt.check_cancellation(bad, injection)
+    rtt.check_cancellation(good, injection)
+    assert [r.node for r in good.state.requests.values()].count("cleanup") == 1
