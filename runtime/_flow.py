@@ -11,7 +11,6 @@ import contextlib
 import copy
 import logging
 import math
-import os
 import pathlib
 import uuid
 from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, final
@@ -26,10 +25,11 @@ from ._graph import GraphMixin
 from ._node import Node, as_node
 from ._publisher import Overflow, Subscription
 from ._run import Run, RunActor, RunResult
-from ._serialize import dump_state, write_state_file
+from ._serialize import write_state_file
 from ._state import JobState
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
     from ._publisher import Event
@@ -43,6 +43,26 @@ _state_logger = logging.getLogger("runtime.state")
 def new_run_id() -> str:
     """A fresh, unique run id."""
     return f"run-{uuid.uuid4().hex[:12]}"
+
+
+def copy_context(context: Mapping[str, object]) -> dict[str, object]:
+    """A deep copy of *context* for one run.
+
+    A value that cannot be deep-copied (a socket, a lock, a client holding
+    one) is shared as it is: such resources cannot be duplicated, and a run
+    that uses one must coordinate through it anyway. Everything else, nested
+    containers and their in-place changes included, is the run's own.
+    """
+    try:
+        return copy.deepcopy(dict(context))
+    except (TypeError, copy.Error):
+        copied: dict[str, object] = {}
+        for key, value in context.items():
+            try:
+                copied[key] = copy.deepcopy(value)
+            except (TypeError, copy.Error):
+                copied[key] = value
+        return copied
 
 
 def check_not_in_trio(what: str) -> None:
@@ -120,7 +140,7 @@ class Flow(GraphMixin, Generic[P, T]):
             None if entry_point is None else as_node(entry_point, where=f"Flow({name!r}, entry_point=...)")  # type: ignore[assignment]
         )
         self.timeout = timeout
-        self.context: dict[str, object] = copy.deepcopy(dict(context or {}))
+        self.context: dict[str, object] = copy_context(context or {})
         self.save_state = save_state
         self.end_on_error = end_on_error
         self.state_dir = pathlib.Path(state_dir)
@@ -261,7 +281,8 @@ class Flow(GraphMixin, Generic[P, T]):
             return await self._arun_graph(args, kwargs, metadata=metadata, subscriptions=subscriptions)  # type: ignore[return-value]
         entry = self._entry("invoke")
         entry.check_arguments(args, kwargs)
-        state = JobState(job_id=new_run_id(), flow_id=self.name, context=copy.deepcopy(self.context))
+        run_id = metadata.run_id if metadata is not None and metadata.run_id else new_run_id()
+        state = JobState(job_id=run_id, flow_id=self.name, context=copy_context(self.context))
         run = Run(
             state=state,
             flow_name=self.name,
@@ -279,14 +300,14 @@ class Flow(GraphMixin, Generic[P, T]):
                 self._save(state)
 
     def _save(self, state: JobState) -> None:
-        path = write_state_file(state, self.state_path, strict=False)
-        unsaved = dump_state(state, strict=False).get("unserializable")
-        if isinstance(unsaved, list) and unsaved:
-            _state_logger.warning(
-                "Run %s of flow %r: %s cannot be saved as JSON; the state file %s keeps their repr instead "
-                "(listed under its \"unserializable\" key).",
-                state.job_id,
-                self.name,
-                ", ".join(map(str, unsaved)),
-                os.fspath(path),
+        """Write *state* to :attr:`state_path`; a failed write is logged, never raised.
+
+        The run's own outcome is what the caller gets: a full disk must not
+        turn a finished run into an ``OSError``.
+        """
+        try:
+            write_state_file(state, self.state_path, strict=False)
+        except OSError:
+            _state_logger.exception(
+                "Could not save the state of run %s of flow %r to %s.", state.job_id, self.name, self.state_path
             )

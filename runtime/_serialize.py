@@ -24,8 +24,8 @@ import attrs
 import cattrs
 import cattrs.cols
 
-from ._exceptions import StateFileError, UnserializableValueError
 from . import _state
+from ._exceptions import StateFileError, UnserializableValueError
 from ._state import JobState, Request, Status
 
 if TYPE_CHECKING:
@@ -421,7 +421,8 @@ def write_state_file(
         state: the state to write.
         path: where to write it.
         strict: passed to :func:`dump_state`. The default replaces values that
-            are not JSON and lists their paths in the document.
+            are not JSON, lists their paths in the document and logs a
+            warning naming them.
 
     Returns:
         *path*, as a :class:`pathlib.Path`.
@@ -433,7 +434,18 @@ def write_state_file(
     .. versionadded:: 0.1.0
     """
     target = pathlib.Path(path)
-    text = json.dumps(dump_state(state, strict=strict), indent=2, allow_nan=False)
+    document = dump_state(state, strict=strict)
+    text = json.dumps(document, indent=2, allow_nan=False)
+    unsaved = document.get("unserializable")
+    if isinstance(unsaved, list) and unsaved:
+        _logger.warning(
+            "Run %s of flow %r: %s cannot be saved as JSON; %s keeps their repr instead "
+            '(listed under its "unserializable" key).',
+            state.job_id,
+            state.flow_id,
+            ", ".join(map(str, unsaved)),
+            os.fspath(path),
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         _logger.warning("State file %s already exists, overwriting.", os.fspath(path))

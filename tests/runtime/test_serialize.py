@@ -134,7 +134,7 @@ def test_strict_dump_names_the_path(where: str, path: str, problem: str) -> None
         (float("nan"), "$.context.v", "is the float nan"),
         (float("inf"), "$.context.v", "is the float inf"),
         ({1: "x"}, "$.context.v", "has the key 1 (builtins.int)"),
-        (Status.PAUSED, "$.context.v", "is a Status (runtime._state.Status)"),
+        (Status.PAUSED, "$.context.v", "is a Status (runtime.Status)"),
         ({"a b": object()}, '$.context.v["a b"]', "is a object (builtins.object)"),
     ],
 )
