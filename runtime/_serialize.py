@@ -439,7 +439,7 @@ def write_state_file(
     unsaved = document.get("unserializable")
     if isinstance(unsaved, list) and unsaved:
         _logger.warning(
-            "Run %s of flow %r: %s cannot be saved as JSON; %s keeps their repr instead "
+            "Run %s of flow %r: %s cannot be saved as JSON; the state file %s keeps their repr instead "
             '(listed under its "unserializable" key).',
             state.job_id,
             state.flow_id,

@@ -376,7 +376,9 @@ def test_unserializable_context_is_reported_by_path_and_the_result_is_kept(
         result.result.close()  # type: ignore[union-attr]
 
 
-def test_a_state_file_is_never_left_truncated(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_state_file_is_never_left_truncated(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     flow = rt.Flow("atomic", entry_point=greet, save_state=True, state_dir=tmp_path)
     flow.invoke("first")
     before = (tmp_path / "atomic.json").read_text()
@@ -385,7 +387,14 @@ def test_a_state_file_is_never_left_truncated(tmp_path: pathlib.Path, monkeypatc
         raise OSError("disk full")
 
     monkeypatch.setattr("os.replace", crash)
-    with pytest.raises(OSError, match=r"^disk full$"):
-        flow.invoke("second")
+    with caplog.at_level(logging.ERROR, logger="runtime.state"):
+        result = flow.run("second")
+    # A failed save is reported, and never turns a finished run into an OSError.
+    assert result.unwrap() == "Hello, second!"
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert [r.getMessage() for r in errors] == [
+        f"Could not save the state of run {result.state.run_id} of flow 'atomic' to {tmp_path / 'atomic.json'}."
+    ]
+    assert isinstance(errors[0].exc_info[1], OSError)  # type: ignore[index]
     assert (tmp_path / "atomic.json").read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["atomic.json"]
