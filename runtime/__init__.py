@@ -71,12 +71,12 @@ from ._exceptions import (
     WorkflowBuildError as WorkflowBuildError,
 )
 from ._flow import Flow as Flow
+from ._job import Job as Job
 from ._node import Node as Node
 from ._node import function_node as function_node
 from ._publisher import Event as Event
 from ._publisher import EventKind as EventKind
 from ._publisher import Subscription as Subscription
-from ._job import Job as Job
 from ._routine import ErrorHandler as ErrorHandler
 from ._routine import ErrorStrategy as ErrorStrategy
 from ._routine import ExecutionContext as ExecutionContext
