@@ -52,6 +52,7 @@ _KINDS: tuple[FaultKind, ...] = ("raise", "delay", "cancel")
 T = TypeVar("T")
 
 
+@final
 class InjectedError(TrioflowError):
     """The default exception a ``"raise"`` fault raises in place of the user's code.
 
@@ -59,10 +60,12 @@ class InjectedError(TrioflowError):
     """
 
 
+@final
 class InjectedCancelError(TrioflowError):
-    """Why a run ended after a ``"cancel"`` fault: the error of that run's result.
+    """Why a node run ended after a ``"cancel"`` fault: the error of that run's result.
 
     Every node of the run got a real ``trio.Cancelled`` first; see :class:`Fault`.
+    (A cancelled routine job's error is a :class:`~runtime.RunCancelledError`.)
 
     .. versionadded:: 0.1
     """
