@@ -258,3 +258,66 @@ def test_check_no_leaks_bad_markers(markers: list[str], match: str) -> None:
     results = rtt.run_many_with_schedule(tag_flow, [("x",), ("y",)])
     with pytest.raises(ValueError, match=match):
         rtt.check_no_leaks(results, markers)
+
+
+# -- routine graphs: schedules reach slot handlers, and replay --------------------------------
+
+
+class Emitter(rt.Routine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.define_slot("start", handler=self.start)
+        self.define_event("tick", ["n"])
+
+    def start(self, data: object = None, **kwargs: object) -> None:
+        for n in range(3):
+            self.emit("tick", n=n)
+
+
+class Recorder(rt.Routine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.define_slot("tick", handler=self.record)
+
+    async def record(self, n: int) -> None:
+        await trio.sleep(0.1 * (3 - n))
+        ctx = self.get_execution_context()
+        assert ctx is not None
+        ctx.job_state.append_to_shared_log({"n": n})
+
+
+def ticking() -> rt.Flow:  # type: ignore[type-arg]
+    flow: rt.Flow = rt.Flow(flow_id="ticks")  # type: ignore[type-arg]
+    flow.add_routine(Emitter(), "emitter")
+    flow.add_routine(Recorder(), "left")
+    flow.add_routine(Recorder(), "right")
+    flow.connect("emitter", "tick", "left", "tick")
+    flow.connect("emitter", "tick", "right", "tick")
+    return flow
+
+
+def _job_history(result: rt.RunResult[object]) -> list[tuple[object, ...]]:
+    state = result.state
+    return [
+        (state.status.value,),
+        *((h.routine_id, h.event_name, tuple(sorted(h.data.items())), h.offset) for h in state.history),
+        *((entry["n"],) for entry in state.shared_log),
+    ]
+
+
+@given(rtt.schedules(max_size=8))
+def test_a_scheduled_job_replays_exactly(schedule: Schedule) -> None:
+    first = rtt.run_with_schedule(ticking(), "go", schedule=schedule)
+    second = rtt.run_with_schedule(ticking(), "go", schedule=schedule)
+    assert first.status is rt.Status.COMPLETED
+    assert _job_history(first) == _job_history(second)
+
+
+def test_a_schedule_delays_slot_handlers() -> None:
+    with rtt.inject(schedule=Schedule((1.0, 0.5))) as injection, rtt.deterministic_scheduling():
+        trio.run(ticking().arun, "go", clock=trio.testing.MockClock(autojump_threshold=0))
+    assert [(h.kind, h.path, h.delay) for h in injection.trace[:2]] == [
+        ("routine", ("emitter", "start"), 1.0),
+        ("routine", (injection.trace[1].name, "tick"), 0.5),
+    ]
+    assert len(injection.trace) == 7  # the entry, then three ticks to each recorder
