@@ -34,6 +34,20 @@ from ._faults import discover_nodes as discover_nodes
 from ._faults import faults as faults
 from ._faults import flow_targets as flow_targets
 from ._faults import inject as inject
+from ._graphs import GraphSpec as GraphSpec
+from ._graphs import JobSchedule as JobSchedule
+from ._graphs import RoutineSpec as RoutineSpec
+from ._graphs import check_delivery as check_delivery
+from ._graphs import check_fifo as check_fifo
+from ._graphs import check_job as check_job
+from ._graphs import check_jobs_isolated as check_jobs_isolated
+from ._graphs import check_no_tasks_left as check_no_tasks_left
+from ._graphs import check_outcome as check_outcome
+from ._graphs import current_tasks as current_tasks
+from ._graphs import describe_jobs as describe_jobs
+from ._graphs import job_schedules as job_schedules
+from ._graphs import routine_graphs as routine_graphs
+from ._graphs import run_graph_jobs as run_graph_jobs
 from ._schedules import Schedule as Schedule
 from ._schedules import check_no_leaks as check_no_leaks
 from ._schedules import run_many_with_schedule as run_many_with_schedule
@@ -60,6 +74,21 @@ __all__ = [
     "TaskWatch",
     "run_history",
     "deterministic_scheduling",
+    # generated routine graphs and their checkers
+    "routine_graphs",
+    "job_schedules",
+    "GraphSpec",
+    "RoutineSpec",
+    "JobSchedule",
+    "run_graph_jobs",
+    "current_tasks",
+    "check_job",
+    "check_outcome",
+    "check_fifo",
+    "check_delivery",
+    "check_jobs_isolated",
+    "check_no_tasks_left",
+    "describe_jobs",
     # faults and schedules
     "faults",
     "Fault",
