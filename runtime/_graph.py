@@ -260,7 +260,17 @@ class GraphMixin:
         The job starts by calling the entry routine's first slot with
         *entry_params* as keyword arguments, and runs until no routine holds
         a message. A job that fails, times out or is cancelled does not raise
-        here: its ``status`` and ``error`` say how it ended (as in Routilux).
+        here: its ``status`` and ``error`` say how it ended (as in Routilux),
+        and ``undelivered`` lists the messages it never handled. A handler
+        that pauses the job here (``ctx.job_state.pause()``) leaves nobody to
+        resume it: once no handler runs, the job ends with status ``paused``.
+        To pause and resume a job, run it with :meth:`open_job`.
+
+        The Flow's settings apply: ``timeout`` (status ``timed_out``),
+        ``end_on_error`` (every handler failure stops the job, whatever its
+        routine's strategy), ``max_steps`` (status ``failed`` with a
+        :class:`~runtime.StepLimitError`), ``context`` (``rt.context`` in
+        handlers, a copy per job), ``save_state`` and ``subscribers``.
 
         Args:
             entry_id: the routine to start with.

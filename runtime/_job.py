@@ -455,8 +455,9 @@ class Job(metaclass=_NoPublicConstructor):
     def pause(self, reason: str | None = None) -> None:
         """Stop the routines taking new messages; status ``paused``.
 
-        A message being handled is finished (and what it emits is queued).
-        Pausing a paused job does nothing.
+        A message being handled is finished, retries included (and what it
+        emits is queued; ``emit_deferred_event`` waits for the resume). The
+        job's ``timeout`` keeps running. Pausing a paused job does nothing.
 
         Raises:
             JobStateError: the job has ended.
@@ -664,8 +665,11 @@ class Job(metaclass=_NoPublicConstructor):
                         self._end(Status.CANCELLED)
                     raise
                 finally:
-                    with trio.CancelScope(shield=True):
-                        await self._wind_down()
+                    if self._outcome is Status.COMPLETED and self._publisher is None:
+                        self._finalize()  # nothing to wait for: the routines are idle and stopping
+                    else:
+                        with trio.CancelScope(shield=True):
+                            await self._wind_down()
         finally:
             state._live = None
             if self.flow.save_state:

@@ -237,7 +237,16 @@ class ErrorHandler:
 
     Give it to :meth:`Routine.set_error_handler` (or to
     :meth:`Flow.set_error_handler <runtime.Flow.set_error_handler>` as the
-    default for every routine without its own).
+    default for every routine without its own). With
+    ``Flow(end_on_error=True)`` every failure stops the job, whatever the
+    strategy.
+
+    Each failure is recorded: a history entry ``error`` of the routine, with
+    data ``slot``, ``error_type``, ``error``, ``action`` (what the job did:
+    ``stop``, ``continue``, ``retry`` or ``skip``) and ``attempt``; and in the
+    routine's state, ``status`` (``failed``, ``error_continued``,
+    ``retrying``, then ``recovered`` if a retry succeeds, or ``skipped``),
+    ``error`` and ``failures`` (the count so far in the job).
 
     Args:
         strategy: an :class:`ErrorStrategy`, or its value (``"retry"``).
