@@ -133,7 +133,8 @@ class Cell:
         # at the first restart.
         self.restart_times: collections.deque[float] | None = None
         self._stopped_event: trio.Event | None = None
-        self.ref: ActorRef[object, object] = ActorRef[object, object]._create(self)
+        # Not ActorRef[object, object]._create: subscripting costs a typing lookup per actor.
+        self.ref: ActorRef[object, object] = ActorRef._create(self)  # type: ignore[assignment]
         actor._cell = self
 
     # -- requests from refs -------------------------------------------------

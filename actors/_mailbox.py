@@ -45,7 +45,7 @@ def open_mailbox(
     MemoryReceiveChannel[tuple[object, Reply[object] | None]],
 ]:
     """Open the channel pair behind one actor's mailbox."""
-    return trio.open_memory_channel[tuple[object, "Reply[object] | None"]](size)
+    return trio.open_memory_channel(size)  # unsubscripted: the return type says what it carries
 
 
 @final
