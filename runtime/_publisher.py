@@ -146,6 +146,7 @@ class Publisher(actors.Actor[Event, None]):
     """
 
     shielded = True
+    keeps_nursery = False
     mailbox_size = 256
 
     def __init__(

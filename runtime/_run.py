@@ -202,6 +202,7 @@ class Coordinator(actors.Actor[list[_Record], None]):
     """Creates and tracks the run's requests; the only writer of the request tree."""
 
     shielded = True
+    keeps_nursery = False
     mailbox_size = 1024
 
     def __init__(self, run: Run, publisher: actors.ActorRef[Event, None] | None) -> None:
