@@ -119,6 +119,10 @@ class RoutineActor(actors.Actor[_Msg, None]):
         self.failures = 0
         self.merged: dict[str, dict[str, object]] = {}
 
+    def release(self) -> None:
+        """Forget the job, once the actor has ended."""
+        self.__dict__.clear()
+
     async def on_start(self) -> None:
         # Set in the actor's own task: every handler of this routine sees it,
         # and nothing else does.
@@ -675,6 +679,11 @@ class Job(metaclass=_NoPublicConstructor):
             if self.flow.save_state:
                 self.flow._save_job(state)
             self._finished.set()
+            # Every actor has ended: drop what they hold, so the job and its
+            # state are freed as soon as the caller lets go of them, not at
+            # the next garbage collection.
+            for actor in self._actors.values():
+                actor.release()
 
     async def _wind_down(self) -> None:
         if self._outcome is not Status.COMPLETED:
