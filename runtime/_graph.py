@@ -221,7 +221,9 @@ class GraphMixin:
         if not self._routines:
             msg = f"Flow({self.name!r}).{api}(): the flow has no routines. Add them with add_routine(routine, 'id') first."
             raise GraphDefinitionError(msg)
-        entry = self._routine(f"{api}({entry_id!r})", entry_id)
+        entry = self._routines.get(entry_id)
+        if entry is None:
+            entry = self._routine(f"{api}({entry_id!r})", entry_id)  # raises
         slots = entry._defs("_slots")
         if not slots:
             msg = (

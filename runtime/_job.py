@@ -25,7 +25,9 @@ The job completes when it reaches 0 while the job is not paused.
 from __future__ import annotations
 
 import collections
+import functools
 import inspect
+import itertools
 import math
 import os
 from typing import TYPE_CHECKING, final
@@ -64,9 +66,18 @@ _STATUS_AFTER_FAILURE = {
 }
 
 
+_ID_PREFIX = os.urandom(4).hex()
+_id_counter = itertools.count(1)
+
+
+@functools.lru_cache(maxsize=4096)
+def _actor_name(routine_id: str) -> str:
+    return f"routine {routine_id!r}"
+
+
 def new_job_id() -> str:
-    """A fresh, unique job id."""
-    return f"job-{os.urandom(6).hex()}"
+    """A fresh job id, unique in this process (and, by its random prefix, across processes)."""
+    return f"job-{_ID_PREFIX}{next(_id_counter):04x}"
 
 
 class _NoPublicConstructor(type):
@@ -103,21 +114,32 @@ class RoutineActor(actors.Actor[_Msg, None]):
 
     mailbox_size = _ROUTINE_MAILBOX
 
+    # Defaults until first changed: a job start builds one actor per routine.
+    inbox: actors.ActorRef[_Msg, None] | None = None
+    busy = False
+    failures = 0
+    _context: ExecutionContext | None = None
+    _merged: dict[str, dict[str, object]] | None = None
+
     def __init__(self, job: Job, routine_id: str, routine: Routine, error_handler: ErrorHandler) -> None:
         self.job = job
         self.routine_id = routine_id
         self.routine = routine
-        self.context = ExecutionContext(job.flow, job.state, routine_id)
         self.slots: dict[str, Slot] = routine.__dict__["_slots"]
         self.error_handler = error_handler
         # Filled in by the job once every actor exists: event -> [(receiver, slot)].
         self.routes: dict[str, list[tuple[RoutineActor, str]]] = {}
-        self.inbox: actors.ActorRef[_Msg, None] | None = None
         self.outbox: list[tuple[RoutineActor, _Msg]] = []
         self.overflow: collections.deque[_Msg] = collections.deque()
-        self.busy = False
-        self.failures = 0
-        self.merged: dict[str, dict[str, object]] = {}
+
+    @property
+    def context(self) -> ExecutionContext:
+        """What ``get_execution_context()`` returns in this routine's handlers."""
+        context = self._context
+        if context is None:
+            job = self.job
+            context = self._context = ExecutionContext(job.flow, job.state, self.routine_id)
+        return context
 
     def release(self) -> None:
         """Forget the job, once the actor has ended."""
@@ -189,7 +211,9 @@ class RoutineActor(actors.Actor[_Msg, None]):
             return
 
     def _merge(self, slot: Slot, data: dict[str, object]) -> dict[str, object]:
-        old = self.merged.get(slot.name, {})
+        if self._merged is None:
+            self._merged = {}
+        old = self._merged.get(slot.name, {})
         strategy = slot.merge_strategy
         if strategy == "append":
             merged = dict(old)
@@ -198,7 +222,7 @@ class RoutineActor(actors.Actor[_Msg, None]):
                 merged[key] = [*values, value] if isinstance(values, list) else [value]
         else:
             merged = dict(strategy(dict(old), dict(data)))  # type: ignore[operator]
-        self.merged[slot.name] = merged
+        self._merged[slot.name] = merged
         return dict(merged)
 
     def _failed(self, message: _Msg, exc: Exception, attempt: int) -> ErrorStrategy:
@@ -358,6 +382,25 @@ class Job(metaclass=_NoPublicConstructor):
     .. versionadded:: 0.1
     """
 
+    # Defaults until first changed: a job start sets only what it must.
+    _seq = 0
+    _inflight = 0
+    _running = 0
+    _blocked = 0
+    _steps = 0
+    _paused = False
+    _resumed: trio.Event | None = None
+    _outcome: Status | None = None
+    _error: BaseException | None = None
+    _error_path: tuple[str, ...] = ()
+    _event_seq = 0
+    _pumping = False
+    _publisher: actors.ActorRef[Event, None] | None = None
+    _finished: trio.Event | None = None  # made by the first wait()
+    _ended = False
+    #: Why the job was last paused, if a reason was given.
+    pause_reason: str | None = None
+
     def __init__(
         self,
         *,
@@ -398,27 +441,12 @@ class Job(metaclass=_NoPublicConstructor):
         for (source, event), targets in connections.items():
             self._actors[source].routes[event] = [(self._actors[dst], slot) for dst, slot in targets]
         self._entry = entry
-        self._seq = 0
         self._pending: dict[int, _Msg] = {}
-        self._inflight = 0
-        self._running = 0
-        self._blocked = 0
-        self._steps = 0
-        self._paused = False
-        self._resumed: trio.Event | None = None
         self._deferred: list[tuple[RoutineActor, str, dict[str, object]]] = []
         self._waiting_on: dict[RoutineActor, RoutineActor] = {}
-        self._outcome: Status | None = None
-        self._error: BaseException | None = None
-        self._error_path: tuple[str, ...] = ()
         self._done = trio.Event()
-        self._finished = trio.Event()
-        self._events: collections.deque[Event] = collections.deque()
-        self._event_seq = 0
-        self._pumping = False
-        self._publisher: actors.ActorRef[Event, None] | None = None
-        #: Why the job was last paused, if a reason was given.
-        self.pause_reason: str | None = None
+        # Events for the publisher, in order; only when somebody subscribes.
+        self._events: collections.deque[Event] | None = collections.deque() if self._publishing else None
 
     def __repr__(self) -> str:
         return f"<Job {self.state.job_id!r} of flow {self.flow.name!r} ({self.state.status})>"
@@ -453,6 +481,11 @@ class Job(metaclass=_NoPublicConstructor):
         and ``error`` say how it ended. Cancelling this wait leaves the job
         running (leaving the ``open_job`` block cancels it).
         """
+        if self._ended:
+            await trio.lowlevel.checkpoint()
+            return self.state
+        if self._finished is None:
+            self._finished = trio.Event()
         await self._finished.wait()
         return self.state
 
@@ -533,6 +566,7 @@ class Job(metaclass=_NoPublicConstructor):
             self._publish(EventKind.ROUTINE_EVENT, routine_id, {"event": event, "data": entry.data})
 
     def _publish(self, kind: EventKind, node: str | None, data: object) -> None:
+        assert self._events is not None  # only called when publishing
         self._events.append(
             Event(self.state.job_id, self._event_seq, kind, self.state._now_offset(), None, None, node, data)
         )
@@ -541,7 +575,7 @@ class Job(metaclass=_NoPublicConstructor):
     async def _pump(self) -> None:
         """Send the queued events to the publisher, in order; one pump at a time."""
         publisher = self._publisher
-        if self._pumping or publisher is None:
+        if self._pumping or publisher is None or self._events is None:
             return
         self._pumping = True
         try:
@@ -642,7 +676,7 @@ class Job(metaclass=_NoPublicConstructor):
                         )
                         self._publish(EventKind.RUN_STARTED, None, self.flow.name)
                     for routine_id, actor in self._actors.items():
-                        actor.inbox = system.spawn_nowait(actor, name=f"routine {routine_id!r}")
+                        actor.inbox = system.spawn_nowait(actor, name=_actor_name(routine_id))
                     task_status.started()
                     entry_id, slot, params = self._entry
                     self._actors[entry_id].deliver_nowait(
@@ -678,7 +712,9 @@ class Job(metaclass=_NoPublicConstructor):
             state._live = None
             if self.flow.save_state:
                 self.flow._save_job(state)
-            self._finished.set()
+            self._ended = True
+            if self._finished is not None:
+                self._finished.set()
             # Every actor has ended: drop what they hold, so the job and its
             # state are freed as soon as the caller lets go of them, not at
             # the next garbage collection.

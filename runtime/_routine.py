@@ -62,7 +62,9 @@ class _Host(Protocol):
 
     routine: Routine
     routine_id: str
-    context: ExecutionContext
+
+    @property
+    def context(self) -> ExecutionContext: ...
 
     def emit(self, event: str, data: dict[str, object]) -> None: ...
 
@@ -590,6 +592,9 @@ def _copy_value(value: object, memo: dict[int, object]) -> object:
         return memo[key]
     shared = _SHARED_TYPES
     copied: object
+    if not value and type(value) in (dict, list):
+        memo[key] = copied = value.copy()  # type: ignore[attr-defined]
+        return copied
     if type(value) is dict:
         if all(type(k) in shared and type(v) in shared for k, v in value.items()):
             memo[key] = copied = value.copy()
