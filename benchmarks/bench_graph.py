@@ -242,6 +242,8 @@ async def _job_floor(n: int) -> float:
 
 @final
 class _Forwarder(actors.Actor[int, None]):
+    keeps_nursery = False
+
     def __init__(self) -> None:
         self.peer: actors.ActorRef[int, None] | None = None
 
@@ -252,6 +254,8 @@ class _Forwarder(actors.Actor[int, None]):
 
 @final
 class _Last(actors.Actor[int, None]):
+    keeps_nursery = False
+
     def __init__(self, done: trio.Event) -> None:
         self.done = done
 

@@ -113,6 +113,7 @@ class RoutineActor(actors.Actor[_Msg, None]):
     """One routine of one job: handles its slot messages one at a time."""
 
     mailbox_size = _ROUTINE_MAILBOX
+    keeps_nursery = False  # a routine spawns no child actors
 
     # Defaults until first changed: a job start builds one actor per routine.
     inbox: actors.ActorRef[_Msg, None] | None = None
