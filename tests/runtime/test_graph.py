@@ -1215,3 +1215,20 @@ def test_save_state_writes_the_jobs_document(tmp_path: pathlib.Path) -> None:
     loaded = rt.read_state_file(path)
     assert loaded == state
     assert rt.JobState.wait_for_completion(flow, loaded) is True
+
+
+async def test_a_session_runs_a_graph_flow_with_its_request_metadata() -> None:
+    class Greeter(rt.Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.define_slot("ask", handler=self.greet)
+
+        def greet(self, data: object = None, **kwargs: object) -> None:
+            self.send_output("greeting", text=f"{data}, {rt.request().user_id}")
+
+    flow: rt.Flow[..., object] = rt.Flow(flow_id="greeter")
+    flow.add_routine(Greeter(), "greeter")
+    async with rt.SessionManager(workflow=flow) as manager, manager.session(user_id="ada") as session:
+        outputs = await session.run("hello")
+    assert isinstance(outputs, list)
+    assert [o["data"] for o in outputs] == [{"text": "hello, ada"}]
