@@ -161,3 +161,24 @@ class _RunContext:
 
 
 context = _RunContext()
+
+
+def copy_context(context: Mapping[str, object]) -> dict[str, object]:
+    """A deep copy of *context* for one run.
+
+    A value that cannot be deep-copied (a socket, a lock, a client holding
+    one) is shared as it is: such resources cannot be duplicated, and a run
+    that uses one must coordinate through it anyway. Everything else, nested
+    containers and their in-place changes included, is the run's own.
+    """
+    try:
+        return copy.deepcopy(dict(context))
+    except (TypeError, copy.Error):
+        copied: dict[str, object] = {}
+        for key, value in context.items():
+            try:
+                copied[key] = copy.deepcopy(value)
+            except (TypeError, copy.Error):
+                copied[key] = value
+        return copied
+

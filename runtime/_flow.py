@@ -8,7 +8,6 @@ settings (timeout, context, save_state, end_on_error) mean the same for both.
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
 import pathlib
@@ -19,7 +18,7 @@ import trio
 
 import actors
 
-from ._context import RequestMetadata
+from ._context import RequestMetadata, copy_context
 from ._exceptions import InvokeInsideTrioError, TrioflowError
 from ._graph import GraphMixin
 from ._node import Node, as_node
@@ -43,26 +42,6 @@ _state_logger = logging.getLogger("runtime.state")
 def new_run_id() -> str:
     """A fresh, unique run id."""
     return f"run-{uuid.uuid4().hex[:12]}"
-
-
-def copy_context(context: Mapping[str, object]) -> dict[str, object]:
-    """A deep copy of *context* for one run.
-
-    A value that cannot be deep-copied (a socket, a lock, a client holding
-    one) is shared as it is: such resources cannot be duplicated, and a run
-    that uses one must coordinate through it anyway. Everything else, nested
-    containers and their in-place changes included, is the run's own.
-    """
-    try:
-        return copy.deepcopy(dict(context))
-    except (TypeError, copy.Error):
-        copied: dict[str, object] = {}
-        for key, value in context.items():
-            try:
-                copied[key] = copy.deepcopy(value)
-            except (TypeError, copy.Error):
-                copied[key] = value
-        return copied
 
 
 def check_not_in_trio(what: str) -> None:

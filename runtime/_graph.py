@@ -7,18 +7,17 @@ itself (its actors, delivery, pause and resume) lives in ``_job.py``.
 from __future__ import annotations
 
 import contextlib
-import copy
 import operator
 import types
 from typing import TYPE_CHECKING, cast
 
 import trio
 
+from ._context import copy_context
 from ._exceptions import GraphDefinitionError
 from ._job import Job, new_job_id
 from ._routine import ErrorHandler, Routine, default_error_handler
 from ._run import RunResult
-from ._serialize import write_state_file
 from ._state import JobState, _isolate
 
 if TYPE_CHECKING:
@@ -238,9 +237,8 @@ class GraphMixin:
         else:
             msg = f"{api}({entry_id!r}, entry_params={entry_params!r}): entry_params is a dict of the entry slot's keyword arguments, or None."
             raise TypeError(msg)
-        state = JobState(
-            job_id=new_job_id(), flow_id=self.name, context=copy.deepcopy(self.context) if self.context else {}
-        )
+        job_id = metadata.run_id if metadata is not None and metadata.run_id else new_job_id()
+        state = JobState(job_id=job_id, flow_id=self.name, context=copy_context(self.context))
         return cast(
             "Job",
             Job._create(
@@ -415,6 +413,3 @@ class GraphMixin:
         )
         await job._run()
         return RunResult(job.state, job._result(), job.error)
-
-    def _save_job(self, state: JobState) -> None:
-        write_state_file(state, self.state_dir / f"{self.name}.json", strict=False)

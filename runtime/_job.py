@@ -712,7 +712,7 @@ class Job(metaclass=_NoPublicConstructor):
         finally:
             state._live = None
             if self.flow.save_state:
-                self.flow._save_job(state)
+                self.flow._save(state)
             self._ended = True
             if self._finished is not None:
                 self._finished.set()
