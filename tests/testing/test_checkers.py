@@ -14,7 +14,7 @@ import trio.testing
 from hypothesis import find, settings
 
 import runtime as rt
-import runtime._flow
+import runtime._context
 import runtime.testing as rtt
 import runtime.testing._calltrees
 
@@ -345,7 +345,7 @@ def _isolation_violation(spec: rtt.FlowSpec) -> str | None:
 
 
 def test_the_kit_finds_a_runtime_that_copies_context_shallowly(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runtime._flow, "copy", types.SimpleNamespace(deepcopy=copy.copy))
+    monkeypatch.setattr(runtime._context, "copy", types.SimpleNamespace(deepcopy=copy.copy, Error=copy.Error))
     spec = find(rtt.flows(), lambda s: _isolation_violation(s) is not None, settings=settings(database=None))
     assert repr(spec) == "FlowSpec(timeout=None, end_on_error=False, context={},\n  n0: returns 1+\n)"
     message = _isolation_violation(spec)
