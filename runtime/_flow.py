@@ -272,8 +272,9 @@ class Flow(GraphMixin, Generic[P, T]):
         actor = RunActor(run, entry, args, kwargs, self.subscribers, subscriptions)  # type: ignore[arg-type]
         try:
             async with actors.open_system() as system:
-                ref = await system.spawn(actor, name=f"run {state.job_id}")
-                return await ref.ask_nowait(None).wait()  # type: ignore[return-value]
+                # The run actor stops after its one run; leaving the block waits for it.
+                reply = (await system.spawn(actor, name=f"run {state.job_id}")).ask_nowait(None)
+            return await reply.wait()  # type: ignore[return-value]
         finally:
             if self.save_state:
                 self._save(state)

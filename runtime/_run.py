@@ -259,6 +259,11 @@ class Coordinator(actors.Actor[list[_Record], None]):
                     )
         await self._publish(kind, request_id, parent_id, node, data, offset)
 
+    async def on_stop(self) -> None:
+        # Every event is with the publisher now: let it deliver them and end.
+        if self._publisher is not None:
+            self._publisher.stop_nowait()
+
     async def _publish(
         self,
         kind: EventKind,
@@ -473,7 +478,7 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
             raise
         finally:
             with trio.CancelScope(shield=True):
-                if entry is not None:
+                if entry is not None and entry.is_alive:
                     entry.cancel()
                     await entry.wait_stopped()
                 state.status = status
@@ -490,8 +495,8 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
                     },
                 )
                 await run.flush()
+                # The coordinator drains what is queued, then stops the publisher
+                # in turn (this actor's nursery waits for it to deliver the rest).
                 await coordinator.stop()
-                if publisher is not None:
-                    await publisher.stop()
                 state.finished_at = state._wall_time(run.offset())
         return RunResult(state, result, error)

@@ -454,16 +454,10 @@ def test_faults_bad_draws(kwargs: dict[str, object], match: str) -> None:
 @given(rtt.faults(flow=fan_flow, kinds=st.sampled_from(["raise", "delay"]), max_size=2), st.integers(0, 3))
 def test_a_run_fails_exactly_when_a_raise_fault_fires(plan: FaultPlan, n: int) -> None:
     result = rtt.run_with_schedule(fan_flow, n, faults=plan)
-    raised = [
-        key
-        for key, fault in plan.items()
-        if fault.kind == "raise"
-        and (
-            (key == "fan" or key == ("fan", 0))
-            or (n > 0 and key == "leaf")
-            or (isinstance(key, tuple) and key[0] == "leaf" and key[1] < n)
-        )
-    ]
+    # The fault at a call is the plan's most specific one: (name, call index) before name.
+    calls = [("fan", 0)] + [("leaf", i) for i in range(n)]
+    effective = [plan.get(call, plan.get(call[0])) for call in calls]
+    raised = [fault for fault in effective if fault is not None and fault.kind == "raise"]
     if raised:
         assert result.status is rt.Status.FAILED
         assert isinstance(result.error, InjectedError)
