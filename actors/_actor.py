@@ -46,12 +46,15 @@ class Actor(Generic[M, R]):
             can set it false and is lighter: no nursery of its own, one
             scheduling round less to end.
 
+        ``shielded`` and ``keeps_nursery`` are class attributes an instance may
+        override before it is spawned.
+
     .. versionadded:: 0.1
     """
 
     mailbox_size: ClassVar[int] = DEFAULT_MAILBOX_SIZE
-    shielded: ClassVar[bool] = False
-    keeps_nursery: ClassVar[bool] = True
+    shielded: bool = False
+    keeps_nursery: bool = True
     _cell: Cell | None = None
 
     async def on_start(self) -> None:

@@ -205,13 +205,13 @@ class Cell:
         """
         failure: Exception | None = None
         current_cell.set(self)
-        actor_class = type(self.actor)
+        actor = self.actor  # keeps_nursery and shielded may be set per instance
         try:
-            async with trio.open_nursery() if actor_class.keeps_nursery else _BareScope() as holder:
+            async with trio.open_nursery() if actor.keeps_nursery else _BareScope() as holder:
                 scope = self.scope = holder.cancel_scope
                 if isinstance(holder, trio.Nursery):
                     self.nursery = holder
-                scope.shield = actor_class.shielded
+                scope.shield = actor.shielded
                 if self.cancelled:
                     scope.cancel()
                 try:

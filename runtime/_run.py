@@ -205,10 +205,24 @@ class Coordinator(actors.Actor[list[_Record], None]):
     keeps_nursery = False
     mailbox_size = 1024
 
-    def __init__(self, run: Run, publisher: actors.ActorRef[Event, None] | None) -> None:
+    def __init__(
+        self, run: Run, callbacks: Sequence[Callable[[Event], object]], subscriptions: Sequence[Subscription]
+    ) -> None:
         self._run = run
-        self._publisher = publisher
+        self._callbacks = callbacks
+        self._subscriptions = subscriptions
+        self._publisher: actors.ActorRef[Event, None] | None = None
         self._seq = 0
+        # The publisher exists only when somebody listens (a run nobody
+        # subscribes to pays nothing for publishing). It is this actor's child,
+        # so it is stopped only once every event has been handed to it.
+        self.keeps_nursery = bool(callbacks or subscriptions)
+
+    async def on_start(self) -> None:
+        if self.keeps_nursery:
+            self._publisher = await self.spawn(
+                Publisher(self._callbacks, self._subscriptions), name="publisher"
+            )
 
     async def handle(self, message: list[_Record]) -> None:
         for record in message:
@@ -258,11 +272,6 @@ class Coordinator(actors.Actor[list[_Record], None]):
                         EventKind.REQUEST_CANCELLED, request.id, request.parent_id, request.node, None, offset
                     )
         await self._publish(kind, request_id, parent_id, node, data, offset)
-
-    async def on_stop(self) -> None:
-        # Every event is with the publisher now: let it deliver them and end.
-        if self._publisher is not None:
-            self._publisher.stop_nowait()
 
     async def _publish(
         self,
@@ -395,7 +404,11 @@ class NodeActor(actors.Actor[None, object]):
         return results
 
     async def _spawn_child(
-        self, nursery: actors.ActorNursery, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]
+        self,
+        nursery: actors.ActorNursery,
+        node: AnyNode,
+        args: tuple[object, ...],
+        kwargs: Mapping[str, object],
     ) -> NodeActor:
         run = self.run
         request_id = run.next_request_id()
@@ -409,6 +422,7 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
     """The run itself: owns its cancel scope and its book-keeping actors."""
 
     mailbox_size = 1
+    keeps_nursery = False  # its children live in the block of its one run
 
     def __init__(
         self,
@@ -430,73 +444,72 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
         self.ref.stop_nowait()  # one run per actor: end once this message is handled
         run = self.run
         state = run.state
-        # The publisher exists only when somebody listens: a run nobody
-        # subscribes to pays nothing for publishing.
-        publishing = bool(self.callbacks or self.subscriptions)
-        publisher = (
-            await self.spawn(Publisher(self.callbacks, self.subscriptions), name="publisher")
-            if publishing
-            else None
-        )
-        coordinator = await self.spawn(Coordinator(run, publisher), name="coordinator")
-        run.start(coordinator, publishing=publishing)
-        current_frame.set(Frame(run, None))
         status = Status.FAILED
         result: object = None
         error: BaseException | None = None
         entry: actors.ActorRef[None, object] | None = None
-        deadline = math.inf if run.timeout is None else trio.current_time() + run.timeout
-        try:
-            with trio.CancelScope(deadline=deadline) as scope:
-                run.nodes_scope = scope
-                await run.record(EventKind.RUN_STARTED, data=run.flow_name)
-                request_id = run.next_request_id()
-                await run.record(EventKind.REQUEST_CREATED, request_id, None, self.entry.name)
-                entry = await self.spawn(
-                    NodeActor(run, self.entry, request_id, None, (self.entry.name,), self.args, self.kwargs),
-                    name=f"{self.entry.name} ({request_id})",
-                )
-                try:
-                    result = await entry.ask_nowait(None).wait()
-                    status = Status.COMPLETED
-                except Exception as exc:
-                    error = exc
-            if run.first_error is not None:
-                status, error, result = Status.FAILED, run.first_error, None
-            elif scope.cancelled_caught:
-                status, result = Status.TIMED_OUT, None
-                error = RunTimeoutError(
-                    f"Flow {run.flow_name!r} (run {state.job_id}) timed out after {run.timeout} s; "
-                    "every node of it was cancelled and its finally blocks ran."
-                )
-        except BaseException as exc:
-            status = Status.CANCELLED
-            error = RunCancelledError(
-                f"Flow {run.flow_name!r} (run {state.job_id}) was cancelled from outside."
+        # The block's children: the coordinator (with the publisher under it)
+        # and the entry node. Leaving it waits for them all.
+        async with actors.open_nursery() as nursery:
+            coordinator = nursery.spawn_nowait(
+                Coordinator(run, self.callbacks, self.subscriptions), name="coordinator"
             )
-            error.__cause__ = exc
-            raise
-        finally:
-            with trio.CancelScope(shield=True):
-                if entry is not None and entry.is_alive:
-                    entry.cancel()
-                    await entry.wait_stopped()
-                state.status = status
-                state.error = None if error is None else ErrorSummary.from_exception(error)
-                state.result = None if status is not Status.COMPLETED else summarize(result)
-                await run.record(
-                    EventKind.RUN_FINISHED,
-                    data={
-                        "status": status.value,
-                        "result": state.result,
-                        "error": None
-                        if state.error is None
-                        else f"{state.error.type}: {state.error.message}",
-                    },
+            run.start(coordinator, publishing=bool(self.callbacks or self.subscriptions))
+            current_frame.set(Frame(run, None))
+            deadline = math.inf if run.timeout is None else trio.current_time() + run.timeout
+            try:
+                with trio.CancelScope(deadline=deadline) as scope:
+                    run.nodes_scope = scope
+                    await run.record(EventKind.RUN_STARTED, data=run.flow_name)
+                    request_id = run.next_request_id()
+                    await run.record(EventKind.REQUEST_CREATED, request_id, None, self.entry.name)
+                    entry = nursery.spawn_nowait(
+                        NodeActor(
+                            run, self.entry, request_id, None, (self.entry.name,), self.args, self.kwargs
+                        ),
+                        name=f"{self.entry.name} ({request_id})",
+                    )
+                    try:
+                        result = await entry.ask_nowait(None).wait()
+                        status = Status.COMPLETED
+                    except Exception as exc:
+                        error = exc
+                if run.first_error is not None:
+                    status, error, result = Status.FAILED, run.first_error, None
+                elif scope.cancelled_caught:
+                    status, result = Status.TIMED_OUT, None
+                    error = RunTimeoutError(
+                        f"Flow {run.flow_name!r} (run {state.job_id}) timed out after {run.timeout} s; "
+                        "every node of it was cancelled and its finally blocks ran."
+                    )
+            except BaseException as exc:
+                status = Status.CANCELLED
+                error = RunCancelledError(
+                    f"Flow {run.flow_name!r} (run {state.job_id}) was cancelled from outside."
                 )
-                await run.flush()
-                # The coordinator drains what is queued, then stops the publisher
-                # in turn (this actor's nursery waits for it to deliver the rest).
-                await coordinator.stop()
-                state.finished_at = state._wall_time(run.offset())
+                error.__cause__ = exc
+                raise
+            finally:
+                with trio.CancelScope(shield=True):
+                    if entry is not None and entry.is_alive:
+                        entry.cancel()
+                        await entry.wait_stopped()
+                    state.status = status
+                    state.error = None if error is None else ErrorSummary.from_exception(error)
+                    state.result = None if status is not Status.COMPLETED else summarize(result)
+                    await run.record(
+                        EventKind.RUN_FINISHED,
+                        data={
+                            "status": status.value,
+                            "result": state.result,
+                            "error": None
+                            if state.error is None
+                            else f"{state.error.type}: {state.error.message}",
+                        },
+                    )
+                    await run.flush()
+                    state.finished_at = state._wall_time(run.offset())
+                    # The coordinator drains what is queued, then its publisher
+                    # what it holds; leaving the block waits for both.
+                    coordinator.stop_nowait()
         return RunResult(state, result, error)

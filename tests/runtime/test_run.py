@@ -62,6 +62,7 @@ async def test_a_publisher_actor_serves_subscribers() -> None:
 
     @rt.function_node
     async def look() -> None:
+        await trio.testing.wait_all_tasks_blocked()  # the book-keeping actors have started
         live.extend(_live_task_names())
 
     await rt.Flow("p", entry_point=look, subscribers=[lambda event: None]).ainvoke()
