@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from typing import TYPE_CHECKING, TypeVar, final
 
@@ -18,7 +17,9 @@ from ._supervision import Supervision
 from ._util import NoPublicConstructor
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import Callable
+    from contextlib import AbstractAsyncContextManager
+    from types import TracebackType
 
     from ._ref import ActorRef
 
@@ -182,8 +183,30 @@ class ActorSystem(metaclass=NoPublicConstructor):
                 cell.request_stop()
 
 
-@contextlib.asynccontextmanager
-async def open_system() -> AsyncIterator[ActorSystem]:
+@final
+class _OpenSystem:
+    """The async context manager :func:`open_system` returns (a class, not a
+    generator: opening a system is on the path of every run)."""
+
+    __slots__ = ("_manager", "_system")
+
+    def __init__(self) -> None:
+        self._manager = trio.open_nursery()
+        self._system: ActorSystem | None = None
+
+    async def __aenter__(self) -> ActorSystem:
+        self._system = ActorSystem._create(await self._manager.__aenter__())
+        return self._system
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        assert self._system is not None
+        self._system._stop_all()
+        return await self._manager.__aexit__(exc_type, exc, tb)
+
+
+def open_system() -> AbstractAsyncContextManager[ActorSystem]:
     """Open an actor system for the duration of an ``async with`` block.
 
     Leaving the block stops every top-level actor gracefully (each handles what
@@ -194,9 +217,4 @@ async def open_system() -> AsyncIterator[ActorSystem]:
 
     .. versionadded:: 0.1
     """
-    async with trio.open_nursery() as nursery:
-        system = ActorSystem._create(nursery)
-        try:
-            yield system
-        finally:
-            system._stop_all()
+    return _OpenSystem()
