@@ -293,7 +293,10 @@ class NodeActor(actors.Actor[None, object]):
     """One request: runs its node once, replies with the result, and stops."""
 
     mailbox_size = 1
-    keeps_nursery = False  # its children live in the nursery of each rt.call
+    # A node called one at a time keeps a nursery for the children it calls
+    # (one cancel scope per call in all); batch children, usually leaves, keep
+    # none, and a call they make opens a nursery of its own.
+    keeps_nursery = True
     #: Whether the node began running (a child cancelled before it ran did not).
     started = False
     #: Told of the node's failure as it happens: how a batch cancels its siblings.
@@ -353,10 +356,21 @@ class NodeActor(actors.Actor[None, object]):
     async def call(self, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]) -> object:
         """Run *node* as a child request of this one and return its result.
 
-        The child lives in a nursery this call opens, so it never outlives the
-        call: if the caller is cancelled, so is the child, and the call returns
-        (or raises) only once the child has ended.
+        The child never outlives the call: if the caller is cancelled, so is
+        the child, and the call returns (or raises) only once it has ended.
         """
+        if self.keeps_nursery:
+            child = self._child(node, args, kwargs)
+            await self.run.record(EventKind.REQUEST_CREATED, child.request_id, self.request_id, node.name)
+            ref = await self.spawn(child, name=f"{node.name} ({child.request_id})")
+            try:
+                return await ref.ask_nowait(None).wait()
+            except BaseException:
+                if ref.is_alive:
+                    ref.cancel()
+                    with trio.CancelScope(shield=True):
+                        await ref.wait_stopped()
+                raise
         async with actors.open_nursery() as nursery:
             reply = (await self._spawn_child(nursery, node, args, kwargs)).ref.ask_nowait(None)
         return await reply.wait()
@@ -403,6 +417,11 @@ class NodeActor(actors.Actor[None, object]):
                 results.append(exc)
         return results
 
+    def _child(self, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]) -> NodeActor:
+        return NodeActor(
+            self.run, node, self.run.next_request_id(), self.request_id, (*self.path, node.name), args, kwargs
+        )
+
     async def _spawn_child(
         self,
         nursery: actors.ActorNursery,
@@ -410,11 +429,11 @@ class NodeActor(actors.Actor[None, object]):
         args: tuple[object, ...],
         kwargs: Mapping[str, object],
     ) -> NodeActor:
-        run = self.run
-        request_id = run.next_request_id()
-        await run.record(EventKind.REQUEST_CREATED, request_id, self.request_id, node.name)
-        child = NodeActor(run, node, request_id, self.request_id, (*self.path, node.name), args, kwargs)
-        nursery.spawn_nowait(child, name=f"{node.name} ({request_id})")
+        """Start a child request in *nursery*: a batch member, or a call from a node without a nursery."""
+        child = self._child(node, args, kwargs)
+        child.keeps_nursery = False
+        await self.run.record(EventKind.REQUEST_CREATED, child.request_id, self.request_id, node.name)
+        nursery.spawn_nowait(child, name=f"{node.name} ({child.request_id})")
         return child
 
 
