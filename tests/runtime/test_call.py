@@ -257,6 +257,46 @@ async def test_cancelling_the_caller_cancels_the_batch(autojump_clock: trio.abc.
     assert [r.status for r in result.state.requests.values()][1:] == [rt.Status.CANCELLED] * 3
 
 
+@pytest.mark.parametrize("through_batch", [False, True], ids=["own-nursery", "batch-child"])
+async def test_a_cancelled_call_returns_only_after_its_child_ended(
+    autojump_clock: trio.abc.Clock, through_batch: bool
+) -> None:
+    """Whether the caller keeps a nursery (a node called alone) or not (a batch
+    child), a call whose wait is cancelled cancels the child and waits for its
+    ``finally`` before the caller goes on."""
+    order: list[str] = []
+
+    @rt.function_node
+    async def slow() -> None:
+        try:
+            await trio.sleep(100)
+        finally:
+            order.append("child finally")
+
+    @rt.function_node
+    async def caller(_: int = 0) -> str:
+        with trio.move_on_after(2):
+            await rt.call(slow)
+        order.append("caller goes on")
+        return "gave up"
+
+    @rt.function_node
+    async def top() -> object:
+        if through_batch:
+            return await rt.call_batch(caller, [0])
+        return await rt.call(caller)
+
+    result = await rt.Flow("c", entry_point=top).arun()
+    assert result.result == (["gave up"] if through_batch else "gave up")
+    assert order == ["child finally", "caller goes on"]
+    assert trio.current_time() == 2.0
+    assert [(r.node, r.status) for r in result.state.requests.values()] == [
+        ("top", rt.Status.COMPLETED),
+        ("caller", rt.Status.COMPLETED),
+        ("slow", rt.Status.CANCELLED),
+    ]
+
+
 # -- broadcast ----------------------------------------------------------------
 
 
