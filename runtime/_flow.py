@@ -44,13 +44,18 @@ def new_run_id() -> str:
     return f"run-{uuid.uuid4().hex[:12]}"
 
 
-def check_not_in_trio(what: str) -> None:
-    """Raise :class:`InvokeInsideTrioError` if a Trio loop runs in this thread."""
+def check_not_in_trio(call: str, *, instead: str) -> None:
+    """Raise :class:`InvokeInsideTrioError` for *call* if a Trio loop runs in this thread.
+
+    Args:
+        call: the synchronous call, as the user wrote it (``Flow('etl').invoke(...)``).
+        instead: what to do in Trio code (``await Flow('etl').ainvoke(...)``).
+    """
     try:
         trio.lowlevel.current_trio_token()
     except RuntimeError:
         return
-    msg = f"{what} was called inside a running Trio program, where it would block the loop. Use await {what.replace('.invoke(', '.ainvoke(').replace('.execute(', '.aexecute(').replace('.run(', '.arun(')}."
+    msg = f"{call} was called inside a running Trio program, where it would block the loop. Use {instead}."
     raise InvokeInsideTrioError(msg)
 
 
@@ -163,7 +168,9 @@ class Flow(GraphMixin, Generic[P, T]):
             RunTimeoutError: the run passed its timeout.
             Exception: the node error that ended the run.
         """
-        check_not_in_trio(f"Flow({self.name!r}).invoke(...)")
+        check_not_in_trio(
+            f"Flow({self.name!r}).invoke(...)", instead=f"await Flow({self.name!r}).ainvoke(...)"
+        )
         return trio.run(self._ainvoke_packed, args, kwargs)
 
     async def _ainvoke_packed(self, args: tuple[object, ...], kwargs: dict[str, object]) -> T:
@@ -185,7 +192,7 @@ class Flow(GraphMixin, Generic[P, T]):
     def run(self, *args: P.args, **kwargs: P.kwargs) -> RunResult[T]:
         """Like :meth:`invoke`, but return the finished run's :class:`~runtime.RunResult`
         (state, result, error) instead of raising a node's error."""
-        check_not_in_trio(f"Flow({self.name!r}).run(...)")
+        check_not_in_trio(f"Flow({self.name!r}).run(...)", instead=f"await Flow({self.name!r}).arun(...)")
         return trio.run(self._arun_packed, args, kwargs)
 
     async def _arun_packed(self, args: tuple[object, ...], kwargs: dict[str, object]) -> RunResult[T]:
@@ -289,5 +296,8 @@ class Flow(GraphMixin, Generic[P, T]):
             write_state_file(state, self.state_path, strict=False)
         except OSError:
             _state_logger.exception(
-                "Could not save the state of run %s of flow %r to %s.", state.job_id, self.name, self.state_path
+                "Could not save the state of run %s of flow %r to %s.",
+                state.job_id,
+                self.name,
+                self.state_path,
             )

@@ -81,7 +81,11 @@ class GraphMixin:
     @property
     def connections(self) -> list[tuple[str, str, str, str]]:
         """Every connection as ``(source_id, event, target_id, slot)``, in the order made."""
-        return [(src, event, dst, slot) for (src, event), targets in self._connections.items() for dst, slot in targets]
+        return [
+            (src, event, dst, slot)
+            for (src, event), targets in self._connections.items()
+            for dst, slot in targets
+        ]
 
     def add_routine(self, routine: Routine, routine_id: str | None = None) -> str:
         """Add *routine* to the graph under *routine_id* and return the id.
@@ -290,7 +294,9 @@ class GraphMixin:
         """
         from ._flow import check_not_in_trio  # _flow imports this module
 
-        check_not_in_trio(f"Flow({self.name!r}).execute(...)")
+        check_not_in_trio(
+            f"Flow({self.name!r}).execute(...)", instead=f"await Flow({self.name!r}).aexecute(...)"
+        )
         job = self._new_job("execute", entry_id, entry_params, detached=True)
         trio.run(job._run)
         return job.state

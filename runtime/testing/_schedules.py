@@ -183,7 +183,10 @@ def run_many_with_schedule(
         raise ValueError(msg)
     from .._flow import check_not_in_trio
 
-    check_not_in_trio("run_with_schedule(flow, ...)")
+    check_not_in_trio(
+        "run_with_schedule(flow, ...)",
+        instead="`with rtt.inject(faults, schedule=schedule, flow=flow): await flow.arun(...)` in Trio code",
+    )
     injection = inject(faults, schedule=schedule, flow=flow)
 
     async def main() -> list[RunResult[object]]:
