@@ -97,7 +97,7 @@ class Subscription:
         if buffer < 0:
             msg = f"buffer={buffer!r}: give a number of events, 0 or more."
             raise ValueError(msg)
-        send, self._receive = trio.open_memory_channel[Event](buffer if buffer else 0)
+        send, self._receive = trio.open_memory_channel[Event](buffer)
         self._sink = _Sink(send, overflow)
         #: The ``run_finished`` event, once it has been received.
         self.finished: Event | None = None
