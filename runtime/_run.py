@@ -4,15 +4,16 @@ A run is a tree of actors in one :func:`actors.open_system` block::
 
     RunActor            owns the run's cancel scope (timeout, end_on_error)
     ├── Coordinator     creates and tracks requests: the request tree in JobState
-    ├── Publisher       broadcasts the run's events to subscribers
+    │   └── Publisher   broadcasts the run's events, when somebody subscribes
     └── NodeActor       the entry point's request
         └── NodeActor   each rt.call: a child actor in its caller's nursery
-            └── ...
+            └── ...     (rt.call_batch: children in a nursery of the batch)
 
-Every event goes from the node actors to the coordinator (one ordered mailbox),
-then to the publisher, so subscribers see the run in causal order. The
-coordinator and publisher are shielded: when the run is cancelled from outside
-they still record how it ended, then stop with it.
+Every event goes from the node actors to the coordinator (one ordered mailbox,
+in batches when nobody subscribes), then to the publisher, so subscribers see
+the run in causal order. The coordinator and publisher are shielded: when the
+run is cancelled from outside they still record how it ended, then stop with
+it. A run nobody subscribes to has no publisher.
 """
 
 from __future__ import annotations
@@ -363,14 +364,14 @@ class NodeActor(actors.Actor[None, object]):
             child = self._child(node, args, kwargs)
             await self.run.record(EventKind.REQUEST_CREATED, child.request_id, self.request_id, node.name)
             ref = await self.spawn(child, name=f"{node.name} ({child.request_id})")
+            reply = ref.ask_nowait(None)
             try:
-                return await ref.ask_nowait(None).wait()
-            except BaseException:
-                if ref.is_alive:
+                return await reply.wait()
+            finally:
+                if not reply.done:  # this wait was cancelled: the child goes with it
                     ref.cancel()
                     with trio.CancelScope(shield=True):
                         await ref.wait_stopped()
-                raise
         async with actors.open_nursery() as nursery:
             reply = (await self._spawn_child(nursery, node, args, kwargs)).ref.ask_nowait(None)
         return await reply.wait()
