@@ -72,6 +72,7 @@ from ._exceptions import (
 )
 from ._flow import Flow as Flow
 from ._job import Job as Job
+from ._metrics import WorkflowMetrics as WorkflowMetrics
 from ._node import Node as Node
 from ._node import function_node as function_node
 from ._publisher import Event as Event
@@ -98,7 +99,6 @@ from ._serialize import (
 )
 from ._session import Session as Session
 from ._session import SessionManager as SessionManager
-from ._session import WorkflowMetrics as WorkflowMetrics
 from ._state import (
     Delivery as Delivery,
 )

@@ -243,19 +243,16 @@ class GraphMixin:
             raise TypeError(msg)
         job_id = metadata.run_id if metadata is not None and metadata.run_id else new_job_id()
         state = JobState(job_id=job_id, flow_id=self.name, context=copy_context(self.context))
-        return cast(
-            "Job",
-            Job._create(
-                flow=self._as_flow(),
-                state=state,
-                routines=self._routines,
-                connections=self._connections,
-                default_handler=self._error_handler or default_error_handler(),
-                entry=(entry_id, next(iter(slots)), params),
-                detached=detached,
-                metadata=metadata,
-                subscriptions=subscriptions,
-            ),
+        return Job._create(
+            flow=self._as_flow(),
+            state=state,
+            routines=self._routines,
+            connections=self._connections,
+            default_handler=self._error_handler or default_error_handler(),
+            entry=(entry_id, next(iter(slots)), params),
+            detached=detached,
+            metadata=metadata,
+            subscriptions=subscriptions,
         )
 
     def execute(self, entry_id: str, entry_params: Mapping[str, object] | None = None) -> JobState:

@@ -42,6 +42,7 @@ from ._publisher import Event, EventKind, Publisher
 from ._routine import ErrorStrategy, ExecutionContext, copy_for_job, current_host
 from ._run import Run
 from ._state import Delivery, ErrorSummary, JobState, Status, _isolate, summarize
+from ._util import NoPublicConstructor
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -78,17 +79,6 @@ def _actor_name(routine_id: str) -> str:
 def new_job_id() -> str:
     """A fresh job id, unique in this process (and, by its random prefix, across processes)."""
     return f"job-{_ID_PREFIX}{next(_id_counter):04x}"
-
-
-class _NoPublicConstructor(type):
-    """Classes users get from the runtime but never build themselves."""
-
-    def __call__(cls, *args: object, **kwargs: object) -> None:
-        msg = f"{cls.__module__}.{cls.__qualname__} has no public constructor; use flow.open_job(...)."
-        raise TypeError(msg)
-
-    def _create(cls, *args: object, **kwargs: object) -> object:
-        return super().__call__(*args, **kwargs)
 
 
 @final
@@ -373,7 +363,7 @@ class RoutineActor(actors.Actor[_Msg, None]):
 
 
 @final
-class Job(metaclass=_NoPublicConstructor):
+class Job(metaclass=NoPublicConstructor):
     """A running job of a routine graph: from ``async with flow.open_job(...) as job``.
 
     Use it to wait for the job, pause, resume or cancel it, and read its
@@ -382,6 +372,8 @@ class Job(metaclass=_NoPublicConstructor):
 
     .. versionadded:: 0.1
     """
+
+    _use_instead = "flow.open_job(...)"  # named by the error of calling Job(...)
 
     # Defaults until first changed: a job start sets only what it must.
     _seq = 0
