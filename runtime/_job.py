@@ -87,7 +87,9 @@ class _Msg:
 
     __slots__ = ("data", "event", "seq", "slot", "source", "target")
 
-    def __init__(self, seq: int, source: str, event: str, target: str, slot: str, data: dict[str, object]) -> None:
+    def __init__(
+        self, seq: int, source: str, event: str, target: str, slot: str, data: dict[str, object]
+    ) -> None:
         self.seq = seq
         self.source = source
         self.event = event
@@ -300,7 +302,14 @@ class RoutineActor(actors.Actor[_Msg, None]):
             )
             raise JobStateError(msg)
         stamp = state._wall_time(state._now_offset()).isoformat()
-        log.append({"routine_id": self.routine_id, "output_type": output_type, "data": _isolate(data), "timestamp": stamp})
+        log.append(
+            {
+                "routine_id": self.routine_id,
+                "output_type": output_type,
+                "data": _isolate(data),
+                "timestamp": stamp,
+            }
+        )
         if job._publishing:
             job._publish(EventKind.STREAM, self.routine_id, {"output_type": output_type, "data": data})
 
@@ -541,7 +550,9 @@ class Job(metaclass=NoPublicConstructor):
         if self._outcome is not None:
             return
         why = f": {reason}" if reason else "."
-        self._error = RunCancelledError(f"Job {self.state.job_id!r} of flow {self.flow.name!r} was cancelled{why}")
+        self._error = RunCancelledError(
+            f"Job {self.state.job_id!r} of flow {self.flow.name!r} was cancelled{why}"
+        )
         self._end(Status.CANCELLED)
 
     # -- book-keeping -------------------------------------------------------------
@@ -665,7 +676,8 @@ class Job(metaclass=NoPublicConstructor):
                 try:
                     if self._publishing:
                         self._publisher = system.spawn_nowait(
-                            Publisher(self._callbacks, self._subscriptions), name=f"publisher (job {state.job_id})"
+                            Publisher(self._callbacks, self._subscriptions),
+                            name=f"publisher (job {state.job_id})",
                         )
                         self._publish(EventKind.RUN_STARTED, None, self.flow.name)
                     for routine_id, actor in self._actors.items():
@@ -752,7 +764,9 @@ class Job(metaclass=NoPublicConstructor):
             state.undelivered.extend(message.delivery() for message in self._pending.values())
         for actor, event, data in self._deferred:
             for target, slot in actor.routes.get(event, ()):
-                state.undelivered.append(Delivery(actor.routine_id, event, target.routine_id, slot, dict(data)))
+                state.undelivered.append(
+                    Delivery(actor.routine_id, event, target.routine_id, slot, dict(data))
+                )
         outputs = state.shared_data.get(OUTPUT_KEY)
         state.result = summarize(outputs) if outputs else None
         state.metrics["steps"] = float(min(self._steps, self._max_steps))
