@@ -1,5 +1,7 @@
 """``rt.context`` and ``rt.request()``: what a node sees of its run."""
 
+import threading
+
 import pytest
 import trio
 import trio.testing
@@ -85,6 +87,24 @@ def test_in_place_changes_never_reach_the_flow_or_the_next_run() -> None:
     assert flow.invoke() == [0]
     assert flow.invoke() == [0]  # the second run starts from the Flow's context again
     assert flow.context == {"items": [], "nested": {"deep": []}}
+
+
+def test_a_value_that_cannot_be_copied_is_shared_and_the_rest_still_copied() -> None:
+    """A lock (or socket, or client) cannot be deep-copied: each run gets the
+    same object, while the context's other values are still the run's own."""
+    lock = threading.Lock()
+    items: list[int] = [1]
+
+    @rt.function_node
+    async def use() -> bool:
+        rt.context.get("items").append(2)  # type: ignore[attr-defined]
+        return rt.context.get("lock") is lock
+
+    flow = _flow(use, lock=lock, items=items)
+    assert flow.invoke() is True
+    assert flow.invoke() is True
+    assert items == [1]
+    assert flow.context["items"] == [1]
 
 
 async def test_concurrent_runs_never_see_each_others_context(autojump_clock: trio.abc.Clock) -> None:
