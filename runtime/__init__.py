@@ -11,6 +11,7 @@ concurrency, with each run's state isolated in a :class:`JobState`.
 from ._call import broadcast as broadcast
 from ._call import call as call
 from ._call import call_batch as call_batch
+from ._call import log as log
 from ._context import RequestMetadata as RequestMetadata
 from ._context import context as context
 from ._context import request as request
@@ -125,6 +126,7 @@ __all__ = [
     "call",
     "call_batch",
     "broadcast",
+    "log",
     "context",
     "request",
     "RequestMetadata",

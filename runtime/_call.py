@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import logging
 from typing import TYPE_CHECKING, ParamSpec, TypeVar, overload
 
 import trio
@@ -21,13 +23,18 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _caller(api: str, node: object) -> NodeActor:
+def _caller(api: str, arg: object, *, node_arg: bool = True) -> NodeActor:
+    """The node actor running the calling task, or an :class:`OutsideRunError` for *api*.
+
+    *arg* is the call's first argument, for the message: a node when
+    *node_arg*, else a value (``rt.broadcast``'s item, ``rt.log``'s message).
+    """
     frame = current_frame.get(None)
     if frame is None or frame.actor is None:
-        if api == "rt.broadcast":
-            label, entry = repr(node), "node"
+        if node_arg:
+            label = entry = getattr(arg, "name", None) or getattr(arg, "__name__", None) or repr(arg)
         else:
-            label = entry = getattr(node, "name", None) or getattr(node, "__name__", None) or repr(node)
+            label, entry = repr(arg), "node"
         msg = (
             f"{api}({label}) was called outside a run. Start one with "
             f"rt.Flow('demo', entry_point={entry}).invoke(...), or await flow.ainvoke(...) from Trio code."
@@ -106,6 +113,34 @@ async def broadcast(item: object) -> None:
 
     .. versionadded:: 0.1
     """
-    actor = _caller("rt.broadcast", item)
+    actor = _caller("rt.broadcast", item, node_arg=False)
     await trio.lowlevel.checkpoint_if_cancelled()
     await actor.run.record(EventKind.STREAM, actor.request_id, actor.parent_id, actor.node.name, item)
+
+
+_node_logger = logging.getLogger("runtime.node")
+
+
+async def log(message: str, *, level: int = logging.INFO, **data: object) -> None:
+    """Record a log entry for the current request, in order with its other events.
+
+    The entry goes to the run's shared log (``JobState.get_shared_log()``,
+    stamped, with the request and node), to subscribers as a ``log`` event,
+    and to the standard :mod:`logging` logger ``runtime.node``.
+
+    Args:
+        message: what happened.
+        level: a :mod:`logging` level; ``logging.INFO`` by default.
+        data: JSON-friendly details to keep with the entry.
+
+    Raises:
+        OutsideRunError: called outside a run.
+
+    .. versionadded:: 0.1
+    """
+    actor = _caller("rt.log", message, node_arg=False)
+    await trio.lowlevel.checkpoint_if_cancelled()
+    _node_logger.log(level, "%s [%s %s]: %s", actor.run.flow_name, actor.node.name, actor.request_id, message)
+    # Copied now: the node may change its objects before the coordinator reads them.
+    entry = {"level": logging.getLevelName(level), "message": message, **copy.deepcopy(data)}
+    await actor.run.record(EventKind.LOG, actor.request_id, actor.parent_id, actor.node.name, entry)

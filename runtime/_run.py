@@ -262,6 +262,9 @@ class Coordinator(actors.Actor[list[_Record], None]):
                     data, self._run.state.request_path(request.id)
                 )
                 data = summary
+        elif kind is EventKind.LOG:
+            assert isinstance(data, dict)
+            self._run.state._append_log({"request": request_id, "node": node, **data}, offset)
         elif kind is EventKind.RUN_FINISHED:
             # Requests whose node never started (cancelled first) end with the
             # run; say so, so every request's events end with its outcome.

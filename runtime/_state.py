@@ -397,8 +397,12 @@ class JobState:
         The copy gets a ``"timestamp"`` key: the ISO-8601 wall time from the
         run's clock (replacing any ``"timestamp"`` the entry had).
         """
+        self._append_log(entry, self._now_offset())
+
+    def _append_log(self, entry: Mapping[str, object], offset: float) -> None:
+        """Append a copy of *entry* stamped with the wall time *offset* seconds into the run."""
         stored = {key: _isolate(value) for key, value in entry.items()}
-        stored["timestamp"] = self._wall_time(self._now_offset()).isoformat()
+        stored["timestamp"] = self._wall_time(offset).isoformat()
         self.shared_log.append(stored)
 
     def get_shared_log(self) -> list[dict[str, object]]:

@@ -1,5 +1,7 @@
 """``rt.call``, ``rt.call_batch`` and ``rt.broadcast``."""
 
+import datetime
+import logging
 import re
 
 import pytest
@@ -436,3 +438,40 @@ async def test_tasks_all_end_with_the_run() -> None:
     live = _live_task_names()
     assert any("test_tasks_all_end_with_the_run" in name for name in live)
     assert not any("double" in name or "run run-" in name for name in live), live
+
+
+# -- log --------------------------------------------------------------------------
+
+
+async def test_log_goes_to_the_shared_log_subscribers_and_logging(
+    autojump_clock: trio.abc.Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    @rt.function_node
+    async def step(n: int) -> int:
+        details = {"n": n}
+        await trio.sleep(1)
+        await rt.log("halfway", level=logging.WARNING, details=details)
+        details["n"] = -1  # later changes never reach the entry
+        return n
+
+    events: list[rt.Event] = []
+    with caplog.at_level(logging.INFO, logger="runtime.node"):
+        result = await rt.Flow("logged", entry_point=step, subscribers=[events.append]).arun(3)
+    assert [(e.request_id, e.node, e.data) for e in events if e.kind is rt.EventKind.LOG] == [
+        ("r1", "step", {"level": "WARNING", "message": "halfway", "details": {"n": 3}})
+    ]
+    (entry,) = result.state.get_shared_log()
+    stamp = entry.pop("timestamp")
+    assert entry == {"request": "r1", "node": "step", "level": "WARNING", "message": "halfway", "details": {"n": 3}}
+    assert result.state.started_at is not None
+    assert stamp == (result.state.started_at + datetime.timedelta(seconds=1)).isoformat()
+    assert [r.getMessage() for r in caplog.records] == ["logged [step r1]: halfway"]
+
+
+def test_log_outside_a_run_is_an_error() -> None:
+    with pytest.raises(
+        rt.OutsideRunError,
+        match=r"^rt\.log\('hello'\) was called outside a run\. Start one with rt\.Flow\('demo', entry_point=node\)"
+        r"\.invoke\(\.\.\.\), or await flow\.ainvoke\(\.\.\.\) from Trio code\.$",
+    ):
+        trio.run(rt.log, "hello")
