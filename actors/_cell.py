@@ -14,7 +14,7 @@ import outcome
 import trio
 
 from ._exceptions import ActorStoppedError
-from ._mailbox import Reply, open_mailbox
+from ._mailbox import CLOSED, Mailbox, Reply
 from ._ref import ActorRef, State
 
 if TYPE_CHECKING:
@@ -28,27 +28,6 @@ if TYPE_CHECKING:
 # Messages handled back to back from a non-empty mailbox before the actor
 # yields to the scheduler anyway, so a busy actor cannot starve its peers.
 _FAIRNESS_BATCH = 32
-
-Envelope = tuple[object, "Reply[object] | None"]
-
-# What _take_nowait() returns for a mailbox that is closed and empty.
-_CLOSED: Envelope = (None, None)
-
-
-def _take_nowait(receive: trio.MemoryReceiveChannel[Envelope]) -> Envelope | None:
-    """The next envelope, ``None`` if the mailbox is empty, or ``_CLOSED``.
-
-    Catching ``WouldBlock`` here rather than in the actor's loop keeps the
-    exception's traceback from pinning the loop's frame object in memory for
-    as long as the actor idles (a few hundred bytes per actor).
-    """
-    try:
-        return receive.receive_nowait()
-    except trio.WouldBlock:
-        return None
-    except trio.EndOfChannel:
-        return _CLOSED
-
 
 #: The actor whose task is running, for :func:`actors.open_nursery`. Trio
 #: copies it into tasks the actor starts, so it is reset in each actor's task.
@@ -85,16 +64,15 @@ class Cell:
         "failure",
         "handled",
         "id",
+        "mailbox",
         "mailbox_size",
         "name",
         "nursery",
         "parent",
-        "receive",
         "ref",
         "restart_times",
         "restarts",
         "scope",
-        "send",
         "state",
         "supervision",
         "system",
@@ -120,7 +98,7 @@ class Cell:
         self.name = name
         self.mailbox_size = mailbox_size
         self.supervision = supervision
-        self.send, self.receive = open_mailbox(mailbox_size)
+        self.mailbox = Mailbox(mailbox_size)
         self.state = State.RUNNING
         self.nursery: trio.Nursery | None = None
         self.scope: trio.CancelScope | None = None
@@ -166,7 +144,7 @@ class Cell:
         """Take no new messages; the actor ends once its mailbox is drained."""
         if self.state is State.RUNNING:
             self.state = State.STOPPING
-            self.send.close()
+            self.mailbox.close()
 
     def request_cancel(self) -> None:
         """Cancel the actor and its children at once; queued messages are dropped."""
@@ -206,6 +184,7 @@ class Cell:
         failure: Exception | None = None
         current_cell.set(self)
         actor = self.actor  # keeps_nursery and shielded may be set per instance
+        mailbox = self.mailbox
         try:
             async with trio.open_nursery() if actor.keeps_nursery else _BareScope() as holder:
                 scope = self.scope = holder.cancel_scope
@@ -226,16 +205,13 @@ class Cell:
                             await trio.lowlevel.checkpoint()
                         else:
                             await trio.lowlevel.checkpoint_if_cancelled()
-                        envelope = _take_nowait(self.receive)
+                        envelope = mailbox.take_nowait()
                         if envelope is None:
                             batch = 0
-                            try:
-                                envelope = await self.receive.receive()
-                            except trio.EndOfChannel:
-                                envelope = _CLOSED
+                            envelope = await mailbox.take()
                         else:
                             batch += 1
-                        if envelope is _CLOSED:
+                        if envelope is CLOSED:
                             await trio.lowlevel.checkpoint_if_cancelled()
                             await self._stop_hook()
                             break
@@ -344,15 +320,9 @@ class Cell:
     def _finish(self) -> None:
         """Mark the actor stopped and fail every ask still in its mailbox."""
         self.state = State.STOPPED
-        self.send.close()
-        while True:
-            try:
-                _message, reply = self.receive.receive_nowait()
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
+        for _message, reply in self.mailbox.drain():
             if reply is not None:
                 reply.send(outcome.Error(self.stopped_error("get a reply from")))
-        self.receive.close()
         self.nursery = self.scope = None
         self.system._unregister(self)
         if self._stopped_event is not None:

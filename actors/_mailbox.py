@@ -1,15 +1,17 @@
-"""Bounded mailboxes on Trio memory channels, and the reply slot of an ``ask``."""
+"""Bounded mailboxes, and the reply slot of an ``ask``."""
 
 from __future__ import annotations
 
+import collections
 import operator
-from typing import TYPE_CHECKING, Generic, TypeVar, final
+from typing import TYPE_CHECKING, Final, Generic, TypeVar, final
 
+import outcome
 import trio
+from trio.lowlevel import Abort, enable_ki_protection
 
 if TYPE_CHECKING:
-    import outcome
-    from trio import MemoryReceiveChannel, MemorySendChannel
+    from trio.lowlevel import Task
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -38,14 +40,151 @@ def check_mailbox_size(size: object, *, actor: str) -> int:
     return value
 
 
-def open_mailbox(
-    size: int,
-) -> tuple[
-    MemorySendChannel[tuple[object, Reply[object] | None]],
-    MemoryReceiveChannel[tuple[object, Reply[object] | None]],
-]:
-    """Open the channel pair behind one actor's mailbox."""
-    return trio.open_memory_channel(size)  # unsubscripted: the return type says what it carries
+Envelope = tuple[object, "Reply[object] | None"]
+
+#: What :meth:`Mailbox.take_nowait` returns once the mailbox is closed and empty.
+CLOSED: Final[Envelope] = (None, None)
+
+
+@final
+class Mailbox:
+    """One actor's bounded FIFO of envelopes: many senders, one receiver (the actor's task).
+
+    It behaves like a Trio memory channel of *capacity* (0 is a rendezvous:
+    a send waits until the actor takes the message), but is one small object
+    rather than a channel state and two endpoints: an actor is made for every
+    node invocation, and its mailbox is on that path. A task waiting to send
+    or to receive is parked with :func:`trio.lowlevel.wait_task_rescheduled`,
+    so every wait can be cancelled and a cancelled wait leaves nothing behind.
+    """
+
+    __slots__ = ("_buffer", "_capacity", "_receiver", "_senders", "closed")
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._buffer: collections.deque[Envelope] = collections.deque()
+        # The actor's task while it waits for a message.
+        self._receiver: Task | None = None
+        # Tasks waiting for room, with what each sends, oldest first; made at
+        # the first wait.
+        self._senders: dict[Task, Envelope] | None = None
+        self.closed = False
+
+    def __len__(self) -> int:
+        """The messages waiting in the buffer."""
+        return len(self._buffer)
+
+    @enable_ki_protection
+    def put_nowait(self, envelope: Envelope) -> None:
+        """Queue *envelope*, or hand it to the waiting receiver.
+
+        Raises:
+            trio.WouldBlock: the buffer is full.
+            trio.ClosedResourceError: the mailbox is closed.
+        """
+        if self.closed:
+            raise trio.ClosedResourceError
+        receiver = self._receiver
+        if receiver is not None:
+            self._receiver = None
+            trio.lowlevel.reschedule(receiver, outcome.Value(envelope))
+        elif len(self._buffer) < self._capacity:
+            self._buffer.append(envelope)
+        else:
+            raise trio.WouldBlock
+
+    @enable_ki_protection
+    async def put(self, envelope: Envelope) -> None:
+        """Queue *envelope*, waiting for room; FIFO among waiting senders.
+
+        Raises:
+            trio.ClosedResourceError: the mailbox is or was closed while waiting.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        if not self._senders:  # waiting senders go first
+            try:
+                self.put_nowait(envelope)
+            except trio.WouldBlock:
+                pass
+            else:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return
+        elif self.closed:
+            raise trio.ClosedResourceError
+        senders = self._senders
+        if senders is None:
+            senders = self._senders = {}
+        task = trio.lowlevel.current_task()
+        senders[task] = envelope
+
+        def abort(_: object) -> Abort:
+            del senders[task]
+            return Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    @enable_ki_protection
+    def take_nowait(self) -> Envelope | None:
+        """The next envelope; ``None`` if there is none yet, :data:`CLOSED` if there will be none."""
+        senders = self._senders
+        if self._buffer:
+            envelope = self._buffer.popleft()
+            if senders:  # room for the oldest waiting sender
+                task = next(iter(senders))
+                self._buffer.append(senders.pop(task))
+                trio.lowlevel.reschedule(task)
+            return envelope
+        if senders:  # a rendezvous (capacity 0)
+            task = next(iter(senders))
+            envelope = senders.pop(task)
+            trio.lowlevel.reschedule(task)
+            return envelope
+        if self.closed:
+            return CLOSED
+        return None
+
+    @enable_ki_protection
+    async def take(self) -> Envelope:
+        """Wait for the next envelope (:data:`CLOSED` once closed and empty).
+
+        Only the actor's own task receives, after :meth:`take_nowait` found
+        nothing; a cancelled wait takes nothing.
+        """
+        envelope = self.take_nowait()
+        if envelope is not None:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return envelope
+        assert self._receiver is None, "a mailbox has one receiver"
+        self._receiver = trio.lowlevel.current_task()
+
+        def abort(_: object) -> Abort:
+            self._receiver = None
+            return Abort.SUCCEEDED
+
+        return await trio.lowlevel.wait_task_rescheduled(abort)  # type: ignore[no-any-return]
+
+    @enable_ki_protection
+    def close(self) -> None:
+        """Take no more envelopes: waiting senders get ``ClosedResourceError``,
+        the receiver gets :data:`CLOSED` once the buffer is empty."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._receiver is not None:
+            receiver, self._receiver = self._receiver, None
+            trio.lowlevel.reschedule(receiver, outcome.Value(CLOSED))
+        if self._senders:
+            for task in self._senders:
+                trio.lowlevel.reschedule(task, outcome.Error(trio.ClosedResourceError()))
+            self._senders.clear()
+
+    @enable_ki_protection
+    def drain(self) -> list[Envelope]:
+        """Close the mailbox and return what was still queued in it."""
+        self.close()
+        left = list(self._buffer)
+        self._buffer.clear()
+        return left
 
 
 @final

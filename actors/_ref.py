@@ -29,7 +29,7 @@ def deliver_nowait(cell: Cell, envelope: tuple[object, Reply[object] | None], ac
     """Put *envelope* in *cell*'s mailbox or raise; ``trio.WouldBlock`` if full."""
     if cell.state is not State.RUNNING:
         raise cell.stopped_error(action)
-    cell.send.send_nowait(envelope)
+    cell.mailbox.put_nowait(envelope)
 
 
 async def deliver(cell: Cell, envelope: tuple[object, Reply[object] | None], action: str) -> None:
@@ -38,11 +38,11 @@ async def deliver(cell: Cell, envelope: tuple[object, Reply[object] | None], act
     if cell.state is not State.RUNNING:
         raise cell.stopped_error(action)
     try:
-        cell.send.send_nowait(envelope)
+        cell.mailbox.put_nowait(envelope)
     except trio.WouldBlock:
         try:
-            await cell.send.send(envelope)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            await cell.mailbox.put(envelope)
+        except trio.ClosedResourceError:
             raise cell.stopped_error(action) from None
 
 
@@ -244,7 +244,7 @@ class ActorRef(Generic[M, R], metaclass=NoPublicConstructor):
             name=cell.name,
             parent=None if cell.parent is None else cell.parent.name,
             state=cell.state.value,
-            mailbox_used=cell.receive.statistics().current_buffer_used,
+            mailbox_used=len(cell.mailbox),
             mailbox_size=cell.mailbox_size,
             handled=cell.handled,
             restarts=cell.restarts,

@@ -8,7 +8,7 @@ import trio
 import trio.testing
 
 import actors
-from actors._mailbox import DEFAULT_MAILBOX_SIZE, Reply
+from actors._mailbox import CLOSED, DEFAULT_MAILBOX_SIZE, Mailbox, Reply
 
 SIZE_TAIL = r"Give a whole number of messages, 0 or more \(0 means every tell waits for the handler\)\."
 
@@ -129,3 +129,116 @@ async def test_reply_raises_the_error_it_was_sent() -> None:
     reply.send(outcome.Error(KeyError("k")))
     with pytest.raises(KeyError, match=r"^'k'$"):
         await reply.wait()
+
+
+# -- the Mailbox itself ----------------------------------------------------------
+
+
+async def test_senders_waiting_for_room_get_in_in_the_order_they_waited() -> None:
+    mailbox = Mailbox(1)
+    mailbox.put_nowait((0, None))
+    async with trio.open_nursery() as nursery:
+        for i in (1, 2, 3):
+            nursery.start_soon(mailbox.put, (i, None))
+            await trio.testing.wait_all_tasks_blocked()
+        taken = []
+        for _ in range(4):
+            envelope = await mailbox.take()
+            taken.append(envelope[0])
+            await trio.testing.wait_all_tasks_blocked()
+    assert taken == [0, 1, 2, 3]
+    assert len(mailbox) == 0
+
+
+async def test_a_new_sender_does_not_overtake_one_already_waiting() -> None:
+    mailbox = Mailbox(1)
+    mailbox.put_nowait(("first", None))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(mailbox.put, ("second", None))
+        await trio.testing.wait_all_tasks_blocked()
+        assert mailbox.take_nowait() == ("first", None)  # "second" moves into the room
+        nursery.start_soon(mailbox.put, ("third", None))
+        await trio.testing.wait_all_tasks_blocked()
+        assert mailbox.take_nowait() == ("second", None)
+        assert mailbox.take_nowait() == ("third", None)
+    assert mailbox.take_nowait() is None
+
+
+async def test_a_cancelled_put_leaves_nothing_behind(autojump_clock: trio.testing.MockClock) -> None:
+    mailbox = Mailbox(0)
+    with trio.move_on_after(1) as scope:
+        await mailbox.put(("lost", None))
+    assert scope.cancelled_caught
+    assert mailbox.take_nowait() is None
+    mailbox.close()
+    assert mailbox.take_nowait() is CLOSED
+
+
+async def test_a_cancelled_take_takes_nothing(autojump_clock: trio.testing.MockClock) -> None:
+    mailbox = Mailbox(1)
+    with trio.move_on_after(1) as scope:
+        await mailbox.take()
+    assert scope.cancelled_caught
+    mailbox.put_nowait(("kept", None))  # not handed to the cancelled receiver
+    assert mailbox.take_nowait() == ("kept", None)
+
+
+async def test_a_rendezvous_hands_the_message_straight_to_the_waiting_receiver() -> None:
+    mailbox = Mailbox(0)
+    with pytest.raises(trio.WouldBlock):
+        mailbox.put_nowait(("nobody waits", None))
+    async with trio.open_nursery() as nursery:
+        got: list[object] = []
+
+        async def receive() -> None:
+            got.append(await mailbox.take())
+
+        nursery.start_soon(receive)
+        await trio.testing.wait_all_tasks_blocked()
+        mailbox.put_nowait(("handed", None))
+    assert got == [("handed", None)]
+    assert len(mailbox) == 0
+
+
+async def test_closing_wakes_the_waiting_receiver_with_closed() -> None:
+    mailbox = Mailbox(1)
+    got: list[object] = []
+
+    async def receive() -> None:
+        got.append(await mailbox.take())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(receive)
+        await trio.testing.wait_all_tasks_blocked()
+        mailbox.close()
+    assert got == [CLOSED]
+    with pytest.raises(trio.ClosedResourceError):
+        mailbox.put_nowait(("after", None))
+
+
+async def test_closing_fails_the_senders_waiting_for_room() -> None:
+    mailbox = Mailbox(0)
+    refused: list[BaseException] = []
+
+    async def send() -> None:
+        try:
+            await mailbox.put(("late", None))
+        except trio.ClosedResourceError as exc:
+            refused.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(send)
+        nursery.start_soon(send)
+        await trio.testing.wait_all_tasks_blocked()
+        mailbox.close()
+    assert len(refused) == 2
+    assert mailbox.take_nowait() is CLOSED
+
+
+async def test_drain_closes_and_returns_what_was_queued_in_order() -> None:
+    mailbox = Mailbox(3)
+    for i in range(3):
+        mailbox.put_nowait((i, None))
+    assert mailbox.drain() == [(0, None), (1, None), (2, None)]
+    assert mailbox.closed
+    assert mailbox.take_nowait() is CLOSED
