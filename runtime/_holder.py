@@ -145,7 +145,9 @@ class _Holder(actors.Actor[None, None]):
     Its one message runs its whole life, so that building and closing happen in
     the same task (an async context manager from a builder is entered and
     exited here). Idle eviction is a cancel scope whose deadline moves: to
-    infinity while leased, to ``now + idle_timeout`` when the last lease ends.
+    infinity while leased or while a run is in flight (a run may outlive its
+    session), to ``now + idle_timeout`` when the last lease or the last run
+    ends, whichever is later.
     """
 
     mailbox_size = 1
@@ -162,6 +164,9 @@ class _Holder(actors.Actor[None, None]):
         self.error: WorkflowBuildError | None = None
         self.leases = 0
         self.waiting = 0
+        # Runs submitted and not yet ended: a run outlives its session's block,
+        # and a workflow with runs in flight is not idle.
+        self.in_flight = 0
         self.idle_since = trio.current_time()
         self.idle_scope: trio.CancelScope | None = None
         counters = (manager._totals,) if user is None else (manager._totals, user.counters)
@@ -185,8 +190,8 @@ class _Holder(actors.Actor[None, None]):
             self.reschedule()
 
     def deadline(self) -> float:
-        """When the holder closes if nothing changes: never while leased or awaited."""
-        if self.leases or self.waiting:
+        """When the holder closes if nothing changes: never while leased, awaited or running."""
+        if self.leases or self.waiting or self.in_flight:
             return math.inf
         if self.manager._state != _OPEN:
             return -math.inf
@@ -305,7 +310,7 @@ class _Holder(actors.Actor[None, None]):
                         self.idle_scope = scope
                         await trio.sleep_forever()
                     self.idle_scope = None
-                    if not (self.leases or self.waiting):
+                    if not (self.leases or self.waiting or self.in_flight):
                         evicted = self.manager._state == _OPEN
                         break
             finally:
@@ -350,7 +355,17 @@ class _Holder(actors.Actor[None, None]):
                 "its workflow. Open sessions inside the manager's `async with` block."
             )
             raise SessionClosedError(msg)
+        # Counted before the task starts, so that the holder is never idle in between.
+        # The idle deadline is already infinite: the submitting session holds a lease.
+        self.in_flight += 1
         runs.start_soon(self._run, job)
+
+    def _run_ended(self) -> None:
+        """One run is over: the idle timer starts if it was the last use."""
+        self.in_flight -= 1
+        if not (self.in_flight or self.leases or self.waiting):
+            self.idle_since = trio.current_time()
+            self.reschedule()
 
     async def _run(self, job: _Job) -> None:
         """The task that runs the workflow: it takes and frees the limiters.
@@ -391,6 +406,9 @@ class _Holder(actors.Actor[None, None]):
             job.error = exc
             outcome = "error"
         finally:
+            # First, so that an error below cannot keep the workflow loaded for good;
+            # nothing here awaits, so the holder acts on it only once the run is over.
+            self._run_ended()
             for limiter in reversed(limiters[:held]):
                 limiter.release_on_behalf_of(job)
             now = trio.current_time()

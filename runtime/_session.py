@@ -133,10 +133,11 @@ class SessionManager(Generic[T]):
     it doubles with each failure in a row, from *build_retry_backoff* up to
     *max_build_retry_backoff*.
 
-    A per-user workflow with no open session for *idle_timeout* seconds is
-    closed (evicted); its next session builds it again. The idle timer is a
-    cancel-scope deadline pushed back by each session, not a periodic sweep,
-    and it never runs while a session holds the workflow. Metrics survive
+    A per-user workflow with no open session and no run in flight for
+    *idle_timeout* seconds is closed (evicted); its next session builds it
+    again. The idle timer is a cancel-scope deadline pushed back by each
+    session, not a periodic sweep, and it never runs while a session holds
+    the workflow or a run (which may outlive its session) is in flight. Metrics survive
     eviction: the manager keeps a small record (counters, limiter, back-off)
     for each user it has seen, until its block ends.
 

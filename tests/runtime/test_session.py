@@ -609,6 +609,40 @@ async def test_each_use_pushes_the_eviction_deadline_back(autojump_clock: trio.t
         assert manager.metrics("ada").builds == 1
 
 
+async def test_a_run_in_flight_keeps_its_workflow_loaded_after_its_session_closed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    builds = Builds(entry=nap)
+
+    def loaded() -> tuple[int, int, int]:
+        metrics = manager.metrics("ada")
+        return metrics.builds, metrics.evictions, metrics.loaded
+
+    async with rt.SessionManager(builder=builds, idle_timeout=5) as manager, trio.open_nursery() as nursery:
+        async with manager.session(user_id="ada") as session:
+            nursery.start_soon(session.run, 10)  # outlives the session's block
+            await trio.testing.wait_all_tasks_blocked()
+        await trio.sleep(8)
+        await trio.testing.wait_all_tasks_blocked()
+        # Past idle_timeout since the lease ended, but a run is in flight: not idle.
+        assert loaded() == (1, 0, 1)
+        async with manager.session(user_id="ada") as session:
+            # The loaded workflow, at once: no wait for an eviction to finish, no build.
+            assert trio.current_time() == 8
+            assert await session.run(0) == 0
+        assert loaded() == (1, 0, 1)
+        # The run ends at 10, after the last lease (8): the idle timer counts from 10.
+        await trio.sleep(14.5 - trio.current_time())
+        await trio.testing.wait_all_tasks_blocked()
+        assert loaded() == (1, 0, 1)
+        await trio.sleep(0.5)
+        await trio.testing.wait_all_tasks_blocked()
+        assert loaded() == (1, 1, 0)
+        assert manager.users() == []
+        assert [user for user, _ in builds.closed] == ["ada"]
+    assert manager.metrics("ada").ok == 2
+
+
 # -- concurrency -----------------------------------------------------------------
 
 
