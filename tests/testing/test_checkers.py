@@ -378,9 +378,14 @@ def test_the_kit_finds_a_batch_that_is_not_concurrent(monkeypatch: pytest.Monkey
         return results
 
     monkeypatch.setattr(runtime.testing._calltrees, "call_batch", one_by_one)
-    spec = find(rtt.flows(), lambda s: _outcome_violation(s) is not None, settings=settings(database=None, max_examples=500))
+    # derandomize: the search and its shrink are the same on every run, so the size bound holds
+    spec = find(
+        rtt.flows(),
+        lambda s: _outcome_violation(s) is not None,
+        settings=settings(database=None, max_examples=500, derandomize=True),
+    )
     # shrunk to a small tree with a batch in it
-    assert spec.tree.size <= 8
+    assert spec.tree.size <= 8, spec
     assert any(c.batched and len(c.children) >= 2 for c in spec.tree.calls())
     message = _outcome_violation(spec) or ""
     assert re.search(r"the entry point n0 ended after \d+ s of Trio time, but its calls take \d+ s\.$", message), message
