@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, NoReturn, TypeVar
 
 from ._mailbox import DEFAULT_MAILBOX_SIZE
 
@@ -90,6 +90,25 @@ class Actor(Generic[M, R]):
             raise RuntimeError(msg)
         return cell.ref  # type: ignore[return-value]
 
+    def spawn_nowait(
+        self,
+        actor: Actor[CM, CR] | Callable[[], Actor[CM, CR]],
+        *,
+        name: str | None = None,
+        mailbox_size: int | None = None,
+        supervision: Supervision | None = None,
+    ) -> ActorRef[CM, CR]:
+        """Like :meth:`spawn`, from synchronous code (it never blocks).
+
+        .. versionadded:: 0.1
+        """
+        cell = self._cell
+        if cell is None or cell.nursery is None:
+            self._refuse_spawn("spawn_nowait")
+        return cell.system.spawn_nowait(
+            actor, name=name, mailbox_size=mailbox_size, supervision=supervision, _parent=cell
+        )
+
     async def spawn(
         self,
         actor: Actor[CM, CR] | Callable[[], Actor[CM, CR]],
@@ -110,17 +129,21 @@ class Actor(Generic[M, R]):
         """
         cell = self._cell
         if cell is None or cell.nursery is None:
-            if cell is not None and not type(self).keeps_nursery:
-                msg = (
-                    f"{type(self).__qualname__}.spawn(): this actor keeps no nursery (keeps_nursery = False). "
-                    "Spawn children inside `async with actors.open_nursery() as nursery:` instead."
-                )
-            else:
-                msg = (
-                    f"{type(self).__qualname__}.spawn() was called while the actor is not running. "
-                    "Spawn children from on_start() or handle()."
-                )
-            raise RuntimeError(msg)
+            self._refuse_spawn("spawn")
         return await cell.system.spawn(
             actor, name=name, mailbox_size=mailbox_size, supervision=supervision, _parent=cell
         )
+
+    def _refuse_spawn(self, method: str) -> NoReturn:
+        """Raise the error for spawning a child when this actor has no nursery to put it in."""
+        if self._cell is not None and not self.keeps_nursery:
+            msg = (
+                f"{type(self).__qualname__}.{method}(): this actor keeps no nursery (keeps_nursery = False). "
+                "Spawn children inside `async with actors.open_nursery() as nursery:` instead."
+            )
+        else:
+            msg = (
+                f"{type(self).__qualname__}.{method}() was called while the actor is not running. "
+                "Spawn children from on_start() or handle()."
+            )
+        raise RuntimeError(msg)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NoReturn
 import outcome
 import trio
 
+from ._actor import Actor
 from ._exceptions import ActorStoppedError
 from ._mailbox import CLOSED, Mailbox, Reply
 from ._ref import ActorRef, State
@@ -21,13 +22,15 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
-    from ._actor import Actor
     from ._supervision import Supervision
     from ._system import ActorSystem
 
 # Messages handled back to back from a non-empty mailbox before the actor
 # yields to the scheduler anyway, so a busy actor cannot starve its peers.
 _FAIRNESS_BATCH = 32
+
+_DEFAULT_ON_START = Actor.on_start
+_DEFAULT_ON_STOP = Actor.on_stop
 
 #: The actor whose task is running, for :func:`actors.open_nursery`. Trio
 #: copies it into tasks the actor starts, so it is reset in each actor's task.
@@ -190,12 +193,17 @@ class Cell:
                 scope = self.scope = holder.cancel_scope
                 if isinstance(holder, trio.Nursery):
                     self.nursery = holder
-                scope.shield = actor.shielded
+                if actor.shielded:  # the setter recomputes cancel state: only when needed
+                    scope.shield = True
                 if self.cancelled:
                     scope.cancel()
                 try:
-                    await trio.lowlevel.checkpoint_if_cancelled()
-                    serving = await self._start()
+                    # Most actors have no hooks: skip them, and their checkpoints
+                    # (the loop's first checkpoint notices an early cancel).
+                    serving = True
+                    if type(actor).on_start is not _DEFAULT_ON_START:
+                        await trio.lowlevel.checkpoint_if_cancelled()
+                        serving = await self._start()
                     batch = 0
                     while serving:
                         # Yield, or notice a cancel, *before* taking a message:
@@ -212,8 +220,9 @@ class Cell:
                         else:
                             batch += 1
                         if envelope is CLOSED:
-                            await trio.lowlevel.checkpoint_if_cancelled()
-                            await self._stop_hook()
+                            if type(self.actor).on_stop is not _DEFAULT_ON_STOP:
+                                await trio.lowlevel.checkpoint_if_cancelled()
+                                await self._stop_hook()
                             break
                         serving = await self._handle(*envelope)
                 except Exception as exc:
@@ -221,8 +230,9 @@ class Cell:
                     scope.cancel()
                 finally:
                     # Children die with their parent: ask them to drain and end.
-                    for child in list(self.children.values()):
-                        child.request_stop()
+                    if self.children:
+                        for child in list(self.children.values()):
+                            child.request_stop()
         except BaseExceptionGroup as group:
             failure = self._escalated(failure, group)
         finally:

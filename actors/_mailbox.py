@@ -179,10 +179,12 @@ class Mailbox:
             self._senders.clear()
 
     @enable_ki_protection
-    def drain(self) -> list[Envelope]:
+    def drain(self) -> tuple[Envelope, ...]:
         """Close the mailbox and return what was still queued in it."""
         self.close()
-        left = list(self._buffer)
+        if not self._buffer:
+            return ()
+        left = tuple(self._buffer)
         self._buffer.clear()
         return left
 

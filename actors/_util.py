@@ -16,4 +16,4 @@ class NoPublicConstructor(type):
         raise TypeError(msg)
 
     def _create(cls: type[T], *args: object, **kwargs: object) -> T:
-        return super().__call__(*args, **kwargs)  # type: ignore[misc, no-any-return]
+        return type.__call__(cls, *args, **kwargs)  # type: ignore[no-any-return]

@@ -96,6 +96,15 @@ async def test_spawn_from_an_actor_that_is_not_running_raises() -> None:
         await Logged([]).spawn(Logged([]))
 
 
+async def test_spawn_nowait_from_an_actor_that_is_not_running_raises() -> None:
+    with pytest.raises(
+        RuntimeError,
+        match=r"^Logged\.spawn_nowait\(\) was called while the actor is not running\. "
+        r"Spawn children from on_start\(\) or handle\(\)\.$",
+    ):
+        Logged([]).spawn_nowait(Logged([]))
+
+
 async def test_an_instance_cannot_run_twice_at_once() -> None:
     async with actors.open_system() as system:
         actor = Logged([])
@@ -152,6 +161,30 @@ async def test_a_child_is_stopped_with_its_parent() -> None:
         assert await child.ask("hi") == "hi"
         await parent.stop()
         # The parent's task ends only after its child's.
+        assert not child.is_alive
+        assert flags == {"child alive at parent stop": True, "leaf stopped": True}
+
+
+class SyncParent(Parent):
+    """Spawns its child from synchronous code, in its handler."""
+
+    async def on_start(self) -> None:
+        pass
+
+    async def handle(self, message: str) -> actors.ActorRef[str, str]:
+        if self.child is None:
+            self.child = self.spawn_nowait(Leaf(self.flags), name="leaf")
+        return self.child
+
+
+async def test_a_child_spawned_without_waiting_is_the_parents_and_stops_with_it() -> None:
+    flags: dict[str, bool] = {}
+    async with actors.open_system() as system:
+        parent = await system.spawn(SyncParent(flags), name="parent")
+        child = await parent.ask("child?")
+        assert child.statistics().parent == "parent"
+        assert await child.ask("hi") == "hi"
+        await parent.stop()
         assert not child.is_alive
         assert flags == {"child alive at parent stop": True, "leaf stopped": True}
 

@@ -239,6 +239,6 @@ async def test_drain_closes_and_returns_what_was_queued_in_order() -> None:
     mailbox = Mailbox(3)
     for i in range(3):
         mailbox.put_nowait((i, None))
-    assert mailbox.drain() == [(0, None), (1, None), (2, None)]
+    assert mailbox.drain() == ((0, None), (1, None), (2, None))
     assert mailbox.closed
     assert mailbox.take_nowait() is CLOSED

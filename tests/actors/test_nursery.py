@@ -125,6 +125,8 @@ class Light(actors.Actor[str, object]):
     async def handle(self, message: str) -> object:
         if message == "spawn":
             return await self.spawn(Child(self.log))
+        if message == "spawn_nowait":
+            return self.spawn_nowait(Child(self.log))
         if message == "block":
             try:
                 await trio.sleep_forever()
@@ -145,6 +147,8 @@ async def test_an_actor_without_a_nursery_spawns_only_in_blocks() -> None:
             r"Spawn children inside `async with actors\.open_nursery\(\) as nursery:` instead\.$",
         ):
             await ref.ask("spawn")
+        with pytest.raises(RuntimeError, match=r"^Light\.spawn_nowait\(\): this actor keeps no nursery"):
+            await ref.ask("spawn_nowait")
         assert await ref.ask("hi") == "hi"
         assert log == ["handled hi", "child stopped"]
 
