@@ -145,6 +145,24 @@ class Run:
         self._ids += 1
         return f"r{self._ids}"
 
+    def record_nowait(
+        self,
+        kind: EventKind,
+        request_id: str | None = None,
+        parent_id: str | None = None,
+        node: str | None = None,
+        data: object = None,
+    ) -> bool:
+        """Queue one event for the coordinator, in order; return whether a :meth:`flush` is due.
+
+        Records go to the coordinator in batches (of one when somebody
+        subscribes). The hot paths call this rather than :meth:`record`, and
+        await :meth:`flush` only when it says so.
+        """
+        pending = self._pending
+        pending.append((kind, request_id, parent_id, node, data, trio.current_time() - self._t0))
+        return len(pending) >= self._batch
+
     async def record(
         self,
         kind: EventKind,
@@ -153,28 +171,32 @@ class Run:
         node: str | None = None,
         data: object = None,
     ) -> None:
-        """Queue one event for the coordinator, in order.
-
-        Records go to the coordinator in batches (of one when somebody
-        subscribes); this waits only while the coordinator's mailbox is full.
-        """
-        pending = self._pending
-        pending.append((kind, request_id, parent_id, node, data, trio.current_time() - self._t0))
-        if len(pending) >= self._batch:
+        """Queue one event for the coordinator, in order; wait only while its mailbox is full."""
+        if self.record_nowait(kind, request_id, parent_id, node, data):
             await self.flush()
 
+    @property
+    def flush_due(self) -> bool:
+        """Whether the queued records make a batch: :meth:`flush` them."""
+        return len(self._pending) >= self._batch
+
+    def flush_nowait(self) -> bool:
+        """Send the queued records if the coordinator's mailbox has room; return whether it had."""
+        if self._pending:
+            assert self.coordinator is not None
+            try:
+                self.coordinator.tell_nowait(self._pending)
+            except actors.MailboxFullError:
+                return False
+            self._pending = []
+        return True
+
     async def flush(self) -> None:
-        """Send the queued records to the coordinator."""
-        batch = self._pending
-        if not batch:
-            return
-        self._pending = []
-        coordinator = self.coordinator
-        assert coordinator is not None
-        try:
-            coordinator.tell_nowait(batch)
-        except actors.MailboxFullError:
-            await coordinator.tell(batch)
+        """Send the queued records to the coordinator, waiting while its mailbox is full."""
+        if not self.flush_nowait():
+            assert self.coordinator is not None
+            batch, self._pending = self._pending, []
+            await self.coordinator.tell(batch)
 
     async def record_shielded(
         self, kind: EventKind, request_id: str, parent_id: str | None, node: str, data: object
@@ -226,10 +248,20 @@ class Coordinator(actors.Actor[list[_Record], None]):
             )
 
     async def handle(self, message: list[_Record]) -> None:
-        for record in message:
-            await self._apply(*record)
+        if self._publisher is None:
+            for record in message:
+                self._apply(*record)
+            return
+        for kind, request_id, parent_id, node, data, offset in message:
+            if kind is EventKind.RUN_FINISHED:
+                for request in self._end_unfinished(offset):
+                    await self._publish(
+                        EventKind.REQUEST_CANCELLED, request.id, request.parent_id, request.node, None, offset
+                    )
+            data = self._apply(kind, request_id, parent_id, node, data, offset)
+            await self._publish(kind, request_id, parent_id, node, data, offset)
 
-    async def _apply(
+    def _apply(
         self,
         kind: EventKind,
         request_id: str | None,
@@ -237,7 +269,8 @@ class Coordinator(actors.Actor[list[_Record], None]):
         node: str | None,
         data: object,
         offset: float,
-    ) -> None:
+    ) -> object:
+        """Apply one record to the request tree; return the data its event carries."""
         requests = self._run.state.requests
         if kind is EventKind.REQUEST_CREATED:
             assert request_id is not None
@@ -266,16 +299,21 @@ class Coordinator(actors.Actor[list[_Record], None]):
             assert isinstance(data, dict)
             self._run.state._append_log({"request": request_id, "node": node, **data}, offset)
         elif kind is EventKind.RUN_FINISHED:
-            # Requests whose node never started (cancelled first) end with the
-            # run; say so, so every request's events end with its outcome.
-            for request in requests.values():
-                if not request.status.is_final:
-                    request.status = Status.CANCELLED
-                    request.finished_at = offset
-                    await self._publish(
-                        EventKind.REQUEST_CANCELLED, request.id, request.parent_id, request.node, None, offset
-                    )
-        await self._publish(kind, request_id, parent_id, node, data, offset)
+            self._end_unfinished(offset)
+        return data
+
+    def _end_unfinished(self, offset: float) -> list[Request]:
+        """End the requests whose node never started (cancelled first) with the run.
+
+        So every request's events end with its outcome; returns them.
+        """
+        ended = []
+        for request in self._run.state.requests.values():
+            if not request.status.is_final:
+                request.status = Status.CANCELLED
+                request.finished_at = offset
+                ended.append(request)
+        return ended
 
     async def _publish(
         self,
@@ -286,8 +324,7 @@ class Coordinator(actors.Actor[list[_Record], None]):
         data: object,
         offset: float,
     ) -> None:
-        if self._publisher is None:
-            return
+        assert self._publisher is not None
         event = Event(self._run.state.job_id, self._seq, kind, offset, request_id, parent_id, node, data)
         self._seq += 1
         await self._publisher.tell(event)
@@ -354,7 +391,10 @@ class NodeActor(actors.Actor[None, object]):
             raise
         finally:
             self.ref.stop_nowait()
-        await run.record(EventKind.REQUEST_SUCCEEDED, self.request_id, self.parent_id, self.node.name, result)
+        if run.record_nowait(
+            EventKind.REQUEST_SUCCEEDED, self.request_id, self.parent_id, self.node.name, result
+        ):
+            await run.flush()
         return result
 
     async def call(self, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]) -> object:
@@ -365,7 +405,10 @@ class NodeActor(actors.Actor[None, object]):
         """
         if self.keeps_nursery:
             child = self._child(node, args, kwargs)
-            await self.run.record(EventKind.REQUEST_CREATED, child.request_id, self.request_id, node.name)
+            if self.run.record_nowait(
+                EventKind.REQUEST_CREATED, child.request_id, self.request_id, node.name
+            ):
+                await self.run.flush()
             ref = await self.spawn(child, name=f"{node.name} ({child.request_id})")
             reply = ref.ask_nowait(None)
             try:
@@ -376,7 +419,9 @@ class NodeActor(actors.Actor[None, object]):
                     with trio.CancelScope(shield=True):
                         await ref.wait_stopped()
         async with actors.open_nursery() as nursery:
-            reply = (await self._spawn_child(nursery, node, args, kwargs)).ref.ask_nowait(None)
+            reply = self._spawn_child(nursery, node, args, kwargs).ref.ask_nowait(None)
+            if self.run.flush_due:
+                await self.run.flush()
         return await reply.wait()
 
     async def call_batch(
@@ -399,11 +444,13 @@ class NodeActor(actors.Actor[None, object]):
                     nursery.cancel_scope.cancel()
 
             for args in arg_sets:
-                child = await self._spawn_child(nursery, node, args, {})
+                child = self._spawn_child(nursery, node, args, {})
                 if not return_exceptions:
                     child.on_failure = on_failure
                 children.append(child)
                 replies.append(child.ref.ask_nowait(None))
+                if self.run.flush_due:
+                    await self.run.flush()
         if failures:
             for child in children:
                 if not child.started:
@@ -426,26 +473,32 @@ class NodeActor(actors.Actor[None, object]):
             self.run, node, self.run.next_request_id(), self.request_id, (*self.path, node.name), args, kwargs
         )
 
-    async def _spawn_child(
+    def _spawn_child(
         self,
         nursery: actors.ActorNursery,
         node: AnyNode,
         args: tuple[object, ...],
         kwargs: Mapping[str, object],
     ) -> NodeActor:
-        """Start a child request in *nursery*: a batch member, or a call from a node without a nursery."""
+        """Start a child request in *nursery*: a batch member, or a call from a node without a nursery.
+
+        Its creation is queued for the coordinator; the caller flushes when due.
+        """
         child = self._child(node, args, kwargs)
         child.keeps_nursery = False
-        await self.run.record(EventKind.REQUEST_CREATED, child.request_id, self.request_id, node.name)
+        self.run.record_nowait(EventKind.REQUEST_CREATED, child.request_id, self.request_id, node.name)
         nursery.spawn_nowait(child, name=f"{node.name} ({child.request_id})")
         return child
 
 
 class RunActor(actors.Actor[None, "RunResult[object]"]):
-    """The run itself: owns its cancel scope and its book-keeping actors."""
+    """The run itself: owns its cancel scope and its book-keeping actors.
+
+    Its children are the coordinator (with the publisher under it) and the
+    entry node; it handles one message, the run, and ends once they have.
+    """
 
     mailbox_size = 1
-    keeps_nursery = False  # its children live in the block of its one run
 
     def __init__(
         self,
@@ -464,75 +517,77 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
         self.subscriptions = subscriptions
 
     async def handle(self, message: None) -> RunResult[object]:
-        self.ref.stop_nowait()  # one run per actor: end once this message is handled
+        self.ref.stop_nowait()  # one run per actor: end (with the children) once it is handled
         run = self.run
         state = run.state
         status = Status.FAILED
         result: object = None
         error: BaseException | None = None
         entry: actors.ActorRef[None, object] | None = None
-        # The block's children: the coordinator (with the publisher under it)
-        # and the entry node. Leaving it waits for them all.
-        async with actors.open_nursery() as nursery:
-            coordinator = nursery.spawn_nowait(
-                Coordinator(run, self.callbacks, self.subscriptions), name="coordinator"
-            )
-            run.start(coordinator, publishing=bool(self.callbacks or self.subscriptions))
-            current_frame.set(Frame(run, None))
-            deadline = math.inf if run.timeout is None else trio.current_time() + run.timeout
-            try:
-                with trio.CancelScope(deadline=deadline) as scope:
-                    run.nodes_scope = scope
-                    await run.record(EventKind.RUN_STARTED, data=run.flow_name)
-                    request_id = run.next_request_id()
-                    await run.record(EventKind.REQUEST_CREATED, request_id, None, self.entry.name)
-                    entry = nursery.spawn_nowait(
-                        NodeActor(
-                            run, self.entry, request_id, None, (self.entry.name,), self.args, self.kwargs
-                        ),
-                        name=f"{self.entry.name} ({request_id})",
-                    )
-                    try:
-                        result = await entry.ask_nowait(None).wait()
-                        status = Status.COMPLETED
-                    except Exception as exc:
-                        error = exc
-                if run.first_error is not None:
-                    status, error, result = Status.FAILED, run.first_error, None
-                elif scope.cancelled_caught:
-                    status, result = Status.TIMED_OUT, None
-                    error = RunTimeoutError(
-                        f"Flow {run.flow_name!r} (run {state.job_id}) timed out after {run.timeout} s; "
-                        "every node of it was cancelled and its finally blocks ran."
-                    )
-            except BaseException as exc:
-                status = Status.CANCELLED
-                error = RunCancelledError(
-                    f"Flow {run.flow_name!r} (run {state.job_id}) was cancelled from outside."
-                )
-                error.__cause__ = exc
-                raise
-            finally:
-                with trio.CancelScope(shield=True):
-                    if entry is not None and entry.is_alive:
-                        entry.cancel()
-                        await entry.wait_stopped()
-                    state.status = status
-                    state.error = None if error is None else ErrorSummary.from_exception(error)
-                    state.result = None if status is not Status.COMPLETED else summarize(result)
-                    await run.record(
-                        EventKind.RUN_FINISHED,
-                        data={
-                            "status": status.value,
-                            "result": state.result,
-                            "error": None
-                            if state.error is None
-                            else f"{state.error.type}: {state.error.message}",
-                        },
-                    )
+        reply: actors.Reply[object] | None = None
+        coordinator = self.spawn_nowait(
+            Coordinator(run, self.callbacks, self.subscriptions), name="coordinator"
+        )
+        run.start(coordinator, publishing=bool(self.callbacks or self.subscriptions))
+        current_frame.set(Frame(run, None))
+        deadline = math.inf if run.timeout is None else trio.current_time() + run.timeout
+        try:
+            with trio.CancelScope(deadline=deadline) as scope:
+                run.nodes_scope = scope
+                run.record_nowait(EventKind.RUN_STARTED, data=run.flow_name)
+                request_id = run.next_request_id()
+                if run.record_nowait(EventKind.REQUEST_CREATED, request_id, None, self.entry.name):
                     await run.flush()
-                    state.finished_at = state._wall_time(run.offset())
-                    # The coordinator drains what is queued, then its publisher
-                    # what it holds; leaving the block waits for both.
-                    coordinator.stop_nowait()
+                entry = self.spawn_nowait(
+                    NodeActor(run, self.entry, request_id, None, (self.entry.name,), self.args, self.kwargs),
+                    name=f"{self.entry.name} ({request_id})",
+                )
+                reply = entry.ask_nowait(None)
+                try:
+                    result = await reply.wait()
+                    status = Status.COMPLETED
+                except Exception as exc:
+                    error = exc
+            if run.first_error is not None:
+                status, error, result = Status.FAILED, run.first_error, None
+            elif scope.cancelled_caught:
+                status, result = Status.TIMED_OUT, None
+                error = RunTimeoutError(
+                    f"Flow {run.flow_name!r} (run {state.job_id}) timed out after {run.timeout} s; "
+                    "every node of it was cancelled and its finally blocks ran."
+                )
+        except BaseException as exc:
+            status = Status.CANCELLED
+            error = RunCancelledError(
+                f"Flow {run.flow_name!r} (run {state.job_id}) was cancelled from outside."
+            )
+            error.__cause__ = exc
+            raise
+        finally:
+            # Scopes only where a wait is left, so the common end costs none.
+            if entry is not None and reply is not None and not reply.done:
+                # The wait was cut short (timeout, end_on_error, outside cancel): the
+                # entry node and everything under it end, finally blocks run,
+                # before the run's last record.
+                entry.cancel()
+                with trio.CancelScope(shield=True):
+                    await entry.wait_stopped()
+            state.status = status
+            state.error = None if error is None else ErrorSummary.from_exception(error)
+            state.result = None if status is not Status.COMPLETED else summarize(result)
+            run.record_nowait(
+                EventKind.RUN_FINISHED,
+                data={
+                    "status": status.value,
+                    "result": state.result,
+                    "error": None if state.error is None else f"{state.error.type}: {state.error.message}",
+                },
+            )
+            if not run.flush_nowait():
+                with trio.CancelScope(shield=True):
+                    await run.flush()
+            state.finished_at = state._wall_time(run.offset())
+            # The coordinator drains what is queued, then its publisher what
+            # it holds; this actor ends only once both have.
+            coordinator.stop_nowait()
         return RunResult(state, result, error)

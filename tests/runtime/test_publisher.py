@@ -107,7 +107,9 @@ async def test_failed_request_event_carries_the_error_summary() -> None:
     assert result.status is rt.Status.FAILED
     _assert_causal(seen)
     failed = [e for e in seen if e.kind is K.REQUEST_FAILED]
-    assert [(e.request_id, e.data) for e in failed] == [("r1", rt.ErrorSummary("ValueError", "broken", ("broken",)))]
+    assert [(e.request_id, e.data) for e in failed] == [
+        ("r1", rt.ErrorSummary("ValueError", "broken", ("broken",)))
+    ]
     assert seen[-1].data == {"status": "failed", "result": None, "error": "ValueError: broken"}
 
 
@@ -159,7 +161,9 @@ async def test_stream_of_a_failing_run_reports_the_error_in_the_last_event() -> 
     assert seen[-1].data == {"status": "failed", "result": None, "error": "ValueError: broken"}
 
 
-async def test_leaving_a_stream_early_cancels_the_run(autojump_clock: trio.abc.Clock, tmp_path: pathlib.Path) -> None:
+async def test_leaving_a_stream_early_cancels_the_run(
+    autojump_clock: trio.abc.Clock, tmp_path: pathlib.Path
+) -> None:
     finally_ran: list[str] = []
 
     @rt.function_node
@@ -227,7 +231,10 @@ async def _drain(events: rt.Subscription, into: list[rt.Event]) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"overflow": "drop"}, r"^overflow='drop': choose 'block' \(backpressure on the run\) or 'fail' \(raise in the subscriber\)\.$"),
+        (
+            {"overflow": "drop"},
+            r"^overflow='drop': choose 'block' \(backpressure on the run\) or 'fail' \(raise in the subscriber\)\.$",
+        ),
         ({"buffer": -1}, r"^buffer=-1: give a number of events, 0 or more\.$"),
     ],
 )
@@ -235,3 +242,28 @@ async def test_bad_stream_options(kwargs: dict[str, object], message: str) -> No
     with pytest.raises(ValueError, match=message):
         async with rt.Flow("f", entry_point=leaf).open_stream((1,), {}, **kwargs):  # type: ignore[arg-type]
             pass  # pragma: no cover
+
+
+async def test_a_run_cancelled_with_its_records_backed_up_still_ends_recorded(
+    autojump_clock: trio.abc.Clock, tmp_path: pathlib.Path
+) -> None:
+    """The subscriber reads nothing, so the publisher, the coordinator's mailbox and
+    the node all wait; leaving the stream then cancels a run whose last records
+    must still get through."""
+    finally_ran: list[str] = []
+
+    @rt.function_node
+    async def flood() -> None:
+        try:
+            for i in range(5000):
+                await rt.broadcast(i)
+        finally:
+            finally_ran.append("flood")
+
+    flow = rt.Flow("flood", entry_point=flood, save_state=True, state_dir=tmp_path)
+    async with flow.open_stream((), {}, buffer=1):
+        await trio.testing.wait_all_tasks_blocked()
+    assert finally_ran == ["flood"]
+    state = rt.read_state_file(tmp_path / "flood.json")
+    assert state.status is rt.Status.CANCELLED
+    assert [r.status for r in state.requests.values()] == [rt.Status.CANCELLED]
