@@ -248,18 +248,16 @@ class Coordinator(actors.Actor[list[_Record], None]):
             )
 
     async def handle(self, message: list[_Record]) -> None:
-        if self._publisher is None:
-            for record in message:
-                self._apply(*record)
-            return
+        # Applying a record never waits; only handing its event to the publisher may.
         for kind, request_id, parent_id, node, data, offset in message:
-            if kind is EventKind.RUN_FINISHED:
-                for request in self._end_unfinished(offset):
+            ended = self._end_unfinished(offset) if kind is EventKind.RUN_FINISHED else ()
+            data = self._apply(kind, request_id, parent_id, node, data, offset)
+            if self._publisher is not None:
+                for request in ended:
                     await self._publish(
                         EventKind.REQUEST_CANCELLED, request.id, request.parent_id, request.node, None, offset
                     )
-            data = self._apply(kind, request_id, parent_id, node, data, offset)
-            await self._publish(kind, request_id, parent_id, node, data, offset)
+                await self._publish(kind, request_id, parent_id, node, data, offset)
 
     def _apply(
         self,
@@ -298,14 +296,12 @@ class Coordinator(actors.Actor[list[_Record], None]):
         elif kind is EventKind.LOG:
             assert isinstance(data, dict)
             self._run.state._append_log({"request": request_id, "node": node, **data}, offset)
-        elif kind is EventKind.RUN_FINISHED:
-            self._end_unfinished(offset)
         return data
 
     def _end_unfinished(self, offset: float) -> list[Request]:
-        """End the requests whose node never started (cancelled first) with the run.
+        """End the requests whose node never started (cancelled first) with the run; return them.
 
-        So every request's events end with its outcome; returns them.
+        So every request's events end with its outcome.
         """
         ended = []
         for request in self._run.state.requests.values():
