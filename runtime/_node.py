@@ -100,7 +100,11 @@ class Node(Generic[P, T]):
         if self.is_async:
             return await cast("Callable[..., Awaitable[T]]", fn)(*args, **kwargs)  # type: ignore[explicit-any]
         if self.thread:
-            return await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))  # type: ignore[arg-type]
+            # A thread cannot be interrupted: a cancel waits for it to return (so no
+            # work outlives the run), then discards what it returned.
+            result = await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))  # type: ignore[arg-type]
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return cast("T", result)
         return cast("Callable[..., T]", fn)(*args, **kwargs)  # type: ignore[explicit-any]
 
 
@@ -130,8 +134,12 @@ def function_node(
 
     Works on async and plain functions and keeps their signature and docstring.
     A plain function runs inline in its node's task (so it should be quick);
-    with ``thread=True`` it runs in a Trio worker thread instead, and a
-    cancelled run abandons the thread's result.
+    with ``thread=True`` it runs in a Trio worker thread instead. A thread
+    cannot be interrupted: when the run is cancelled (or times out) it waits
+    for the thread to return, so no work outlives the run, and discards what
+    it returned; the node ends ``cancelled``. A long-running thread function
+    can stop early by calling :func:`trio.from_thread.check_cancelled`, which
+    raises ``trio.Cancelled`` in the thread once the run is cancelled.
 
     Use bare (``@rt.function_node``) or with options
     (``@rt.function_node(name="fetch", thread=True)``).

@@ -164,3 +164,57 @@ async def test_thread_node_leaves_the_trio_loop_free() -> None:
         return [result]
 
     assert await rt.Flow("both", entry_point=both).ainvoke() == ["done"]
+
+
+async def test_a_timed_out_run_waits_for_its_thread_node_so_no_work_outlives_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A thread cannot be killed: the run's end waits for it, rather than leave it running."""
+    release = threading.Event()
+    finished = threading.Event()
+
+    @rt.function_node(thread=True)
+    def slow() -> str:
+        release.wait(5)
+        finished.set()
+        return "late"
+
+    @rt.function_node
+    async def entry() -> str:
+        return await rt.call(slow)
+
+    async def let_go() -> None:
+        await trio.sleep(2)  # past the run's timeout, on the mock clock
+        release.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(let_go)
+        result = await rt.Flow("threaded", entry_point=entry, timeout=1).arun()
+        assert finished.is_set()  # the thread ended before the run did
+        assert trio.current_time() == 2
+    assert result.status is rt.Status.TIMED_OUT
+    # What the thread returned after the cancel is discarded: both requests end cancelled.
+    assert [r.status for r in result.state.requests.values()] == [rt.Status.CANCELLED] * 2
+
+
+async def test_a_thread_node_can_notice_the_cancel_with_check_cancelled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cleaned_up = threading.Event()
+    polls: list[int] = []
+
+    @rt.function_node(thread=True)
+    def cooperative() -> str:
+        try:
+            while True:
+                polls.append(1)
+                trio.from_thread.check_cancelled()  # raises trio.Cancelled once the run is
+                threading.Event().wait(0.001)
+        finally:
+            cleaned_up.set()
+
+    result = await rt.Flow("cooperative", entry_point=cooperative, timeout=1).arun()
+    assert cleaned_up.is_set()
+    assert polls
+    assert result.status is rt.Status.TIMED_OUT
+    assert result.state.requests["r1"].status is rt.Status.CANCELLED
