@@ -152,21 +152,8 @@ class Parent(actors.Actor[str, actors.ActorRef[str, str]]):
         self.flags["child alive at parent stop"] = self.child.is_alive
 
 
-async def test_a_child_is_stopped_with_its_parent() -> None:
-    flags: dict[str, bool] = {}
-    async with actors.open_system() as system:
-        parent = await system.spawn(Parent(flags), name="parent")
-        child = await parent.ask("child?")
-        assert child.statistics().parent == "parent"
-        assert await child.ask("hi") == "hi"
-        await parent.stop()
-        # The parent's task ends only after its child's.
-        assert not child.is_alive
-        assert flags == {"child alive at parent stop": True, "leaf stopped": True}
-
-
 class SyncParent(Parent):
-    """Spawns its child from synchronous code, in its handler."""
+    """Spawns its child with spawn_nowait(), from synchronous code in its handler."""
 
     async def on_start(self) -> None:
         pass
@@ -177,14 +164,16 @@ class SyncParent(Parent):
         return self.child
 
 
-async def test_a_child_spawned_without_waiting_is_the_parents_and_stops_with_it() -> None:
+@pytest.mark.parametrize("parent_class", [Parent, SyncParent], ids=["spawn", "spawn_nowait"])
+async def test_a_child_is_stopped_with_its_parent(parent_class: type[Parent]) -> None:
     flags: dict[str, bool] = {}
     async with actors.open_system() as system:
-        parent = await system.spawn(SyncParent(flags), name="parent")
+        parent = await system.spawn(parent_class(flags), name="parent")
         child = await parent.ask("child?")
         assert child.statistics().parent == "parent"
         assert await child.ask("hi") == "hi"
         await parent.stop()
+        # The parent's task ends only after its child's.
         assert not child.is_alive
         assert flags == {"child alive at parent stop": True, "leaf stopped": True}
 
