@@ -50,12 +50,17 @@ CLOSED: Final[Envelope] = (None, None)
 class Mailbox:
     """One actor's bounded FIFO of envelopes: many senders, one receiver (the actor's task).
 
-    It behaves like a Trio memory channel of *capacity* (0 is a rendezvous:
-    a send waits until the actor takes the message), but is one small object
-    rather than a channel state and two endpoints: an actor is made for every
-    node invocation, and its mailbox is on that path. A task waiting to send
-    or to receive is parked with :func:`trio.lowlevel.wait_task_rescheduled`,
-    so every wait can be cancelled and a cancelled wait leaves nothing behind.
+    This is Trio's memory channel of *capacity*, specialized to one receiver:
+    the same algorithm and guarantees (bounded; a full mailbox makes senders
+    wait, in FIFO order; capacity 0 is a rendezvous; nothing is dropped, what
+    is queued when the actor ends comes back from :meth:`drain`), in one small
+    object rather than a channel state and two endpoints. An actor is made
+    for every node invocation and its mailbox is on that path: opening a
+    ``trio.open_memory_channel`` cost ~6 µs and ~1.6 KB per actor, which put
+    ``flow.invoke`` and idle actors over their budgets. A task waiting to
+    send or to receive is parked with :func:`trio.lowlevel.wait_task_rescheduled`,
+    as in Trio's channel, so every wait can be cancelled and a cancelled wait
+    leaves nothing behind.
     """
 
     __slots__ = ("_buffer", "_capacity", "_receiver", "_senders", "closed")
