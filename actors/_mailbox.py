@@ -63,11 +63,15 @@ class Mailbox:
     leaves nothing behind.
     """
 
-    __slots__ = ("_buffer", "_capacity", "_receiver", "_senders", "closed")
+    __slots__ = ("_capacity", "_head", "_receiver", "_rest", "_senders", "closed")
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._buffer: collections.deque[Envelope] = collections.deque()
+        # The buffer: the oldest envelope, then the others. Most mailboxes
+        # never hold more than one message, so the deque (a 600-byte block)
+        # is made only for a second one.
+        self._head: Envelope | None = None
+        self._rest: collections.deque[Envelope] | None = None
         # The actor's task while it waits for a message.
         self._receiver: Task | None = None
         # Tasks waiting for room, with what each sends, oldest first; made at
@@ -77,7 +81,24 @@ class Mailbox:
 
     def __len__(self) -> int:
         """The messages waiting in the buffer."""
-        return len(self._buffer)
+        if self._head is None:
+            return 0
+        return 1 + len(self._rest) if self._rest else 1
+
+    def _append(self, envelope: Envelope) -> None:
+        if self._head is None:
+            self._head = envelope
+        elif self._rest is None:
+            self._rest = collections.deque((envelope,))
+        else:
+            self._rest.append(envelope)
+
+    def _popleft(self) -> Envelope:
+        envelope = self._head
+        assert envelope is not None
+        rest = self._rest
+        self._head = rest.popleft() if rest else None
+        return envelope
 
     @enable_ki_protection
     def put_nowait(self, envelope: Envelope) -> None:
@@ -93,8 +114,8 @@ class Mailbox:
         if receiver is not None:
             self._receiver = None
             trio.lowlevel.reschedule(receiver, outcome.Value(envelope))
-        elif len(self._buffer) < self._capacity:
-            self._buffer.append(envelope)
+        elif len(self) < self._capacity:
+            self._append(envelope)
         else:
             raise trio.WouldBlock
 
@@ -132,11 +153,11 @@ class Mailbox:
     def take_nowait(self) -> Envelope | None:
         """The next envelope; ``None`` if there is none yet, :data:`CLOSED` if there will be none."""
         senders = self._senders
-        if self._buffer:
-            envelope = self._buffer.popleft()
+        if self._head is not None:
+            envelope = self._popleft()
             if senders:  # room for the oldest waiting sender
                 task = next(iter(senders))
-                self._buffer.append(senders.pop(task))
+                self._append(senders.pop(task))
                 trio.lowlevel.reschedule(task)
             return envelope
         if senders:  # a rendezvous (capacity 0)
@@ -187,10 +208,10 @@ class Mailbox:
     def drain(self) -> tuple[Envelope, ...]:
         """Close the mailbox and return what was still queued in it."""
         self.close()
-        if not self._buffer:
+        if self._head is None:
             return ()
-        left = tuple(self._buffer)
-        self._buffer.clear()
+        left = (self._head, *(self._rest or ()))
+        self._head = self._rest = None
         return left
 
 

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 
 import actors
+from actors._mailbox import CLOSED, Mailbox
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
@@ -85,6 +86,27 @@ class Receiver(actors.Actor[tuple[int, int], None]):
     async def handle(self, message: tuple[int, int]) -> None:
         await pause(self.pauses[len(self.received) % len(self.pauses)], 0.0)
         self.received.append(message)
+
+
+@given(capacity=st.integers(0, 4), ops=st.lists(st.sampled_from(["put", "take"]), max_size=30))
+def test_a_mailbox_is_a_bounded_fifo_that_drains_what_it_holds(capacity: int, ops: list[str]) -> None:
+    """Without waiting tasks, a mailbox of *capacity* takes a message iff it holds
+    fewer than *capacity*, gives them back oldest first, and drains the rest in order."""
+    mailbox = Mailbox(capacity)
+    model: list[tuple[int, None]] = []
+    for i, op in enumerate(ops):
+        if op == "put":
+            if len(model) < capacity:
+                mailbox.put_nowait((i, None))
+                model.append((i, None))
+            else:
+                with pytest.raises(trio.WouldBlock):
+                    mailbox.put_nowait((i, None))
+        else:
+            assert mailbox.take_nowait() == (model.pop(0) if model else None)
+        assert len(mailbox) == len(model)
+    assert mailbox.drain() == tuple(model)
+    assert mailbox.take_nowait() is CLOSED
 
 
 @given(
