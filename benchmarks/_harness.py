@@ -19,6 +19,7 @@ the ratio compares like with like on whatever machine runs it; taking turns
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from typing import TYPE_CHECKING, final
@@ -88,10 +89,14 @@ def best_of(n: int, fn: Callable[[], float | None]) -> float:
     """Call *fn* *n* times and return the smallest measurement, in seconds.
 
     If *fn* returns a number, that is its own measurement (so it can leave its
-    set-up out); if it returns ``None``, the whole call is timed.
+    set-up out); if it returns ``None``, the whole call is timed. Each try
+    starts from a collected heap, so that garbage an earlier figure left
+    behind is not collected inside this one's timing (the collector stays on
+    while timing: allocating is part of what is measured).
     """
     best = math.inf
     for _ in range(n):
+        gc.collect()
         start = time.perf_counter()
         measured = fn()
         elapsed = time.perf_counter() - start
