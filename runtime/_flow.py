@@ -14,6 +14,7 @@ import pathlib
 import uuid
 from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, final
 
+import outcome
 import trio
 
 import actors
@@ -261,10 +262,18 @@ class Flow(GraphMixin, Generic[P, T]):
         *,
         metadata: RequestMetadata | None = None,
         subscriptions: Sequence[Subscription] = (),
+        on_result: Callable[[RunResult[T]], object] | None = None,
     ) -> RunResult[T]:
-        """Run once: the one path every node-run entry point takes."""
+        """Run once: the one path every node-run entry point takes.
+
+        *on_result* gets the run's result as soon as the run has ended on its
+        own, even if this call is then cancelled while the run's actors wind
+        down: a session counts the run by how it really ended.
+        """
         if self.entry_point is None and self._routines:
-            return await self._arun_graph(args, kwargs, metadata=metadata, subscriptions=subscriptions)  # type: ignore[return-value]
+            return await self._arun_graph(  # type: ignore[return-value]
+                args, kwargs, metadata=metadata, subscriptions=subscriptions, on_result=on_result  # type: ignore[arg-type]
+            )
         entry = self._entry("invoke")
         entry.check_arguments(args, kwargs)
         run_id = metadata.run_id if metadata is not None and metadata.run_id else new_run_id()
@@ -277,12 +286,16 @@ class Flow(GraphMixin, Generic[P, T]):
             metadata=metadata if metadata is not None else RequestMetadata(run_id=state.job_id),
         )
         actor = RunActor(run, entry, args, kwargs, self.subscribers, subscriptions)  # type: ignore[arg-type]
+        reply: actors.Reply[RunResult[object]] | None = None
         try:
             async with actors.open_system() as system:
                 # The run actor stops after its one run; leaving the block waits for it.
                 reply = (await system.spawn(actor, name=f"run {state.job_id}")).ask_nowait(None)
             return await reply.wait()  # type: ignore[return-value]
         finally:
+            # A value: the run ended on its own (an outside cancel makes the run actor raise).
+            if on_result is not None and reply is not None and isinstance(reply.outcome, outcome.Value):
+                on_result(reply.outcome.value)
             if self.save_state:
                 self._save(state)
 

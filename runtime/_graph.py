@@ -391,8 +391,9 @@ class GraphMixin:
         *,
         metadata: RequestMetadata | None = None,
         subscriptions: Sequence[Subscription] = (),
+        on_result: Callable[[RunResult[object]], object] | None = None,
     ) -> RunResult[object]:
-        """Run one job with a message: the graph form of ``Flow._arun``.
+        """Run one job with a message: the graph form of ``Flow._arun`` (*on_result* as there).
 
         The entry routine is :attr:`entry_id`, or the one routine with no
         incoming connection. Its first slot gets the message's keys if the
@@ -414,5 +415,10 @@ class GraphMixin:
         job = self._new_job(
             "run", entry_id, params, detached=True, metadata=metadata, subscriptions=subscriptions
         )
-        await job._run()
+        try:
+            await job._run()
+        finally:
+            # Final: the job ended (an outside cancel ends it cancelled, as it counts anyway).
+            if on_result is not None and job.state.status.is_final:
+                on_result(RunResult(job.state, job._result(), job.error))
         return RunResult(job.state, job._result(), job.error)

@@ -103,6 +103,10 @@ class _Job:
         self.left_early = False
         self.submitted = trio.current_time()
 
+    def finished(self, result: RunResult[object]) -> None:
+        """The run ended on its own, with *result*."""
+        self.result = result
+
 
 # -- actors ---------------------------------------------------------------------
 
@@ -397,15 +401,20 @@ class _Holder(actors.Actor[None, None]):
                     c.started += 1
                 flow = self.flow
                 assert flow is not None
-                result = await flow._arun(
-                    (job.message,), {}, metadata=job.metadata, subscriptions=job.subscriptions
+                await flow._arun(
+                    (job.message,),
+                    {},
+                    metadata=job.metadata,
+                    subscriptions=job.subscriptions,
+                    on_result=job.finished,
                 )
-                job.result = result
-                outcome = _OUTCOMES.get(result.status, "error")
         except Exception as exc:
             job.error = exc
             outcome = "error"
         finally:
+            if job.result is not None:
+                # How the run ended, even if a cancel (a shutdown) came while it wound down.
+                outcome = _OUTCOMES.get(job.result.status, "error")
             # First, so that an error below cannot keep the workflow loaded for good;
             # nothing here awaits, so the holder acts on it only once the run is over.
             self._run_ended()

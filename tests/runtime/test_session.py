@@ -12,6 +12,7 @@ import trio
 import trio.testing
 
 import runtime as rt
+from runtime import testing as rtt
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -936,6 +937,49 @@ async def test_metrics_are_frozen_snapshots_that_add_up(autojump_clock: trio.tes
 async def test_the_session_is_not_publicly_constructible() -> None:
     with pytest.raises(TypeError, match=r"^runtime\.Session has no public constructor\.$"):
         rt.Session()
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_run_that_ended_before_a_shutdown_cut_its_wind_down_counts_as_it_ended(seed: int) -> None:
+    """The run completes at the very moment the manager shuts down with no grace:
+    whichever task the scheduler runs first, the run is counted as it ended, and
+    a caller that saw it complete sees the same in the metrics."""
+
+    @rt.function_node
+    async def work(message: object) -> str:
+        try:
+            await trio.sleep(1)
+            return "done"
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(0.5)
+
+    seen: list[str] = []
+
+    async def main() -> rt.WorkflowMetrics:
+        manager = rt.SessionManager(workflow=rt.Flow("work", entry_point=work), shutdown_grace=0)
+        async with trio.open_nursery() as clients:
+
+            async def client() -> None:
+                with contextlib.suppress(rt.SessionClosedError):
+                    async with manager.session() as session, session.stream("go") as events:
+                        async for _ in events:
+                            pass
+                        assert events.finished is not None
+                        seen.append(events.finished.data["status"])  # type: ignore[index]
+
+            async with manager:
+                clients.start_soon(client)
+                await trio.sleep(1.5)  # the node's clean-up ends now too
+        return manager.metrics()
+
+    with rtt.deterministic_scheduling(seed):
+        metrics = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    assert metrics.requests == 1
+    counted = {"completed": metrics.ok, "cancelled": metrics.cancelled}
+    assert sum(counted.values()) == 1
+    for status in seen:
+        assert counted[status] == 1, (status, metrics)
 
 
 # -- routine graphs, and what is left ------------------------------------------------
