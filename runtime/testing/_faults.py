@@ -15,7 +15,7 @@ import copy
 import math
 import types
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, final
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeGuard, TypeVar, final
 
 import attrs
 import trio
@@ -27,6 +27,7 @@ from .._context import Invocation, current_frame, invocation_hook
 from .._exceptions import FaultInjectionError, TrioflowError
 from .._node import Node
 from .._state import Status
+from ._checkers import _label, _run_name
 
 if TYPE_CHECKING:
     import contextvars
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
     from .._flow import Flow
     from .._run import RunResult
-    from .._state import JobState, Request
+    from .._state import Request
     from ._schedules import Schedule
 
 AnyFlow: TypeAlias = "Flow[..., Any]"  # type: ignore[explicit-any]  # a flow of any signature
@@ -71,13 +72,18 @@ class InjectedCancelError(TrioflowError):
     """
 
 
+def _is_delay(value: object) -> TypeGuard[int | float]:
+    """Whether *value* is a delay: a finite number of seconds, 0 or more (not a bool)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, int | float)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
 def _check_delay(seconds: object, where: str) -> float:
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, int | float)
-        or not math.isfinite(seconds)
-        or seconds < 0
-    ):
+    if not _is_delay(seconds):
         msg = f"{where}: a delay must be a finite number of seconds, 0 or more, not {seconds!r}."
         raise InvalidArgument(msg)
     return float(seconds)
@@ -655,14 +661,6 @@ class Injection:
         self.cancels.setdefault(point.run_id, point)
 
 
-def _request_label(state: JobState, request_id: str) -> str:
-    try:
-        path = " > ".join(state.request_path(request_id))
-    except KeyError:
-        path = "?"
-    return f"{path} ({request_id})"
-
-
 def _ending(request: Request) -> str:
     if request.error is not None:
         return f"{request.status.value} with {request.error.type.rsplit('.', 1)[-1]}({request.error.message!r})"
@@ -695,7 +693,7 @@ def check_cancellation(result: RunResult[T], injection: Injection) -> None:
     .. versionadded:: 0.1
     """
     state = result.state
-    where = f"run {state.run_id} of flow {state.flow_name!r}"
+    where = _run_name(state)
     if not state.status.is_final or state.finished_at is None:
         msg = f"{where} has not finished (its status is {state.status.value!r}); check a run once it has ended."
         raise AssertionError(msg)
@@ -704,10 +702,9 @@ def check_cancellation(result: RunResult[T], injection: Injection) -> None:
         return
     when = f"a cancel fault cancelled the run at {point.offset:g} s (at {' > '.join(point.path)})"
     for request_id, request in state.requests.items():
-        label = _request_label(state, request_id)
         if request_id in point.running and request.status is not Status.CANCELLED:
             msg = (
-                f"{where}: {label} was running when {when}, but it ended {_ending(request)}: "
+                f"{where}: {_label(state, request_id)} was running when {when}, but it ended {_ending(request)}: "
                 "it caught trio.Cancelled and went on instead of letting the cancellation propagate."
             )
             raise AssertionError(msg)

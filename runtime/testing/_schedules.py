@@ -10,7 +10,6 @@ interleaving shrinks to the fewest, shortest delays and replays exactly.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, TypeVar, final
 
@@ -21,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from ._checkers import deterministic_scheduling
-from ._faults import FaultPlan, _check_strategy, check_sizes, inject
+from ._faults import FaultPlan, _check_strategy, _is_delay, check_sizes, inject
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -37,12 +36,7 @@ T = TypeVar("T")
 def _check_delays(delays: Sequence[object]) -> tuple[float, ...]:
     checked: list[float] = []
     for i, value in enumerate(delays):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-            or value < 0
-        ):
+        if not _is_delay(value):
             msg = f"Schedule delay #{i} is {value!r}; a delay is a finite number of seconds, 0 or more."
             raise InvalidArgument(msg)
         checked.append(float(value))
