@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, precondition, rule
 
 import runtime as rt
+from runtime import testing as rtt
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -106,16 +107,6 @@ scenarios = st.builds(
     shutdown_at=st.integers(0, 120).map(lambda tenths: tenths / 10),
 )
 per_user_scenarios = scenarios.map(lambda s: attrs.evolve(s, per_user=True))
-
-
-def live_tasks() -> set[trio.lowlevel.Task]:
-    tasks: set[trio.lowlevel.Task] = set()
-    todo = [trio.lowlevel.current_root_task()]
-    while todo:
-        task = todo.pop()
-        tasks.add(task)
-        todo.extend(child for nursery in task.child_nurseries for child in nursery.child_tasks)
-    return tasks
 
 
 @final
@@ -227,7 +218,7 @@ def run_scenario(scenario: Scenario) -> Observed:
             raise
 
     async def main() -> None:
-        before = live_tasks()
+        before = rtt.current_tasks()
         async with trio.open_nursery() as clients:
             manager: rt.SessionManager[str]
             if scenario.per_user:
@@ -238,10 +229,10 @@ def run_scenario(scenario: Scenario) -> Observed:
                 for i, request in enumerate(scenario.requests):
                     clients.start_soon(client, manager, request, name=f"client {i}")
                 await trio.sleep(scenario.shutdown_at)
-            for task in live_tasks() - before:
+            for task in rtt.current_tasks() - before:
                 if not task.name.startswith("client ") or any(n.child_tasks for n in task.child_nurseries):
                     seen.left_behind.append(task.name)
-        seen.alive_after = live_tasks() != before
+        seen.alive_after = rtt.current_tasks() != before
         seen.metrics = manager.metrics()
         seen.user_metrics = [manager.metrics(user) for user in USERS]
 

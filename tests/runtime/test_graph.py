@@ -84,19 +84,6 @@ def got(state: rt.JobState, routine_id: str) -> list[object]:
     return items
 
 
-def live_tasks() -> set[trio.lowlevel.Task]:
-    """Every task of the running Trio program."""
-    found: set[trio.lowlevel.Task] = set()
-    stack = [trio.lowlevel.current_root_task()]
-    while stack:
-        task = stack.pop()
-        assert task is not None
-        found.add(task)
-        for nursery in task.child_nurseries:
-            stack.extend(nursery.child_tasks)
-    return found
-
-
 # -- building the graph ------------------------------------------------------------
 
 
@@ -298,11 +285,11 @@ async def test_execute_inside_trio_is_a_clear_error() -> None:
 
 async def test_aexecute_inside_trio() -> None:
     flow = pipeline(("source", Source()), ("recorder", Recorder()))
-    before = live_tasks()
+    before = rtt.current_tasks()
     state = await flow.aexecute("source", {"items": ["a", "b"]})
     assert state.status is rt.Status.COMPLETED
     assert got(state, "recorder") == ["a", "b"]
-    assert live_tasks() == before
+    assert rtt.current_tasks() == before
 
 
 async def test_the_entry_slot_is_the_first_defined_one() -> None:
@@ -652,7 +639,7 @@ async def test_a_runaway_cycle_hits_the_timeout(autojump_clock: trio.testing.Moc
     with pytest.raises(rt.GraphDefinitionError, match=r"every routine has an incoming connection\. Choose one with"):
         await flow.arun({"ttl": 1})
     flow.set_entry("ping")
-    before = live_tasks()
+    before = rtt.current_tasks()
     result = await flow.arun({"ttl": 10**9})
     assert result.status is rt.Status.TIMED_OUT
     assert trio.current_time() == pytest.approx(10.5)
@@ -660,7 +647,7 @@ async def test_a_runaway_cycle_hits_the_timeout(autojump_clock: trio.testing.Moc
         result.unwrap()
     assert len(result.state.get_shared_log()) == 10
     assert len(result.state.undelivered) == 0  # the message being handled was delivered
-    assert live_tasks() == before
+    assert rtt.current_tasks() == before
 
 
 async def test_a_fast_growing_cycle_does_not_deadlock_on_full_mailboxes() -> None:
@@ -1038,13 +1025,13 @@ async def test_cancel_records_what_was_not_delivered(autojump_clock: trio.testin
 
 async def test_leaving_open_job_cancels_an_unfinished_job(autojump_clock: trio.testing.MockClock) -> None:
     flow = pipeline(("source", Source()), ("gate", Gate()))
-    before = live_tasks()
+    before = rtt.current_tasks()
     async with flow.open_job("source") as job:
         pass
     assert job.status is rt.Status.CANCELLED
     assert job.state.error is not None
     assert job.state.error.message.endswith("was cancelled: the open_job() block was left before the job ended")
-    assert live_tasks() == before
+    assert rtt.current_tasks() == before
 
 
 async def test_an_error_in_the_open_job_block_propagates_unwrapped() -> None:

@@ -43,16 +43,6 @@ ECHO = rt.Flow("echo", entry_point=echo)
 NAP = rt.Flow("nap", entry_point=nap)
 
 
-def live_tasks() -> set[trio.lowlevel.Task]:
-    tasks: set[trio.lowlevel.Task] = set()
-    todo = [trio.lowlevel.current_root_task()]
-    while todo:
-        task = todo.pop()
-        tasks.add(task)
-        todo.extend(child for nursery in task.child_nurseries for child in nursery.child_tasks)
-    return tasks
-
-
 class Gauge:
     """Counts runs in flight, overall and per user, and keeps the peaks."""
 
@@ -824,7 +814,7 @@ async def test_shutdown_refuses_new_sessions_while_draining(autojump_clock: trio
 async def test_shutdown_cancels_what_is_left_after_the_grace(autojump_clock: trio.testing.MockClock) -> None:
     builds = Builds(entry=nap)
     errors: list[BaseException] = []
-    before = live_tasks()
+    before = rtt.current_tasks()
     async with trio.open_nursery() as outer:
         async with rt.SessionManager(builder=builds, shutdown_grace=5, name="api") as manager:
             ready = trio.Event()
@@ -849,7 +839,7 @@ async def test_shutdown_cancels_what_is_left_after_the_grace(autojump_clock: tri
         str(errors[0]),
     )
     assert builds.opened == builds.closed
-    assert live_tasks() == before
+    assert rtt.current_tasks() == before
 
 
 async def test_shutdown_cancels_a_build_in_progress_and_closes_it(autojump_clock: trio.testing.MockClock) -> None:
@@ -880,14 +870,14 @@ async def test_shutdown_cancels_a_build_in_progress_and_closes_it(autojump_clock
 
 
 async def test_nothing_outlives_the_manager_block(autojump_clock: trio.testing.MockClock) -> None:
-    before = live_tasks()
+    before = rtt.current_tasks()
     builds = Builds()
     async with rt.SessionManager(builder=builds, idle_timeout=None) as manager:
         for user in ("ada", "bob", "cy"):
             async with manager.session(user_id=user) as session:
                 await session.run(user)
-        assert len(live_tasks()) > len(before)
-    assert live_tasks() == before
+        assert len(rtt.current_tasks()) > len(before)
+    assert rtt.current_tasks() == before
     assert dict(builds.opened) == dict(builds.closed)
     assert manager.metrics().loaded == 0
 
@@ -895,7 +885,7 @@ async def test_nothing_outlives_the_manager_block(autojump_clock: trio.testing.M
 async def test_an_error_in_the_block_cancels_everything_and_propagates_unwrapped(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    before = live_tasks()
+    before = rtt.current_tasks()
     builds = Builds()
 
     async def fails_inside() -> None:
@@ -909,7 +899,7 @@ async def test_an_error_in_the_block_cancels_everything_and_propagates_unwrapped
         await fails_inside()
     assert trio.current_time() < 100
     assert builds.opened == builds.closed
-    assert live_tasks() == before
+    assert rtt.current_tasks() == before
 
 
 # -- metrics ---------------------------------------------------------------------
