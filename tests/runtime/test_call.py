@@ -9,6 +9,7 @@ import trio
 import trio.testing
 
 import runtime as rt
+from runtime import testing as rtt
 
 
 @rt.function_node
@@ -19,16 +20,6 @@ async def double(x: int) -> int:
 @rt.function_node
 async def fail(message: str) -> None:
     raise ValueError(message)
-
-
-def _live_task_names() -> list[str]:
-    names: list[str] = []
-    todo = [trio.lowlevel.current_root_task()]
-    while todo:
-        task = todo.pop()
-        names.append(task.name)
-        todo.extend(child for nursery in task.child_nurseries for child in nursery.child_tasks)
-    return names
 
 
 async def test_call_returns_the_childs_result() -> None:
@@ -435,7 +426,7 @@ async def test_tasks_all_end_with_the_run() -> None:
 
     assert await rt.Flow("p", entry_point=parent).ainvoke() == [0, 2, 4, 6, 8]
     await trio.testing.wait_all_tasks_blocked()
-    live = _live_task_names()
+    live = [task.name for task in rtt.current_tasks()]
     assert any("test_tasks_all_end_with_the_run" in name for name in live)
     assert not any("double" in name or "run run-" in name for name in live), live
 

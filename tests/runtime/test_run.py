@@ -7,6 +7,7 @@ import trio
 import trio.testing
 
 import runtime as rt
+from runtime import testing as rtt
 
 
 def _ancestry() -> list[str]:
@@ -17,16 +18,6 @@ def _ancestry() -> list[str]:
         names.append(task.name)
         nursery = task.parent_nursery
         task = None if nursery is None else nursery.parent_task
-    return names
-
-
-def _live_task_names() -> list[str]:
-    names: list[str] = []
-    todo = [trio.lowlevel.current_root_task()]
-    while todo:
-        task = todo.pop()
-        names.append(task.name)
-        todo.extend(child for nursery in task.child_nurseries for child in nursery.child_tasks)
     return names
 
 
@@ -45,7 +36,7 @@ async def test_each_request_is_an_actor_in_its_callers_nursery() -> None:
     @rt.function_node
     async def top() -> None:
         seen["top"] = _ancestry()
-        seen["live"] = _live_task_names()
+        seen["live"] = [task.name for task in rtt.current_tasks()]
         await rt.call(middle)
 
     result = await rt.Flow("tree", entry_point=top).arun()
@@ -63,7 +54,7 @@ async def test_a_publisher_actor_serves_subscribers() -> None:
     @rt.function_node
     async def look() -> None:
         await trio.testing.wait_all_tasks_blocked()  # the book-keeping actors have started
-        live.extend(_live_task_names())
+        live.extend([task.name for task in rtt.current_tasks()])
 
     await rt.Flow("p", entry_point=look, subscribers=[lambda event: None]).ainvoke()
     assert {"publisher", "coordinator", "look (r1)"} <= set(live)
@@ -86,7 +77,7 @@ async def test_nothing_of_a_run_outlives_it(autojump_clock: trio.abc.Clock) -> N
     for flow in flows:
         await flow.arun()
         await trio.testing.wait_all_tasks_blocked()
-        live = _live_task_names()
+        live = [task.name for task in rtt.current_tasks()]
         assert not [name for name in live if "sleeper" in name or name.startswith("run ") or name in ("coordinator", "publisher")]
 
 
