@@ -343,6 +343,16 @@ class Routine:
 
     # -- declarations ---------------------------------------------------------
 
+    def _check_new_name(self, article: str, kind: str, name: object, taken: Mapping[str, object]) -> None:
+        """Raise unless *name* is a non-empty string this routine has no *kind* (slot or event) of yet."""
+        where = f"{type(self).__name__}.define_{kind}({name!r})"
+        if not isinstance(name, str) or not name:
+            msg = f"{where}: {article} {kind} name is a non-empty string."
+            raise TypeError(msg)
+        if name in taken:
+            msg = f"{where}: the routine already has {article} {kind} {name!r}; give each {kind} its own name."
+            raise GraphDefinitionError(msg)
+
     def define_slot(
         self,
         name: str,
@@ -367,12 +377,7 @@ class Routine:
                 one of the choices.
         """
         slots: dict[str, Slot] = self._defs("_slots")  # type: ignore[assignment]
-        if not isinstance(name, str) or not name:
-            msg = f"{type(self).__name__}.define_slot({name!r}): a slot name is a non-empty string."
-            raise TypeError(msg)
-        if name in slots:
-            msg = f"{type(self).__name__}.define_slot({name!r}): the routine already has a slot {name!r}; give each slot its own name."
-            raise GraphDefinitionError(msg)
+        self._check_new_name("a", "slot", name, slots)
         if handler is not None and not callable(handler):
             msg = f"{type(self).__name__}.define_slot({name!r}, handler={handler!r}): the handler must be callable."
             raise TypeError(msg)
@@ -401,12 +406,7 @@ class Routine:
             TypeError: *params* is a string, or holds something that is not one.
         """
         events: dict[str, RoutineEvent] = self._defs("_events")  # type: ignore[assignment]
-        if not isinstance(name, str) or not name:
-            msg = f"{type(self).__name__}.define_event({name!r}): an event name is a non-empty string."
-            raise TypeError(msg)
-        if name in events:
-            msg = f"{type(self).__name__}.define_event({name!r}): the routine already has an event {name!r}; give each event its own name."
-            raise GraphDefinitionError(msg)
+        self._check_new_name("an", "event", name, events)
         declared: frozenset[str] | None = None
         if params is not None:
             if isinstance(params, str):

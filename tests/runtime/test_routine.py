@@ -62,6 +62,14 @@ def test_duplicate_event_is_refused() -> None:
         echo.define_event("output")
 
 
+def test_a_slot_or_event_name_that_is_not_a_non_empty_string_is_refused() -> None:
+    echo = Echo()
+    with pytest.raises(TypeError, match=r"^Echo\.define_slot\(''\): a slot name is a non-empty string\.$"):
+        echo.define_slot("")
+    with pytest.raises(TypeError, match=r"^Echo\.define_event\(3\): an event name is a non-empty string\.$"):
+        echo.define_event(3)  # type: ignore[arg-type]
+
+
 def test_event_params_given_as_a_string_are_refused() -> None:
     with pytest.raises(
         TypeError,
