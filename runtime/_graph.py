@@ -418,7 +418,8 @@ class GraphMixin:
         try:
             await job._run()
         finally:
+            result = RunResult(job.state, job._result(), job.error)
             # Final: the job ended (an outside cancel ends it cancelled, as it counts anyway).
             if on_result is not None and job.state.status.is_final:
-                on_result(RunResult(job.state, job._result(), job.error))
-        return RunResult(job.state, job._result(), job.error)
+                on_result(result)
+        return result

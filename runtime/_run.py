@@ -561,7 +561,8 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
             raise
         finally:
             # Scopes only where a wait is left, so the common end costs none.
-            if entry is not None and reply is not None and not reply.done:
+            if reply is not None and not reply.done:
+                assert entry is not None
                 # The wait was cut short (timeout, end_on_error, outside cancel): the
                 # entry node and everything under it end, finally blocks run,
                 # before the run's last record.
