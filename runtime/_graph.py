@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, cast
 import trio
 
 from ._context import copy_context
-from ._exceptions import GraphDefinitionError
+from ._exceptions import GraphDefinitionError, JobStateError
 from ._job import Job, new_job_id
 from ._routine import ErrorHandler, Routine, default_error_handler
 from ._run import RunResult
@@ -22,6 +22,7 @@ from ._state import JobState, _isolate
 
 if TYPE_CHECKING:
     import pathlib
+    import threading
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
     from ._context import RequestMetadata
@@ -70,6 +71,9 @@ class GraphMixin:
         self._routines: dict[str, Routine] = {}
         self._connections: dict[tuple[str, str], list[tuple[str, str]]] = {}
         self._error_handler: ErrorHandler | None = None
+        # The jobs of this flow running now, by id: how flow.pause(job_state)
+        # and JobState.wait_for_completion reach a job from its state.
+        self._running_jobs: dict[str, Job] = {}
 
     # -- building the graph -------------------------------------------------------
 
@@ -343,30 +347,51 @@ class GraphMixin:
                 raise inner from inner.__cause__
             raise
 
+    def _running_job(self, api: str, job_state: JobState) -> Job:
+        job = self._running_jobs.get(job_state.job_id)
+        if job is None:
+            msg = (
+                f"Cannot {api} job {job_state.job_id!r} of flow {job_state.flow_id!r}: it is not a running job of "
+                f"flow {self.name!r} (its status is {job_state.status}). Only a job started by execute(), "
+                "aexecute() or open_job() can be paused, resumed or cancelled, while it runs."
+            )
+            raise JobStateError(msg)
+        return job
+
+    def _job_finished(self, job_id: str) -> threading.Event | None:
+        """The event set when this flow's running job *job_id* ends; ``None`` if it is not running."""
+        job = self._running_jobs.get(job_id)
+        return None if job is None else job.finished_sync
+
     def pause(self, job_state: JobState, reason: str | None = None) -> None:
-        """Pause the job of *job_state* (Routilux spelling of ``job_state.pause()``).
+        """Pause the running job of *job_state*: the Routilux spelling of :meth:`Job.pause <runtime.Job.pause>`.
+
+        Raises:
+            JobStateError: the job is not running.
 
         .. versionadded:: 0.1
         """
-        job_state.pause(reason)
+        self._running_job("pause()", job_state).pause(reason)
 
     def resume(self, job_state: JobState) -> JobState:
         """Resume the paused job of *job_state* and return the state.
 
         Raises:
-            JobStateError: the job is not paused.
+            JobStateError: the job is not running, or not paused.
 
         .. versionadded:: 0.1
         """
-        job_state.resume()
+        self._running_job("resume()", job_state).resume()
         return job_state
 
     def cancel(self, job_state: JobState, reason: str | None = None) -> None:
-        """Cancel the job of *job_state* (Routilux spelling of ``job_state.cancel()``).
+        """Cancel the running job of *job_state*; a job that has ended is left as it is.
 
         .. versionadded:: 0.1
         """
-        job_state.cancel(reason)
+        job = self._running_jobs.get(job_state.job_id)
+        if job is not None:
+            job.cancel(reason)
 
     # -- as a run (sessions, arun, invoke) --------------------------------------------
 

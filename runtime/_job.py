@@ -30,6 +30,7 @@ import inspect
 import itertools
 import math
 import os
+import threading
 from typing import TYPE_CHECKING, final
 
 import trio
@@ -41,7 +42,7 @@ from ._exceptions import JobStateError, RunCancelledError, RunTimeoutError, Step
 from ._publisher import Event, EventKind, Publisher
 from ._routine import ErrorStrategy, ExecutionContext, copy_for_job, current_host
 from ._run import Run
-from ._state import Delivery, ErrorSummary, JobState, Status, _isolate, summarize
+from ._state import Delivery, ErrorSummary, JobState, Status, _isolate, current_job, summarize
 from ._util import NoPublicConstructor
 
 if TYPE_CHECKING:
@@ -142,6 +143,7 @@ class RoutineActor(actors.Actor[_Msg, None]):
         # Set in the actor's own task: every handler of this routine sees it,
         # and nothing else does.
         current_host.set(self)
+        current_job.set(self.job)
         current_frame.set(self.job.frame)
 
     async def handle(self, message: _Msg) -> None:
@@ -447,6 +449,9 @@ class Job(metaclass=NoPublicConstructor):
         self._deferred: list[tuple[RoutineActor, str, dict[str, object]]] = []
         self._waiting_on: dict[RoutineActor, RoutineActor] = {}
         self._done = trio.Event()
+        #: Set once the job has ended, however it ended: what
+        #: ``JobState.wait_for_completion`` waits on from another thread.
+        self.finished_sync = threading.Event()
         # Events for the publisher, in order; only when somebody subscribes.
         self._events: collections.deque[Event] | None = collections.deque() if self._publishing else None
 
@@ -668,7 +673,7 @@ class Job(metaclass=NoPublicConstructor):
         then recorded as cancelled first).
         """
         state = self.state
-        state._live = self
+        self.flow._running_jobs[state.job_id] = self
         state._start_clock()
         deadline = math.inf if self._timeout is None else trio.current_time() + self._timeout
         try:
@@ -714,10 +719,13 @@ class Job(metaclass=NoPublicConstructor):
                         with trio.CancelScope(shield=True):
                             await self._wind_down()
         finally:
-            state._live = None
+            running = self.flow._running_jobs
+            if running.get(state.job_id) is self:
+                del running[state.job_id]
             if self.flow.save_state:
                 self.flow._save(state)
             self._ended = True
+            self.finished_sync.set()
             if self._finished is not None:
                 self._finished.set()
             # Every actor has ended: drop what they hold, so the job and its

@@ -11,6 +11,7 @@ Times inside a run come from Trio's clock, so under
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import enum
 import time
@@ -22,6 +23,7 @@ import trio
 from ._exceptions import InvokeInsideTrioError, JobStateError
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Mapping
 
 _RESULT_LIMIT = 200
@@ -101,9 +103,7 @@ class Status(enum.StrEnum):
         return self in _FINAL_STATUSES
 
 
-_FINAL_STATUSES = frozenset(
-    {Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT}
-)
+_FINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT})
 
 
 @final
@@ -212,14 +212,30 @@ class Delivery:
     data: dict[str, object]
 
 
-class _LiveJob(Protocol):
-    """The running job behind a routine job's state (see ``runtime._job.Job``)."""
+class JobControls(Protocol):
+    """What a job's handle offers its state's Routilux-style delegations (``runtime._job.Job``)."""
+
+    @property
+    def state(self) -> JobState: ...
 
     def pause(self, reason: str | None = None) -> None: ...
 
     def resume(self) -> None: ...
 
     def cancel(self, reason: str | None = None) -> None: ...
+
+
+#: The handle of the job whose routine handler runs in this task. Set by the
+#: graph engine in each routine actor's own task, so a handler's
+#: ``ctx.job_state.pause()`` reaches its job while the state itself holds no
+#: reference to any engine.
+current_job: contextvars.ContextVar[JobControls] = contextvars.ContextVar("trioflow_job")
+
+
+class JobFinder(Protocol):
+    """A flow as :meth:`JobState.wait_for_completion` sees it: it knows its running jobs."""
+
+    def _job_finished(self, job_id: str) -> threading.Event | None: ...
 
 
 @attrs.define
@@ -302,8 +318,6 @@ class JobState:
     undelivered: list[Delivery] = attrs.field(factory=list)
     metrics: dict[str, float] = attrs.field(factory=dict)
     _clock: _RunClock = attrs.field(factory=_RunClock, init=False, eq=False, repr=False)
-    # The running routine job this state belongs to; None once it ended. Never saved.
-    _live: _LiveJob | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     @property
     def run_id(self) -> str:
@@ -332,9 +346,7 @@ class JobState:
 
     # -- history -------------------------------------------------------------
 
-    def record_event(
-        self, routine_id: str, event_name: str, data: Mapping[str, object]
-    ) -> HistoryEntry:
+    def record_event(self, routine_id: str, event_name: str, data: Mapping[str, object]) -> HistoryEntry:
         """Append one event emission to the history, stamped by the run's clock.
 
         Returns:
@@ -439,65 +451,75 @@ class JobState:
         return tuple(reversed(names))
 
     # -- routine jobs: pause, resume, cancel, wait ---------------------------
+    #
+    # A JobState is data: it holds no reference to the job that fills it. The
+    # Routilux-style controls below are thin delegations to the job's handle
+    # (:class:`~runtime.Job`), found through the routine handler that calls
+    # them, or through the flow for :meth:`wait_for_completion`.
 
-    def _running_job(self, api: str) -> _LiveJob:
-        live = self._live
-        if live is None:
+    def _controls(self, api: str) -> JobControls:
+        controls = current_job.get(None)
+        if controls is None or controls.state is not self:
             msg = (
-                f"Cannot {api} job {self.job_id!r} of flow {self.flow_id!r}: it is not running "
-                f"(its status is {self.status}). Only a job started by execute(), aexecute() or "
-                "open_job() can be paused, resumed or cancelled, while it runs."
+                f"Cannot {api} job {self.job_id!r} of flow {self.flow_id!r} from here (its status is "
+                f"{self.status}): a JobState is data. Call it on the job's handle (async with "
+                f"flow.open_job(...) as job: job.{api}), with flow.{api.removesuffix('()')}(job_state), or "
+                "from a routine handler of the running job (ctx.job_state)."
             )
             raise JobStateError(msg)
-        return live
+        return controls
 
     def pause(self, reason: str | None = None) -> None:
-        """Pause the running job: its routines take no new message until :meth:`resume`.
+        """Pause the running job from one of its routine handlers: a delegation to :meth:`Job.pause <runtime.Job.pause>`.
 
-        A message being handled is finished. Pausing a paused job does nothing.
+        Outside a handler, call ``job.pause()`` on the handle or
+        ``flow.pause(job_state)``.
 
         Raises:
-            JobStateError: the job is not running (it finished, or this state
-                was loaded from a file).
+            JobStateError: not called from a routine handler of this job.
 
         .. versionadded:: 0.1.0
         """
-        self._running_job("pause()").pause(reason)
+        self._controls("pause()").pause(reason)
 
     def resume(self) -> None:
-        """Resume the paused job; deferred events are emitted now.
+        """Resume the paused job from one of its routine handlers: a delegation to :meth:`Job.resume <runtime.Job.resume>`.
 
         Raises:
-            JobStateError: the job is not paused.
+            JobStateError: not called from a routine handler of this job, or
+                the job is not paused.
 
         .. versionadded:: 0.1.0
         """
-        self._running_job("resume()").resume()
+        self._controls("resume()").resume()
 
     def cancel(self, reason: str | None = None) -> None:
-        """Cancel the running job at once; status ``cancelled``.
+        """Cancel the running job from one of its routine handlers: a delegation to :meth:`Job.cancel <runtime.Job.cancel>`.
 
-        Every message queued but not yet handled is listed in
-        :attr:`undelivered`. Cancelling a job that already ended does nothing.
+        Cancelling a job that has ended does nothing.
+
+        Raises:
+            JobStateError: the job has not ended, and this is not called from
+                a routine handler of it.
 
         .. versionadded:: 0.1.0
         """
-        live = self._live
-        if live is not None:
-            live.cancel(reason)
+        if not self.status.is_final:
+            self._controls("cancel()").cancel(reason)
 
     @staticmethod
-    def wait_for_completion(flow: object, job_state: JobState, timeout: float | None = None) -> bool:
+    def wait_for_completion(flow: JobFinder, job_state: JobState, timeout: float | None = None) -> bool:
         """Wait until *job_state*'s job has ended; return whether it did within *timeout*.
 
         ``flow.execute(...)`` returns once its job has ended, so this returns
-        ``True`` at once for its state. A job running in another thread is
-        waited for (polling its status); a job that is not running and has
-        not ended (a paused job whose ``execute()`` returned, a state loaded
-        from a file) never will, and this returns ``False`` at once.
+        ``True`` at once for its state. A job of *flow* running in another
+        thread is waited for on an event its engine sets as it ends (no
+        polling). A job that is not running and has not ended (a paused job
+        whose ``execute()`` returned, a state loaded from a file) never will,
+        and this returns ``False`` at once.
 
         Args:
-            flow: the job's flow (kept for Routilux compatibility).
+            flow: the job's flow.
             job_state: the job's state.
             timeout: seconds to wait at most; ``None`` waits as long as it takes.
 
@@ -509,7 +531,8 @@ class JobState:
         """
         if job_state.status.is_final:
             return True
-        if job_state._live is None:
+        finished = flow._job_finished(job_state.job_id)
+        if finished is None:
             return False
         try:
             trio.lowlevel.current_trio_token()
@@ -522,11 +545,4 @@ class JobState:
                 "on the handle from async with flow.open_job(...)."
             )
             raise InvokeInsideTrioError(msg)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not job_state.status.is_final:
-            if job_state._live is None:
-                return False
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(0.005)
-        return True
+        return finished.wait(timeout) and job_state.status.is_final

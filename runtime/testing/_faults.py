@@ -26,7 +26,7 @@ from hypothesis.errors import InvalidArgument
 from .._context import Invocation, current_frame, invocation_hook
 from .._exceptions import FaultInjectionError, TrioflowError
 from .._node import Node
-from .._state import Status
+from .._state import Status, current_job
 from ._checkers import _label, _run_name
 
 if TYPE_CHECKING:
@@ -219,7 +219,7 @@ async def _cancel_run(invocation: Invocation, on_cancel: Callable[[CancelPoint],
     reason = f"a cancel fault cancelled it when {invocation.kind} {invocation.name!r} was about to run (at {where})"
     frame = current_frame.get(None)
     run = None if frame is None else frame.run
-    job = None if run is None else run.state._live
+    job = current_job.get(None) if run is not None else None
     if run is None or (run.nodes_scope is None and job is None):
         msg = f"A cancel fault found no run to cancel when {invocation.kind} {invocation.name!r} was about to run (at {where})."
         raise InjectedCancelError(msg)

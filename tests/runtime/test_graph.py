@@ -6,6 +6,7 @@ import itertools
 import json
 from typing import TYPE_CHECKING
 
+import attrs
 import pytest
 import trio
 import trio.lowlevel
@@ -907,19 +908,91 @@ async def test_resuming_a_job_that_is_not_paused_is_an_error() -> None:
         job.pause()
 
 
-async def test_job_state_pause_resume_cancel_when_not_running() -> None:
+async def test_job_state_controls_outside_a_handler_name_the_handle() -> None:
     state = await pipeline(("source", Source())).aexecute("source")
     with pytest.raises(
         rt.JobStateError,
-        match=r"^Cannot resume\(\) job 'job-[0-9a-f]+' of flow 'pipe': it is not running \(its status is completed\)\. "
-        r"Only a job started by execute\(\), aexecute\(\) or open_job\(\) can be paused, resumed or cancelled, "
-        r"while it runs\.$",
+        match=r"^Cannot resume\(\) job 'job-[0-9a-f]+' of flow 'pipe' from here \(its status is completed\): a "
+        r"JobState is data\. Call it on the job's handle \(async with flow\.open_job\(\.\.\.\) as job: "
+        r"job\.resume\(\)\), with flow\.resume\(job_state\), or from a routine handler of the running job "
+        r"\(ctx\.job_state\)\.$",
     ):
         state.resume()
     with pytest.raises(rt.JobStateError, match=r"^Cannot pause\(\) job"):
         state.pause()
-    state.cancel()  # nothing to cancel: does nothing
+    state.cancel()  # the job has ended: nothing to cancel
     assert state.status is rt.Status.COMPLETED
+
+
+async def test_flow_controls_reach_a_running_job_by_its_state_and_refuse_an_ended_one(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    flow = pipeline(("source", Source()), ("gate", Gate()), ("after", Recorder()), name="by-state")
+    async with flow.open_job("source", {"count": 3}) as job:
+        await trio.testing.wait_all_tasks_blocked()
+        copy_of_state = attrs.evolve(job.state)  # a state is data: any copy names the job
+        flow.pause(copy_of_state, reason="from the flow")
+        assert job.status is rt.Status.PAUSED
+        assert job.pause_reason == "from the flow"
+        assert flow.resume(copy_of_state) is copy_of_state
+        flow.cancel(job.state)
+        state = await job.wait()
+    assert state.status is rt.Status.CANCELLED
+    with pytest.raises(
+        rt.JobStateError,
+        match=r"^Cannot pause\(\) job 'job-[0-9a-f]+' of flow 'by-state': it is not a running job of flow "
+        r"'by-state' \(its status is cancelled\)\. Only a job started by execute\(\), aexecute\(\) or "
+        r"open_job\(\) can be paused, resumed or cancelled, while it runs\.$",
+    ):
+        flow.pause(state)
+    flow.cancel(state)  # ended: does nothing
+
+
+def test_wait_for_completion_from_another_thread_wakes_on_the_jobs_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The waiting thread sleeps on an event the engine sets: no polling, woken at the end."""
+    import datetime
+    import queue
+    import threading
+    import time
+
+    states: queue.Queue[rt.JobState] = queue.Queue()
+    release = threading.Event()
+
+    class Held(rt.Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.define_slot("trigger", handler=self.hold)
+
+        async def hold(self) -> None:
+            ctx = self.get_execution_context()
+            assert ctx is not None
+            states.put(ctx.job_state)
+            await trio.to_thread.run_sync(release.wait)
+
+    flow: rt.Flow[..., object] = rt.Flow(flow_id="held")
+    flow.add_routine(Held(), "held")
+    runner = threading.Thread(target=flow.execute, args=("held",))
+    runner.start()
+    try:
+        state = states.get(timeout=10)
+        assert rt.JobState.wait_for_completion(flow, state, timeout=0.01) is False  # still running
+
+        def no_polling(seconds: float) -> None:
+            raise AssertionError(f"wait_for_completion polled with time.sleep({seconds})")
+
+        monkeypatch.setattr(time, "sleep", no_polling)
+        release.set()
+        assert rt.JobState.wait_for_completion(flow, state, timeout=10) is True
+        woken = datetime.datetime.now(datetime.UTC)
+        assert state.status is rt.Status.COMPLETED
+        assert state.finished_at is not None
+        # The end is stamped just before the event is set; a loaded CI machine gets slack.
+        assert (woken - state.finished_at).total_seconds() < 0.25
+    finally:
+        release.set()
+        runner.join(10)
 
 
 async def test_a_handler_that_raises_during_pause_fails_the_job(autojump_clock: trio.testing.MockClock) -> None:
