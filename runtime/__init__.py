@@ -45,6 +45,9 @@ from ._exceptions import (
     OutsideRunError as OutsideRunError,
 )
 from ._exceptions import (
+    RoutineCallError as RoutineCallError,
+)
+from ._exceptions import (
     RunCancelledError as RunCancelledError,
 )
 from ._exceptions import (
@@ -171,6 +174,7 @@ __all__ = [
     "NodeArgumentError",
     "NotANodeError",
     "OutsideRunError",
+    "RoutineCallError",
     "RunCancelledError",
     "RunTimeoutError",
     "SessionClosedError",

@@ -9,13 +9,14 @@ from typing import TYPE_CHECKING, ParamSpec, TypeVar, overload
 import trio
 
 from ._context import current_frame
-from ._exceptions import OutsideRunError
+from ._exceptions import OutsideRunError, RoutineCallError
 from ._node import as_node
 from ._publisher import EventKind
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
 
+    from ._context import RoutineCaller
     from ._node import Node
     from ._run import NodeActor
 
@@ -30,6 +31,14 @@ def _caller(api: str, arg: object, *, node_arg: bool = True) -> NodeActor:
     *node_arg*, else a value (``rt.broadcast``'s item, ``rt.log``'s message).
     """
     frame = current_frame.get(None)
+    if frame is not None and frame.routine is not None and node_arg:
+        label = getattr(arg, "name", None) or getattr(arg, "__name__", None) or repr(arg)
+        msg = (
+            f"{api}({label}) was called in a handler of routine {frame.routine.routine_id!r}: a routine "
+            "graph's job runs routines, not node requests. Emit an event to a routine that does the work, "
+            "or run a node flow from the handler with await rt.Flow(...).ainvoke(...)."
+        )
+        raise RoutineCallError(msg)
     if frame is None or frame.actor is None:
         if node_arg:
             label = entry = getattr(arg, "name", None) or getattr(arg, "__name__", None) or repr(arg)
@@ -41,6 +50,12 @@ def _caller(api: str, arg: object, *, node_arg: bool = True) -> NodeActor:
         )
         raise OutsideRunError(msg)
     return frame.actor
+
+
+def _routine() -> RoutineCaller | None:
+    """The routine whose handler runs the calling task, if any."""
+    frame = current_frame.get(None)
+    return None if frame is None else frame.routine
 
 
 @overload
@@ -57,6 +72,7 @@ async def call(node: object, /, *args: object, **kwargs: object) -> object:
 
     Raises:
         OutsideRunError: called outside a run.
+        RoutineCallError: called in a routine handler.
         NotANodeError: *node* is not a node.
         NodeArgumentError: the arguments do not fit the node's signature (the
             node does not start).
@@ -105,14 +121,19 @@ async def call_batch(
 async def broadcast(item: object) -> None:
     """Stream *item* to the run's subscribers, as a ``stream`` event of the current request.
 
-    Waits only while the run's event pipeline is full (backpressure from a
-    slow subscriber).
+    In a routine handler, the event names the routine. Waits only while the
+    run's event pipeline is full (backpressure from a slow subscriber).
 
     Raises:
         OutsideRunError: called outside a run.
 
     .. versionadded:: 0.1
     """
+    routine = _routine()
+    if routine is not None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        await routine.broadcast(item)
+        return
     actor = _caller("rt.broadcast", item, node_arg=False)
     await trio.lowlevel.checkpoint_if_cancelled()
     await actor.run.record(EventKind.STREAM, actor.request_id, actor.parent_id, actor.node.name, item)
@@ -125,8 +146,9 @@ async def log(message: str, *, level: int = logging.INFO, **data: object) -> Non
     """Record a log entry for the current request, in order with its other events.
 
     The entry goes to the run's shared log (``JobState.get_shared_log()``,
-    stamped, with the request and node), to subscribers as a ``log`` event,
-    and to the standard :mod:`logging` logger ``runtime.node``.
+    stamped, with the request and node, or in a routine handler the
+    routine), to subscribers as a ``log`` event, and to the standard
+    :mod:`logging` logger ``runtime.node``.
 
     Args:
         message: what happened.
@@ -138,6 +160,11 @@ async def log(message: str, *, level: int = logging.INFO, **data: object) -> Non
 
     .. versionadded:: 0.1
     """
+    routine = _routine()
+    if routine is not None:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        await routine.log(level, message, copy.deepcopy(data))
+        return
     actor = _caller("rt.log", message, node_arg=False)
     await trio.lowlevel.checkpoint_if_cancelled()
     _node_logger.log(level, "%s [%s %s]: %s", actor.run.flow_name, actor.node.name, actor.request_id, message)

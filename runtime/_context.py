@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Protocol, final
 
 import attrs
 
@@ -44,12 +44,23 @@ class RequestMetadata:
     extra: tuple[tuple[str, object], ...] = ()
 
 
+class RoutineCaller(Protocol):
+    """A routine handler's side of ``rt.log`` and ``rt.broadcast`` (``runtime._job.RoutineActor``)."""
+
+    routine_id: str
+
+    async def log(self, level: int, message: str, data: dict[str, object]) -> None: ...
+
+    async def broadcast(self, item: object) -> None: ...
+
+
 @attrs.define(slots=True)
 class Frame:
-    """Where the current task is: which run, and which node actor (if any)."""
+    """Where the current task is: which run, and which node actor or routine (if any)."""
 
     run: Run
     actor: NodeActor | None
+    routine: RoutineCaller | None = None
 
 
 current_frame: contextvars.ContextVar[Frame] = contextvars.ContextVar("trioflow_frame")

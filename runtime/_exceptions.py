@@ -30,6 +30,11 @@ class OutsideRunError(TrioflowError, RuntimeError):
 
 
 @final
+class RoutineCallError(TrioflowError, RuntimeError):
+    """``rt.call`` or ``rt.call_batch`` was called in a routine handler, where a job runs no node requests."""
+
+
+@final
 class InvokeInsideTrioError(TrioflowError, RuntimeError):
     """A synchronous entry point was called inside a running Trio program."""
 

@@ -28,6 +28,7 @@ import collections
 import functools
 import inspect
 import itertools
+import logging
 import math
 import os
 import threading
@@ -59,6 +60,8 @@ ENTRY_EVENT = "(start)"
 OUTPUT_KEY = "output_log"
 
 _ROUTINE_MAILBOX = 64
+
+_routine_logger = logging.getLogger("runtime.routine")
 
 _STATUS_AFTER_FAILURE = {
     ErrorStrategy.STOP: "failed",
@@ -144,7 +147,7 @@ class RoutineActor(actors.Actor[_Msg, None]):
         # and nothing else does.
         current_host.set(self)
         current_job.set(self.job)
-        current_frame.set(self.job.frame)
+        current_frame.set(Frame(self.job.frame.run, None, self))
 
     async def handle(self, message: _Msg) -> None:
         job = self.job
@@ -263,6 +266,23 @@ class RoutineActor(actors.Actor[_Msg, None]):
         return action
 
     # -- what Routine.emit and friends call -------------------------------------
+
+    async def log(self, level: int, message: str, data: dict[str, object]) -> None:
+        """``rt.log`` in this routine's handler: the job's shared log, a ``log`` event, :mod:`logging`."""
+        job = self.job
+        _routine_logger.log(level, "%s [routine %s]: %s", job.flow.name, self.routine_id, message)
+        entry = {"level": logging.getLevelName(level), "message": message, **data}
+        job.state.append_to_shared_log({"routine": self.routine_id, **entry})
+        if job._publishing:
+            job._publish(EventKind.LOG, self.routine_id, entry)
+            await job._pump()
+
+    async def broadcast(self, item: object) -> None:
+        """``rt.broadcast`` in this routine's handler: a ``stream`` event naming the routine."""
+        job = self.job
+        if job._publishing:
+            job._publish(EventKind.STREAM, self.routine_id, item)
+            await job._pump()
 
     def emit(self, event: str, data: dict[str, object]) -> None:
         job = self.job

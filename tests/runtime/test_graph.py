@@ -1292,3 +1292,70 @@ async def test_a_session_runs_a_graph_flow_with_its_request_metadata() -> None:
         outputs = await session.run("hello")
     assert isinstance(outputs, list)
     assert [o["data"] for o in outputs] == [{"text": "hello, ada"}]
+
+
+# -- routine handlers are inside a run ----------------------------------------------------
+
+
+class Talker(rt.Routine):
+    """Uses the node-run API from a handler: rt.log, rt.request(), rt.context, rt.broadcast."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.define_slot("input", handler=self.talk)
+
+    async def talk(self, data: object = None, **kwargs: object) -> None:
+        rt.context.put("seen", [*(rt.context.get("seen") or []), data])  # type: ignore[misc]
+        await rt.log("handled", item=data, user=rt.request().user_id)
+        await rt.broadcast({"item": data})
+
+
+async def test_routine_handlers_log_read_the_request_and_use_the_jobs_context() -> None:
+    flow: rt.Flow[..., object] = rt.Flow(flow_id="talk", context={"seen": ["start"]})
+    flow.add_routine(Talker(), "talker")
+    state = await flow.aexecute("talker", {"data": 7})
+    assert state.status is rt.Status.COMPLETED
+    assert [
+        {k: v for k, v in entry.items() if k != "timestamp"} for entry in state.get_shared_log()
+    ] == [{"routine": "talker", "level": "INFO", "message": "handled", "item": 7, "user": None}]
+    assert state.context["seen"] == ["start", 7]
+    assert flow.context["seen"] == ["start"]  # the job's context is its own copy
+
+
+async def test_routine_handlers_log_and_broadcast_reach_subscribers_in_order() -> None:
+    flow: rt.Flow[..., object] = rt.Flow(flow_id="talk-stream")
+    flow.add_routine(Talker(), "talker")
+    async with flow.stream("hello") as events:
+        seen = [(event.kind, event.node, event.data) async for event in events]
+    assert seen[0][0] is rt.EventKind.RUN_STARTED
+    assert seen[1:-1] == [
+        (rt.EventKind.LOG, "talker", {"level": "INFO", "message": "handled", "item": "hello", "user": None}),
+        (rt.EventKind.STREAM, "talker", {"item": "hello"}),
+    ]
+    assert seen[-1][0] is rt.EventKind.RUN_FINISHED
+
+
+async def test_rt_call_in_a_routine_handler_says_it_is_not_supported_there() -> None:
+    @rt.function_node
+    async def helper(x: int) -> int:
+        return x
+
+    class Caller(rt.Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.define_slot("input", handler=self.go)
+
+        async def go(self, data: object = None, **kwargs: object) -> None:
+            await rt.call(helper, 1)
+
+    flow: rt.Flow[..., object] = rt.Flow(flow_id="caller")
+    flow.add_routine(Caller(), "caller")
+    job = await flow.aexecute("caller")
+    assert job.status is rt.Status.FAILED
+    assert job.error is not None
+    assert job.error.type == "runtime.RoutineCallError"
+    assert job.error.message == (
+        "rt.call(helper) was called in a handler of routine 'caller': a routine graph's job runs routines, not "
+        "node requests. Emit an event to a routine that does the work, or run a node flow from the handler "
+        "with await rt.Flow(...).ainvoke(...)."
+    )
