@@ -270,7 +270,8 @@ class Flow(GraphMixin, Generic[P, T]):
         own, even if this call is then cancelled while the run's actors wind
         down: a session counts the run by how it really ended.
         """
-        if self.entry_point is None and self._routines:
+        if self._routines:
+            self._check_one_kind("invoke")
             return await self._arun_graph(  # type: ignore[return-value]
                 args, kwargs, metadata=metadata, subscriptions=subscriptions, on_result=on_result  # type: ignore[arg-type]
             )

@@ -104,7 +104,8 @@ class GraphMixin:
         Raises:
             TypeError: *routine* is not a Routine instance (or was not initialised
                 with ``super().__init__()``), or *routine_id* is not a string.
-            GraphDefinitionError: the flow already has a routine *routine_id*.
+            GraphDefinitionError: the flow already has a routine *routine_id*,
+                or it has an entry point node (a flow is one or the other).
 
         .. versionadded:: 0.1
         """
@@ -113,6 +114,7 @@ class GraphMixin:
             msg = f"Flow({self.name!r}).add_routine() got {what}, not a Routine instance. Subclass rt.Routine and pass an instance."
             raise TypeError(msg)
         routine._defs("_slots")
+        self._check_one_kind("add_routine")
         if routine_id is None:
             base = type(routine).__name__.lower()
             routine_id, n = base, 1
@@ -131,6 +133,17 @@ class GraphMixin:
             raise GraphDefinitionError(msg)
         self._routines[routine_id] = routine
         return routine_id
+
+    def _check_one_kind(self, api: str) -> None:
+        """Refuse a flow that would hold both an entry point node and routines."""
+        entry_point = getattr(self, "entry_point", None)
+        if entry_point is not None:
+            msg = (
+                f"Flow({self.name!r}).{api}(): this flow has the entry point node {entry_point.name!r}, so it runs "
+                "node calls; a flow is either a node flow or a routine graph. Drop entry_point=... to build a "
+                "routine graph, or run the routines in a flow of their own."
+            )
+            raise GraphDefinitionError(msg)
 
     def _routine(self, api: str, routine_id: str) -> Routine:
         routine = self._routines.get(routine_id)

@@ -1359,3 +1359,26 @@ async def test_rt_call_in_a_routine_handler_says_it_is_not_supported_there() -> 
         "node requests. Emit an event to a routine that does the work, or run a node flow from the handler "
         "with await rt.Flow(...).ainvoke(...)."
     )
+
+
+async def test_a_flow_is_a_node_flow_or_a_routine_graph_never_both() -> None:
+    @rt.function_node
+    async def entry(x: int) -> int:
+        return x
+
+    flow = rt.Flow("both", entry_point=entry)
+    with pytest.raises(
+        rt.GraphDefinitionError,
+        match=r"^Flow\('both'\)\.add_routine\(\): this flow has the entry point node 'entry', so it runs node calls; "
+        r"a flow is either a node flow or a routine graph\. Drop entry_point=\.\.\. to build a routine graph, or "
+        r"run the routines in a flow of their own\.$",
+    ):
+        flow.add_routine(Source(), "source")
+    assert flow.routines == {}
+    assert await flow.ainvoke(3) == 3
+
+    graph: rt.Flow[..., object] = rt.Flow(flow_id="later")
+    graph.add_routine(Source(), "source")
+    graph.entry_point = entry  # type: ignore[assignment]  # set after the routines: refused when run
+    with pytest.raises(rt.GraphDefinitionError, match=r"^Flow\('later'\)\.invoke\(\): this flow has the entry point node 'entry'"):
+        await graph.ainvoke(1)
