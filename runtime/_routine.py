@@ -329,7 +329,9 @@ class Routine:
         self._error_handler: ErrorHandler | None = None
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} slots={list(self._defs('_slots'))} events={list(self._defs('_events'))}>"
+        return (
+            f"<{type(self).__name__} slots={list(self._defs('_slots'))} events={list(self._defs('_events'))}>"
+        )
 
     def _defs(self, kind: str) -> dict[str, Slot] | dict[str, RoutineEvent]:
         try:
@@ -350,7 +352,9 @@ class Routine:
             msg = f"{where}: {article} {kind} name is a non-empty string."
             raise TypeError(msg)
         if name in taken:
-            msg = f"{where}: the routine already has {article} {kind} {name!r}; give each {kind} its own name."
+            msg = (
+                f"{where}: the routine already has {article} {kind} {name!r}; give each {kind} its own name."
+            )
             raise GraphDefinitionError(msg)
 
     def define_slot(

@@ -79,12 +79,16 @@ def test_event_params_given_as_a_string_are_refused() -> None:
 
 
 def test_handler_must_be_callable() -> None:
-    with pytest.raises(TypeError, match=r"^Routine\.define_slot\('in', handler=42\): the handler must be callable\.$"):
+    with pytest.raises(
+        TypeError, match=r"^Routine\.define_slot\('in', handler=42\): the handler must be callable\.$"
+    ):
         rt.Routine().define_slot("in", handler=42)  # type: ignore[arg-type]
 
 
 def test_unknown_merge_strategy_is_refused() -> None:
-    with pytest.raises(TypeError, match=r"merge_strategy='sum'\): choose 'override', 'append', or a function"):
+    with pytest.raises(
+        TypeError, match=r"merge_strategy='sum'\): choose 'override', 'append', or a function"
+    ):
         rt.Routine().define_slot("in", merge_strategy="sum")
 
 
@@ -113,7 +117,9 @@ def test_emit_outside_a_job_is_a_clear_error() -> None:
         echo.process("x")
     with pytest.raises(rt.OutsideRunError, match=r"^Echo\.send_output\('result'\) was called outside a job"):
         echo.send_output("result", value=1)
-    with pytest.raises(rt.OutsideRunError, match=r"^Echo\.emit_deferred_event\('output'\) was called outside"):
+    with pytest.raises(
+        rt.OutsideRunError, match=r"^Echo\.emit_deferred_event\('output'\) was called outside"
+    ):
         echo.emit_deferred_event("output", result=1)
 
 
@@ -153,10 +159,22 @@ def test_error_handler_defaults_and_backoff() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
-        ({"strategy": "explode"}, r"^ErrorHandler\(strategy='explode'\): a strategy is one of 'stop', 'continue', 'retry', 'skip' \(or an ErrorStrategy\)\.$"),
-        ({"max_retries": -1}, r"^ErrorHandler\(max_retries=-1\): give a whole number of retries, 0 or more\.$"),
-        ({"retry_delay": -0.5}, r"^ErrorHandler\(retry_delay=-0\.5\): give a finite number of seconds, 0 or more\.$"),
-        ({"retry_backoff": 0}, r"^ErrorHandler\(retry_backoff=0\): give a finite factor above 0 \(1 keeps the delay constant\)\.$"),
+        (
+            {"strategy": "explode"},
+            r"^ErrorHandler\(strategy='explode'\): a strategy is one of 'stop', 'continue', 'retry', 'skip' \(or an ErrorStrategy\)\.$",
+        ),
+        (
+            {"max_retries": -1},
+            r"^ErrorHandler\(max_retries=-1\): give a whole number of retries, 0 or more\.$",
+        ),
+        (
+            {"retry_delay": -0.5},
+            r"^ErrorHandler\(retry_delay=-0\.5\): give a finite number of seconds, 0 or more\.$",
+        ),
+        (
+            {"retry_backoff": 0},
+            r"^ErrorHandler\(retry_backoff=0\): give a finite factor above 0 \(1 keeps the delay constant\)\.$",
+        ),
     ],
 )
 def test_bad_error_handler_settings(kwargs: dict[str, object], pattern: str) -> None:
@@ -165,7 +183,9 @@ def test_bad_error_handler_settings(kwargs: dict[str, object], pattern: str) -> 
 
 
 def test_retryable_exceptions_must_be_exception_classes() -> None:
-    with pytest.raises(TypeError, match=r"^ErrorHandler\(retryable_exceptions=\.\.\.\): 3 is not an Exception subclass\.$"):
+    with pytest.raises(
+        TypeError, match=r"^ErrorHandler\(retryable_exceptions=\.\.\.\): 3 is not an Exception subclass\.$"
+    ):
         rt.ErrorHandler(retryable_exceptions=(3,))  # type: ignore[arg-type]
 
 
