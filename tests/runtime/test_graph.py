@@ -200,11 +200,15 @@ def test_duplicate_routine_id_is_refused(etl: rt.Flow[..., object]) -> None:
         etl.add_routine(Parser(), "writer")
 
 
-def test_add_routine_needs_a_routine_instance(etl: rt.Flow[..., object]) -> None:
+def test_add_routine_needs_a_routine_or_a_factory(etl: rt.Flow[..., object]) -> None:
     with pytest.raises(
-        TypeError, match=r"^Flow\('etl'\)\.add_routine\(\) got Writer, not a Routine instance\."
+        TypeError,
+        match=r"^Flow\('etl'\)\.add_routine\(\) got str 'writer', not a Routine\. Pass a routine instance, a Routine "
+        r"subclass, or a function with no arguments that returns a routine\.$",
     ):
-        etl.add_routine(Writer)  # type: ignore[arg-type]
+        etl.add_routine("writer")  # type: ignore[arg-type]
+    assert etl.add_routine(Writer) == "writer_2"  # a Routine subclass is a factory
+    assert type(etl.routines["writer_2"]) is Writer
 
 
 def test_add_routine_makes_ids() -> None:
@@ -217,9 +221,11 @@ def test_add_routine_makes_ids() -> None:
 def test_max_steps_must_be_positive() -> None:
     with pytest.raises(
         ValueError,
-        match=r"^Flow\('f', max_steps=0\): max_steps must be a whole number of handler calls, 1 or more\.$",
+        match=r"^Flow\('f', max_steps=0\): max_steps must be a whole number of handler calls, 1 or more, or None "
+        r"for no limit\.$",
     ):
         rt.Flow(flow_id="f", max_steps=0)
+    assert rt.Flow(flow_id="f").max_steps is None  # no limit unless asked
 
 
 def test_execute_with_an_unknown_entry_names_the_routines(etl: rt.Flow[..., object]) -> None:
