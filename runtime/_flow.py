@@ -81,7 +81,9 @@ class Flow(GraphMixin, Generic[P, T]):
         subscribers: callbacks (plain or async) called with every
             :class:`~runtime.Event` of every run, in order.
         max_steps: routine graphs only: the most handler calls one job may make
-            before it is stopped as a runaway cycle.
+            before it fails with :class:`~runtime.StepLimitError`. ``None``
+            (the default): no limit; a cycle that never stops then runs until
+            *timeout*, or until the caller cancels it.
 
     Raises:
         TypeError: no name, or *entry_point* is not a node.
@@ -273,7 +275,11 @@ class Flow(GraphMixin, Generic[P, T]):
         if self._routines:
             self._check_one_kind("invoke")
             return await self._arun_graph(  # type: ignore[return-value]
-                args, kwargs, metadata=metadata, subscriptions=subscriptions, on_result=on_result  # type: ignore[arg-type]
+                args,
+                kwargs,
+                metadata=metadata,
+                subscriptions=subscriptions,
+                on_result=on_result,  # type: ignore[arg-type]
             )
         entry = self._entry("invoke")
         entry.check_arguments(args, kwargs)

@@ -16,7 +16,7 @@ import trio
 from ._context import copy_context
 from ._exceptions import GraphDefinitionError, JobStateError
 from ._job import Job, new_job_id
-from ._routine import ErrorHandler, Routine, default_error_handler
+from ._routine import ErrorHandler, Routine, RoutineProps, default_error_handler
 from ._run import RunResult
 from ._state import JobState, _isolate
 
@@ -29,9 +29,6 @@ if TYPE_CHECKING:
     from ._publisher import Event, Subscription
     from ._routine import AnyFlow, ErrorStrategy
 
-#: Handler calls one job may make when the Flow does not say (``max_steps``).
-DEFAULT_MAX_STEPS = 10_000
-
 
 def _names(names: Sequence[str] | Mapping[str, object]) -> str:
     return ", ".join(repr(name) for name in names) or "none"
@@ -41,8 +38,9 @@ class GraphMixin:
     """The routine-graph half of :class:`~runtime.Flow`.
 
     A graph flow holds routine *templates* and the connections between
-    them. Each job runs on its own copies of the templates, so jobs never
-    share state; the flow itself is never changed by a job.
+    them. Each job runs on its own instances, made from how each template
+    was made (:class:`~runtime._routine.RoutineProps`); the flow itself is
+    never changed by a job.
     """
 
     # Set by Flow.__init__.
@@ -55,20 +53,22 @@ class GraphMixin:
     subscribers: tuple[Callable[[Event], object], ...]
 
     def __init__(self, *, max_steps: int | None = None) -> None:
-        if max_steps is None:
-            max_steps = DEFAULT_MAX_STEPS
-        try:
-            steps = operator.index(max_steps)
-        except TypeError:
-            steps = 0
-        if steps < 1 or isinstance(max_steps, bool):
-            msg = f"Flow({self.name!r}, max_steps={max_steps!r}): max_steps must be a whole number of handler calls, 1 or more."
-            raise ValueError(msg)
-        #: The most handler calls one job may make before it fails with StepLimitError.
-        self.max_steps: int = steps
+        steps: int | None = None
+        if max_steps is not None:
+            try:
+                steps = operator.index(max_steps)
+            except TypeError:
+                steps = 0
+            if steps < 1 or isinstance(max_steps, bool):
+                msg = f"Flow({self.name!r}, max_steps={max_steps!r}): max_steps must be a whole number of handler calls, 1 or more, or None for no limit."
+                raise ValueError(msg)
+        #: The most handler calls one job may make before it fails with
+        #: StepLimitError; ``None``: no limit.
+        self.max_steps: int | None = steps
         #: The routine a job starts with when ``arun``/``invoke`` (or a session) runs the flow.
         self.entry_id: str | None = None
         self._routines: dict[str, Routine] = {}
+        self._props: dict[str, RoutineProps] = {}
         self._connections: dict[tuple[str, str], list[tuple[str, str]]] = {}
         self._error_handler: ErrorHandler | None = None
         # The jobs of this flow running now, by id: how flow.pause(job_state)
@@ -91,37 +91,35 @@ class GraphMixin:
             for dst, slot in targets
         ]
 
-    def add_routine(self, routine: Routine, routine_id: str | None = None) -> str:
+    def add_routine(self, routine: Routine | Callable[[], Routine], routine_id: str | None = None) -> str:
         """Add *routine* to the graph under *routine_id* and return the id.
 
-        The routine is a template: each job runs on its own copy.
+        The routine is a template: each job runs on its own instance, made by
+        calling the routine's constructor again with the same arguments (or
+        by calling *routine*, if it is a factory), then applying the settings
+        made on the template since. Constructor arguments are shared, not
+        copied, by every job (see :class:`~runtime.Routine`).
 
         Args:
-            routine: a :class:`~runtime.Routine` instance.
+            routine: a :class:`~runtime.Routine` instance; or a ``Routine``
+                subclass or a function with no arguments that returns a
+                routine, called once now (for the template) and once per job.
             routine_id: unique within the flow; by default the class name in
                 lower case, numbered if taken (``datasource``, ``datasource_2``).
 
         Raises:
-            TypeError: *routine* is not a Routine instance (or was not initialised
-                with ``super().__init__()``), or *routine_id* is not a string.
+            TypeError: *routine* is none of those (or was not initialised with
+                ``super().__init__()``), its constructor was given an iterator
+                (only the first job could use it: pass a list or a factory), or
+                *routine_id* is not a string.
             GraphDefinitionError: the flow already has a routine *routine_id*,
                 or it has an entry point node (a flow is one or the other).
 
         .. versionadded:: 0.1
         """
-        if not isinstance(routine, Routine):
-            what = routine.__name__ if isinstance(routine, type) else f"{type(routine).__name__} {routine!r}"
-            msg = f"Flow({self.name!r}).add_routine() got {what}, not a Routine instance. Subclass rt.Routine and pass an instance."
-            raise TypeError(msg)
-        routine._defs("_slots")
+        where = f"Flow({self.name!r}).add_routine()"
         self._check_one_kind("add_routine")
-        if routine_id is None:
-            base = type(routine).__name__.lower()
-            routine_id, n = base, 1
-            while routine_id in self._routines:
-                n += 1
-                routine_id = f"{base}_{n}"
-        if not isinstance(routine_id, str) or not routine_id:
+        if routine_id is not None and (not isinstance(routine_id, str) or not routine_id):
             msg = f"Flow({self.name!r}).add_routine(..., {routine_id!r}): a routine id is a non-empty string."
             raise TypeError(msg)
         if routine_id in self._routines:
@@ -131,7 +129,16 @@ class GraphMixin:
                 f"({other}); give each routine its own id."
             )
             raise GraphDefinitionError(msg)
-        self._routines[routine_id] = routine
+        props = RoutineProps.of(routine, where)
+        template = props.template
+        if routine_id is None:
+            base = type(template).__name__.lower()
+            routine_id, n = base, 1
+            while routine_id in self._routines:
+                n += 1
+                routine_id = f"{base}_{n}"
+        self._routines[routine_id] = template
+        self._props[routine_id] = props
         return routine_id
 
     def _check_one_kind(self, api: str) -> None:
@@ -156,8 +163,9 @@ class GraphMixin:
         """Connect event *event* of routine *source_id* to slot *slot* of routine *target_id*.
 
         In a job, every emission of the event is delivered once to the slot,
-        in emission order. Cycles are allowed (``max_steps`` and ``timeout``
-        end a cycle that never stops).
+        in emission order. Cycles are allowed: the Flow's ``timeout``, its
+        ``max_steps`` (no limit by default) or the caller's cancel scope ends
+        a cycle that never stops.
 
         Raises:
             GraphDefinitionError: a routine, the event or the slot does not
@@ -263,7 +271,7 @@ class GraphMixin:
         return Job._create(
             flow=self._as_flow(),
             state=state,
-            routines=self._routines,
+            routines=self._props,
             connections=self._connections,
             default_handler=self._error_handler or default_error_handler(),
             entry=(entry_id, next(iter(slots)), params),
@@ -301,8 +309,10 @@ class GraphMixin:
             InvokeInsideTrioError: called inside a running Trio program; use
                 ``await flow.aexecute(...)``.
             GraphDefinitionError: no routine *entry_id*, or it has no slot.
-            TypeError: *entry_params* is not a dict, or a routine cannot be
-                copied for the job.
+            TypeError: *entry_params* is not a dict.
+            Exception: a routine's constructor (or factory) raised when called
+                again for the job, with a note naming the routine; no routine
+                of the job has run.
 
         .. versionadded:: 0.1
         """

@@ -5,7 +5,7 @@ the job (the *supervisor*)::
 
     supervisor          owns the deadline; waits for the job to end, then winds it down
     ├── Publisher       broadcasts the job's events (only when somebody subscribes)
-    └── RoutineActor    one per routine, on the job's own copy of the routine
+    └── RoutineActor    one per routine, on the job's own instance of the routine
 
 Delivery. ``emit`` records the emission and queues one message per connected
 slot in the emitting actor's outbox; the outbox is sent when the handler
@@ -41,7 +41,7 @@ import actors
 from ._context import Frame, Invocation, RequestMetadata, current_frame, invocation_hook
 from ._exceptions import JobStateError, RunCancelledError, RunTimeoutError, StepLimitError
 from ._publisher import Event, EventKind, Publisher
-from ._routine import ErrorStrategy, ExecutionContext, copy_for_job, current_host
+from ._routine import ErrorStrategy, ExecutionContext, current_host
 from ._run import Run
 from ._state import Delivery, ErrorSummary, JobState, Status, _isolate, current_job, summarize
 from ._util import NoPublicConstructor
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from ._publisher import Subscription
-    from ._routine import AnyFlow, ErrorHandler, Routine, Slot
+    from ._routine import AnyFlow, ErrorHandler, Routine, RoutineProps, Slot
 
 #: ``Delivery.source`` and ``Delivery.event`` of the message that starts a job.
 ENTRY_SOURCE = "(entry)"
@@ -430,7 +430,7 @@ class Job(metaclass=NoPublicConstructor):
         *,
         flow: AnyFlow,
         state: JobState,
-        routines: Mapping[str, Routine],
+        routines: Mapping[str, RoutineProps],
         connections: Mapping[tuple[str, str], Sequence[tuple[str, str]]],
         default_handler: ErrorHandler,
         entry: tuple[str, str, dict[str, object]],
@@ -441,7 +441,7 @@ class Job(metaclass=NoPublicConstructor):
         self.flow = flow
         self.state = state
         self._detached = detached
-        self._max_steps: int = flow.max_steps
+        self._max_steps: float = math.inf if flow.max_steps is None else flow.max_steps
         self._timeout = flow.timeout
         self._end_on_error = flow.end_on_error
         self._callbacks: Sequence[Callable[[Event], object]] = flow.subscribers
@@ -457,10 +457,12 @@ class Job(metaclass=NoPublicConstructor):
             ),
             None,
         )
+        # Every routine's instance is made before any of them runs: a
+        # constructor that fails leaves no job behind.
         self._actors: dict[str, RoutineActor] = {}
-        for routine_id, template in routines.items():
-            routine = copy_for_job(template, routine_id)
-            handler = template._error_handler or default_handler
+        for routine_id, props in routines.items():
+            routine = props.build(routine_id, flow.name)
+            handler = routine._error_handler or default_handler
             self._actors[routine_id] = RoutineActor(self, routine_id, routine, handler)
         for (source, event), targets in connections.items():
             self._actors[source].routes[event] = [(self._actors[dst], slot) for dst, slot in targets]

@@ -12,11 +12,16 @@ routine class serves any number of concurrent jobs.
 
 from __future__ import annotations
 
+import abc
+import collections.abc
+import contextlib
 import contextvars
-import copy
 import enum
 import inspect
+import io
 import math
+import types
+import weakref
 from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeAlias, final
 
 import attrs
@@ -124,18 +129,45 @@ class Slot:
             func = handler.__func__  # type: ignore[attr-defined]
             self._on_routine = True
         self._func = func
-        self._is_async = handler is not None and inspect.iscoroutinefunction(handler)
-        self._params = _accepted_params(handler)
+        self._is_async, self._params = _handler_facts(handler)
 
     def __repr__(self) -> str:
         handler = getattr(self.handler, "__qualname__", repr(self.handler))
         return f"<Slot {self.name!r} handler={handler}>"
 
 
-def _accepted_params(handler: Handler | None) -> frozenset[str] | None:
-    """The keyword names *handler* accepts, or ``None`` if it takes ``**kwargs`` (or cannot tell)."""
+#: What _handler_facts found per function (for a bound method, per its function):
+#: every job makes its routines again, and each define_slot asks.
+_PLAIN_FACTS: weakref.WeakKeyDictionary[object, tuple[bool, frozenset[str] | None]] = (
+    weakref.WeakKeyDictionary()
+)
+_METHOD_FACTS: weakref.WeakKeyDictionary[object, tuple[bool, frozenset[str] | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _handler_facts(handler: Handler | None) -> tuple[bool, frozenset[str] | None]:
+    """Whether *handler* is async, and the keyword names it accepts (see :func:`_accepted_params`).
+
+    Cached per function, so that building a job's routines inspects no
+    signature twice.
+    """
     if handler is None:
-        return None
+        return False, None
+    func = getattr(handler, "__func__", None)
+    cache, key = (_PLAIN_FACTS, handler) if func is None else (_METHOD_FACTS, func)
+    try:
+        return cache[key]
+    except (KeyError, TypeError):  # TypeError: not weakly referenceable, or unhashable
+        pass
+    facts = (inspect.iscoroutinefunction(handler), _accepted_params(handler))
+    with contextlib.suppress(TypeError):
+        cache[key] = facts
+    return facts
+
+
+def _accepted_params(handler: Handler) -> frozenset[str] | None:
+    """The keyword names *handler* accepts, or ``None`` if it takes ``**kwargs`` (or cannot tell)."""
     try:
         signature = inspect.signature(handler)
     except (TypeError, ValueError):
@@ -289,13 +321,41 @@ _STOP = ErrorHandler()
 
 # -- the routine --------------------------------------------------------------
 
-# Values copied by reference into a job's routine: immutable, or definitions.
-_SHARED_TYPES: frozenset[type] = frozenset(
-    {str, int, float, bool, bytes, complex, type(None), frozenset, Slot, RoutineEvent, ErrorHandler, range}
-)
+
+class _RoutineMeta(abc.ABCMeta):
+    """Routine's metaclass: notes how each routine was made, once its constructor has returned.
+
+    A job makes its own instance of each routine from that note (see
+    :class:`RoutineProps`). Based on :class:`abc.ABCMeta`, so a routine may
+    also be an abstract base class.
+    """
+
+    def __call__(cls, *args: object, **kwargs: object) -> Routine:
+        routine: Routine = super().__call__(*args, **kwargs)
+        fields = routine.__dict__
+        fields["_recipe"] = _Recipe(cls, args, kwargs, dict(fields))
+        return routine
 
 
-class Routine:
+@final
+class _Recipe:
+    """How a routine was made: its constructor call, and the settings made on it since."""
+
+    __slots__ = ("args", "cls", "fields", "kwargs", "settings")
+
+    def __init__(
+        self, cls: type, args: tuple[object, ...], kwargs: dict[str, object], fields: dict[str, object]
+    ) -> None:
+        self.cls = cls
+        self.args = args
+        self.kwargs = kwargs
+        #: The routine's attributes when its constructor returned.
+        self.fields = fields
+        #: Calls of the public setters since: (method name, arguments, keyword arguments).
+        self.settings: list[tuple[str, tuple[object, ...], dict[str, object]]] = []
+
+
+class Routine(metaclass=_RoutineMeta):
     """A node of a routine graph: input slots with handlers, output events.
 
     Subclass it, call ``super().__init__()``, then declare slots and events::
@@ -314,10 +374,18 @@ class Routine:
     message at a time, in order per connection, concurrently with the other
     routines.
 
-    Each job works on its own copy of the routine (``copy.deepcopy``, with
-    slots, events and immutable values shared), so whatever a handler
-    writes on ``self`` is seen by that job only. Keep what the job should
-    report in its :class:`~runtime.JobState` (see :meth:`get_execution_context`).
+    Each job runs on its own instance of every routine, made by calling the
+    constructor again with the same arguments (or the factory given to
+    :meth:`Flow.add_routine <runtime.Flow.add_routine>`), then applying the
+    settings made on the routine since (``define_slot``, ``set_config``,
+    ``set_error_handler``, attributes assigned from outside): what a handler
+    writes on ``self``, and anything the routine creates itself, is that
+    job's own. What the routine was given (a constructor argument such as a
+    channel, a connection or a collector list, a config value, an attribute
+    set from outside) is shared, not copied, by every job, concurrent jobs
+    included: give it only objects that are safe to share, and use a factory
+    (``flow.add_routine(lambda: Writer(open_connection()), "writer")``) for
+    one object per job.
 
     .. versionadded:: 0.1
     """
@@ -329,7 +397,9 @@ class Routine:
         self._error_handler: ErrorHandler | None = None
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} slots={list(self._defs('_slots'))} events={list(self._defs('_events'))}>"
+        return (
+            f"<{type(self).__name__} slots={list(self._defs('_slots'))} events={list(self._defs('_events'))}>"
+        )
 
     def _defs(self, kind: str) -> dict[str, Slot] | dict[str, RoutineEvent]:
         try:
@@ -341,6 +411,12 @@ class Routine:
             )
             raise TypeError(msg) from None
 
+    def _note(self, method: str, args: tuple[object, ...], kwargs: dict[str, object] | None = None) -> None:
+        """Remember a setting made after construction, for the instances jobs make (see RoutineProps)."""
+        recipe: _Recipe | None = self.__dict__.get("_recipe")
+        if recipe is not None:
+            recipe.settings.append((method, args, kwargs or {}))
+
     # -- declarations ---------------------------------------------------------
 
     def _check_new_name(self, article: str, kind: str, name: object, taken: Mapping[str, object]) -> None:
@@ -350,7 +426,9 @@ class Routine:
             msg = f"{where}: {article} {kind} name is a non-empty string."
             raise TypeError(msg)
         if name in taken:
-            msg = f"{where}: the routine already has {article} {kind} {name!r}; give each {kind} its own name."
+            msg = (
+                f"{where}: the routine already has {article} {kind} {name!r}; give each {kind} its own name."
+            )
             raise GraphDefinitionError(msg)
 
     def define_slot(
@@ -389,6 +467,7 @@ class Routine:
             raise TypeError(msg)
         slot = Slot(name, handler, merge_strategy, self)
         slots[name] = slot
+        self._note("define_slot", (name, handler, merge_strategy))
         return slot
 
     def define_event(self, name: str, params: Iterable[str] | None = None) -> RoutineEvent:
@@ -419,6 +498,7 @@ class Routine:
                 raise TypeError(msg)
         event = RoutineEvent(name, declared)
         events[name] = event
+        self._note("define_event", (name, params if declared is None else tuple(declared)))
         return event
 
     @property
@@ -434,8 +514,9 @@ class Routine:
     # -- configuration and error handling ---------------------------------------
 
     def set_config(self, **values: object) -> None:
-        """Store configuration values on the routine (copied into each job)."""
+        """Store configuration values on the routine (shared by every job's instance, not copied)."""
         self._config.update(values)
+        self._note("set_config", (), values)
 
     def get_config(self, key: str, default: object = None) -> object:
         """Return the configuration value under *key*, or *default*."""
@@ -454,6 +535,7 @@ class Routine:
         if not isinstance(handler, ErrorHandler):
             handler = ErrorHandler(strategy=handler)
         self._error_handler = handler
+        self._note("set_error_handler", (handler,))
 
     def get_error_handler(self) -> ErrorHandler | None:
         """The routine's own :class:`ErrorHandler`, or ``None`` (the flow's default applies)."""
@@ -567,60 +649,156 @@ class Routine:
             )
             raise EventDataError(msg)
 
-    # -- per-job copies -----------------------------------------------------------
 
-    def __deepcopy__(self, memo: dict[int, object]) -> Routine:
-        cls = type(self)
-        new = cls.__new__(cls)
-        memo[id(self)] = new
-        target = new.__dict__
-        for key, value in self.__dict__.items():
-            kind = type(value)
-            if kind in _SHARED_TYPES:
-                target[key] = value
-            elif key in ("_slots", "_events") and kind is dict:
-                target[key] = value.copy()
-            else:
-                target[key] = _copy_value(value, memo)
-        return new
+# -- per-job instances ----------------------------------------------------------
+
+#: A routine's own attributes: made by Routine.__init__ and the setters, never carried over.
+_OWN_FIELDS = frozenset({"_slots", "_events", "_config", "_error_handler", "_recipe"})
+_ABSENT = object()
+
+RoutineMaker: TypeAlias = "Callable[[], Routine]"
 
 
-def _copy_value(value: object, memo: dict[int, object]) -> object:
-    """``copy.deepcopy(value, memo)``, faster for flat dicts and lists of immutable values."""
-    key = id(value)
-    if key in memo:
-        return memo[key]
-    shared = _SHARED_TYPES
-    copied: object
-    if not value and type(value) in (dict, list):
-        memo[key] = copied = value.copy()  # type: ignore[attr-defined]
-        return copied
-    if type(value) is dict:
-        if all(type(k) in shared and type(v) in shared for k, v in value.items()):
-            memo[key] = copied = value.copy()
-            return copied
-    elif type(value) is list and all(type(v) in shared for v in value):
-        memo[key] = copied = value.copy()
-        return copied
-    return copy.deepcopy(value, memo)
+def _describe_call(cls: type, args: tuple[object, ...], kwargs: Mapping[str, object]) -> str:
+    return f"{cls.__name__}({'...' if args or kwargs else ''})"
 
 
-def copy_for_job(routine: Routine, routine_id: str) -> Routine:
-    """A copy of *routine* for one job: nothing it changes is seen elsewhere.
+@final
+class RoutineProps:
+    """How a job makes its own instance of one routine of a flow (Akka's ``Props``).
 
-    Raises:
-        TypeError: an attribute of the routine cannot be copied.
+    From a routine instance, a job calls its class with the constructor's
+    arguments again; from a factory (a ``Routine`` subclass or a function
+    with no arguments), it calls the factory. Then it applies what was done
+    to the flow's routine (the *template*) since: the public setters it was
+    called with, replayed in order (a handler that is a method of the
+    template is bound to the new instance), and attributes assigned from
+    outside, carried over as they are.
     """
-    try:
-        return routine.__deepcopy__({})
-    except Exception as exc:
-        msg = (
-            f"Routine {routine_id!r} ({type(routine).__name__}) cannot be copied for a job: "
-            f"{type(exc).__name__}: {exc}. Each job works on its own copy of every routine; keep objects "
-            "that cannot be copied (clients, locks, files) out of the routine's attributes, e.g. build "
-            "them in a handler or hold them at module level."
-        )
-        raise TypeError(msg) from exc
+
+    __slots__ = ("_fields", "_make", "_settings_from", "_what", "template")
+
+    def __init__(self, template: Routine, make: RoutineMaker | None, what: str) -> None:
+        self.template = template
+        #: The factory, or None to call the template's class again.
+        self._make = make
+        self._what = what
+        recipe: _Recipe | None = template.__dict__.get("_recipe")
+        if make is None and recipe is not None:
+            self._settings_from = 0
+            self._fields = recipe.fields
+        else:
+            # A factory's routine: what is done to it counts from now on.
+            self._settings_from = 0 if recipe is None else len(recipe.settings)
+            self._fields = dict(template.__dict__)
+
+    @classmethod
+    def of(cls, value: object, where: str) -> RoutineProps:
+        """The props of what ``add_routine`` was given: a routine, a Routine subclass or a factory.
+
+        Calls a factory once, for the template.
+
+        Raises:
+            TypeError: *value* is none of those, a factory returned something
+                else, or a routine was given an iterator, which only its first
+                job could use.
+        """
+        if isinstance(value, Routine):
+            value._defs("_slots")
+            recipe: _Recipe | None = value.__dict__.get("_recipe")
+            if recipe is None:
+                msg = f"{where}: {type(value).__name__} was not made by calling its class; pass a factory that makes it."
+                raise TypeError(msg)
+            what = _describe_call(recipe.cls, recipe.args, recipe.kwargs)
+            given = [(f"argument {i + 1}", a) for i, a in enumerate(recipe.args)]
+            given.extend((f"argument {k!r}", v) for k, v in recipe.kwargs.items())
+            for name, arg in given:
+                if isinstance(arg, collections.abc.Iterator) and not isinstance(arg, io.IOBase):
+                    msg = (
+                        f"{where}: {what} was given an iterator ({type(arg).__name__}) as its {name}. Each job "
+                        "makes its own instance by calling the constructor again with the same arguments, and "
+                        "an iterator is used up by the first job. Pass a list, or a factory that makes a fresh "
+                        f"routine for each job: add_routine(lambda: {what}, ...)."
+                    )
+                    raise TypeError(msg)
+            return cls(value, None, what)
+        if not callable(value):
+            msg = (
+                f"{where} got {type(value).__name__} {value!r}, not a Routine. Pass a routine instance, a "
+                "Routine subclass, or a function with no arguments that returns a routine."
+            )
+            raise TypeError(msg)
+        what = f"the factory {getattr(value, '__qualname__', repr(value))}"
+        try:
+            template = value()
+        except Exception as exc:
+            exc.add_note(
+                f"{where} called {what} with no arguments, as it does once now and once for every job."
+            )
+            raise
+        if not isinstance(template, Routine):
+            msg = f"{where}: {what} returned {type(template).__name__} {template!r}, not a Routine instance."
+            raise TypeError(msg)
+        template._defs("_slots")
+        return cls(template, value, what)
+
+    def build(self, routine_id: str, flow_name: str) -> Routine:
+        """A new instance of the routine for one job.
+
+        Raises:
+            GraphDefinitionError: the new instance's slots or events differ
+                from the template's.
+            Exception: what the constructor or factory raised, with a note
+                naming the routine and the fix.
+        """
+        template = self.template
+        try:
+            routine = _remake(template) if self._make is None else self._make()
+            if not isinstance(routine, Routine):
+                msg = f"returned {type(routine).__name__} {routine!r}, not a Routine instance"
+                raise TypeError(msg)  # noted below, like any failure of the factory
+            routine._defs("_slots")
+            recipe: _Recipe | None = template.__dict__.get("_recipe")
+            if recipe is not None:
+                for method, args, kwargs in recipe.settings[self._settings_from :]:
+                    if method == "define_slot":
+                        name, handler, merge = args
+                        if isinstance(handler, types.MethodType) and handler.__self__ is template:
+                            handler = types.MethodType(handler.__func__, routine)
+                        routine.define_slot(name, handler, merge)  # type: ignore[arg-type]
+                    else:
+                        getattr(routine, method)(*args, **kwargs)
+        except Exception as exc:
+            exc.add_note(
+                f"Building routine {routine_id!r} for a job of flow {flow_name!r}: each job makes its own "
+                f"instance by calling {self._what} again. Make that safe to call once per job, or give "
+                f"add_routine() a factory that makes a fresh routine each time: "
+                f"flow.add_routine(lambda: {type(template).__name__}(...), {routine_id!r})."
+            )
+            raise
+        fields = self._fields
+        target = routine.__dict__
+        for key, value in template.__dict__.items():
+            if key not in _OWN_FIELDS and fields.get(key, _ABSENT) is not value:
+                target[key] = value  # assigned from outside after construction: shared as given
+        for kind in ("_slots", "_events"):
+            have, want = target[kind], template.__dict__[kind]
+            if have.keys() != want.keys():
+                names = ", ".join(repr(n) for n in have) or "none"
+                wanted = ", ".join(repr(n) for n in want) or "none"
+                msg = (
+                    f"Routine {routine_id!r} of flow {flow_name!r}: the instance made for a job by calling "
+                    f"{self._what} again has {kind[1:]} {names}, but the flow's routine has {wanted}. Each job "
+                    "makes its own instance; make the constructor define the same slots and events every time."
+                )
+                raise GraphDefinitionError(msg)
+        return routine
+
+
+def _remake(template: Routine) -> Routine:
+    """A new instance of *template*'s class, from the constructor call that made it."""
+    recipe: _Recipe = template.__dict__["_recipe"]
+    return type.__call__(recipe.cls, *recipe.args, **recipe.kwargs)  # type: ignore[no-any-return]
 
 
 def default_error_handler() -> ErrorHandler:

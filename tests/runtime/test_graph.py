@@ -68,7 +68,9 @@ class Failing(rt.Routine):
         self.emit("output", data=data)
 
 
-def pipeline(*routines: tuple[str, rt.Routine], name: str = "pipe", **flow_kwargs: object) -> rt.Flow[..., object]:
+def pipeline(
+    *routines: tuple[str, rt.Routine], name: str = "pipe", **flow_kwargs: object
+) -> rt.Flow[..., object]:
     """A flow of the routines in a line, each one's ``output`` to the next one's first slot."""
     flow: rt.Flow[..., object] = rt.Flow(flow_id=name, **flow_kwargs)  # type: ignore[arg-type]
     for routine_id, routine in routines:
@@ -139,12 +141,17 @@ def test_connect_names_the_known_routines(etl: rt.Flow[..., object]) -> None:
         r"its routines are 'parser', 'writer'\.$",
     ):
         etl.connect("parsr", "parsed", "writer", "input")
-    with pytest.raises(rt.GraphDefinitionError, match=r"^connect\('parser', 'parsed', 'sink', 'input'\): flow 'etl' has no routine 'sink'"):
+    with pytest.raises(
+        rt.GraphDefinitionError,
+        match=r"^connect\('parser', 'parsed', 'sink', 'input'\): flow 'etl' has no routine 'sink'",
+    ):
         etl.connect("parser", "parsed", "sink", "input")
 
 
 def test_connect_says_when_a_routine_has_no_events(etl: rt.Flow[..., object]) -> None:
-    with pytest.raises(rt.GraphDefinitionError, match=r"routine 'writer' has no event 'out'; its events are none\.$"):
+    with pytest.raises(
+        rt.GraphDefinitionError, match=r"routine 'writer' has no event 'out'; its events are none\.$"
+    ):
         etl.connect("writer", "out", "parser", "text")
 
 
@@ -194,9 +201,15 @@ def test_duplicate_routine_id_is_refused(etl: rt.Flow[..., object]) -> None:
         etl.add_routine(Parser(), "writer")
 
 
-def test_add_routine_needs_a_routine_instance(etl: rt.Flow[..., object]) -> None:
-    with pytest.raises(TypeError, match=r"^Flow\('etl'\)\.add_routine\(\) got Writer, not a Routine instance\."):
-        etl.add_routine(Writer)  # type: ignore[arg-type]
+def test_add_routine_needs_a_routine_or_a_factory(etl: rt.Flow[..., object]) -> None:
+    with pytest.raises(
+        TypeError,
+        match=r"^Flow\('etl'\)\.add_routine\(\) got str 'writer', not a Routine\. Pass a routine instance, a Routine "
+        r"subclass, or a function with no arguments that returns a routine\.$",
+    ):
+        etl.add_routine("writer")  # type: ignore[arg-type]
+    assert etl.add_routine(Writer) == "writer_2"  # a Routine subclass is a factory
+    assert type(etl.routines["writer_2"]) is Writer
 
 
 def test_add_routine_makes_ids() -> None:
@@ -209,9 +222,11 @@ def test_add_routine_makes_ids() -> None:
 def test_max_steps_must_be_positive() -> None:
     with pytest.raises(
         ValueError,
-        match=r"^Flow\('f', max_steps=0\): max_steps must be a whole number of handler calls, 1 or more\.$",
+        match=r"^Flow\('f', max_steps=0\): max_steps must be a whole number of handler calls, 1 or more, or None "
+        r"for no limit\.$",
     ):
         rt.Flow(flow_id="f", max_steps=0)
+    assert rt.Flow(flow_id="f").max_steps is None  # no limit unless asked
 
 
 def test_execute_with_an_unknown_entry_names_the_routines(etl: rt.Flow[..., object]) -> None:
@@ -538,7 +553,9 @@ class Counter(rt.Routine):
         ctx.job_state.update_routine_state(ctx.routine_id, {"count": self.count, "items": self.items})
 
 
-async def test_concurrent_jobs_never_see_each_others_instance_state(autojump_clock: trio.testing.MockClock) -> None:
+async def test_concurrent_jobs_never_see_each_others_instance_state(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     counter = Counter()
     flow = pipeline(("source", Source()), ("counter", counter))
     states: dict[str, rt.JobState] = {}
@@ -623,7 +640,9 @@ async def test_a_runaway_cycle_hits_the_step_limit() -> None:
         "Flow(..., max_steps=...)."
     )
     assert len(state.get_shared_log()) == 50
-    assert [(d.source, d.event, d.target, d.slot) for d in state.undelivered] == [("pong", "output", "ping", "input")]
+    assert [(d.source, d.event, d.target, d.slot) for d in state.undelivered] == [
+        ("pong", "output", "ping", "input")
+    ]
 
 
 async def test_a_runaway_cycle_hits_the_timeout(autojump_clock: trio.testing.MockClock) -> None:
@@ -637,14 +656,19 @@ async def test_a_runaway_cycle_hits_the_timeout(autojump_clock: trio.testing.Moc
     flow.add_routine(Sleepy(), "pong")
     flow.connect("ping", "output", "pong", "input")
     flow.connect("pong", "output", "ping", "input")
-    with pytest.raises(rt.GraphDefinitionError, match=r"every routine has an incoming connection\. Choose one with"):
+    with pytest.raises(
+        rt.GraphDefinitionError, match=r"every routine has an incoming connection\. Choose one with"
+    ):
         await flow.arun({"ttl": 1})
     flow.set_entry("ping")
     before = rtt.current_tasks()
     result = await flow.arun({"ttl": 10**9})
     assert result.status is rt.Status.TIMED_OUT
     assert trio.current_time() == pytest.approx(10.5)
-    with pytest.raises(rt.RunTimeoutError, match=r"^Job 'job-[0-9a-f]+' of flow 'sleepy' timed out after 10\.5 s; every routine of it was cancelled\.$"):
+    with pytest.raises(
+        rt.RunTimeoutError,
+        match=r"^Job 'job-[0-9a-f]+' of flow 'sleepy' timed out after 10\.5 s; every routine of it was cancelled\.$",
+    ):
         result.unwrap()
     assert len(result.state.get_shared_log()) == 10
     assert len(result.state.undelivered) == 0  # the message being handled was delivered
@@ -740,11 +764,21 @@ async def test_stop_fails_the_job_and_cancels_the_others(autojump_clock: trio.te
         "(error strategy 'stop')."
     ]
     assert state.error == rt.ErrorSummary("ValueError", "bad item 1", ("failing",))
-    assert state.get_routine_state("failing") == {"status": "failed", "error": "ValueError: bad item 1", "failures": 1}
+    assert state.get_routine_state("failing") == {
+        "status": "failed",
+        "error": "ValueError: bad item 1",
+        "failures": 1,
+    }
     [error] = [h for h in state.history if h.event_name == "error"]
     assert (error.routine_id, error.data) == (
         "failing",
-        {"slot": "input", "error_type": "ValueError", "error": "bad item 1", "action": "stop", "attempt": 2 - 1},
+        {
+            "slot": "input",
+            "error_type": "ValueError",
+            "error": "bad item 1",
+            "action": "stop",
+            "attempt": 2 - 1,
+        },
     )
     undelivered = [(d.source, d.target, d.data) for d in state.undelivered]
     assert ("source", "failing", {"data": 2}) in undelivered
@@ -760,7 +794,11 @@ async def test_continue_and_skip_go_on(strategy: str, status: str) -> None:
     state = await flow.aexecute("source", {"count": 5})
     assert state.status is rt.Status.COMPLETED
     assert got(state, "after") == [0, 2, 4]
-    assert state.get_routine_state("failing") == {"status": status, "error": "ValueError: bad item 3", "failures": 2}
+    assert state.get_routine_state("failing") == {
+        "status": status,
+        "error": "ValueError: bad item 3",
+        "failures": 2,
+    }
     errors = [h.data for h in state.history if h.event_name == "error"]
     assert [e["action"] for e in errors] == [strategy, strategy]
     assert state.error is None
@@ -792,7 +830,11 @@ async def test_retry_backs_off_then_succeeds(autojump_clock: trio.testing.MockCl
             super().__init__()
             self.define_slot("input", handler=self.take)
             self.define_event("output", ["data"])
-            self.set_error_handler(rt.ErrorHandler(strategy=rt.ErrorStrategy.RETRY, max_retries=3, retry_delay=0.1, retry_backoff=2.0))
+            self.set_error_handler(
+                rt.ErrorHandler(
+                    strategy=rt.ErrorStrategy.RETRY, max_retries=3, retry_delay=0.1, retry_backoff=2.0
+                )
+            )
 
         def take(self, data: object) -> None:
             attempts.append(trio.current_time())
@@ -806,18 +848,28 @@ async def test_retry_backs_off_then_succeeds(autojump_clock: trio.testing.MockCl
     assert state.status is rt.Status.COMPLETED
     assert [t - start for t in attempts] == pytest.approx([0.0, 0.1, 0.3, 0.7])
     assert got(state, "after") == [0]
-    assert state.get_routine_state("flaky") == {"status": "recovered", "error": "ConnectionError: flaky", "failures": 3}
+    assert state.get_routine_state("flaky") == {
+        "status": "recovered",
+        "error": "ConnectionError: flaky",
+        "failures": 3,
+    }
     assert [h.data["action"] for h in state.history if h.event_name == "error"] == ["retry"] * 3
 
 
 async def test_retry_gives_up_and_stops(autojump_clock: trio.testing.MockClock) -> None:
     failing = Failing(fail_on=(0,))
-    failing.set_error_handler(rt.ErrorHandler(strategy="retry", max_retries=2, retry_delay=1.0, retry_backoff=1.0))
+    failing.set_error_handler(
+        rt.ErrorHandler(strategy="retry", max_retries=2, retry_delay=1.0, retry_backoff=1.0)
+    )
     flow = pipeline(("source", Source()), ("failing", failing), name="giveup")
     result = await flow.arun({"count": 1})
     assert result.status is rt.Status.FAILED
     assert trio.current_time() == pytest.approx(2.0)
-    assert [h.data["action"] for h in result.state.history if h.event_name == "error"] == ["retry", "retry", "stop"]
+    assert [h.data["action"] for h in result.state.history if h.event_name == "error"] == [
+        "retry",
+        "retry",
+        "stop",
+    ]
     assert result.error is not None
     assert result.error.__notes__[-1].endswith("the job stopped (error strategy 'retry', after 2 retries).")
 
@@ -904,7 +956,10 @@ async def test_resuming_a_job_that_is_not_paused_is_an_error() -> None:
         job.cancel()
     with pytest.raises(rt.JobStateError, match=r"it is cancelled, not paused"):
         job.resume()
-    with pytest.raises(rt.JobStateError, match=r"^Cannot pause job 'job-[0-9a-f]+' of flow 'resume': it has ended \(cancelled\)\. Pause a job while it runs\.$"):
+    with pytest.raises(
+        rt.JobStateError,
+        match=r"^Cannot pause job 'job-[0-9a-f]+' of flow 'resume': it has ended \(cancelled\)\. Pause a job while it runs\.$",
+    ):
         job.pause()
 
 
@@ -995,7 +1050,9 @@ def test_wait_for_completion_from_another_thread_wakes_on_the_jobs_end(
         runner.join(10)
 
 
-async def test_a_handler_that_raises_during_pause_fails_the_job(autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_handler_that_raises_during_pause_fails_the_job(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     class Late(rt.Routine):
         def __init__(self) -> None:
             super().__init__()
@@ -1103,7 +1160,9 @@ async def test_leaving_open_job_cancels_an_unfinished_job(autojump_clock: trio.t
         pass
     assert job.status is rt.Status.CANCELLED
     assert job.state.error is not None
-    assert job.state.error.message.endswith("was cancelled: the open_job() block was left before the job ended")
+    assert job.state.error.message.endswith(
+        "was cancelled: the open_job() block was left before the job ended"
+    )
     assert rtt.current_tasks() == before
 
 
@@ -1173,7 +1232,9 @@ async def test_wait_for_completion_inside_trio_while_running_is_a_clear_error() 
 
 
 def test_job_has_no_public_constructor() -> None:
-    with pytest.raises(TypeError, match=r"^runtime\.Job has no public constructor; use flow\.open_job\(\.\.\.\)\.$"):
+    with pytest.raises(
+        TypeError, match=r"^runtime\.Job has no public constructor; use flow\.open_job\(\.\.\.\)\.$"
+    ):
         rt.Job()
 
 
@@ -1232,7 +1293,9 @@ async def test_the_entry_of_a_run_must_be_clear() -> None:
     flow.set_entry("b")
     assert flow.entry_id == "b"
     assert (await flow.arun("x")).status is rt.Status.COMPLETED
-    with pytest.raises(rt.GraphDefinitionError, match=r"^set_entry\('c'\): flow 'two-roots' has no routine 'c'"):
+    with pytest.raises(
+        rt.GraphDefinitionError, match=r"^set_entry\('c'\): flow 'two-roots' has no routine 'c'"
+    ):
         flow.set_entry("c")
 
 
@@ -1247,9 +1310,7 @@ async def test_subscribers_see_every_emission_in_order() -> None:
     assert kinds[-1] is rt.EventKind.RUN_FINISHED
     assert [e.seq for e in events] == list(range(len(events)))
     routine_events = [(e.node, e.data) for e in events if e.kind is rt.EventKind.ROUTINE_EVENT]
-    assert routine_events == [
-        (h.routine_id, {"event": h.event_name, "data": h.data}) for h in state.history
-    ]
+    assert routine_events == [(h.routine_id, {"event": h.event_name, "data": h.data}) for h in state.history]
     assert [e.data for e in events if e.kind is rt.EventKind.STREAM] == [
         {"output_type": "answer", "data": {"text": "echo: 0", "extra": []}},
         {"output_type": "answer", "data": {"text": "echo: 1", "extra": []}},
@@ -1267,7 +1328,9 @@ async def test_stream_a_graph_flow() -> None:
 
 
 def test_save_state_writes_the_jobs_document(tmp_path: pathlib.Path) -> None:
-    flow = pipeline(("source", Source()), ("recorder", Recorder()), name="saved", save_state=True, state_dir=tmp_path)
+    flow = pipeline(
+        ("source", Source()), ("recorder", Recorder()), name="saved", save_state=True, state_dir=tmp_path
+    )
     state = flow.execute("source", {"count": 2})
     path = tmp_path / "saved.json"
     doc = json.loads(path.read_text())

@@ -1,12 +1,12 @@
-"""``rt.Routine``: slots, events, emit, error handlers, execution context and per-job copies."""
+"""``rt.Routine``: slots, events, emit, error handlers, execution context and per-job instances."""
 
-import copy
 import threading
 
 import pytest
 
 import runtime as rt
-from runtime._routine import copy_for_job
+import runtime._routine
+from runtime._routine import RoutineProps
 
 
 class Echo(rt.Routine):
@@ -79,12 +79,16 @@ def test_event_params_given_as_a_string_are_refused() -> None:
 
 
 def test_handler_must_be_callable() -> None:
-    with pytest.raises(TypeError, match=r"^Routine\.define_slot\('in', handler=42\): the handler must be callable\.$"):
+    with pytest.raises(
+        TypeError, match=r"^Routine\.define_slot\('in', handler=42\): the handler must be callable\.$"
+    ):
         rt.Routine().define_slot("in", handler=42)  # type: ignore[arg-type]
 
 
 def test_unknown_merge_strategy_is_refused() -> None:
-    with pytest.raises(TypeError, match=r"merge_strategy='sum'\): choose 'override', 'append', or a function"):
+    with pytest.raises(
+        TypeError, match=r"merge_strategy='sum'\): choose 'override', 'append', or a function"
+    ):
         rt.Routine().define_slot("in", merge_strategy="sum")
 
 
@@ -113,7 +117,9 @@ def test_emit_outside_a_job_is_a_clear_error() -> None:
         echo.process("x")
     with pytest.raises(rt.OutsideRunError, match=r"^Echo\.send_output\('result'\) was called outside a job"):
         echo.send_output("result", value=1)
-    with pytest.raises(rt.OutsideRunError, match=r"^Echo\.emit_deferred_event\('output'\) was called outside"):
+    with pytest.raises(
+        rt.OutsideRunError, match=r"^Echo\.emit_deferred_event\('output'\) was called outside"
+    ):
         echo.emit_deferred_event("output", result=1)
 
 
@@ -153,10 +159,22 @@ def test_error_handler_defaults_and_backoff() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
-        ({"strategy": "explode"}, r"^ErrorHandler\(strategy='explode'\): a strategy is one of 'stop', 'continue', 'retry', 'skip' \(or an ErrorStrategy\)\.$"),
-        ({"max_retries": -1}, r"^ErrorHandler\(max_retries=-1\): give a whole number of retries, 0 or more\.$"),
-        ({"retry_delay": -0.5}, r"^ErrorHandler\(retry_delay=-0\.5\): give a finite number of seconds, 0 or more\.$"),
-        ({"retry_backoff": 0}, r"^ErrorHandler\(retry_backoff=0\): give a finite factor above 0 \(1 keeps the delay constant\)\.$"),
+        (
+            {"strategy": "explode"},
+            r"^ErrorHandler\(strategy='explode'\): a strategy is one of 'stop', 'continue', 'retry', 'skip' \(or an ErrorStrategy\)\.$",
+        ),
+        (
+            {"max_retries": -1},
+            r"^ErrorHandler\(max_retries=-1\): give a whole number of retries, 0 or more\.$",
+        ),
+        (
+            {"retry_delay": -0.5},
+            r"^ErrorHandler\(retry_delay=-0\.5\): give a finite number of seconds, 0 or more\.$",
+        ),
+        (
+            {"retry_backoff": 0},
+            r"^ErrorHandler\(retry_backoff=0\): give a finite factor above 0 \(1 keeps the delay constant\)\.$",
+        ),
     ],
 )
 def test_bad_error_handler_settings(kwargs: dict[str, object], pattern: str) -> None:
@@ -165,59 +183,216 @@ def test_bad_error_handler_settings(kwargs: dict[str, object], pattern: str) -> 
 
 
 def test_retryable_exceptions_must_be_exception_classes() -> None:
-    with pytest.raises(TypeError, match=r"^ErrorHandler\(retryable_exceptions=\.\.\.\): 3 is not an Exception subclass\.$"):
+    with pytest.raises(
+        TypeError, match=r"^ErrorHandler\(retryable_exceptions=\.\.\.\): 3 is not an Exception subclass\.$"
+    ):
         rt.ErrorHandler(retryable_exceptions=(3,))  # type: ignore[arg-type]
 
 
-# -- per-job copies -----------------------------------------------------------------
+# -- per-job instances ------------------------------------------------------------
 
 
-def test_a_job_copy_shares_definitions_and_copies_state() -> None:
+class Given(rt.Routine):
+    """Keeps what it was given, and a list and a lock it makes itself."""
+
+    def __init__(self, sink: list[object], *, label: str = "given") -> None:
+        super().__init__()
+        self.sink = sink
+        self.label = label
+        self.made: list[object] = []
+        self.lock = threading.Lock()
+        self.input_slot = self.define_slot("input", handler=self.take)
+
+    def take(self, data: object = None) -> None:
+        self.sink.append(data)
+
+
+def build(routine: object, routine_id: str = "r") -> rt.Routine:
+    return RoutineProps.of(routine, "add_routine()").build(routine_id, "f")
+
+
+def test_a_jobs_instance_shares_what_the_constructor_was_given_and_makes_the_rest_anew() -> None:
+    sink: list[object] = []
+    template = Given(sink, label="x")
+    made = build(template)
+    assert type(made) is Given
+    assert made is not template
+    assert made.sink is sink  # given: shared
+    assert made.label == "x"
+    assert made.made == []
+    assert made.made is not template.made  # made by the routine: its own
+    assert made.lock is not template.lock  # nothing is copied, so a lock is fine
+    assert made.input_slot is not template.input_slot
+    assert made.slots["input"]._func is Given.take
+
+
+def test_settings_made_after_construction_carry_over_to_each_instance() -> None:
+    def handler(x: int) -> None: ...
+
+    conn = object()
+    tags = ["a"]
+    routine = rt.Routine()
+    routine.define_slot("x", handler=handler, merge_strategy="append")
+    routine.define_event("out", ["v"])
+    routine.set_config(tags=tags)
+    routine.set_error_handler("skip")
+    routine.client = conn  # type: ignore[attr-defined]
+    made = build(routine)
+    assert list(made.slots) == ["x"]
+    assert made.slots["x"].handler is handler
+    assert made.slots["x"].merge_strategy == "append"
+    assert made.events["out"].params == frozenset({"v"})
+    assert made.get_config("tags") is tags  # given: shared, not copied
+    assert made.get_error_handler() == rt.ErrorHandler(strategy="skip")
+    assert made.client is conn  # type: ignore[attr-defined]
+    routine.set_config(late=1)  # later settings reach later jobs
+    assert build(routine).get_config("late") == 1
+
+
+def test_a_handler_bound_to_the_template_is_bound_to_the_jobs_instance() -> None:
     echo = Echo()
-    echo.set_config(tags=["a"])
-    copied = copy_for_job(echo, "echo")
-    assert copied is not echo
-    assert type(copied) is Echo
-    assert copied.input_slot is echo.input_slot  # definitions are shared
-    assert copied.seen == []
-    assert copied.seen is not echo.seen
-    copied.seen.append(1)
-    copied._config["tags"].append("b")  # type: ignore[attr-defined]
-    assert echo.seen == []
-    assert echo.get_config("tags") == ["a"]
-    copied.define_slot("late")
-    assert "late" not in echo.slots
+    echo.define_slot("late", handler=echo.process)
+    made = build(echo)
+    slot = made.slots["late"]
+    assert slot.handler.__self__ is made  # type: ignore[union-attr]
+    assert slot._on_routine
 
 
-def test_a_job_copy_keeps_aliasing_and_rebinds_methods() -> None:
-    class Holder(rt.Routine):
+def test_a_factory_is_called_per_instance_and_its_own_settings_are_not_repeated() -> None:
+    calls: list[int] = []
+
+    def make() -> rt.Routine:
+        calls.append(1)
+        routine = rt.Routine()
+        routine.define_slot("x")  # after construction, but inside the factory
+        return routine
+
+    props = RoutineProps.of(make, "add_routine()")
+    props.template.define_event("late")
+    made = props.build("r", "f")
+    assert len(calls) == 2
+    assert list(made.slots) == ["x"]
+    assert list(made.events) == ["late"]
+    made = build(Echo)  # a Routine subclass is a factory too
+    assert type(made) is Echo
+
+
+def test_the_handler_facts_are_worked_out_once_per_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Fresh(rt.Routine):
         def __init__(self) -> None:
             super().__init__()
-            self.shared = [1, 2]
-            self.alias = self.shared
-            self.nested = {"items": [[1], [2]]}
-            self.callback = self.helper
+            self.define_slot("a", handler=self.a)
 
-        def helper(self) -> object:
-            return self
+        def a(self, x: int) -> None: ...
 
-    holder = Holder()
-    copied = copy.deepcopy(holder)
-    assert copied.alias is copied.shared
-    assert copied.nested == holder.nested
-    assert copied.nested["items"][0] is not holder.nested["items"][0]
-    assert copied.callback() is copied
+    seen: list[object] = []
+    real = runtime._routine._accepted_params
+
+    def counting(handler: runtime._routine.Handler) -> frozenset[str] | None:
+        seen.append(handler)
+        return real(handler)
+
+    monkeypatch.setattr(runtime._routine, "_accepted_params", counting)
+    template = Fresh()
+    for _ in range(3):
+        assert build(template).slots["a"]._params == frozenset({"x"})
+    assert len(seen) == 1
 
 
-def test_a_routine_that_cannot_be_copied_is_named() -> None:
-    class Locked(rt.Routine):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lock = threading.Lock()
-
+def test_an_iterator_given_to_a_constructor_is_refused() -> None:
     with pytest.raises(
         TypeError,
-        match=r"^Routine 'locked' \(Locked\) cannot be copied for a job: TypeError: cannot pickle '_thread\.lock' object\. "
-        r"Each job works on its own copy of every routine",
+        match=r"^add_routine\(\): Given\(\.\.\.\) was given an iterator \(generator\) as its argument 1\. Each job makes "
+        r"its own instance by calling the constructor again with the same arguments, and an iterator is used up by "
+        r"the first job\. Pass a list, or a factory that makes a fresh routine for each job: "
+        r"add_routine\(lambda: Given\(\.\.\.\), \.\.\.\)\.$",
     ):
-        copy_for_job(Locked(), "locked")
+        build(Given(x for x in range(3)))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"as its argument 'label'\."):
+        build(Given([], label=iter("ab")))  # type: ignore[arg-type]
+    with open(__file__) as handle:  # a file is an iterator, but a collaborator: shared
+        made = build(Given([], label=handle))  # type: ignore[arg-type]
+        assert isinstance(made, Given)
+        assert made.label is handle
+
+
+def test_a_constructor_that_fails_when_called_again_names_the_routine_and_the_fix() -> None:
+    built: list[int] = []
+
+    class Once(rt.Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            if built:
+                msg = "already built"
+                raise RuntimeError(msg)
+            built.append(1)
+
+    template = Once()
+    with pytest.raises(RuntimeError, match=r"^already built\n") as caught:
+        build(template, "once")
+    assert caught.value.__notes__ == [
+        "Building routine 'once' for a job of flow 'f': each job makes its own instance by calling Once() again. "
+        "Make that safe to call once per job, or give add_routine() a factory that makes a fresh routine each time: "
+        "flow.add_routine(lambda: Once(...), 'once')."
+    ]
+
+
+def test_an_instance_unlike_the_template_is_refused() -> None:
+    names = iter(["first", "second"])
+
+    class Drifting(rt.Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.define_slot(next(names))
+
+    with pytest.raises(
+        rt.GraphDefinitionError,
+        match=r"^Routine 'd' of flow 'f': the instance made for a job by calling Drifting\(\) again has slots "
+        r"'second', but the flow's routine has 'first'\. Each job makes its own instance; make the constructor "
+        r"define the same slots and events every time\.$",
+    ):
+        build(Drifting(), "d")
+
+
+@pytest.mark.parametrize(
+    ("value", "pattern"),
+    [
+        (
+            3,
+            r"^add_routine\(\) got int 3, not a Routine\. Pass a routine instance, a Routine subclass, or a function "
+            r"with no arguments that returns a routine\.$",
+        ),
+        (lambda: 3, r"^add_routine\(\): the factory .*<lambda> returned int 3, not a Routine instance\.$"),
+    ],
+)
+def test_what_is_not_a_routine_nor_makes_one_is_refused(value: object, pattern: str) -> None:
+    with pytest.raises(TypeError, match=pattern):
+        RoutineProps.of(value, "add_routine()")
+
+
+def test_a_factory_that_fails_is_named() -> None:
+    def make() -> rt.Routine:
+        msg = "no database"
+        raise OSError(msg)
+
+    with pytest.raises(OSError, match=r"^no database\n") as caught:
+        RoutineProps.of(make, "add_routine()")
+    assert caught.value.__notes__ == [
+        "add_routine() called the factory test_a_factory_that_fails_is_named.<locals>.make with no arguments, as it "
+        "does once now and once for every job."
+    ]
+
+
+def test_a_routine_can_be_an_abstract_base_class() -> None:
+    import abc
+
+    class Base(rt.Routine, abc.ABC):
+        @abc.abstractmethod
+        def go(self) -> None: ...
+
+    class Concrete(Base):
+        def go(self) -> None: ...
+
+    with pytest.raises(TypeError, match=r"abstract"):
+        Base()  # type: ignore[abstract]
+    assert type(build(Concrete())) is Concrete
