@@ -43,7 +43,7 @@ class WorkflowMetrics:
         cancelled: runs cancelled while queued or running: the caller was
             cancelled or left its stream early, or the manager shut down.
         timed_out: runs that passed their flow's ``timeout``.
-        rejected: runs refused with :class:`~runtime.Busy` (``fail_fast``).
+        rejected: runs refused with :class:`~runtime.BusyError` (``fail_fast``).
         queued: runs waiting for a concurrency slot now.
         running: runs holding their slots now.
         started: runs that got their slots and began, in all.

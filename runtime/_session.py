@@ -31,7 +31,7 @@ import trio
 import actors
 
 from ._context import RequestMetadata
-from ._exceptions import Busy, SessionClosedError, WorkflowBuildError
+from ._exceptions import BusyError, SessionClosedError, WorkflowBuildError
 from ._holder import (
     BUILDING,
     CLOSING,
@@ -152,7 +152,7 @@ class SessionManager(Generic[T]):
     limits are never exceeded, even under disconnects. The user's limiter comes
     first so that a request waiting for its user's slot does not hold a global
     slot that another user could use. With *fail_fast*, a run finding no free
-    slot raises :class:`~runtime.Busy` at once instead of queueing.
+    slot raises :class:`~runtime.BusyError` at once instead of queueing.
 
     Shutdown is one way. Leaving the block refuses new sessions
     (:class:`~runtime.SessionClosedError`), closes idle workflows, and lets open
@@ -171,7 +171,7 @@ class SessionManager(Generic[T]):
             opened with a ``user_id``.
         idle_timeout: seconds a per-user workflow is kept with no open
             session, or ``None`` to keep it until shutdown.
-        fail_fast: raise :class:`~runtime.Busy` instead of waiting for a slot.
+        fail_fast: raise :class:`~runtime.BusyError` instead of waiting for a slot.
         shutdown_grace: seconds open sessions get to end at shutdown.
         build_retry_backoff: seconds a user's sessions fail at once after a
             failed build; doubled for each further failure in a row.
@@ -688,7 +688,7 @@ class Session(Generic[T], metaclass=NoPublicConstructor):
                     f"No free run slot: {what} in flight, and SessionManager {self._manager.name!r} was "
                     "opened with fail_fast=True. Retry later, or open it with fail_fast=False to queue."
                 )
-                raise Busy(msg) from None
+                raise BusyError(msg) from None
             taken.append(limiter)
 
     async def run(self, message: object) -> T:
@@ -702,7 +702,7 @@ class Session(Generic[T], metaclass=NoPublicConstructor):
         Raises:
             SessionClosedError: the session's block has ended, or the manager
                 shut down and cancelled the run after its grace period.
-            Busy: ``fail_fast`` and no free slot.
+            BusyError: ``fail_fast`` and no free slot.
             RunTimeoutError: the run passed its flow's timeout.
             Exception: the node error that ended the run.
         """
@@ -745,7 +745,7 @@ class Session(Generic[T], metaclass=NoPublicConstructor):
         Raises:
             SessionClosedError: the session's block has ended; or, on leaving
                 the block, the manager shut down and cancelled the run.
-            Busy: ``fail_fast`` and no free slot.
+            BusyError: ``fail_fast`` and no free slot.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         subscription = Subscription(buffer, overflow)
