@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar, Generic, NoReturn, TypeVar
 
+import trio
+
 from ._mailbox import DEFAULT_MAILBOX_SIZE
 
 if TYPE_CHECKING:
@@ -105,9 +107,7 @@ class Actor(Generic[M, R]):
         cell = self._cell
         if cell is None or cell.nursery is None:
             self._refuse_spawn("spawn_nowait")
-        return cell.system.spawn_nowait(
-            actor, name=name, mailbox_size=mailbox_size, supervision=supervision, _parent=cell
-        )
+        return cell.system._spawn(actor, name, mailbox_size, supervision, cell, None)
 
     async def spawn(
         self,
@@ -130,9 +130,8 @@ class Actor(Generic[M, R]):
         cell = self._cell
         if cell is None or cell.nursery is None:
             self._refuse_spawn("spawn")
-        return await cell.system.spawn(
-            actor, name=name, mailbox_size=mailbox_size, supervision=supervision, _parent=cell
-        )
+        await trio.lowlevel.checkpoint_if_cancelled()
+        return cell.system._spawn(actor, name, mailbox_size, supervision, cell, None)
 
     def _refuse_spawn(self, method: str) -> NoReturn:
         """Raise the error for spawning a child when this actor has no nursery to put it in."""

@@ -58,14 +58,7 @@ class ActorNursery(metaclass=NoPublicConstructor):
 
         Arguments and errors are as for :meth:`ActorSystem.spawn <actors.ActorSystem.spawn>`.
         """
-        ref = self._cell.system.spawn_nowait(
-            actor,
-            name=name,
-            mailbox_size=mailbox_size,
-            supervision=supervision,
-            _parent=self._cell,
-            _nursery=self._nursery,
-        )
+        ref = self._cell.system._spawn(actor, name, mailbox_size, supervision, self._cell, self._nursery)
         self._children.append(ref)  # type: ignore[arg-type]
         return ref
 

@@ -74,7 +74,6 @@ class ActorSystem(metaclass=NoPublicConstructor):
         name: str | None = None,
         mailbox_size: int | None = None,
         supervision: Supervision | None = None,
-        _parent: Cell | None = None,
     ) -> ActorRef[M, R]:
         """Start *actor* as a top-level actor of this system and return its ref.
 
@@ -98,9 +97,7 @@ class ActorSystem(metaclass=NoPublicConstructor):
             RuntimeError: the system's block has already been left.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
-        return self.spawn_nowait(
-            actor, name=name, mailbox_size=mailbox_size, supervision=supervision, _parent=_parent
-        )
+        return self._spawn(actor, name, mailbox_size, supervision, None, None)
 
     def spawn_nowait(
         self,
@@ -109,11 +106,29 @@ class ActorSystem(metaclass=NoPublicConstructor):
         name: str | None = None,
         mailbox_size: int | None = None,
         supervision: Supervision | None = None,
-        _parent: Cell | None = None,
-        _nursery: trio.Nursery | None = None,
     ) -> ActorRef[M, R]:
-        """Like :meth:`spawn`, from synchronous code (it never blocks)."""
-        if self._closing and _parent is None:
+        """Like :meth:`spawn`, from synchronous code (it never blocks).
+
+        .. versionadded:: 0.1
+        """
+        return self._spawn(actor, name, mailbox_size, supervision, None, None)
+
+    def _spawn(
+        self,
+        actor: Actor[M, R] | Callable[[], Actor[M, R]],
+        name: str | None,
+        mailbox_size: int | None,
+        supervision: Supervision | None,
+        parent: Cell | None,
+        nursery: trio.Nursery | None,
+    ) -> ActorRef[M, R]:
+        """Start *actor*: top-level if *parent* is ``None``, else a child of *parent*.
+
+        A child lives in *nursery* (an :func:`open_nursery` block's), or by
+        default in its parent's own nursery. The public spawns of systems,
+        actors and actor nurseries all come here.
+        """
+        if self._closing and parent is None:
             msg = "Cannot spawn into an actor system whose `async with` block has been left."
             raise RuntimeError(msg)
         factory: Callable[[], Actor[M, R]] | None = None
@@ -145,7 +160,7 @@ class ActorSystem(metaclass=NoPublicConstructor):
         )
         cell = Cell(
             system=self,
-            parent=_parent,
+            parent=parent,
             actor=instance,  # type: ignore[arg-type]
             factory=factory,  # type: ignore[arg-type]
             id=actor_id,
@@ -154,11 +169,12 @@ class ActorSystem(metaclass=NoPublicConstructor):
             supervision=_ESCALATE if supervision is None else supervision,
         )
         self._live[actor_id] = cell
-        nursery: trio.Nursery | None = self._nursery
-        if _parent is not None:
-            nursery = _parent.nursery if _nursery is None else _nursery
-            assert nursery is not None
-            _parent.children[actor_id] = cell
+        if parent is None:
+            nursery = self._nursery
+        else:
+            if nursery is None:
+                nursery = parent.nursery
+            parent.children[actor_id] = cell
         assert nursery is not None
         nursery.start_soon(cell.run, name=name)
         return cell.ref  # type: ignore[return-value]

@@ -124,7 +124,7 @@ class Observed:
     build_peak: int = 0
     opened: dict[int, trio.lowlevel.Task] = attrs.field(factory=dict)
     closed: list[tuple[int, trio.lowlevel.Task]] = attrs.field(factory=list)
-    # Requests the manager counted, as the clients can tell; Busy refusals.
+    # Requests the manager counted, as the clients can tell; BusyError refusals.
     counted: int = 0
     busy: int = 0
     ok_seen: int = 0
@@ -206,7 +206,7 @@ def run_scenario(scenario: Scenario) -> Observed:
                 seen.counted += 1
                 await session.run(run)
                 seen.ok_seen += 1
-        except rt.Busy:
+        except rt.BusyError:
             seen.busy += 1
             if run.stream:
                 seen.counted += 1  # refused on entering the block, and counted as rejected

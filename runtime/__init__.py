@@ -15,10 +15,12 @@ from ._call import log as log
 from ._context import RequestMetadata as RequestMetadata
 from ._context import context as context
 from ._context import request as request
+from ._deprecate import DeprecatedAttribute as _DeprecatedAttribute
 from ._deprecate import TrioflowDeprecationWarning as TrioflowDeprecationWarning
+from ._deprecate import deprecate_attributes as _deprecate_attributes
 from ._deprecate import session as session
 from ._exceptions import (
-    Busy as Busy,
+    BusyError as BusyError,
 )
 from ._exceptions import (
     EventDataError as EventDataError,
@@ -165,7 +167,7 @@ __all__ = [
     "write_state_file",
     # errors and warnings
     "TrioflowError",
-    "Busy",
+    "BusyError",
     "EventDataError",
     "FaultInjectionError",
     "GraphDefinitionError",
@@ -194,3 +196,10 @@ for _name in __all__:
     if isinstance(_obj, type | _FunctionType) and _obj.__module__.startswith("runtime._"):
         _obj.__module__ = "runtime"
 del _name, _obj, _FunctionType
+
+# Old names, kept one release with a TrioflowDeprecationWarning on each access.
+__getattr__ = _deprecate_attributes(
+    __name__,
+    {"Busy": _DeprecatedAttribute(BusyError, version="0.1", instead="runtime.BusyError", issue=13)},
+)
+del _deprecate_attributes, _DeprecatedAttribute

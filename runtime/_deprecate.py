@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import warnings
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar, final
+
+import attrs
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Mapping
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -29,6 +32,48 @@ def warn_deprecated(
     if issue is not None:
         msg += f" (https://github.com/trioflow/trioflow/issues/{issue})"
     warnings.warn(msg, TrioflowDeprecationWarning, stacklevel=stacklevel)
+
+
+@final
+@attrs.frozen
+class DeprecatedAttribute:
+    """A module attribute kept under an old name for one release; see :func:`deprecate_attributes`.
+
+    Attributes:
+        value: what the old name still gives.
+        version: the trioflow version that deprecated it.
+        instead: the replacement, as users write it (``runtime.BusyError``).
+        issue: the issue that explains the change.
+    """
+
+    value: object
+    version: str
+    instead: str
+    issue: int | None = None
+
+
+def deprecate_attributes(
+    module: str, attributes: Mapping[str, DeprecatedAttribute]
+) -> Callable[[str], object]:
+    """A module ``__getattr__`` that serves *attributes* under their old names, with a warning.
+
+    Assign it as ``__getattr__`` in *module*: each access to an old name warns
+    with :class:`TrioflowDeprecationWarning`, naming the thing, the version,
+    the replacement and the issue (as trio's ``deprecate_attributes`` does).
+    The old names stay out of ``dir()`` and ``__all__``.
+    """
+
+    def __getattr__(name: str) -> object:
+        attribute = attributes.get(name)
+        if attribute is None:
+            msg = f"module {module!r} has no attribute {name!r}"
+            raise AttributeError(msg, name=name, obj=sys.modules.get(module))
+        warn_deprecated(
+            f"{module}.{name}", version=attribute.version, instead=attribute.instead, issue=attribute.issue
+        )
+        return attribute.value
+
+    return __getattr__
 
 
 def session(
@@ -62,7 +107,10 @@ def session(
             )
             raise TypeError(msg)
         warn_deprecated(
-            "@rt.session", version="0.1", instead="rt.Flow(name, entry_point=node, ...)", stacklevel=stacklevel
+            "@rt.session",
+            version="0.1",
+            instead="rt.Flow(name, entry_point=node, ...)",
+            stacklevel=stacklevel,
         )
         from ._flow import Flow
         from ._node import Node

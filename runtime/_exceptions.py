@@ -93,8 +93,12 @@ class SessionClosedError(TrioflowError, RuntimeError):
 
 
 @final
-class Busy(TrioflowError):
-    """A fail-fast session run found no free concurrency slot."""
+class BusyError(TrioflowError):
+    """A fail-fast session run found no free concurrency slot.
+
+    .. versionchanged:: 0.1
+        Renamed from ``Busy``, which still works, with a deprecation warning, for one release.
+    """
 
 
 @final

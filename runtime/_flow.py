@@ -218,11 +218,11 @@ class Flow(GraphMixin, Generic[P, T]):
         normal end, not an error. A run that fails does not raise here: its
         error is in the ``run_finished`` event.
         """
-        async with self.open_stream(args, kwargs) as events:
+        async with self._open_stream(args, kwargs) as events:
             yield events
 
     @contextlib.asynccontextmanager
-    async def open_stream(
+    async def _open_stream(
         self,
         args: tuple[object, ...],
         kwargs: Mapping[str, object],
@@ -231,7 +231,7 @@ class Flow(GraphMixin, Generic[P, T]):
         buffer: int = 256,
         overflow: Overflow = "block",
     ) -> AsyncIterator[Subscription]:
-        """:meth:`stream` with the run's arguments packed, and stream options.
+        """:meth:`stream` with the run's arguments packed, and stream options (the runtime's own form).
 
         Args:
             args: positional arguments for the entry point (or the routine graph's entry).

@@ -13,8 +13,10 @@ import attrs
 
 from ._state import Status
 
-_Outcome = Literal["ok", "error", "cancelled", "timed_out"]
-_OUTCOMES: dict[Status, _Outcome] = {
+#: How a session's run ended, as the counters count it.
+Outcome = Literal["ok", "error", "cancelled", "timed_out"]
+#: The outcome a run's final status counts as.
+OUTCOMES: dict[Status, Outcome] = {
     Status.COMPLETED: "ok",
     Status.FAILED: "error",
     Status.CANCELLED: "cancelled",
@@ -41,7 +43,7 @@ class WorkflowMetrics:
         cancelled: runs cancelled while queued or running: the caller was
             cancelled or left its stream early, or the manager shut down.
         timed_out: runs that passed their flow's ``timeout``.
-        rejected: runs refused with :class:`~runtime.Busy` (``fail_fast``).
+        rejected: runs refused with :class:`~runtime.BusyError` (``fail_fast``).
         queued: runs waiting for a concurrency slot now.
         running: runs holding their slots now.
         started: runs that got their slots and began, in all.
@@ -103,7 +105,7 @@ class WorkflowMetrics:
 
 
 @final
-class _Counters:
+class Counters:
     """The live, mutable counters behind a :class:`WorkflowMetrics`."""
 
     __slots__ = (
@@ -158,7 +160,7 @@ class _Counters:
             self.loaded,
         )
 
-    def count(self, outcome: _Outcome) -> None:
+    def count(self, outcome: Outcome) -> None:
         if outcome == "ok":
             self.ok += 1
         elif outcome == "error":

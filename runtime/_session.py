@@ -3,14 +3,17 @@
 The manager is a small tree of actors in the nursery its ``async with`` opens::
 
     SessionManager block    open_system(): nothing below outlives it
-    └── session-manager     _ManagerActor: spawns holders, one request at a time
-        ├── workflow (shared)        _Holder: the shared workflow and its runs
-        └── workflow for user 'a'    _Holder: builds, holds, evicts and closes a's workflow
+    └── session-manager     ManagerActor: spawns holders, one request at a time
+        ├── workflow (shared)        Holder: the shared workflow and its runs
+        └── workflow for user 'a'    Holder: builds, holds, evicts and closes a's workflow
             └── run tasks            each takes the limiters, runs the flow, counts the outcome
 
 This module holds the public face, :class:`SessionManager` and
-:class:`Session`; the actors, holders and runs are in ``_holder``, and the
-counters behind :class:`WorkflowMetrics` in ``_metrics``.
+:class:`Session`. The manager checks its arguments into a frozen
+``ManagerSettings`` and keeps its live state in a ``ManagerRegistry``; the
+actors, holders and runs, which get those two and nothing else of the manager,
+are in ``_holder``, and the counters behind :class:`WorkflowMetrics` in
+``_metrics``.
 """
 
 from __future__ import annotations
@@ -18,11 +21,9 @@ from __future__ import annotations
 import collections.abc
 import contextlib
 import copy
-import itertools
 import math
 import operator
 import sys
-import uuid
 from typing import TYPE_CHECKING, Generic, TypeAlias, TypeVar, final
 
 import trio
@@ -30,23 +31,26 @@ import trio
 import actors
 
 from ._context import RequestMetadata
-from ._exceptions import Busy, SessionClosedError, WorkflowBuildError
+from ._exceptions import BusyError, SessionClosedError, WorkflowBuildError
 from ._holder import (
-    _BUILDING,
-    _CLOSING,
-    _DRAINING,
-    _NEW,
-    _OPEN,
-    _READY,
-    _SHUT,
-    _describe,
-    _Holder,
-    _Job,
-    _ManagerActor,
-    _unrunnable,
-    _User,
+    BUILDING,
+    CLOSING,
+    DRAINING,
+    NEW,
+    OPEN,
+    READY,
+    SHUT,
+    Holder,
+    ManagerActor,
+    ManagerRegistry,
+    ManagerSettings,
+    SessionRequest,
+    UserRecord,
+    closed_error,
+    describe,
+    unrunnable,
 )
-from ._metrics import WorkflowMetrics, _Counters
+from ._metrics import WorkflowMetrics
 from ._publisher import Subscription
 from ._util import NoPublicConstructor
 
@@ -57,7 +61,7 @@ if TYPE_CHECKING:
     from typing import Self
 
     from ._flow import Flow
-    from ._holder import _AnyFlow
+    from ._holder import AnyFlow
     from ._publisher import Overflow
 
 
@@ -148,7 +152,7 @@ class SessionManager(Generic[T]):
     limits are never exceeded, even under disconnects. The user's limiter comes
     first so that a request waiting for its user's slot does not hold a global
     slot that another user could use. With *fail_fast*, a run finding no free
-    slot raises :class:`~runtime.Busy` at once instead of queueing.
+    slot raises :class:`~runtime.BusyError` at once instead of queueing.
 
     Shutdown is one way. Leaving the block refuses new sessions
     (:class:`~runtime.SessionClosedError`), closes idle workflows, and lets open
@@ -167,7 +171,7 @@ class SessionManager(Generic[T]):
             opened with a ``user_id``.
         idle_timeout: seconds a per-user workflow is kept with no open
             session, or ``None`` to keep it until shutdown.
-        fail_fast: raise :class:`~runtime.Busy` instead of waiting for a slot.
+        fail_fast: raise :class:`~runtime.BusyError` instead of waiting for a slot.
         shutdown_grace: seconds open sessions get to end at shutdown.
         build_retry_backoff: seconds a user's sessions fail at once after a
             failed build; doubled for each further failure in a row.
@@ -204,19 +208,19 @@ class SessionManager(Generic[T]):
             )
             raise TypeError(msg)
         if workflow is not None:
-            problem = _unrunnable(workflow)
+            problem = unrunnable(workflow)
             if problem is not None:
-                msg = f"SessionManager(workflow=...) got {_describe(workflow)}, {problem}. Pass an rt.Flow."
+                msg = f"SessionManager(workflow=...) got {describe(workflow)}, {problem}. Pass an rt.Flow."
                 raise TypeError(msg)
         if builder is not None and not callable(builder):
             msg = (
-                f"SessionManager(builder=...) got {_describe(builder)}, which is not callable. Pass a function "
+                f"SessionManager(builder=...) got {describe(builder)}, which is not callable. Pass a function "
                 "called as builder(user_id) that gives the user's rt.Flow."
             )
             raise TypeError(msg)
         limit = _check_limit("max_concurrency", max_concurrency)
-        self._per_user_limit = _check_limit("per_user_max_concurrency", per_user_max_concurrency)
-        self._idle_timeout = _check_seconds("idle_timeout", idle_timeout, allow_none=True, allow_zero=False)
+        per_user_limit = _check_limit("per_user_max_concurrency", per_user_max_concurrency)
+        idle_timeout_s = _check_seconds("idle_timeout", idle_timeout, allow_none=True, allow_zero=False)
         grace = _check_seconds("shutdown_grace", shutdown_grace, allow_none=False, allow_zero=True)
         backoff = _check_seconds(
             "build_retry_backoff", build_retry_backoff, allow_none=False, allow_zero=True
@@ -227,45 +231,42 @@ class SessionManager(Generic[T]):
         assert grace is not None
         assert backoff is not None
         assert max_backoff is not None
-        self._workflow: _AnyFlow | None = workflow  # type: ignore[assignment]
-        self._builder: Callable[[str], object] | None = builder
-        self._limiter = None if limit is None else trio.CapacityLimiter(limit)
-        self._max_concurrency = limit
-        self._fail_fast = bool(fail_fast)
-        self._shutdown_grace = grace
-        self._build_retry_backoff = backoff
-        self._max_build_retry_backoff = max(backoff, max_backoff)
-        self._name = name
-        self._state = _NEW
-        # Trace and run ids: unique per manager, and cheap (no uuid per run).
-        self._id_prefix = uuid.uuid4().hex[:8]
-        self._ids = itertools.count(1)
-        self._totals = _Counters(None)
-        self._users: dict[str, _User] = {}
-        self._holders: set[_Holder] = set()
-        self._shared: _Holder | None = None
-        self._ref: actors.ActorRef[_User | None, _Holder] | None = None
+        shared: AnyFlow | None = workflow  # type: ignore[assignment]
+        self._settings = ManagerSettings(
+            name=name,
+            workflow=shared,
+            builder=builder,
+            max_concurrency=limit,
+            per_user_max_concurrency=per_user_limit,
+            idle_timeout=idle_timeout_s,
+            fail_fast=bool(fail_fast),
+            shutdown_grace=grace,
+            build_retry_backoff=backoff,
+            max_build_retry_backoff=max(backoff, max_backoff),
+        )
+        self._registry = ManagerRegistry(None if limit is None else trio.CapacityLimiter(limit))
+        self._ref: actors.ActorRef[UserRecord | None, Holder] | None = None
         self._stack: contextlib.AsyncExitStack | None = None
 
     def __repr__(self) -> str:
-        mode = "shared" if self._builder is None else "per-user"
-        state = ("new", "open", "shutting down", "shut down")[self._state]
-        return f"<SessionManager {self._name!r} {mode} {state}>"
+        mode = "per-user" if self._settings.per_user else "shared"
+        state = ("new", "open", "shutting down", "shut down")[self._registry.state]
+        return f"<SessionManager {self._settings.name!r} {mode} {state}>"
 
     @property
     def name(self) -> str:
         """The manager's name."""
-        return self._name
+        return self._settings.name
 
     @property
     def per_user(self) -> bool:
         """Whether each user gets a workflow of their own (``builder=`` was given)."""
-        return self._builder is not None
+        return self._settings.per_user
 
     @property
     def is_open(self) -> bool:
         """Whether the manager takes new sessions now."""
-        return self._state == _OPEN
+        return self._registry.state == OPEN
 
     # -- lifetime ---------------------------------------------------------------
 
@@ -275,23 +276,24 @@ class SessionManager(Generic[T]):
         Raises:
             RuntimeError: the manager was opened before (it is one-way).
         """
-        if self._state != _NEW:
+        registry = self._registry
+        if registry.state != NEW:
             msg = (
-                f"SessionManager {self._name!r} was already opened once; a manager cannot be reopened "
+                f"SessionManager {self._settings.name!r} was already opened once; a manager cannot be reopened "
                 "after shutdown. Build a new rt.SessionManager(...)."
             )
             raise RuntimeError(msg)
-        self._state = _OPEN
+        registry.state = OPEN
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
             system = await stack.enter_async_context(actors.open_system())
-            self._ref = await system.spawn(_ManagerActor(self), name=self._name)  # type: ignore[arg-type]
-            if self._builder is None:
-                self._shared = await self._ref.ask(None)
-                await self._shared.ready.wait()
+            self._ref = await system.spawn(ManagerActor(self._settings, registry), name=self._settings.name)
+            if not self._settings.per_user:
+                registry.shared = await self._ref.ask(None)
+                await registry.shared.ready.wait()
         except BaseException:
-            self._state = _SHUT
+            registry.state = SHUT
             if not await stack.__aexit__(*sys.exc_info()):
                 raise
         self._stack = stack
@@ -309,13 +311,14 @@ class SessionManager(Generic[T]):
         stack = self._stack
         assert stack is not None
         assert self._ref is not None
-        self._state = _DRAINING
+        registry = self._registry
+        registry.state = DRAINING
         ref = self._ref
         try:
-            for holder in list(self._holders):
+            for holder in list(registry.holders):
                 holder.reschedule()
             if exc is None:
-                with trio.move_on_after(self._shutdown_grace):
+                with trio.move_on_after(self._settings.shutdown_grace):
                     await ref.stop()
             if ref.is_alive:
                 ref.cancel()
@@ -324,7 +327,7 @@ class SessionManager(Generic[T]):
             ref.cancel()
             raise
         finally:
-            self._state = _SHUT
+            registry.state = SHUT
             try:
                 suppressed = await stack.__aexit__(exc_type, exc, tb)
             except BaseExceptionGroup as group:
@@ -380,9 +383,9 @@ class SessionManager(Generic[T]):
 
         .. versionadded:: 0.1
         """
-        if self._builder is not None and user_id is None:
+        if self._settings.per_user and user_id is None:
             msg = (
-                f"SessionManager {self._name!r} builds one workflow per user, so session() needs a user: "
+                f"SessionManager {self._settings.name!r} builds one workflow per user, so session() needs a user: "
                 "call manager.session(user_id=...)."
             )
             raise TypeError(msg)
@@ -403,7 +406,7 @@ class SessionManager(Generic[T]):
                 user_id=user_id,
                 conversation_id=conversation_id,
                 user_message_id=user_message_id,
-                trace_id=trace_id if trace_id is not None else f"trace-{self._id_prefix}-{next(self._ids)}",
+                trace_id=trace_id if trace_id is not None else self._registry.new_id("trace"),
                 parent_id=parent_id,
                 parent_name=parent_name,
                 headers=pairs,
@@ -411,21 +414,23 @@ class SessionManager(Generic[T]):
             ),
         )
 
-    async def _lease(self, user_id: str | None) -> tuple[_Holder, _User | None]:
+    async def _lease(self, user_id: str | None) -> tuple[Holder, UserRecord | None]:
         """Take a lease on the workflow for *user_id*, building it first if need be."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        if self._state != _OPEN:
-            raise self._closed_error()
-        user: _User | None = None
+        settings = self._settings
+        registry = self._registry
+        if registry.state != OPEN:
+            raise closed_error(settings, registry.state)
+        user: UserRecord | None = None
         if user_id is not None:
-            user = self._users.get(user_id)
+            user = registry.users.get(user_id)
             if user is None:
-                user = self._users[user_id] = _User(user_id, self._per_user_limit)
-        if self._builder is None:
-            holder = self._shared
+                user = registry.users[user_id] = UserRecord(user_id, settings.per_user_max_concurrency)
+        if not settings.per_user:
+            holder = registry.shared
             assert holder is not None
-            if holder.state != _READY:
-                raise self._closed_error()
+            if holder.state != READY:
+                raise closed_error(settings, registry.state)
             holder.lease()
             if user is not None:
                 user.counters.active_leases += 1
@@ -433,66 +438,39 @@ class SessionManager(Generic[T]):
         assert user is not None
         while True:
             holder_or_none = user.holder
-            if holder_or_none is None or holder_or_none.state >= _CLOSING:
+            if holder_or_none is None or holder_or_none.state >= CLOSING:
                 assert self._ref is not None
                 try:
                     holder = await self._ref.ask(user)
                 except actors.ActorStoppedError:
-                    raise self._closed_error() from None
+                    raise closed_error(settings, registry.state) from None
             else:
                 holder = holder_or_none
-            if holder.state == _BUILDING:
+            if holder.state == BUILDING:
                 holder.waiting += 1
                 try:
                     await holder.ready.wait()
                 finally:
                     holder.waiting -= 1
-                    if holder.state == _READY and not holder.leases:
+                    if holder.state == READY and not holder.leases:
                         holder.reschedule()
-            if holder.state == _READY:
+            if holder.state == READY:
                 holder.lease()
                 return holder, user
             if holder.error is not None:
                 raise WorkflowBuildError(str(holder.error)) from holder.error.__cause__
-            if self._state != _OPEN:
+            if registry.state != OPEN:
                 msg = (
-                    f"SessionManager {self._name!r} shut down before the workflow of user {user.id!r} was built, "
-                    "so this session was not opened."
+                    f"SessionManager {settings.name!r} shut down before the workflow of user {user.id!r} was "
+                    "built, so this session was not opened."
                 )
                 raise SessionClosedError(msg)
             # Evicted between the build and our wake-up (a tiny idle_timeout): go again.
 
-    def _check_backoff(self, user: _User) -> None:
-        now = trio.current_time()
-        if user.last_error is not None and now < user.retry_at:
-            cause = user.last_error.__cause__
-            last = f"{type(cause).__name__}: {cause}" if cause is not None else str(user.last_error)
-            backoff = min(self._build_retry_backoff * 2 ** (user.failures - 1), self._max_build_retry_backoff)
-            msg = (
-                f"The workflow for user {user.id!r} is not built: its builder failed {user.failures} "
-                f"time{'s' if user.failures != 1 else ''} in a row, last with {last}. The next build is tried "
-                f"after a back-off of {backoff:g} s, in {user.retry_at - now:.3g} s."
-            )
-            raise WorkflowBuildError(msg) from cause
-
-    def _closed_error(self) -> SessionClosedError:
-        if self._state == _NEW:
-            msg = (
-                f"SessionManager {self._name!r} is not open. Open sessions inside "
-                "`async with rt.SessionManager(...) as manager:`."
-            )
-        else:
-            when = "is shutting down" if self._state == _DRAINING else "is shut down"
-            msg = (
-                f"SessionManager {self._name!r} {when} and takes no new sessions: its `async with` block has "
-                "ended. Open sessions inside the block."
-            )
-        return SessionClosedError(msg)
-
     def _gone_error(self) -> SessionClosedError:
         msg = (
-            f"The run was cancelled because SessionManager {self._name!r} shut down: this session was still "
-            f"open when its shutdown_grace of {self._shutdown_grace:g} s ran out."
+            f"The run was cancelled because SessionManager {self._settings.name!r} shut down: this session was "
+            f"still open when its shutdown_grace of {self._settings.shutdown_grace:g} s ran out."
         )
         return SessionClosedError(msg)
 
@@ -507,13 +485,15 @@ class SessionManager(Generic[T]):
             user_id: the user, or ``None`` for every run of the manager.
         """
         if user_id is None:
-            return self._totals.snapshot()
-        user = self._users.get(user_id)
+            return self._registry.totals.snapshot()
+        user = self._registry.users.get(user_id)
         return WorkflowMetrics(user_id) if user is None else user.counters.snapshot()
 
     def users(self) -> list[str]:
         """The users whose per-user workflow is built and held now."""
-        return [u.id for u in self._users.values() if u.holder is not None and u.holder.state == _READY]
+        return [
+            u.id for u in self._registry.users.values() if u.holder is not None and u.holder.state == READY
+        ]
 
 
 @final
@@ -569,7 +549,7 @@ class Session(Generic[T], metaclass=NoPublicConstructor):
     __slots__ = ("_closed", "_counters", "_holder", "_limiters", "_manager", "_metadata", "_user")
 
     def __init__(
-        self, manager: SessionManager[T], holder: _Holder, user: _User | None, metadata: RequestMetadata
+        self, manager: SessionManager[T], holder: Holder, user: UserRecord | None, metadata: RequestMetadata
     ) -> None:
         self._manager = manager
         self._holder = holder
@@ -579,10 +559,12 @@ class Session(Generic[T], metaclass=NoPublicConstructor):
         limiters: list[trio.CapacityLimiter] = []
         if user is not None and user.limiter is not None:
             limiters.append(user.limiter)
-        if manager._limiter is not None:
-            limiters.append(manager._limiter)
+        if manager._registry.limiter is not None:
+            limiters.append(manager._registry.limiter)
         self._limiters = tuple(limiters)
-        self._counters = (manager._totals,) if user is None else (manager._totals, user.counters)
+        self._counters = (
+            (manager._registry.totals,) if user is None else (manager._registry.totals, user.counters)
+        )
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -653,10 +635,10 @@ class Session(Generic[T], metaclass=NoPublicConstructor):
         if not self._closed:
             self._closed = True
             self._holder.release()
-            if self._user is not None and self._manager._builder is None:
+            if self._user is not None and not self._manager._settings.per_user:
                 self._user.counters.active_leases -= 1
 
-    def _submit(self, message: object, subscriptions: tuple[Subscription, ...]) -> _Job:
+    def _submit(self, message: object, subscriptions: tuple[Subscription, ...]) -> SessionRequest:
         """Count the request, take the slots now if failing fast, and start the run task."""
         self._check_open()
         base = self._metadata
@@ -666,35 +648,35 @@ class Session(Generic[T], metaclass=NoPublicConstructor):
             user_message_id=base.user_message_id,
             message=message,
             trace_id=base.trace_id,
-            run_id=f"run-{self._manager._id_prefix}-{next(self._manager._ids)}",
+            run_id=self._manager._registry.new_id("run"),
             parent_id=base.parent_id,
             parent_name=base.parent_name,
             headers=base.headers,
             extra=copy.deepcopy(base.extra) if base.extra else (),
         )
-        job = _Job(message, metadata, subscriptions, self._limiters, self._counters)
+        request = SessionRequest(message, metadata, subscriptions, self._limiters, self._counters)
         manager = self._manager
-        if manager._fail_fast:
-            self._take_slots_nowait(job)
+        if manager._settings.fail_fast:
+            self._take_slots_nowait(request)
         try:
-            self._holder.submit(job)
+            self._holder.submit(request)
         except BaseException:
-            for limiter in reversed(job.limiters if manager._fail_fast else ()):
-                limiter.release_on_behalf_of(job)
+            for limiter in reversed(request.limiters if manager._settings.fail_fast else ()):
+                limiter.release_on_behalf_of(request)
             raise
         for c in self._counters:
             c.requests += 1
             c.queued += 1
-        return job
+        return request
 
-    def _take_slots_nowait(self, job: _Job) -> None:
+    def _take_slots_nowait(self, request: SessionRequest) -> None:
         taken: list[trio.CapacityLimiter] = []
-        for limiter in job.limiters:
+        for limiter in request.limiters:
             try:
-                limiter.acquire_on_behalf_of_nowait(job)
+                limiter.acquire_on_behalf_of_nowait(request)
             except trio.WouldBlock:
                 for held in reversed(taken):
-                    held.release_on_behalf_of(job)
+                    held.release_on_behalf_of(request)
                 for c in self._counters:
                     c.requests += 1
                     c.rejected += 1
@@ -706,7 +688,7 @@ class Session(Generic[T], metaclass=NoPublicConstructor):
                     f"No free run slot: {what} in flight, and SessionManager {self._manager.name!r} was "
                     "opened with fail_fast=True. Retry later, or open it with fail_fast=False to queue."
                 )
-                raise Busy(msg) from None
+                raise BusyError(msg) from None
             taken.append(limiter)
 
     async def run(self, message: object) -> T:
@@ -720,25 +702,25 @@ class Session(Generic[T], metaclass=NoPublicConstructor):
         Raises:
             SessionClosedError: the session's block has ended, or the manager
                 shut down and cancelled the run after its grace period.
-            Busy: ``fail_fast`` and no free slot.
+            BusyError: ``fail_fast`` and no free slot.
             RunTimeoutError: the run passed its flow's timeout.
             Exception: the node error that ended the run.
         """
-        job = self._submit(message, ())
+        request = self._submit(message, ())
         try:
-            await job.done.wait()
+            await request.done.wait()
         except BaseException:
-            job.scope.cancel()
+            request.scope.cancel()
             with trio.CancelScope(shield=True):
-                await job.done.wait()
+                await request.done.wait()
             raise
-        return self._outcome(job)  # type: ignore[return-value]
+        return self._outcome(request)  # type: ignore[return-value]
 
-    def _outcome(self, job: _Job) -> object:
-        if job.result is not None:
-            return job.result.unwrap()
-        if job.error is not None:
-            raise job.error
+    def _outcome(self, request: SessionRequest) -> object:
+        if request.result is not None:
+            return request.result.unwrap()
+        if request.error is not None:
+            raise request.error
         raise self._manager._gone_error()
 
     @contextlib.asynccontextmanager
@@ -763,24 +745,24 @@ class Session(Generic[T], metaclass=NoPublicConstructor):
         Raises:
             SessionClosedError: the session's block has ended; or, on leaving
                 the block, the manager shut down and cancelled the run.
-            Busy: ``fail_fast`` and no free slot.
+            BusyError: ``fail_fast`` and no free slot.
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         subscription = Subscription(buffer, overflow)
-        job = self._submit(message, (subscription,))
+        request = self._submit(message, (subscription,))
         try:
             yield subscription
         finally:
             subscription.close()
-            if not job.done.is_set():
+            if not request.done.is_set():
                 if subscription.finished is None:
                     # Left before the final event: end the run. (After it, the
                     # run is only winding down, and ends as it ended.)
-                    job.left_early = True
-                    job.scope.cancel()
+                    request.left_early = True
+                    request.scope.cancel()
                 with trio.CancelScope(shield=True):
-                    await job.done.wait()
-        if job.result is None and not job.left_early:
-            if job.error is not None:
-                raise job.error
+                    await request.done.wait()
+        if request.result is None and not request.left_early:
+            if request.error is not None:
+                raise request.error
             raise self._manager._gone_error()

@@ -107,6 +107,24 @@ def test_private_modules_define_nothing_public_that_is_not_exported(package: Mod
     assert forgotten == set()
 
 
+def test_public_methods_take_no_private_parameters(package: ModuleType) -> None:
+    """No public function or method of an exported class shows a ``_name`` parameter:
+    the kernel's own plumbing (a spawn's parent cell) goes through private methods."""
+    leaked = set()
+    for name in package.__all__:
+        obj = getattr(package, name)
+        members = vars(obj).items() if inspect.isclass(obj) else [(name, obj)]
+        for attr, member in members:
+            function = inspect.unwrap(member) if inspect.isfunction(member) else None
+            if function is None or (attr.startswith("_") and attr != "__init__"):
+                continue
+            params = [p for p in inspect.signature(function).parameters if p.startswith("_")]
+            if params:
+                where = f"{name}.{attr}" if inspect.isclass(obj) else name
+                leaked.add(f"{where}({', '.join(params)})")
+    assert leaked == set()
+
+
 def test_package_ships_py_typed(package: ModuleType) -> None:
     assert package.__file__ is not None
     assert (Path(package.__file__).parent / "py.typed").is_file()

@@ -88,13 +88,49 @@ def test_session_keeps_the_functions_name_and_docstring() -> None:
     assert report.__doc__ == "Make the daily report."
 
 
-async def test_session_settings_apply_to_each_run(autojump_clock: trio.abc.Clock, tmp_path: pathlib.Path) -> None:
+async def test_session_settings_apply_to_each_run(
+    autojump_clock: trio.abc.Clock, tmp_path: pathlib.Path
+) -> None:
     with pytest.warns(rt.TrioflowDeprecationWarning):
 
         @rt.session(name="slow-session", timeout=2)
         async def slow() -> None:
             await trio.sleep(10)
 
-    with pytest.raises(rt.RunTimeoutError, match=r"^Flow 'slow-session' \(run run-[0-9a-f]{12}\) timed out after 2 s;"):
+    with pytest.raises(
+        rt.RunTimeoutError, match=r"^Flow 'slow-session' \(run run-[0-9a-f]{12}\) timed out after 2 s;"
+    ):
         await slow()
     assert trio.current_time() == 2.0
+
+
+_BUSY_WARNING = (
+    r"^runtime\.Busy is deprecated since trioflow 0\.1; use runtime\.BusyError instead\. "
+    r"\(https://github\.com/trioflow/trioflow/issues/13\)$"
+)
+
+
+def test_the_old_busy_name_warns_and_gives_busy_error() -> None:
+    with pytest.warns(rt.TrioflowDeprecationWarning, match=_BUSY_WARNING) as record:
+        old = rt.Busy
+    assert old is rt.BusyError
+    assert len(record) == 1
+    assert record[0].filename == __file__
+
+
+def test_importing_the_old_busy_name_warns() -> None:
+    with pytest.warns(rt.TrioflowDeprecationWarning, match=_BUSY_WARNING):
+        from runtime import Busy
+    assert Busy is rt.BusyError
+
+
+def test_the_old_busy_name_is_not_public() -> None:
+    assert "Busy" not in rt.__all__
+    assert "Busy" not in dir(rt)
+
+
+def test_an_unknown_attribute_is_still_an_attribute_error() -> None:
+    with pytest.raises(AttributeError, match=r"^module 'runtime' has no attribute 'Bussy'$") as info:
+        rt.Bussy  # noqa: B018
+    assert info.value.name == "Bussy"
+    assert not hasattr(rt, "Bussy")

@@ -105,3 +105,12 @@ def test_the_testing_kit_is_exported() -> None:
 def test_package_ships_py_typed() -> None:
     assert runtime.__file__ is not None
     assert (Path(runtime.__file__).parent / "py.typed").is_file()
+
+
+def test_one_public_name_per_concept() -> None:
+    """Renamed or folded names stay out of the public face (``rt.Busy`` only warns, see test_deprecate)."""
+    assert "Busy" not in runtime.__all__
+    assert "BusyError" in runtime.__all__
+    public_flow = {name for name in dir(runtime.Flow) if not name.startswith("_")}
+    assert "stream" in public_flow
+    assert "open_stream" not in public_flow

@@ -197,7 +197,7 @@ async def test_a_blocking_subscriber_holds_the_run_back(autojump_clock: trio.abc
             await rt.broadcast(i)
         return 50
 
-    async with rt.Flow("burst", entry_point=burst).open_stream((), {}, buffer=2) as events:
+    async with rt.Flow("burst", entry_point=burst)._open_stream((), {}, buffer=2) as events:
         await trio.sleep(10)  # the run waits for us: nothing is lost
         seen = [event async for event in events]
     assert [e.data for e in seen if e.kind is K.STREAM] == list(range(50))
@@ -212,7 +212,7 @@ async def test_overflow_fail_raises_after_the_received_events(autojump_clock: tr
         return 50
 
     received: list[rt.Event] = []
-    async with rt.Flow("burst", entry_point=burst).open_stream((), {}, buffer=4, overflow="fail") as events:
+    async with rt.Flow("burst", entry_point=burst)._open_stream((), {}, buffer=4, overflow="fail") as events:
         await trio.sleep(10)  # fall behind
         with pytest.raises(
             rt.SubscriberOverflowError,
@@ -240,7 +240,7 @@ async def _drain(events: rt.Subscription, into: list[rt.Event]) -> None:
 )
 async def test_bad_stream_options(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        async with rt.Flow("f", entry_point=leaf).open_stream((1,), {}, **kwargs):  # type: ignore[arg-type]
+        async with rt.Flow("f", entry_point=leaf)._open_stream((1,), {}, **kwargs):  # type: ignore[arg-type]
             pass  # pragma: no cover
 
 
@@ -261,7 +261,7 @@ async def test_a_run_cancelled_with_its_records_backed_up_still_ends_recorded(
             finally_ran.append("flood")
 
     flow = rt.Flow("flood", entry_point=flood, save_state=True, state_dir=tmp_path)
-    async with flow.open_stream((), {}, buffer=1):
+    async with flow._open_stream((), {}, buffer=1):
         await trio.testing.wait_all_tasks_blocked()
     assert finally_ran == ["flood"]
     state = rt.read_state_file(tmp_path / "flood.json")

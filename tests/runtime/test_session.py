@@ -691,14 +691,14 @@ async def test_fail_fast_raises_busy_instead_of_queueing(autojump_clock: trio.te
             nursery.start_soon(first.run, 5)
             await trio.testing.wait_all_tasks_blocked()
             with pytest.raises(
-                rt.Busy,
+                rt.BusyError,
                 match=(
                     r"^No free run slot: max_concurrency=1 runs are already in flight, and SessionManager "
                     r"'api' was opened with fail_fast=True\. Retry later, or open it with fail_fast=False to queue\.$"
                 ),
             ):
                 await second.run(1)
-            with pytest.raises(rt.Busy):
+            with pytest.raises(rt.BusyError):
                 async with second.stream(1):
                     pytest.fail("no slot")
         assert await second.run(1) == 1
@@ -715,7 +715,7 @@ async def test_fail_fast_per_user(autojump_clock: trio.testing.MockClock) -> Non
         nursery.start_soon(session.run, 5)
         await trio.testing.wait_all_tasks_blocked()
         with pytest.raises(
-            rt.Busy,
+            rt.BusyError,
             match=r"^No free run slot: user 'ada' already has per_user_max_concurrency=1 runs in flight, and",
         ):
             await session.run(1)

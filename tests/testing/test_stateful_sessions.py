@@ -300,7 +300,7 @@ class SessionMachine(RuleBasedStateMachine):
                 with call.scope:
                     await session.run(seconds)
                     call.outcome = "ok"
-            except rt.Busy:
+            except rt.BusyError:
                 call.outcome = "busy"
             except rt.SessionClosedError as exc:
                 call.outcome = "cancelled by shutdown" if "cancelled" in str(exc) else "refused"
