@@ -20,7 +20,7 @@ import os
 import pathlib
 import sys
 import uuid
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING
 
 from ._exceptions import StateFileError, TrioflowError
 from ._flow import Flow
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
     from ._state import JobState, Request
+    from ._util import AnyFlow
 
 PROG = "python -m runtime"
 
@@ -131,9 +132,6 @@ def _load_module(path: pathlib.Path) -> ModuleType:
     finally:
         sys.path.remove(os.fspath(path.resolve().parent))
     return module
-
-
-AnyFlow: TypeAlias = "Flow[..., object]"  # type: ignore[explicit-any]  # the CLI passes **kwargs it parsed
 
 
 def load_flow(target: str) -> AnyFlow:

@@ -21,7 +21,7 @@ import itertools
 import logging
 import math
 import uuid
-from typing import TYPE_CHECKING, TypeAlias, TypeVar, final
+from typing import TYPE_CHECKING, TypeVar, final
 
 import attrs
 import trio
@@ -38,9 +38,9 @@ if TYPE_CHECKING:
     from ._context import RequestMetadata
     from ._publisher import Subscription
     from ._run import RunResult
+    from ._util import AnyFlow
 
 
-AnyFlow: TypeAlias = "Flow[..., object]"  # type: ignore[explicit-any]
 C = TypeVar("C")
 
 logger = logging.getLogger("runtime.session")

@@ -31,12 +31,11 @@ from ._exceptions import EventDataError, GraphDefinitionError, OutsideRunError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
-    from ._flow import Flow
     from ._state import JobState
+    from ._util import AnyFlow as AnyFlow  # _graph and _job import it from here
 
     MergeStrategy = str | Callable[[dict[str, object], dict[str, object]], dict[str, object]]
 
-AnyFlow: TypeAlias = "Flow[..., object]"  # type: ignore[explicit-any]  # any flow runs routine graphs
 Handler: TypeAlias = "Callable[..., object]"  # type: ignore[explicit-any]  # called with each message's data
 
 

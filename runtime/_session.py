@@ -61,8 +61,8 @@ if TYPE_CHECKING:
     from typing import Self
 
     from ._flow import Flow
-    from ._holder import AnyFlow
     from ._publisher import Overflow
+    from ._util import AnyFlow
 
 
 T = TypeVar("T")

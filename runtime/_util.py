@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
+
+if TYPE_CHECKING:
+    from ._flow import Flow
 
 T = TypeVar("T")
+
+#: A Flow of any signature: what routine graphs, sessions and the CLI hand around
+#: without calling its entry point with typed arguments.
+AnyFlow: TypeAlias = "Flow[..., object]"  # type: ignore[explicit-any]
 
 
 class NoPublicConstructor(type):
