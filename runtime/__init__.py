@@ -15,6 +15,7 @@ from ._call import log as log
 from ._context import RequestMetadata as RequestMetadata
 from ._context import context as context
 from ._context import request as request
+from ._core import RunResult as RunResult
 from ._deprecate import DeprecatedAttribute as _DeprecatedAttribute
 from ._deprecate import TrioflowDeprecationWarning as TrioflowDeprecationWarning
 from ._deprecate import deprecate_attributes as _deprecate_attributes
@@ -90,7 +91,6 @@ from ._routine import ExecutionContext as ExecutionContext
 from ._routine import Routine as Routine
 from ._routine import RoutineEvent as RoutineEvent
 from ._routine import Slot as Slot
-from ._run import RunResult as RunResult
 from ._serialize import (
     dump_state as dump_state,
 )

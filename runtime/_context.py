@@ -18,7 +18,8 @@ from ._exceptions import OutsideRunError
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
-    from ._run import NodeActor, Run
+    from ._run import NodeActor
+    from ._state import JobState
 
 
 @final
@@ -54,11 +55,19 @@ class RoutineCaller(Protocol):
     async def broadcast(self, item: object) -> None: ...
 
 
+class RunInfo(Protocol):
+    """What every run offers the code running in it: a node run's ``Run`` or a graph ``Job``."""
+
+    state: JobState
+    metadata: RequestMetadata
+    flow_name: str
+
+
 @attrs.define(slots=True)
 class Frame:
     """Where the current task is: which run, and which node actor or routine (if any)."""
 
-    run: Run
+    run: RunInfo
     actor: NodeActor | None
     routine: RoutineCaller | None = None
 
@@ -96,7 +105,7 @@ invocation_hook: contextvars.ContextVar[Callable[[Invocation], Awaitable[None]] 
 )
 
 
-def current_run(api: str) -> Run:
+def current_run(api: str) -> RunInfo:
     """The run the calling task belongs to, or an :class:`OutsideRunError` for *api*."""
     frame = current_frame.get(None)
     if frame is None:

@@ -3,65 +3,51 @@
 A Flow is either a tree of node calls (``Flow(name, entry_point=node)``) or a
 graph of routines (``Flow(flow_id=...)`` then ``add_routine``/``connect``); the
 settings (timeout, context, save_state, end_on_error) mean the same for both.
+
+The Flow is a facade: it holds its entry node, or its routine graph as a
+:class:`~runtime._graph.Graph` value, and hands each run, with its settings
+as one :class:`~runtime._core.RunSettings`, to the engine that fits
+(``_run.run_flow`` for node calls, the graph's jobs for routines). Neither
+engine imports this module.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import pathlib
+import types
 import uuid
-from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, final
+from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, cast, final
 
-import outcome
 import trio
 
-import actors
-
 from ._context import RequestMetadata, copy_context
-from ._exceptions import InvokeInsideTrioError, TrioflowError
-from ._graph import GraphMixin
+from ._core import RunResult, RunSettings, check_not_in_trio
+from ._exceptions import GraphDefinitionError, TrioflowError
+from ._graph import Graph
 from ._node import Node, as_node
 from ._publisher import Overflow, Subscription
-from ._run import Run, RunActor, RunResult
-from ._serialize import write_state_file
-from ._state import JobState
+from ._run import run_flow
 
 if TYPE_CHECKING:
     import os
+    import threading
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
+    from ._job import Job
+    from ._node import AnyNode
     from ._publisher import Event
+    from ._routine import ErrorHandler, ErrorStrategy, Routine
+    from ._state import JobState
+    from ._util import AnyFlow
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_state_logger = logging.getLogger("runtime.state")
-
-
-def new_run_id() -> str:
-    """A fresh, unique run id."""
-    return f"run-{uuid.uuid4().hex[:12]}"
-
-
-def check_not_in_trio(call: str, *, instead: str) -> None:
-    """Raise :class:`InvokeInsideTrioError` for *call* if a Trio loop runs in this thread.
-
-    Args:
-        call: the synchronous call, as the user wrote it (``Flow('etl').invoke(...)``).
-        instead: what to do in Trio code (``await Flow('etl').ainvoke(...)``).
-    """
-    try:
-        trio.lowlevel.current_trio_token()
-    except RuntimeError:
-        return
-    msg = f"{call} was called inside a running Trio program, where it would block the loop. Use {instead}."
-    raise InvokeInsideTrioError(msg)
-
 
 @final
-class Flow(GraphMixin, Generic[P, T]):
+class Flow(Generic[P, T]):
     """A reusable workflow: each ``invoke`` is an independent run with its own id.
 
     Args:
@@ -135,7 +121,7 @@ class Flow(GraphMixin, Generic[P, T]):
         self.end_on_error = end_on_error
         self.state_dir = pathlib.Path(state_dir)
         self.subscribers = tuple(subscribers)
-        GraphMixin.__init__(self, max_steps=max_steps)
+        self._graph = Graph(name, max_steps=max_steps)
 
     @property
     def flow_id(self) -> str:
@@ -146,7 +132,7 @@ class Flow(GraphMixin, Generic[P, T]):
         kind = (
             f"entry_point={self.entry_point.name}"
             if self.entry_point is not None
-            else f"routines={len(self._routines)}"
+            else f"routines={len(self._graph.routines)}"
         )
         return f"<Flow {self.name!r} {kind}>"
 
@@ -157,14 +143,14 @@ class Flow(GraphMixin, Generic[P, T]):
 
     # -- node runs -----------------------------------------------------------
 
-    def _entry(self, api: str) -> Node[P, T]:
+    def _entry(self, api: str) -> AnyNode:
         if self.entry_point is None:
             msg = (
                 f"Flow({self.name!r}).{api}() needs an entry point node, but this flow has none. "
                 "Build it as rt.Flow(name, entry_point=node), or run a routine graph with execute()."
             )
             raise TrioflowError(msg)
-        return self.entry_point
+        return cast("AnyNode", self.entry_point)
 
     def invoke(self, *args: P.args, **kwargs: P.kwargs) -> T:
         """Run the flow from synchronous code and return the entry point's result.
@@ -260,6 +246,18 @@ class Flow(GraphMixin, Generic[P, T]):
     ) -> None:
         await self._arun(args, kwargs, metadata=metadata, subscriptions=(subscription,))
 
+    def _settings(self) -> RunSettings:
+        """The Flow's settings as they are now, for one run."""
+        return RunSettings(
+            name=self.name,
+            timeout=self.timeout,
+            end_on_error=self.end_on_error,
+            save_state=self.save_state,
+            state_path=self.state_path,
+            subscribers=self.subscribers,
+            context=self.context,
+        )
+
     async def _arun(
         self,
         args: tuple[object, ...],
@@ -269,58 +267,240 @@ class Flow(GraphMixin, Generic[P, T]):
         subscriptions: Sequence[Subscription] = (),
         on_result: Callable[[RunResult[T]], object] | None = None,
     ) -> RunResult[T]:
-        """Run once: the one path every node-run entry point takes.
+        """Run once: the one path every entry point takes, to the engine that fits.
 
         *on_result* gets the run's result as soon as the run has ended on its
         own, even if this call is then cancelled while the run's actors wind
         down: a session counts the run by how it really ended.
         """
-        if self._routines:
+        report = cast("Callable[[RunResult[object]], object] | None", on_result)
+        if self._graph.routines:
             self._check_one_kind("invoke")
-            return await self._arun_graph(  # type: ignore[return-value]
+            result = await self._graph.arun(
+                self._settings(),
+                self._any(),
                 args,
                 kwargs,
                 metadata=metadata,
                 subscriptions=subscriptions,
-                on_result=on_result,  # type: ignore[arg-type]
+                on_result=report,
             )
-        entry = self._entry("invoke")
-        entry.check_arguments(args, kwargs)
-        run_id = metadata.run_id if metadata is not None and metadata.run_id else new_run_id()
-        state = JobState(job_id=run_id, flow_id=self.name, context=copy_context(self.context))
-        run = Run(
-            state=state,
-            flow_name=self.name,
-            timeout=self.timeout,
-            end_on_error=self.end_on_error,
-            metadata=metadata if metadata is not None else RequestMetadata(run_id=state.job_id),
-        )
-        actor = RunActor(run, entry, args, kwargs, self.subscribers, subscriptions)  # type: ignore[arg-type]
-        reply: actors.Reply[RunResult[object]] | None = None
-        try:
-            async with actors.open_system() as system:
-                # The run actor stops after its one run; leaving the block waits for it.
-                reply = (await system.spawn(actor, name=f"run {state.job_id}")).ask_nowait(None)
-            return await reply.wait()  # type: ignore[return-value]
-        finally:
-            # A value: the run ended on its own (an outside cancel makes the run actor raise).
-            if on_result is not None and reply is not None and isinstance(reply.outcome, outcome.Value):
-                on_result(reply.outcome.value)
-            if self.save_state:
-                self._save(state)
+        else:
+            result = await run_flow(
+                self._settings(),
+                self._entry("invoke"),
+                args,
+                kwargs,
+                metadata=metadata,
+                subscriptions=subscriptions,
+                on_result=report,
+            )
+        return cast("RunResult[T]", result)
 
-    def _save(self, state: JobState) -> None:
-        """Write *state* to :attr:`state_path`; a failed write is logged, never raised.
+    def _any(self) -> AnyFlow:
+        return cast("AnyFlow", self)
 
-        The run's own outcome is what the caller gets: a full disk must not
-        turn a finished run into an ``OSError``.
+    # -- routine graphs: the Graph's public face ---------------------------------
+
+    def _check_one_kind(self, api: str) -> None:
+        """Refuse a flow that would hold both an entry point node and routines."""
+        if self.entry_point is not None:
+            msg = (
+                f"Flow({self.name!r}).{api}(): this flow has the entry point node {self.entry_point.name!r}, so it "
+                "runs node calls; a flow is either a node flow or a routine graph. Drop entry_point=... to build "
+                "a routine graph, or run the routines in a flow of their own."
+            )
+            raise GraphDefinitionError(msg)
+
+    @property
+    def max_steps(self) -> int | None:
+        """The most handler calls one job may make before it fails with StepLimitError; ``None``: no limit."""
+        return self._graph.max_steps
+
+    @property
+    def entry_id(self) -> str | None:
+        """The routine a job starts with when the flow is run with a message (see :meth:`set_entry`)."""
+        return self._graph.entry_id
+
+    @property
+    def routines(self) -> Mapping[str, Routine]:
+        """The flow's routines (templates) by id, in the order they were added (read-only)."""
+        return types.MappingProxyType(self._graph.routines)
+
+    @property
+    def connections(self) -> list[tuple[str, str, str, str]]:
+        """Every connection as ``(source_id, event, target_id, slot)``, in the order made."""
+        return self._graph.connections
+
+    def add_routine(self, routine: Routine | Callable[[], Routine], routine_id: str | None = None) -> str:
+        """Add *routine* to the graph under *routine_id* and return the id.
+
+        The routine is a template: each job runs on its own instance, made by
+        calling the routine's constructor again with the same arguments (or
+        by calling *routine*, if it is a factory), then applying the settings
+        made on the template since. Constructor arguments are shared, not
+        copied, by every job (see :class:`~runtime.Routine`).
+
+        Args:
+            routine: a :class:`~runtime.Routine` instance; or a ``Routine``
+                subclass or a function with no arguments that returns a
+                routine, called once now (for the template) and once per job.
+            routine_id: unique within the flow; by default the class name in
+                lower case, numbered if taken (``datasource``, ``datasource_2``).
+
+        Raises:
+            TypeError: *routine* is none of those (or was not initialised with
+                ``super().__init__()``), its constructor was given an iterator
+                (only the first job could use it: pass a list or a factory), or
+                *routine_id* is not a string.
+            GraphDefinitionError: the flow already has a routine *routine_id*,
+                or it has an entry point node (a flow is one or the other).
+
+        .. versionadded:: 0.1
         """
-        try:
-            write_state_file(state, self.state_path, strict=False)
-        except OSError:
-            _state_logger.exception(
-                "Could not save the state of run %s of flow %r to %s.",
-                state.job_id,
-                self.name,
-                self.state_path,
-            )
+        self._check_one_kind("add_routine")
+        return self._graph.add_routine(routine, routine_id)
+
+    def connect(self, source_id: str, event: str, target_id: str, slot: str) -> None:
+        """Connect event *event* of routine *source_id* to slot *slot* of routine *target_id*.
+
+        In a job, every emission of the event is delivered once to the slot,
+        in emission order. Cycles are allowed: the Flow's ``timeout``, its
+        ``max_steps`` (no limit by default) or the caller's cancel scope ends
+        a cycle that never stops.
+
+        Raises:
+            GraphDefinitionError: a routine, the event or the slot does not
+                exist (the message lists the ones that do); the connection
+                already exists; or the event declares a parameter the slot's
+                handler cannot take.
+
+        .. versionadded:: 0.1
+        """
+        self._graph.connect(source_id, event, target_id, slot)
+
+    def set_entry(self, routine_id: str) -> None:
+        """Make *routine_id* the routine a job starts with when the flow is run with a message.
+
+        ``flow.arun(message)``, ``flow.invoke(message)`` and sessions start a
+        job there. Without an entry, the one routine with no incoming
+        connection is used.
+
+        Raises:
+            GraphDefinitionError: the flow has no such routine.
+
+        .. versionadded:: 0.1
+        """
+        self._graph.set_entry(routine_id)
+
+    def set_error_handler(self, handler: ErrorHandler | ErrorStrategy | str) -> None:
+        """Set the error handling of every routine that has none of its own.
+
+        Args:
+            handler: an :class:`~runtime.ErrorHandler`, or a strategy.
+
+        .. versionadded:: 0.1
+        """
+        self._graph.set_error_handler(handler)
+
+    def execute(self, entry_id: str, entry_params: Mapping[str, object] | None = None) -> JobState:
+        """Run a job from synchronous code, from routine *entry_id*, and return its final state.
+
+        The job starts by calling the entry routine's first slot with
+        *entry_params* as keyword arguments, and runs until no routine holds
+        a message. A job that fails, times out or is cancelled does not raise
+        here: its ``status`` and ``error`` say how it ended (as in Routilux),
+        and ``undelivered`` lists the messages it never handled. A handler
+        that pauses the job here (``ctx.job_state.pause()``) leaves nobody to
+        resume it: once no handler runs, the job ends with status ``paused``.
+        To pause and resume a job, run it with :meth:`open_job`.
+
+        The Flow's settings apply: ``timeout`` (status ``timed_out``),
+        ``end_on_error`` (every handler failure stops the job, whatever its
+        routine's strategy), ``max_steps`` (status ``failed`` with a
+        :class:`~runtime.StepLimitError`), ``context`` (``rt.context`` in
+        handlers, a copy per job), ``save_state`` and ``subscribers``.
+
+        Args:
+            entry_id: the routine to start with.
+            entry_params: keyword arguments for its first slot (copied).
+
+        Returns:
+            The job's :class:`~runtime.JobState`.
+
+        Raises:
+            InvokeInsideTrioError: called inside a running Trio program; use
+                ``await flow.aexecute(...)``.
+            GraphDefinitionError: no routine *entry_id*, or it has no slot.
+            TypeError: *entry_params* is not a dict.
+            Exception: a routine's constructor (or factory) raised when called
+                again for the job, with a note naming the routine; no routine
+                of the job has run.
+
+        .. versionadded:: 0.1
+        """
+        return self._graph.execute(self._settings(), self._any(), entry_id, entry_params)
+
+    async def aexecute(self, entry_id: str, entry_params: Mapping[str, object] | None = None) -> JobState:
+        """Run a job inside a running Trio program; like :meth:`execute`.
+
+        Cancelling the caller cancels the job: it is recorded as cancelled
+        (undelivered messages listed, state saved if ``save_state``) and the
+        cancellation propagates.
+
+        .. versionadded:: 0.1
+        """
+        return await self._graph.aexecute(self._settings(), self._any(), entry_id, entry_params)
+
+    @contextlib.asynccontextmanager
+    async def open_job(
+        self, entry_id: str, entry_params: Mapping[str, object] | None = None
+    ) -> AsyncIterator[Job]:
+        """Start a job in the caller's Trio program: ``async with flow.open_job(...) as job:``.
+
+        The job runs in the background of the block; the :class:`~runtime.Job`
+        handle waits for it, pauses, resumes and cancels it. Leaving the block
+        cancels the job if it has not ended, so ``await job.wait()`` inside
+        the block to let it finish. Nothing of the job runs after the block.
+
+        Raises:
+            GraphDefinitionError: as for :meth:`execute`.
+
+        .. versionadded:: 0.1
+        """
+        async with self._graph.open_job(self._settings(), self._any(), entry_id, entry_params) as job:
+            yield job
+
+    def pause(self, job_state: JobState, reason: str | None = None) -> None:
+        """Pause the running job of *job_state*: the Routilux spelling of :meth:`Job.pause <runtime.Job.pause>`.
+
+        Raises:
+            JobStateError: the job is not running.
+
+        .. versionadded:: 0.1
+        """
+        self._graph.running_job("pause()", job_state).pause(reason)
+
+    def resume(self, job_state: JobState) -> JobState:
+        """Resume the paused job of *job_state* and return the state.
+
+        Raises:
+            JobStateError: the job is not running, or not paused.
+
+        .. versionadded:: 0.1
+        """
+        self._graph.running_job("resume()", job_state).resume()
+        return job_state
+
+    def cancel(self, job_state: JobState, reason: str | None = None) -> None:
+        """Cancel the running job of *job_state*; a job that has ended is left as it is.
+
+        .. versionadded:: 0.1
+        """
+        job = self._graph.running_jobs.get(job_state.job_id)
+        if job is not None:
+            job.cancel(reason)
+
+    def _job_finished(self, job_id: str) -> threading.Event | None:
+        """The event set when this flow's running job *job_id* ends (``JobState.wait_for_completion``)."""
+        return self._graph.job_finished(job_id)

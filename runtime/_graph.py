@@ -1,7 +1,11 @@
-"""Routine graphs on a Flow: routines, connections, and the ways to run a job.
+"""Routine graphs: routines, connections, and the ways to run a job.
 
-:class:`GraphMixin` is the routine-graph half of :class:`~runtime.Flow`. A job
-itself (its actors, delivery, pause and resume) lives in ``_job.py``.
+A :class:`Graph` is what a routine-graph :class:`~runtime.Flow` holds: the
+routine templates, how to make each job's instances of them, and the
+connections. The Flow hands it its settings (a
+:class:`~runtime._core.RunSettings`) for each job; the graph never reads a
+Flow. A job itself (its actors, delivery, pause and resume) lives in
+``_job.py``.
 """
 
 from __future__ import annotations
@@ -13,46 +17,36 @@ from typing import TYPE_CHECKING, cast
 
 import trio
 
-from ._context import copy_context
+from ._core import RunResult, check_not_in_trio, new_job_id
 from ._exceptions import GraphDefinitionError, JobStateError
-from ._job import Job, new_job_id
+from ._job import Job
 from ._routine import ErrorHandler, Routine, RoutineProps, default_error_handler
-from ._run import RunResult
 from ._state import JobState, _isolate
 
 if TYPE_CHECKING:
-    import pathlib
     import threading
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
     from ._context import RequestMetadata
-    from ._publisher import Event, Subscription
-    from ._routine import AnyFlow, ErrorStrategy
+    from ._core import RunSettings
+    from ._publisher import Subscription
+    from ._routine import ErrorStrategy
+    from ._util import AnyFlow
 
 
 def _names(names: Sequence[str] | Mapping[str, object]) -> str:
     return ", ".join(repr(name) for name in names) or "none"
 
 
-class GraphMixin:
-    """The routine-graph half of :class:`~runtime.Flow`.
+class Graph:
+    """The routine graph of a Flow: templates, connections, and its running jobs.
 
-    A graph flow holds routine *templates* and the connections between
-    them. Each job runs on its own instances, made from how each template
-    was made (:class:`~runtime._routine.RoutineProps`); the flow itself is
-    never changed by a job.
+    Each job runs on its own instances, made from how each template was made
+    (:class:`~runtime._routine.RoutineProps`); the graph itself is never
+    changed by a job. The public face of every method is the Flow's.
     """
 
-    # Set by Flow.__init__.
-    name: str
-    timeout: float | None
-    context: dict[str, object]
-    save_state: bool
-    end_on_error: bool
-    state_dir: pathlib.Path
-    subscribers: tuple[Callable[[Event], object], ...]
-
-    def __init__(self, *, max_steps: int | None = None) -> None:
+    def __init__(self, name: str, *, max_steps: int | None = None) -> None:
         steps: int | None = None
         if max_steps is not None:
             try:
@@ -60,27 +54,23 @@ class GraphMixin:
             except TypeError:
                 steps = 0
             if steps < 1 or isinstance(max_steps, bool):
-                msg = f"Flow({self.name!r}, max_steps={max_steps!r}): max_steps must be a whole number of handler calls, 1 or more, or None for no limit."
+                msg = f"Flow({name!r}, max_steps={max_steps!r}): max_steps must be a whole number of handler calls, 1 or more, or None for no limit."
                 raise ValueError(msg)
+        self.name = name
         #: The most handler calls one job may make before it fails with
         #: StepLimitError; ``None``: no limit.
         self.max_steps: int | None = steps
         #: The routine a job starts with when ``arun``/``invoke`` (or a session) runs the flow.
         self.entry_id: str | None = None
-        self._routines: dict[str, Routine] = {}
+        self.routines: dict[str, Routine] = {}
         self._props: dict[str, RoutineProps] = {}
         self._connections: dict[tuple[str, str], list[tuple[str, str]]] = {}
         self._error_handler: ErrorHandler | None = None
-        # The jobs of this flow running now, by id: how flow.pause(job_state)
+        # The jobs of this graph running now, by id: how flow.pause(job_state)
         # and JobState.wait_for_completion reach a job from its state.
-        self._running_jobs: dict[str, Job] = {}
+        self.running_jobs: dict[str, Job] = {}
 
     # -- building the graph -------------------------------------------------------
-
-    @property
-    def routines(self) -> Mapping[str, Routine]:
-        """The flow's routines (templates) by id, in the order they were added (read-only)."""
-        return types.MappingProxyType(self._routines)
 
     @property
     def connections(self) -> list[tuple[str, str, str, str]]:
@@ -92,38 +82,13 @@ class GraphMixin:
         ]
 
     def add_routine(self, routine: Routine | Callable[[], Routine], routine_id: str | None = None) -> str:
-        """Add *routine* to the graph under *routine_id* and return the id.
-
-        The routine is a template: each job runs on its own instance, made by
-        calling the routine's constructor again with the same arguments (or
-        by calling *routine*, if it is a factory), then applying the settings
-        made on the template since. Constructor arguments are shared, not
-        copied, by every job (see :class:`~runtime.Routine`).
-
-        Args:
-            routine: a :class:`~runtime.Routine` instance; or a ``Routine``
-                subclass or a function with no arguments that returns a
-                routine, called once now (for the template) and once per job.
-            routine_id: unique within the flow; by default the class name in
-                lower case, numbered if taken (``datasource``, ``datasource_2``).
-
-        Raises:
-            TypeError: *routine* is none of those (or was not initialised with
-                ``super().__init__()``), its constructor was given an iterator
-                (only the first job could use it: pass a list or a factory), or
-                *routine_id* is not a string.
-            GraphDefinitionError: the flow already has a routine *routine_id*,
-                or it has an entry point node (a flow is one or the other).
-
-        .. versionadded:: 0.1
-        """
+        """``Flow.add_routine``: add a template and how to make each job's instance of it."""
         where = f"Flow({self.name!r}).add_routine()"
-        self._check_one_kind("add_routine")
         if routine_id is not None and (not isinstance(routine_id, str) or not routine_id):
             msg = f"Flow({self.name!r}).add_routine(..., {routine_id!r}): a routine id is a non-empty string."
             raise TypeError(msg)
-        if routine_id in self._routines:
-            other = type(self._routines[routine_id]).__name__
+        if routine_id in self.routines:
+            other = type(self.routines[routine_id]).__name__
             msg = (
                 f"add_routine(..., {routine_id!r}): flow {self.name!r} already has a routine {routine_id!r} "
                 f"({other}); give each routine its own id."
@@ -134,47 +99,22 @@ class GraphMixin:
         if routine_id is None:
             base = type(template).__name__.lower()
             routine_id, n = base, 1
-            while routine_id in self._routines:
+            while routine_id in self.routines:
                 n += 1
                 routine_id = f"{base}_{n}"
-        self._routines[routine_id] = template
+        self.routines[routine_id] = template
         self._props[routine_id] = props
         return routine_id
 
-    def _check_one_kind(self, api: str) -> None:
-        """Refuse a flow that would hold both an entry point node and routines."""
-        entry_point = getattr(self, "entry_point", None)
-        if entry_point is not None:
-            msg = (
-                f"Flow({self.name!r}).{api}(): this flow has the entry point node {entry_point.name!r}, so it runs "
-                "node calls; a flow is either a node flow or a routine graph. Drop entry_point=... to build a "
-                "routine graph, or run the routines in a flow of their own."
-            )
-            raise GraphDefinitionError(msg)
-
     def _routine(self, api: str, routine_id: str) -> Routine:
-        routine = self._routines.get(routine_id)
+        routine = self.routines.get(routine_id)
         if routine is None:
-            msg = f"{api}: flow {self.name!r} has no routine {routine_id!r}; its routines are {_names(self._routines)}."
+            msg = f"{api}: flow {self.name!r} has no routine {routine_id!r}; its routines are {_names(self.routines)}."
             raise GraphDefinitionError(msg)
         return routine
 
     def connect(self, source_id: str, event: str, target_id: str, slot: str) -> None:
-        """Connect event *event* of routine *source_id* to slot *slot* of routine *target_id*.
-
-        In a job, every emission of the event is delivered once to the slot,
-        in emission order. Cycles are allowed: the Flow's ``timeout``, its
-        ``max_steps`` (no limit by default) or the caller's cancel scope ends
-        a cycle that never stops.
-
-        Raises:
-            GraphDefinitionError: a routine, the event or the slot does not
-                exist (the message lists the ones that do); the connection
-                already exists; or the event declares a parameter the slot's
-                handler cannot take.
-
-        .. versionadded:: 0.1
-        """
+        """``Flow.connect``: check both ends and the parameters, then connect."""
         api = f"connect({source_id!r}, {event!r}, {target_id!r}, {slot!r})"
         source = self._routine(api, source_id)
         target = self._routine(api, target_id)
@@ -205,39 +145,22 @@ class GraphMixin:
         targets.append((target_id, slot))
 
     def set_entry(self, routine_id: str) -> None:
-        """Make *routine_id* the routine a job starts with when the flow is run with a message.
-
-        ``flow.arun(message)``, ``flow.invoke(message)`` and sessions start a
-        job there. Without an entry, the one routine with no incoming
-        connection is used.
-
-        Raises:
-            GraphDefinitionError: the flow has no such routine.
-
-        .. versionadded:: 0.1
-        """
+        """``Flow.set_entry``."""
         self._routine(f"set_entry({routine_id!r})", routine_id)
         self.entry_id = routine_id
 
     def set_error_handler(self, handler: ErrorHandler | ErrorStrategy | str) -> None:
-        """Set the error handling of every routine that has none of its own.
-
-        Args:
-            handler: an :class:`~runtime.ErrorHandler`, or a strategy.
-
-        .. versionadded:: 0.1
-        """
+        """``Flow.set_error_handler``."""
         if not isinstance(handler, ErrorHandler):
             handler = ErrorHandler(strategy=handler)
         self._error_handler = handler
 
     # -- running a job ------------------------------------------------------------
 
-    def _as_flow(self) -> AnyFlow:
-        return cast("AnyFlow", self)
-
     def _new_job(
         self,
+        settings: RunSettings,
+        flow: AnyFlow,
         api: str,
         entry_id: str,
         entry_params: Mapping[str, object] | None,
@@ -246,10 +169,10 @@ class GraphMixin:
         metadata: RequestMetadata | None = None,
         subscriptions: Sequence[Subscription] = (),
     ) -> Job:
-        if not self._routines:
+        if not self.routines:
             msg = f"Flow({self.name!r}).{api}(): the flow has no routines. Add them with add_routine(routine, 'id') first."
             raise GraphDefinitionError(msg)
-        entry = self._routines.get(entry_id)
+        entry = self.routines.get(entry_id)
         if entry is None:
             entry = self._routine(f"{api}({entry_id!r})", entry_id)  # raises
         slots = entry._defs("_slots")
@@ -267,10 +190,12 @@ class GraphMixin:
             msg = f"{api}({entry_id!r}, entry_params={entry_params!r}): entry_params is a dict of the entry slot's keyword arguments, or None."
             raise TypeError(msg)
         job_id = metadata.run_id if metadata is not None and metadata.run_id else new_job_id()
-        state = JobState(job_id=job_id, flow_id=self.name, context=copy_context(self.context))
         return Job._create(
-            flow=self._as_flow(),
-            state=state,
+            settings=settings,
+            flow=flow,
+            job_id=job_id,
+            max_steps=self.max_steps,
+            running=self.running_jobs,
             routines=self._props,
             connections=self._connections,
             default_handler=self._error_handler or default_error_handler(),
@@ -280,81 +205,31 @@ class GraphMixin:
             subscriptions=subscriptions,
         )
 
-    def execute(self, entry_id: str, entry_params: Mapping[str, object] | None = None) -> JobState:
-        """Run a job from synchronous code, from routine *entry_id*, and return its final state.
-
-        The job starts by calling the entry routine's first slot with
-        *entry_params* as keyword arguments, and runs until no routine holds
-        a message. A job that fails, times out or is cancelled does not raise
-        here: its ``status`` and ``error`` say how it ended (as in Routilux),
-        and ``undelivered`` lists the messages it never handled. A handler
-        that pauses the job here (``ctx.job_state.pause()``) leaves nobody to
-        resume it: once no handler runs, the job ends with status ``paused``.
-        To pause and resume a job, run it with :meth:`open_job`.
-
-        The Flow's settings apply: ``timeout`` (status ``timed_out``),
-        ``end_on_error`` (every handler failure stops the job, whatever its
-        routine's strategy), ``max_steps`` (status ``failed`` with a
-        :class:`~runtime.StepLimitError`), ``context`` (``rt.context`` in
-        handlers, a copy per job), ``save_state`` and ``subscribers``.
-
-        Args:
-            entry_id: the routine to start with.
-            entry_params: keyword arguments for its first slot (copied).
-
-        Returns:
-            The job's :class:`~runtime.JobState`.
-
-        Raises:
-            InvokeInsideTrioError: called inside a running Trio program; use
-                ``await flow.aexecute(...)``.
-            GraphDefinitionError: no routine *entry_id*, or it has no slot.
-            TypeError: *entry_params* is not a dict.
-            Exception: a routine's constructor (or factory) raised when called
-                again for the job, with a note naming the routine; no routine
-                of the job has run.
-
-        .. versionadded:: 0.1
-        """
-        from ._flow import check_not_in_trio  # _flow imports this module
-
+    def execute(
+        self, settings: RunSettings, flow: AnyFlow, entry_id: str, entry_params: Mapping[str, object] | None
+    ) -> JobState:
+        """``Flow.execute``: a job in a Trio run of its own."""
         check_not_in_trio(
             f"Flow({self.name!r}).execute(...)", instead=f"await Flow({self.name!r}).aexecute(...)"
         )
-        job = self._new_job("execute", entry_id, entry_params, detached=True)
+        job = self._new_job(settings, flow, "execute", entry_id, entry_params, detached=True)
         trio.run(job._run)
         return job.state
 
-    async def aexecute(self, entry_id: str, entry_params: Mapping[str, object] | None = None) -> JobState:
-        """Run a job inside a running Trio program; like :meth:`execute`.
-
-        Cancelling the caller cancels the job: it is recorded as cancelled
-        (undelivered messages listed, state saved if ``save_state``) and the
-        cancellation propagates.
-
-        .. versionadded:: 0.1
-        """
-        job = self._new_job("aexecute", entry_id, entry_params, detached=True)
+    async def aexecute(
+        self, settings: RunSettings, flow: AnyFlow, entry_id: str, entry_params: Mapping[str, object] | None
+    ) -> JobState:
+        """``Flow.aexecute``: a job in the calling task."""
+        job = self._new_job(settings, flow, "aexecute", entry_id, entry_params, detached=True)
         await job._run()
         return job.state
 
     @contextlib.asynccontextmanager
     async def open_job(
-        self, entry_id: str, entry_params: Mapping[str, object] | None = None
+        self, settings: RunSettings, flow: AnyFlow, entry_id: str, entry_params: Mapping[str, object] | None
     ) -> AsyncIterator[Job]:
-        """Start a job in the caller's Trio program: ``async with flow.open_job(...) as job:``.
-
-        The job runs in the background of the block; the :class:`~runtime.Job`
-        handle waits for it, pauses, resumes and cancels it. Leaving the block
-        cancels the job if it has not ended, so ``await job.wait()`` inside
-        the block to let it finish. Nothing of the job runs after the block.
-
-        Raises:
-            GraphDefinitionError: as for :meth:`execute`.
-
-        .. versionadded:: 0.1
-        """
-        job = self._new_job("open_job", entry_id, entry_params, detached=False)
+        """``Flow.open_job``: a job in the background of the caller's block."""
+        job = self._new_job(settings, flow, "open_job", entry_id, entry_params, detached=False)
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(job._run)
@@ -370,8 +245,9 @@ class GraphMixin:
                 raise inner from inner.__cause__
             raise
 
-    def _running_job(self, api: str, job_state: JobState) -> Job:
-        job = self._running_jobs.get(job_state.job_id)
+    def running_job(self, api: str, job_state: JobState) -> Job:
+        """The running job of *job_state*, or a :class:`JobStateError` for *api*."""
+        job = self.running_jobs.get(job_state.job_id)
         if job is None:
             msg = (
                 f"Cannot {api} job {job_state.job_id!r} of flow {job_state.flow_id!r}: it is not a running job of "
@@ -381,40 +257,10 @@ class GraphMixin:
             raise JobStateError(msg)
         return job
 
-    def _job_finished(self, job_id: str) -> threading.Event | None:
-        """The event set when this flow's running job *job_id* ends; ``None`` if it is not running."""
-        job = self._running_jobs.get(job_id)
+    def job_finished(self, job_id: str) -> threading.Event | None:
+        """The event set when the running job *job_id* ends; ``None`` if it is not running."""
+        job = self.running_jobs.get(job_id)
         return None if job is None else job.finished_sync
-
-    def pause(self, job_state: JobState, reason: str | None = None) -> None:
-        """Pause the running job of *job_state*: the Routilux spelling of :meth:`Job.pause <runtime.Job.pause>`.
-
-        Raises:
-            JobStateError: the job is not running.
-
-        .. versionadded:: 0.1
-        """
-        self._running_job("pause()", job_state).pause(reason)
-
-    def resume(self, job_state: JobState) -> JobState:
-        """Resume the paused job of *job_state* and return the state.
-
-        Raises:
-            JobStateError: the job is not running, or not paused.
-
-        .. versionadded:: 0.1
-        """
-        self._running_job("resume()", job_state).resume()
-        return job_state
-
-    def cancel(self, job_state: JobState, reason: str | None = None) -> None:
-        """Cancel the running job of *job_state*; a job that has ended is left as it is.
-
-        .. versionadded:: 0.1
-        """
-        job = self._running_jobs.get(job_state.job_id)
-        if job is not None:
-            job.cancel(reason)
 
     # -- as a run (sessions, arun, invoke) --------------------------------------------
 
@@ -422,7 +268,7 @@ class GraphMixin:
         if self.entry_id is not None:
             return self.entry_id
         targets = {dst for links in self._connections.values() for dst, _ in links}
-        roots = [rid for rid in self._routines if rid not in targets]
+        roots = [rid for rid in self.routines if rid not in targets]
         if len(roots) == 1:
             return roots[0]
         which = f"routines {_names(roots)} have no" if roots else "every routine has an"
@@ -432,8 +278,10 @@ class GraphMixin:
         )
         raise GraphDefinitionError(msg)
 
-    async def _arun_graph(
+    async def arun(
         self,
+        settings: RunSettings,
+        flow: AnyFlow,
         args: tuple[object, ...],
         kwargs: Mapping[str, object],
         *,
@@ -441,7 +289,7 @@ class GraphMixin:
         subscriptions: Sequence[Subscription] = (),
         on_result: Callable[[RunResult[object]], object] | None = None,
     ) -> RunResult[object]:
-        """Run one job with a message: the graph form of ``Flow._arun`` (*on_result* as there).
+        """Run one job with a message: the graph form of ``_run.run_flow`` (*on_result* as there).
 
         The entry routine is :attr:`entry_id`, or the one routine with no
         incoming connection. Its first slot gets the message's keys if the
@@ -461,7 +309,14 @@ class GraphMixin:
         params.update(kwargs)
         entry_id = self._default_entry()
         job = self._new_job(
-            "run", entry_id, params, detached=True, metadata=metadata, subscriptions=subscriptions
+            settings,
+            flow,
+            "run",
+            entry_id,
+            params,
+            detached=True,
+            metadata=metadata,
+            subscriptions=subscriptions,
         )
         try:
             await job._run()

@@ -36,8 +36,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     from ._context import RequestMetadata
+    from ._core import RunResult
     from ._publisher import Subscription
-    from ._run import RunResult
     from ._util import AnyFlow
 
 
@@ -571,7 +571,7 @@ def unrunnable(obj: object) -> str | None:
     """Why *obj* cannot serve sessions, or ``None`` if it can."""
     if not isinstance(obj, Flow):
         return "which is not a runnable workflow"
-    if obj.entry_point is None and not obj._routines:
+    if obj.entry_point is None and not obj.routines:
         return "which has neither an entry point nor routines"
     if obj.entry_point is not None:
         try:

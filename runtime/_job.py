@@ -27,10 +27,8 @@ from __future__ import annotations
 import collections
 import functools
 import inspect
-import itertools
 import logging
 import math
-import os
 import threading
 from typing import TYPE_CHECKING, final
 
@@ -38,19 +36,21 @@ import trio
 
 import actors
 
-from ._context import Frame, Invocation, RequestMetadata, current_frame, invocation_hook
-from ._exceptions import JobStateError, RunCancelledError, RunTimeoutError, StepLimitError
+from ._context import Frame, Invocation, RequestMetadata, copy_context, current_frame, invocation_hook
+from ._core import cancelled_error, end_state, save_state, timeout_error
+from ._exceptions import JobStateError, RunCancelledError, StepLimitError
 from ._publisher import Event, EventKind, Publisher
 from ._routine import ErrorStrategy, ExecutionContext, current_host
-from ._run import Run
-from ._state import Delivery, ErrorSummary, JobState, Status, _isolate, current_job, summarize
+from ._state import Delivery, JobState, Status, _isolate, current_job, summarize
 from ._util import NoPublicConstructor
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
+    from ._core import RunSettings
     from ._publisher import Subscription
-    from ._routine import AnyFlow, ErrorHandler, Routine, RoutineProps, Slot
+    from ._routine import ErrorHandler, Routine, RoutineProps, Slot
+    from ._util import AnyFlow
 
 #: ``Delivery.source`` and ``Delivery.event`` of the message that starts a job.
 ENTRY_SOURCE = "(entry)"
@@ -71,18 +71,9 @@ _STATUS_AFTER_FAILURE = {
 }
 
 
-_ID_PREFIX = os.urandom(4).hex()
-_id_counter = itertools.count(1)
-
-
 @functools.lru_cache(maxsize=4096)
 def _actor_name(routine_id: str) -> str:
     return f"routine {routine_id!r}"
-
-
-def new_job_id() -> str:
-    """A fresh job id, unique in this process (and, by its random prefix, across processes)."""
-    return f"job-{_ID_PREFIX}{next(_id_counter):04x}"
 
 
 @final
@@ -147,7 +138,7 @@ class RoutineActor(actors.Actor[_Msg, None]):
         # and nothing else does.
         current_host.set(self)
         current_job.set(self.job)
-        current_frame.set(Frame(self.job.frame.run, None, self))
+        current_frame.set(Frame(self.job, None, self))
 
     async def handle(self, message: _Msg) -> None:
         job = self.job
@@ -261,7 +252,7 @@ class RoutineActor(actors.Actor[_Msg, None]):
                 why += f", after {attempt} retries"
             exc.add_note(
                 f"raised in routine {self.routine_id!r} (slot {message.slot!r}) of job "
-                f"{job.state.job_id!r} of flow {job.flow.name!r}; the job stopped ({why})."
+                f"{job.state.job_id!r} of flow {job.flow_name!r}; the job stopped ({why})."
             )
         return action
 
@@ -270,7 +261,7 @@ class RoutineActor(actors.Actor[_Msg, None]):
     async def log(self, level: int, message: str, data: dict[str, object]) -> None:
         """``rt.log`` in this routine's handler: the job's shared log, a ``log`` event, :mod:`logging`."""
         job = self.job
-        _routine_logger.log(level, "%s [routine %s]: %s", job.flow.name, self.routine_id, message)
+        _routine_logger.log(level, "%s [routine %s]: %s", job.flow_name, self.routine_id, message)
         entry = {"level": logging.getLevelName(level), "message": message, **data}
         job.state.append_to_shared_log({"routine": self.routine_id, **entry})
         if job._publishing:
@@ -421,6 +412,7 @@ class Job(metaclass=NoPublicConstructor):
     _pumping = False
     _publisher: actors.ActorRef[Event, None] | None = None
     _finished: trio.Event | None = None  # made by the first wait()
+    _finished_payload: dict[str, object] | None = None  # the run_finished event's data, once final
     _ended = False
     #: Why the job was last paused, if a reason was given.
     pause_reason: str | None = None
@@ -428,8 +420,11 @@ class Job(metaclass=NoPublicConstructor):
     def __init__(
         self,
         *,
+        settings: RunSettings,
         flow: AnyFlow,
-        state: JobState,
+        job_id: str,
+        max_steps: int | None,
+        running: dict[str, Job],
         routines: Mapping[str, RoutineProps],
         connections: Mapping[tuple[str, str], Sequence[tuple[str, str]]],
         default_handler: ErrorHandler,
@@ -438,30 +433,26 @@ class Job(metaclass=NoPublicConstructor):
         metadata: RequestMetadata | None,
         subscriptions: Sequence[Subscription],
     ) -> None:
+        #: The flow the job belongs to, as handlers see it (``ctx.flow``).
         self.flow = flow
-        self.state = state
+        self.settings = settings
+        self.flow_name = settings.name
+        self.state = JobState(job_id=job_id, flow_id=settings.name, context=copy_context(settings.context))
+        #: The metadata of the request that started the job (``rt.request()`` in handlers).
+        self.metadata = metadata if metadata is not None else RequestMetadata(run_id=job_id)
+        self._registry = running
         self._detached = detached
-        self._max_steps: float = math.inf if flow.max_steps is None else flow.max_steps
-        self._timeout = flow.timeout
-        self._end_on_error = flow.end_on_error
-        self._callbacks: Sequence[Callable[[Event], object]] = flow.subscribers
+        self._max_steps: float = math.inf if max_steps is None else max_steps
+        self._timeout = settings.timeout
+        self._end_on_error = settings.end_on_error
+        self._callbacks: Sequence[Callable[[Event], object]] = settings.subscribers
         self._subscriptions = subscriptions
         self._publishing = bool(self._callbacks or subscriptions)
-        self.frame = Frame(
-            Run(
-                state=state,
-                flow_name=flow.name,
-                timeout=flow.timeout,
-                end_on_error=flow.end_on_error,
-                metadata=metadata if metadata is not None else RequestMetadata(run_id=state.job_id),
-            ),
-            None,
-        )
         # Every routine's instance is made before any of them runs: a
         # constructor that fails leaves no job behind.
         self._actors: dict[str, RoutineActor] = {}
         for routine_id, props in routines.items():
-            routine = props.build(routine_id, flow.name)
+            routine = props.build(routine_id, settings.name)
             handler = routine._error_handler or default_handler
             self._actors[routine_id] = RoutineActor(self, routine_id, routine, handler)
         for (source, event), targets in connections.items():
@@ -478,7 +469,7 @@ class Job(metaclass=NoPublicConstructor):
         self._events: collections.deque[Event] | None = collections.deque() if self._publishing else None
 
     def __repr__(self) -> str:
-        return f"<Job {self.state.job_id!r} of flow {self.flow.name!r} ({self.state.status})>"
+        return f"<Job {self.state.job_id!r} of flow {self.flow_name!r} ({self.state.status})>"
 
     # -- public face ------------------------------------------------------------
 
@@ -530,7 +521,7 @@ class Job(metaclass=NoPublicConstructor):
         """
         if self._outcome is not None or self.state.status.is_final:
             msg = (
-                f"Cannot pause job {self.state.job_id!r} of flow {self.flow.name!r}: it has ended "
+                f"Cannot pause job {self.state.job_id!r} of flow {self.flow_name!r}: it has ended "
                 f"({self._outcome or self.state.status}). Pause a job while it runs."
             )
             raise JobStateError(msg)
@@ -551,7 +542,7 @@ class Job(metaclass=NoPublicConstructor):
         if not self._paused or self._outcome is not None:
             status = self._outcome or self.state.status
             msg = (
-                f"Cannot resume job {self.state.job_id!r} of flow {self.flow.name!r}: it is {status}, "
+                f"Cannot resume job {self.state.job_id!r} of flow {self.flow_name!r}: it is {status}, "
                 "not paused. Call resume() only after pause()."
             )
             raise JobStateError(msg)
@@ -578,7 +569,7 @@ class Job(metaclass=NoPublicConstructor):
             return
         why = f": {reason}" if reason else "."
         self._error = RunCancelledError(
-            f"Job {self.state.job_id!r} of flow {self.flow.name!r} was cancelled{why}"
+            f"Job {self.state.job_id!r} of flow {self.flow_name!r} was cancelled{why}"
         )
         self._end(Status.CANCELLED)
 
@@ -652,7 +643,7 @@ class Job(metaclass=NoPublicConstructor):
 
     def _step_limit(self, actor: RoutineActor, message: _Msg) -> None:
         msg = (
-            f"Job {self.state.job_id!r} of flow {self.flow.name!r} handled {self._max_steps} messages, its "
+            f"Job {self.state.job_id!r} of flow {self.flow_name!r} handled {self._max_steps} messages, its "
             f"max_steps, and routine {actor.routine_id!r} was about to handle another on slot "
             f"{message.slot!r}: a cycle that never ends? Make the cycle stop, or raise "
             f"Flow(..., max_steps=...)."
@@ -695,7 +686,7 @@ class Job(metaclass=NoPublicConstructor):
         then recorded as cancelled first).
         """
         state = self.state
-        self.flow._running_jobs[state.job_id] = self
+        self._registry[state.job_id] = self
         state._start_clock()
         deadline = math.inf if self._timeout is None else trio.current_time() + self._timeout
         try:
@@ -706,7 +697,7 @@ class Job(metaclass=NoPublicConstructor):
                             Publisher(self._callbacks, self._subscriptions),
                             name=f"publisher (job {state.job_id})",
                         )
-                        self._publish(EventKind.RUN_STARTED, None, self.flow.name)
+                        self._publish(EventKind.RUN_STARTED, None, self.flow_name)
                     for routine_id, actor in self._actors.items():
                         actor.inbox = system.spawn_nowait(actor, name=_actor_name(routine_id))
                     task_status.started()
@@ -720,18 +711,11 @@ class Job(metaclass=NoPublicConstructor):
                         with trio.move_on_at(deadline):
                             await self._done.wait()
                     if self._outcome is None:
-                        self._error = RunTimeoutError(
-                            f"Job {state.job_id!r} of flow {self.flow.name!r} timed out after {self._timeout} s; "
-                            "every routine of it was cancelled."
-                        )
+                        self._error = timeout_error(state, self._timeout, "routine")
                         self._end(Status.TIMED_OUT)
                 except BaseException as exc:
                     if self._outcome is None:
-                        error = RunCancelledError(
-                            f"Job {state.job_id!r} of flow {self.flow.name!r} was cancelled from outside."
-                        )
-                        error.__cause__ = exc
-                        self._error = error
+                        self._error = cancelled_error(state, "routine", exc)
                         self._end(Status.CANCELLED)
                     raise
                 finally:
@@ -741,11 +725,10 @@ class Job(metaclass=NoPublicConstructor):
                         with trio.CancelScope(shield=True):
                             await self._wind_down()
         finally:
-            running = self.flow._running_jobs
-            if running.get(state.job_id) is self:
-                del running[state.job_id]
-            if self.flow.save_state:
-                self.flow._save(state)
+            if self._registry.get(state.job_id) is self:
+                del self._registry[state.job_id]
+            if self.settings.save_state:
+                save_state(self.settings, state)
             self._ended = True
             self.finished_sync.set()
             if self._finished is not None:
@@ -770,16 +753,7 @@ class Job(metaclass=NoPublicConstructor):
         self._finalize()
         publisher = self._publisher
         if publisher is not None:
-            state = self.state
-            self._publish(
-                EventKind.RUN_FINISHED,
-                None,
-                {
-                    "status": state.status.value,
-                    "result": state.result,
-                    "error": None if state.error is None else f"{state.error.type}: {state.error.message}",
-                },
-            )
+            self._publish(EventKind.RUN_FINISHED, None, self._finished_payload)
             self._pumping = False
             await self._pump()
             await publisher.stop()
@@ -787,9 +761,10 @@ class Job(metaclass=NoPublicConstructor):
     def _finalize(self) -> None:
         state = self.state
         outcome = self._outcome if self._outcome is not None else Status.CANCELLED
-        state.status = outcome
-        error = self._error
-        state.error = None if error is None else ErrorSummary.from_exception(error, self._error_path)
+        outputs = state.shared_data.get(OUTPUT_KEY)
+        self._finished_payload = end_state(
+            state, outcome, self._error, summarize(outputs) if outputs else None, error_path=self._error_path
+        )
         if self._pending:
             state.undelivered.extend(message.delivery() for message in self._pending.values())
         for actor, event, data in self._deferred:
@@ -797,8 +772,6 @@ class Job(metaclass=NoPublicConstructor):
                 state.undelivered.append(
                     Delivery(actor.routine_id, event, target.routine_id, slot, dict(data))
                 )
-        outputs = state.shared_data.get(OUTPUT_KEY)
-        state.result = summarize(outputs) if outputs else None
         state.metrics["steps"] = float(min(self._steps, self._max_steps))
         state.finished_at = state._wall_time(state._now_offset())
 

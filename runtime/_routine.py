@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
     from ._state import JobState
-    from ._util import AnyFlow as AnyFlow  # _graph and _job import it from here
+    from ._util import AnyFlow
 
     MergeStrategy = str | Callable[[dict[str, object], dict[str, object]], dict[str, object]]
 

@@ -19,25 +19,24 @@ it. A run nobody subscribes to has no publisher.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Generic, TypeVar, final
+from typing import TYPE_CHECKING, final
 
-import attrs
+import outcome
 import trio
 
 import actors
 
-from ._context import Frame, Invocation, RequestMetadata, current_frame, invocation_hook
-from ._exceptions import RunCancelledError, RunTimeoutError
+from ._context import Frame, Invocation, RequestMetadata, copy_context, current_frame, invocation_hook
+from ._core import RunResult, cancelled_error, end_state, new_run_id, save_state, timeout_error
 from ._publisher import Event, EventKind, Publisher
 from ._state import ErrorSummary, JobState, Request, Status, summarize
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
+    from ._core import RunSettings
     from ._node import AnyNode
     from ._publisher import Subscription
-
-T = TypeVar("T")
 
 _PATH_NOTED = "__trioflow_request_path__"
 
@@ -49,38 +48,6 @@ def is_cancellation(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return all(is_cancellation(e) for e in exc.exceptions)
     return False
-
-
-@final
-@attrs.frozen
-class RunResult(Generic[T]):
-    """How a finished run ended: its state, and its result or error.
-
-    Returned by :meth:`Flow.arun <runtime.Flow.arun>` and
-    :meth:`Flow.run <runtime.Flow.run>`, which do not raise a node's error.
-
-    Attributes:
-        state: the run's :class:`~runtime.JobState`.
-        result: the entry point's return value, or ``None`` if it did not return.
-        error: the error that ended the run, or ``None``.
-
-    .. versionadded:: 0.1
-    """
-
-    state: JobState
-    result: T | None
-    error: BaseException | None
-
-    @property
-    def status(self) -> Status:
-        """The run's final status."""
-        return self.state.status
-
-    def unwrap(self) -> T:
-        """Return the result, or raise the run's error."""
-        if self.error is not None:
-            raise self.error
-        return self.result  # type: ignore[return-value]
 
 
 # Records the coordinator gets in one message when nobody subscribes: one
@@ -580,16 +547,10 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
                 status, error, result = Status.FAILED, run.first_error, None
             elif scope.cancelled_caught:
                 status, result = Status.TIMED_OUT, None
-                error = RunTimeoutError(
-                    f"Flow {run.flow_name!r} (run {state.job_id}) timed out after {run.timeout} s; "
-                    "every node of it was cancelled and its finally blocks ran."
-                )
+                error = timeout_error(state, run.timeout, "node")
         except BaseException as exc:
             status = Status.CANCELLED
-            error = RunCancelledError(
-                f"Flow {run.flow_name!r} (run {state.job_id}) was cancelled from outside."
-            )
-            error.__cause__ = exc
+            error = cancelled_error(state, "node", exc)
             raise
         finally:
             # Scopes only where a wait is left, so the common end costs none.
@@ -601,17 +562,8 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
                 entry.cancel()
                 with trio.CancelScope(shield=True):
                     await entry.wait_stopped()
-            state.status = status
-            state.error = None if error is None else ErrorSummary.from_exception(error)
-            state.result = None if status is not Status.COMPLETED else summarize(result)
-            run.record_nowait(
-                EventKind.RUN_FINISHED,
-                data={
-                    "status": status.value,
-                    "result": state.result,
-                    "error": None if state.error is None else f"{state.error.type}: {state.error.message}",
-                },
-            )
+            summary = summarize(result) if status is Status.COMPLETED else None
+            run.record_nowait(EventKind.RUN_FINISHED, data=end_state(state, status, error, summary))
             if not run.flush_nowait():
                 with trio.CancelScope(shield=True):
                     await run.flush()
@@ -620,3 +572,44 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
             # it holds; this actor ends only once both have.
             coordinator.stop_nowait()
         return RunResult(state, result, error)
+
+
+async def run_flow(
+    settings: RunSettings,
+    entry: AnyNode,
+    args: tuple[object, ...],
+    kwargs: Mapping[str, object],
+    *,
+    metadata: RequestMetadata | None = None,
+    subscriptions: Sequence[Subscription] = (),
+    on_result: Callable[[RunResult[object]], object] | None = None,
+) -> RunResult[object]:
+    """Run *entry* once as a run of the flow *settings* describe, in its own actor system.
+
+    *on_result* gets the run's result as soon as the run has ended on its
+    own, even if this call is then cancelled while the run's actors wind
+    down: a session counts the run by how it really ended.
+    """
+    entry.check_arguments(args, kwargs)
+    run_id = metadata.run_id if metadata is not None and metadata.run_id else new_run_id()
+    state = JobState(job_id=run_id, flow_id=settings.name, context=copy_context(settings.context))
+    run = Run(
+        state=state,
+        flow_name=settings.name,
+        timeout=settings.timeout,
+        end_on_error=settings.end_on_error,
+        metadata=metadata if metadata is not None else RequestMetadata(run_id=state.job_id),
+    )
+    actor = RunActor(run, entry, args, kwargs, settings.subscribers, subscriptions)
+    reply: actors.Reply[RunResult[object]] | None = None
+    try:
+        async with actors.open_system() as system:
+            # The run actor stops after its one run; leaving the block waits for it.
+            reply = (await system.spawn(actor, name=f"run {state.job_id}")).ask_nowait(None)
+        return await reply.wait()
+    finally:
+        # A value: the run ended on its own (an outside cancel makes the run actor raise).
+        if on_result is not None and reply is not None and isinstance(reply.outcome, outcome.Value):
+            on_result(reply.outcome.value)
+        if settings.save_state:
+            save_state(settings, state)

@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
     from hypothesis.strategies import DrawFn, SearchStrategy
 
+    from .._core import RunResult
     from .._publisher import Event
-    from .._run import RunResult
     from ._checkers import TaskWatch
 
 #: The context key where generated nodes append their call paths, in place:

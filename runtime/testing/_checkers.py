@@ -22,8 +22,8 @@ from .._state import Status
 if TYPE_CHECKING:
     import random
 
+    from .._core import RunResult
     from .._publisher import Event
-    from .._run import RunResult
     from .._state import JobState
 
 T = TypeVar("T")

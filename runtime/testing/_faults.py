@@ -26,6 +26,7 @@ from hypothesis.errors import InvalidArgument
 from .._context import Invocation, current_frame, invocation_hook
 from .._exceptions import FaultInjectionError, TrioflowError
 from .._node import Node
+from .._run import Run
 from .._state import Status, current_job
 from ._checkers import _label, _run_name
 
@@ -35,8 +36,8 @@ if TYPE_CHECKING:
 
     from hypothesis.strategies import SearchStrategy
 
+    from .._core import RunResult
     from .._flow import Flow
-    from .._run import RunResult
     from .._state import Request
     from ._schedules import Schedule
 
@@ -218,21 +219,22 @@ async def _cancel_run(invocation: Invocation, on_cancel: Callable[[CancelPoint],
     where = " > ".join(invocation.path) or invocation.name
     reason = f"a cancel fault cancelled it when {invocation.kind} {invocation.name!r} was about to run (at {where})"
     frame = current_frame.get(None)
-    run = None if frame is None else frame.run
-    job = current_job.get(None) if run is not None else None
-    if run is None or (run.nodes_scope is None and job is None):
+    run = frame.run if frame is not None and isinstance(frame.run, Run) else None
+    job = current_job.get(None) if frame is not None else None
+    if frame is None or ((run is None or run.nodes_scope is None) and job is None):
         msg = f"A cancel fault found no run to cancel when {invocation.kind} {invocation.name!r} was about to run (at {where})."
         raise InjectedCancelError(msg)
     await trio.testing.wait_all_tasks_blocked()
-    if job is None:
+    if run is not None and job is None:
         await run.flush()
         await trio.testing.wait_all_tasks_blocked()  # the coordinator applied every record
     if on_cancel is not None:
-        requests = run.state.requests
+        state = frame.run.state
+        requests = state.requests
         on_cancel(
             CancelPoint(
-                run_id=run.state.job_id,
-                offset=run.state._now_offset(),
+                run_id=state.job_id,
+                offset=state._now_offset(),
                 path=invocation.path,
                 running=frozenset(rid for rid, r in requests.items() if not r.status.is_final),
                 ended=frozenset(rid for rid, r in requests.items() if r.status.is_final),
@@ -240,7 +242,7 @@ async def _cancel_run(invocation: Invocation, on_cancel: Callable[[CancelPoint],
         )
     if job is not None:
         job.cancel(reason)
-    else:
+    elif run is not None:
         run.abort(InjectedCancelError(f"A cancel fault cancelled the run when {invocation.kind} {invocation.name!r} was about to run (at {where})."))
     # This task is cancelled with every other one of the run or job, before
     # the target's code starts.

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from hypothesis.strategies import DrawFn, SearchStrategy
 
     from .._job import Job
-    from .._routine import AnyFlow
+    from .._util import AnyFlow
 
 #: The data every generated event carries.
 EVENT_PARAMS = ("token", "ttl", "job", "cause")

@@ -1,0 +1,195 @@
+"""The run core: what node runs and graph jobs share, written once.
+
+Both engines (``_run`` for trees of node calls, ``_job`` for routine graphs)
+import this module and neither imports the other nor ``_flow``. It holds:
+
+- run ids (:func:`new_run_id`, :func:`new_job_id`);
+- :class:`RunSettings`, the Flow's settings as one frozen value handed to an
+  engine for each run, so an engine never reads a Flow;
+- :class:`RunResult`, how a finished run ended, returned by both engines;
+- how a run ends: :func:`end_state` (the final status, error and result in the
+  state, and the ``run_finished`` payload), :func:`timeout_error`,
+  :func:`cancelled_error` and :func:`save_state`;
+- the not-inside-Trio check of the synchronous entry points.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import uuid
+from typing import TYPE_CHECKING, Generic, TypeVar, final
+
+import attrs
+import trio
+
+from ._exceptions import InvokeInsideTrioError, RunCancelledError, RunTimeoutError
+from ._serialize import write_state_file
+from ._state import ErrorSummary, JobState, Status
+
+if TYPE_CHECKING:
+    import pathlib
+    from collections.abc import Callable
+
+    from ._publisher import Event
+
+T = TypeVar("T")
+
+_state_logger = logging.getLogger("runtime.state")
+
+
+# -- ids ------------------------------------------------------------------------
+
+_ID_PREFIX = os.urandom(4).hex()
+_id_counter = itertools.count(1)
+
+
+def new_run_id() -> str:
+    """A fresh, unique run id."""
+    return f"run-{uuid.uuid4().hex[:12]}"
+
+
+def new_job_id() -> str:
+    """A fresh job id, unique in this process (and, by its random prefix, across processes)."""
+    return f"job-{_ID_PREFIX}{next(_id_counter):04x}"
+
+
+# -- settings and results ----------------------------------------------------------
+
+
+@final
+@attrs.frozen
+class RunSettings:
+    """A Flow's run settings, as one value: what an engine needs to run it once.
+
+    Built by the Flow for each run, so a setting changed on the Flow applies
+    from the next run on and never to a run in flight.
+    """
+
+    name: str
+    timeout: float | None
+    end_on_error: bool
+    save_state: bool
+    state_path: pathlib.Path
+    subscribers: tuple[Callable[[Event], object], ...]
+    context: dict[str, object]
+
+
+@final
+@attrs.frozen
+class RunResult(Generic[T]):
+    """How a finished run ended: its state, and its result or error.
+
+    Returned by :meth:`Flow.arun <runtime.Flow.arun>` and
+    :meth:`Flow.run <runtime.Flow.run>`, which do not raise a node's error.
+
+    Attributes:
+        state: the run's :class:`~runtime.JobState`.
+        result: the entry point's return value, or ``None`` if it did not return.
+        error: the error that ended the run, or ``None``.
+
+    .. versionadded:: 0.1
+    """
+
+    state: JobState
+    result: T | None
+    error: BaseException | None
+
+    @property
+    def status(self) -> Status:
+        """The run's final status."""
+        return self.state.status
+
+    def unwrap(self) -> T:
+        """Return the result, or raise the run's error."""
+        if self.error is not None:
+            raise self.error
+        return self.result  # type: ignore[return-value]
+
+
+# -- how a run ends ------------------------------------------------------------------
+
+
+def end_state(
+    state: JobState,
+    status: Status,
+    error: BaseException | None,
+    result: str | None,
+    *,
+    error_path: tuple[str, ...] = (),
+) -> dict[str, object]:
+    """Write how the run ended into *state*; return the ``run_finished`` event's payload.
+
+    Args:
+        state: the run's state.
+        status: its final status.
+        error: what ended it, if anything.
+        result: the summary of its result (see :func:`~runtime.summarize`).
+        error_path: where *error* was raised (request path or routine id).
+    """
+    state.status = status
+    state.error = None if error is None else ErrorSummary.from_exception(error, error_path)
+    state.result = result
+    return {
+        "status": status.value,
+        "result": result,
+        "error": None if state.error is None else f"{state.error.type}: {state.error.message}",
+    }
+
+
+def _what(state: JobState, unit: str) -> str:
+    if unit == "node":
+        return f"Flow {state.flow_id!r} (run {state.job_id})"
+    return f"Job {state.job_id!r} of flow {state.flow_id!r}"
+
+
+def timeout_error(state: JobState, timeout: float | None, unit: str) -> RunTimeoutError:
+    """The error of a run that passed its *timeout*; *unit* is ``"node"`` or ``"routine"``."""
+    if unit == "node":
+        ended = "every node of it was cancelled and its finally blocks ran."
+    else:
+        ended = "every routine of it was cancelled."
+    return RunTimeoutError(f"{_what(state, unit)} timed out after {timeout} s; {ended}")
+
+
+def cancelled_error(state: JobState, unit: str, cause: BaseException | None = None) -> RunCancelledError:
+    """The error of a run cancelled from outside (by its caller's cancel scope)."""
+    error = RunCancelledError(f"{_what(state, unit)} was cancelled from outside.")
+    error.__cause__ = cause
+    return error
+
+
+def save_state(settings: RunSettings, state: JobState) -> None:
+    """Write *state* to the Flow's state file; a failed write is logged, never raised.
+
+    The run's own outcome is what the caller gets: a full disk must not
+    turn a finished run into an ``OSError``.
+    """
+    try:
+        write_state_file(state, settings.state_path, strict=False)
+    except OSError:
+        _state_logger.exception(
+            "Could not save the state of run %s of flow %r to %s.",
+            state.job_id,
+            settings.name,
+            settings.state_path,
+        )
+
+
+# -- the synchronous entry points --------------------------------------------------
+
+
+def check_not_in_trio(call: str, *, instead: str) -> None:
+    """Raise :class:`InvokeInsideTrioError` for *call* if a Trio loop runs in this thread.
+
+    Args:
+        call: the synchronous call, as the user wrote it (``Flow('etl').invoke(...)``).
+        instead: what to do in Trio code (``await Flow('etl').ainvoke(...)``).
+    """
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return
+    msg = f"{call} was called inside a running Trio program, where it would block the loop. Use {instead}."
+    raise InvokeInsideTrioError(msg)
