@@ -85,6 +85,7 @@ from ._node import function_node as function_node
 from ._publisher import Event as Event
 from ._publisher import EventKind as EventKind
 from ._publisher import Subscription as Subscription
+from ._record import Recorder as Recorder
 from ._routine import ErrorHandler as ErrorHandler
 from ._routine import ErrorStrategy as ErrorStrategy
 from ._routine import ExecutionContext as ExecutionContext
@@ -137,6 +138,7 @@ __all__ = [
     "RequestMetadata",
     "Flow",
     "RunResult",
+    "Recorder",
     "session",
     # routine graphs
     "Routine",

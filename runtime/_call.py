@@ -168,6 +168,6 @@ async def log(message: str, *, level: int = logging.INFO, **data: object) -> Non
     actor = _caller("rt.log", message, node_arg=False)
     await trio.lowlevel.checkpoint_if_cancelled()
     _node_logger.log(level, "%s [%s %s]: %s", actor.run.flow_name, actor.node.name, actor.request_id, message)
-    # Copied now: the node may change its objects before the coordinator reads them.
+    # Copied now: the node may change its objects after the entry is recorded.
     entry = {"level": logging.getLevelName(level), "message": message, **copy.deepcopy(data)}
     await actor.run.record(EventKind.LOG, actor.request_id, actor.parent_id, actor.node.name, entry)

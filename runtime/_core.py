@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._publisher import Event
+    from ._record import Recorder
 
 T = TypeVar("T")
 
@@ -73,6 +74,7 @@ class RunSettings:
     save_state: bool
     state_path: pathlib.Path
     subscribers: tuple[Callable[[Event], object], ...]
+    recorders: tuple[Recorder, ...]
     context: dict[str, object]
 
 

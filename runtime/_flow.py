@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ._job import Job
     from ._node import AnyNode
     from ._publisher import Event
+    from ._record import Recorder
     from ._routine import ErrorHandler, ErrorStrategy, Routine
     from ._state import JobState
     from ._util import AnyFlow
@@ -69,6 +70,10 @@ class Flow(Generic[P, T]):
         state_dir: where ``save_state`` writes; default ``.trioflow``.
         subscribers: callbacks (plain or async) called with every
             :class:`~runtime.Event` of every run, in order.
+        recorders: :class:`~runtime.Recorder` objects that get every record
+            of every run (node runs and graph jobs alike), in order, in
+            batches: a durable store, an exporter. See ``runtime._record``
+            for the record kinds and their order.
         max_steps: routine graphs only: the most handler calls one job may make
             before it fails with :class:`~runtime.StepLimitError`. ``None``
             (the default): no limit; a cycle that never stops then runs until
@@ -93,6 +98,7 @@ class Flow(Generic[P, T]):
         end_on_error: bool = False,
         state_dir: str | os.PathLike[str] = ".trioflow",
         subscribers: Sequence[Callable[[Event], object]] = (),
+        recorders: Sequence[Recorder] = (),
         max_steps: int | None = None,
     ) -> None:
         if name is not None and flow_id is not None and name != flow_id:
@@ -121,6 +127,11 @@ class Flow(Generic[P, T]):
         self.end_on_error = end_on_error
         self.state_dir = pathlib.Path(state_dir)
         self.subscribers = tuple(subscribers)
+        self.recorders = tuple(recorders)
+        for recorder in self.recorders:
+            if not callable(getattr(recorder, "record", None)):
+                msg = f"Flow({name!r}, recorders=[..., {recorder!r}, ...]): a recorder has an async record(records) method (see rt.Recorder)."
+                raise TypeError(msg)
         self._graph = Graph(name, max_steps=max_steps)
 
     @property
@@ -255,6 +266,7 @@ class Flow(Generic[P, T]):
             save_state=self.save_state,
             state_path=self.state_path,
             subscribers=self.subscribers,
+            recorders=self.recorders,
             context=self.context,
         )
 

@@ -32,6 +32,7 @@ import math
 import threading
 from typing import TYPE_CHECKING, final
 
+import attrs
 import trio
 
 import actors
@@ -40,6 +41,7 @@ from ._context import Frame, Invocation, RequestMetadata, copy_context, current_
 from ._core import cancelled_error, end_state, save_state, timeout_error
 from ._exceptions import JobStateError, RunCancelledError, StepLimitError
 from ._publisher import Event, EventKind, Publisher
+from ._record import RunLog
 from ._routine import ErrorStrategy, ExecutionContext, current_host
 from ._state import Delivery, JobState, Status, _isolate, current_job, summarize
 from ._util import NoPublicConstructor
@@ -162,8 +164,8 @@ class RoutineActor(actors.Actor[_Msg, None]):
             return  # the job is ending: what is left stays pending
         if self.overflow:
             self._drain_overflow()
-        if job._events:
-            await job._pump()
+        if job.log.flush_due:
+            await job.log.flush()
         job._message_done()
 
     async def _handle(self, message: _Msg) -> None:
@@ -263,17 +265,15 @@ class RoutineActor(actors.Actor[_Msg, None]):
         job = self.job
         _routine_logger.log(level, "%s [routine %s]: %s", job.flow_name, self.routine_id, message)
         entry = {"level": logging.getLevelName(level), "message": message, **data}
-        job.state.append_to_shared_log({"routine": self.routine_id, **entry})
-        if job._publishing:
-            job._publish(EventKind.LOG, self.routine_id, entry)
-            await job._pump()
+        job.state._append_log({"routine": self.routine_id, **entry}, job.log.offset())
+        if job.log.add(EventKind.LOG, self.routine_id, entry):
+            await job.log.flush()
 
     async def broadcast(self, item: object) -> None:
         """``rt.broadcast`` in this routine's handler: a ``stream`` event naming the routine."""
         job = self.job
-        if job._publishing:
-            job._publish(EventKind.STREAM, self.routine_id, item)
-            await job._pump()
+        if job.log.add(EventKind.STREAM, self.routine_id, item):
+            await job.log.flush()
 
     def emit(self, event: str, data: dict[str, object]) -> None:
         job = self.job
@@ -323,8 +323,7 @@ class RoutineActor(actors.Actor[_Msg, None]):
                 "timestamp": stamp,
             }
         )
-        if job._publishing:
-            job._publish(EventKind.STREAM, self.routine_id, {"output_type": output_type, "data": data})
+        job.log.add(EventKind.STREAM, self.routine_id, {"output_type": output_type, "data": data})
 
     async def flush(self) -> None:
         """Send the outbox, in order, waiting for mailbox room."""
@@ -408,11 +407,9 @@ class Job(metaclass=NoPublicConstructor):
     _outcome: Status | None = None
     _error: BaseException | None = None
     _error_path: tuple[str, ...] = ()
-    _event_seq = 0
-    _pumping = False
-    _publisher: actors.ActorRef[Event, None] | None = None
     _finished: trio.Event | None = None  # made by the first wait()
     _finished_payload: dict[str, object] | None = None  # the run_finished event's data, once final
+    _publisher: actors.ActorRef[list[Event], None] | None = None
     _ended = False
     #: Why the job was last paused, if a reason was given.
     pause_reason: str | None = None
@@ -447,7 +444,9 @@ class Job(metaclass=NoPublicConstructor):
         self._end_on_error = settings.end_on_error
         self._callbacks: Sequence[Callable[[Event], object]] = settings.subscribers
         self._subscriptions = subscriptions
-        self._publishing = bool(self._callbacks or subscriptions)
+        self._recorders = settings.recorders
+        #: The job's record path (``_record.py``): every change, in order, to its consumers.
+        self.log = RunLog(job_id)
         # Every routine's instance is made before any of them runs: a
         # constructor that fails leaves no job behind.
         self._actors: dict[str, RoutineActor] = {}
@@ -465,8 +464,6 @@ class Job(metaclass=NoPublicConstructor):
         #: Set once the job has ended, however it ended: what
         #: ``JobState.wait_for_completion`` waits on from another thread.
         self.finished_sync = threading.Event()
-        # Events for the publisher, in order; only when somebody subscribes.
-        self._events: collections.deque[Event] | None = collections.deque() if self._publishing else None
 
     def __repr__(self) -> str:
         return f"<Job {self.state.job_id!r} of flow {self.flow_name!r} ({self.state.status})>"
@@ -584,33 +581,13 @@ class Job(metaclass=NoPublicConstructor):
 
     def _record(self, routine_id: str, event: str, data: Mapping[str, object]) -> None:
         entry = self.state.record_event(routine_id, event, data)
-        if self._publishing:
-            self._publish(EventKind.ROUTINE_EVENT, routine_id, {"event": event, "data": entry.data})
-
-    def _publish(self, kind: EventKind, node: str | None, data: object) -> None:
-        assert self._events is not None  # only called when publishing
-        self._events.append(
-            Event(self.state.job_id, self._event_seq, kind, self.state._now_offset(), None, None, node, data)
+        self.log.add(
+            EventKind.ROUTINE_EVENT, routine_id, {"event": event, "data": entry.data}, offset=entry.offset
         )
-        self._event_seq += 1
 
-    async def _pump(self) -> None:
-        """Send the queued events to the publisher, in order; one pump at a time."""
-        publisher = self._publisher
-        if self._pumping or publisher is None or self._events is None:
-            return
-        self._pumping = True
-        try:
-            events = self._events
-            while events:
-                event = events[0]
-                try:
-                    publisher.tell_nowait(event)
-                except actors.MailboxFullError:
-                    await publisher.tell(event)
-                events.popleft()
-        finally:
-            self._pumping = False
+    def state_changed(self, kind: EventKind, node: str | None, data: object) -> None:
+        """Record a change made to the job's state through its public methods (``JobState``)."""
+        self.log.add(kind, node, data)
 
     def _message_done(self) -> None:
         self._inflight -= 1
@@ -692,12 +669,14 @@ class Job(metaclass=NoPublicConstructor):
         try:
             async with actors.open_system() as system:
                 try:
-                    if self._publishing:
+                    live = bool(self._callbacks or self._subscriptions)
+                    if live or self._recorders:
                         self._publisher = system.spawn_nowait(
-                            Publisher(self._callbacks, self._subscriptions),
+                            Publisher(self._callbacks, self._subscriptions, self._recorders),
                             name=f"publisher (job {state.job_id})",
                         )
-                        self._publish(EventKind.RUN_STARTED, None, self.flow_name)
+                    self.log.start(self._publisher, live=live)
+                    self.log.add(EventKind.RUN_STARTED, None, self.flow_name)
                     for routine_id, actor in self._actors.items():
                         actor.inbox = system.spawn_nowait(actor, name=_actor_name(routine_id))
                     task_status.started()
@@ -753,9 +732,8 @@ class Job(metaclass=NoPublicConstructor):
         self._finalize()
         publisher = self._publisher
         if publisher is not None:
-            self._publish(EventKind.RUN_FINISHED, None, self._finished_payload)
-            self._pumping = False
-            await self._pump()
+            self.log.add(EventKind.RUN_FINISHED, None, self._finished_payload)
+            await self.log.flush()
             await publisher.stop()
 
     def _finalize(self) -> None:
@@ -765,13 +743,15 @@ class Job(metaclass=NoPublicConstructor):
         self._finished_payload = end_state(
             state, outcome, self._error, summarize(outputs) if outputs else None, error_path=self._error_path
         )
-        if self._pending:
-            state.undelivered.extend(message.delivery() for message in self._pending.values())
-        for actor, event, data in self._deferred:
-            for target, slot in actor.routes.get(event, ()):
-                state.undelivered.append(
-                    Delivery(actor.routine_id, event, target.routine_id, slot, dict(data))
-                )
+        undelivered = [message.delivery() for message in self._pending.values()]
+        undelivered.extend(
+            Delivery(actor.routine_id, event, target.routine_id, slot, dict(data))
+            for actor, event, data in self._deferred
+            for target, slot in actor.routes.get(event, ())
+        )
+        for delivery in undelivered:
+            state.undelivered.append(delivery)
+            self.log.add(EventKind.UNDELIVERED, delivery.target, attrs.asdict(delivery))
         state.metrics["steps"] = float(min(self._steps, self._max_steps))
         state.finished_at = state._wall_time(state._now_offset())
 

@@ -1,7 +1,8 @@
-"""The publisher: one actor per run that broadcasts the run's events.
+"""The publisher: one actor per run that hands the run's records to every consumer.
 
-Events reach the publisher through the run's coordinator, one ordered stream,
-so every subscriber sees every event of a run in causal order, and the
+Records (:class:`Event`) reach the publisher from the run's
+:class:`~runtime._record.RunLog`, one ordered stream, so every subscriber and
+every recorder sees every event of a run in causal order, and the
 ``run_finished`` event last.
 """
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
     from trio import MemorySendChannel
 
+    from ._record import Recorder
+
 logger = logging.getLogger("runtime.publisher")
 
 Overflow = Literal["block", "fail"]
@@ -44,6 +47,9 @@ class EventKind(enum.StrEnum):
     STREAM = "stream"
     LOG = "log"
     ROUTINE_EVENT = "routine_event"
+    ROUTINE_STATE = "routine_state"
+    SHARED_DATA = "shared_data"
+    UNDELIVERED = "undelivered"
     RUN_FINISHED = "run_finished"
 
 
@@ -137,12 +143,13 @@ class _Sink:
         self.overflowed: int | None = None
 
 
-class Publisher(actors.Actor[Event, None]):
-    """Delivers each event to every callback and subscription, in order.
+class Publisher(actors.Actor[list[Event], None]):
+    """Delivers each record to every callback, subscription and recorder, in order.
 
-    Shielded: a run that is cancelled still tells its subscribers how it ended.
+    Shielded: a run that is cancelled still tells its consumers how it ended.
     A subscriber that left (closed its stream) is dropped; a full ``block``
-    subscriber holds the publisher back (and through its mailbox, the run).
+    subscriber or a slow recorder holds the publisher back (and through its
+    mailbox, the run). A callback or recorder that raises is logged and stays.
     """
 
     shielded = True
@@ -150,26 +157,42 @@ class Publisher(actors.Actor[Event, None]):
     mailbox_size = 256
 
     def __init__(
-        self, callbacks: Sequence[Callable[[Event], object]], subscriptions: Sequence[Subscription]
+        self,
+        callbacks: Sequence[Callable[[Event], object]],
+        subscriptions: Sequence[Subscription],
+        recorders: Sequence[Recorder] = (),
     ) -> None:
         self._callbacks = list(callbacks)
         self._sinks = [s._sink for s in subscriptions]
+        self._recorders = list(recorders)
 
-    async def handle(self, message: Event) -> None:
-        for callback in self._callbacks:
+    async def handle(self, message: list[Event]) -> None:
+        for event in message:
+            for callback in self._callbacks:
+                try:
+                    result = callback(event)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception:
+                    logger.exception(
+                        "Subscriber %r raised on event %s #%d; it stays subscribed.",
+                        callback,
+                        event.kind,
+                        event.seq,
+                    )
+            for sink in list(self._sinks):
+                await self._deliver(sink, event)
+        for recorder in self._recorders:
             try:
-                result = callback(message)
-                if inspect.isawaitable(result):
-                    await result
+                await recorder.record(message)
             except Exception:
                 logger.exception(
-                    "Subscriber %r raised on event %s #%d; it stays subscribed.",
-                    callback,
-                    message.kind,
-                    message.seq,
+                    "Recorder %r raised on records #%d-#%d of run %s; it stays attached.",
+                    recorder,
+                    message[0].seq,
+                    message[-1].seq,
+                    message[0].run_id,
                 )
-        for sink in list(self._sinks):
-            await self._deliver(sink, message)
 
     async def _deliver(self, sink: _Sink, event: Event) -> None:
         try:

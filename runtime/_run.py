@@ -3,17 +3,18 @@
 A run is a tree of actors in one :func:`actors.open_system` block::
 
     RunActor            owns the run's cancel scope (timeout, end_on_error)
-    ├── Coordinator     creates and tracks requests: the request tree in JobState
-    │   └── Publisher   broadcasts the run's events, when somebody subscribes
+    ├── Publisher       hands the run's records to its consumers, when it has any
     └── NodeActor       the entry point's request
         └── NodeActor   each rt.call: a child actor in its caller's nursery
             └── ...     (rt.call_batch: children in a nursery of the batch)
 
-Every event goes from the node actors to the coordinator (one ordered mailbox,
-in batches when nobody subscribes), then to the publisher, so subscribers see
-the run in causal order. The coordinator and publisher are shielded: when the
-run is cancelled from outside they still record how it ended, then stop with
-it. A run nobody subscribes to has no publisher.
+Each node actor writes the changes it makes (its request created, succeeded,
+failed or cancelled, its logs and streamed items) into the run's state at
+once and records them on the run's :class:`~runtime._record.RunLog`, which
+passes them to the publisher in order (in batches when no subscriber watches
+live). The publisher is shielded: when the run is cancelled from outside it
+still tells its consumers how the run ended, then stops with it. A run with
+no subscriber and no recorder has no publisher.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import actors
 from ._context import Frame, Invocation, RequestMetadata, copy_context, current_frame, invocation_hook
 from ._core import RunResult, cancelled_error, end_state, new_run_id, save_state, timeout_error
 from ._publisher import Event, EventKind, Publisher
+from ._record import RunLog
 from ._state import ErrorSummary, JobState, Request, Status, summarize
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from ._core import RunSettings
     from ._node import AnyNode
     from ._publisher import Subscription
+    from ._record import Recorder
 
 _PATH_NOTED = "__trioflow_request_path__"
 
@@ -50,26 +53,22 @@ def is_cancellation(exc: BaseException) -> bool:
     return False
 
 
-# Records the coordinator gets in one message when nobody subscribes: one
-# wake-up of the coordinator per batch instead of two per request. With a
-# subscriber every record goes at once, so events stay live.
-_QUIET_BATCH = 256
-
-
 @final
 class Run:
-    """Everything one run shares between its actors. Private to the runtime."""
+    """Everything one run shares between its actors. Private to the runtime.
+
+    Its :meth:`record_nowait` is the node engine's side of the record path
+    (``_record.py``): each change is applied to the run's state at once, in
+    the task that makes it, and handed to the run's :class:`RunLog`.
+    """
 
     __slots__ = (
-        "_batch",
         "_ids",
-        "_pending",
-        "_t0",
-        "coordinator",
         "end_on_error",
         "entry",
         "first_error",
         "flow_name",
+        "log",
         "metadata",
         "nodes_scope",
         "state",
@@ -93,22 +92,17 @@ class Run:
         self.first_error: BaseException | None = None
         self.nodes_scope: trio.CancelScope | None = None
         self.entry: actors.ActorRef[None, object] | None = None
-        self.coordinator: actors.ActorRef[list[_Record], None] | None = None
-        self._pending: list[_Record] = []
-        self._batch = _QUIET_BATCH
+        self.log = RunLog(state.job_id)
         self._ids = 0
-        self._t0 = 0.0
 
-    def start(self, coordinator: actors.ActorRef[list[_Record], None], *, publishing: bool) -> None:
-        """Start the run's clock; from now on records go to *coordinator*."""
+    def start(self, publisher: actors.ActorRef[list[Event], None] | None, *, live: bool) -> None:
+        """Start the run's clock; from now on records go to *publisher* (if any)."""
         self.state._start_clock()
-        self._t0 = trio.current_time()
-        self.coordinator = coordinator
-        self._batch = 1 if publishing else _QUIET_BATCH
+        self.log.start(publisher, live=live)
 
     def offset(self) -> float:
         """Seconds since the run started, on Trio's clock."""
-        return trio.current_time() - self._t0
+        return self.log.offset()
 
     def next_request_id(self) -> str:
         self._ids += 1
@@ -122,131 +116,13 @@ class Run:
         node: str | None = None,
         data: object = None,
     ) -> bool:
-        """Queue one event for the coordinator, in order; return whether a :meth:`flush` is due.
+        """Apply one change to the run's state and record it, in order; return whether a :meth:`flush` is due.
 
-        Records go to the coordinator in batches (of one when somebody
-        subscribes). The hot paths call this rather than :meth:`record`, and
+        Never blocks. The hot paths call this rather than :meth:`record`, and
         await :meth:`flush` only when it says so.
         """
-        pending = self._pending
-        pending.append((kind, request_id, parent_id, node, data, trio.current_time() - self._t0))
-        return len(pending) >= self._batch
-
-    async def record(
-        self,
-        kind: EventKind,
-        request_id: str | None = None,
-        parent_id: str | None = None,
-        node: str | None = None,
-        data: object = None,
-    ) -> None:
-        """Queue one event for the coordinator, in order; wait only while its mailbox is full."""
-        if self.record_nowait(kind, request_id, parent_id, node, data):
-            await self.flush()
-
-    @property
-    def flush_due(self) -> bool:
-        """Whether the queued records make a batch: :meth:`flush` them."""
-        return len(self._pending) >= self._batch
-
-    def flush_nowait(self) -> bool:
-        """Send the queued records if the coordinator's mailbox has room; return whether it had."""
-        if self._pending:
-            assert self.coordinator is not None
-            try:
-                self.coordinator.tell_nowait(self._pending)
-            except actors.MailboxFullError:
-                return False
-            self._pending = []
-        return True
-
-    async def flush(self) -> None:
-        """Send the queued records to the coordinator, waiting while its mailbox is full."""
-        if not self.flush_nowait():
-            assert self.coordinator is not None
-            batch, self._pending = self._pending, []
-            await self.coordinator.tell(batch)
-
-    async def record_shielded(
-        self, kind: EventKind, request_id: str, parent_id: str | None, node: str, data: object
-    ) -> None:
-        """Like :meth:`record`, from a task that is being cancelled."""
-        with trio.CancelScope(shield=True):
-            await self.record(kind, request_id, parent_id, node, data)
-
-    def abort(self, exc: BaseException) -> None:
-        """``end_on_error``: remember the first failure and cancel every node of the run.
-
-        The nodes are cancelled here, as the failure happens, not once the run
-        actor wakes: a caller waiting for the failed child is then cancelled
-        before the child's error could reach it, so no ``except`` of a parent
-        runs (see :meth:`NodeActor.child_failed`).
-        """
-        if self.first_error is None:
-            self.first_error = exc
-        if self.nodes_scope is not None:
-            self.nodes_scope.cancel()
-        if self.entry is not None:
-            self.entry.cancel()
-
-
-_Record = tuple[EventKind, "str | None", "str | None", "str | None", object, float]
-_REQUEST_OUTCOMES = {
-    EventKind.REQUEST_SUCCEEDED: Status.COMPLETED,
-    EventKind.REQUEST_FAILED: Status.FAILED,
-    EventKind.REQUEST_CANCELLED: Status.CANCELLED,
-}
-
-
-class Coordinator(actors.Actor[list[_Record], None]):
-    """Creates and tracks the run's requests; the only writer of the request tree."""
-
-    shielded = True
-    keeps_nursery = False
-    mailbox_size = 1024
-
-    def __init__(
-        self, run: Run, callbacks: Sequence[Callable[[Event], object]], subscriptions: Sequence[Subscription]
-    ) -> None:
-        self._run = run
-        self._callbacks = callbacks
-        self._subscriptions = subscriptions
-        self._publisher: actors.ActorRef[Event, None] | None = None
-        self._seq = 0
-        # The publisher exists only when somebody listens (a run nobody
-        # subscribes to pays nothing for publishing). It is this actor's child,
-        # so it is stopped only once every event has been handed to it.
-        self.keeps_nursery = bool(callbacks or subscriptions)
-
-    async def on_start(self) -> None:
-        if self.keeps_nursery:
-            self._publisher = await self.spawn(
-                Publisher(self._callbacks, self._subscriptions), name="publisher"
-            )
-
-    async def handle(self, message: list[_Record]) -> None:
-        # Applying a record never waits; only handing its event to the publisher may.
-        for kind, request_id, parent_id, node, data, offset in message:
-            ended = self._end_unfinished(offset) if kind is EventKind.RUN_FINISHED else ()
-            data = self._apply(kind, request_id, parent_id, node, data, offset)
-            if self._publisher is not None:
-                for request in ended:
-                    await self._publish(
-                        EventKind.REQUEST_CANCELLED, request.id, request.parent_id, request.node, None, offset
-                    )
-                await self._publish(kind, request_id, parent_id, node, data, offset)
-
-    def _apply(
-        self,
-        kind: EventKind,
-        request_id: str | None,
-        parent_id: str | None,
-        node: str | None,
-        data: object,
-        offset: float,
-    ) -> object:
-        """Apply one record to the request tree; return the data its event carries."""
-        requests = self._run.state.requests
+        offset = self.log.offset()
+        requests = self.state.requests
         if kind is EventKind.REQUEST_CREATED:
             assert request_id is not None
             assert node is not None
@@ -267,40 +143,72 @@ class Coordinator(actors.Actor[list[_Record], None]):
             elif kind is EventKind.REQUEST_FAILED:
                 assert isinstance(data, BaseException)
                 request.error = summary = ErrorSummary.from_exception(
-                    data, self._run.state.request_path(request.id)
+                    data, self.state.request_path(request.id)
                 )
                 data = summary
         elif kind is EventKind.LOG:
             assert isinstance(data, dict)
-            self._run.state._append_log({"request": request_id, "node": node, **data}, offset)
-        return data
+            self.state._append_log({"request": request_id, "node": node, **data}, offset)
+        return self.log.add(kind, node, data, request_id, parent_id, offset)
 
-    def _end_unfinished(self, offset: float) -> list[Request]:
-        """End the requests whose node never started (cancelled first) with the run; return them.
-
-        So every request's events end with its outcome.
-        """
-        ended = []
-        for request in self._run.state.requests.values():
-            if not request.status.is_final:
-                request.status = Status.CANCELLED
-                request.finished_at = offset
-                ended.append(request)
-        return ended
-
-    async def _publish(
+    async def record(
         self,
         kind: EventKind,
-        request_id: str | None,
-        parent_id: str | None,
-        node: str | None,
-        data: object,
-        offset: float,
+        request_id: str | None = None,
+        parent_id: str | None = None,
+        node: str | None = None,
+        data: object = None,
     ) -> None:
-        assert self._publisher is not None
-        event = Event(self._run.state.job_id, self._seq, kind, offset, request_id, parent_id, node, data)
-        self._seq += 1
-        await self._publisher.tell(event)
+        """Like :meth:`record_nowait`; wait only while the publisher's mailbox is full."""
+        if self.record_nowait(kind, request_id, parent_id, node, data):
+            await self.log.flush()
+
+    @property
+    def flush_due(self) -> bool:
+        """Whether the queued records make a batch: :meth:`flush` them."""
+        return self.log.flush_due
+
+    async def flush(self) -> None:
+        """Send the queued records to the publisher, waiting while its mailbox is full."""
+        await self.log.flush()
+
+    async def record_shielded(
+        self, kind: EventKind, request_id: str, parent_id: str | None, node: str, data: object
+    ) -> None:
+        """Like :meth:`record`, from a task that is being cancelled."""
+        if self.record_nowait(kind, request_id, parent_id, node, data):
+            await self.log.flush_shielded()
+
+    def end_unfinished(self) -> None:
+        """End the requests whose node never started (cancelled first) with the run.
+
+        So every request's records end with its outcome.
+        """
+        for request in list(self.state.requests.values()):
+            if not request.status.is_final:
+                self.record_nowait(EventKind.REQUEST_CANCELLED, request.id, request.parent_id, request.node)
+
+    def abort(self, exc: BaseException) -> None:
+        """``end_on_error``: remember the first failure and cancel every node of the run.
+
+        The nodes are cancelled here, as the failure happens, not once the run
+        actor wakes: a caller waiting for the failed child is then cancelled
+        before the child's error could reach it, so no ``except`` of a parent
+        runs (see :meth:`NodeActor.child_failed`).
+        """
+        if self.first_error is None:
+            self.first_error = exc
+        if self.nodes_scope is not None:
+            self.nodes_scope.cancel()
+        if self.entry is not None:
+            self.entry.cancel()
+
+
+_REQUEST_OUTCOMES = {
+    EventKind.REQUEST_SUCCEEDED: Status.COMPLETED,
+    EventKind.REQUEST_FAILED: Status.FAILED,
+    EventKind.REQUEST_CANCELLED: Status.CANCELLED,
+}
 
 
 class NodeActor(actors.Actor[None, object]):
@@ -476,7 +384,7 @@ class NodeActor(actors.Actor[None, object]):
     ) -> NodeActor:
         """Start a child request in *nursery*: a batch member, or a call from a node without a nursery.
 
-        Its creation is queued for the coordinator; the caller flushes when due.
+        Its creation is recorded; the caller flushes when due.
         """
         child = self._child(node, args, kwargs)
         child.keeps_nursery = False
@@ -488,8 +396,8 @@ class NodeActor(actors.Actor[None, object]):
 class RunActor(actors.Actor[None, "RunResult[object]"]):
     """The run itself: owns its cancel scope and its book-keeping actors.
 
-    Its children are the coordinator (with the publisher under it) and the
-    entry node; it handles one message, the run, and ends once they have.
+    Its children are the publisher (if the run has consumers) and the entry
+    node; it handles one message, the run, and ends once they have.
     """
 
     mailbox_size = 1
@@ -502,6 +410,7 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
         kwargs: Mapping[str, object],
         callbacks: Sequence[Callable[[Event], object]],
         subscriptions: Sequence[Subscription],
+        recorders: Sequence[Recorder],
     ) -> None:
         self.run = run
         self.entry = entry
@@ -509,6 +418,7 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
         self.kwargs = kwargs
         self.callbacks = callbacks
         self.subscriptions = subscriptions
+        self.recorders = recorders
 
     async def handle(self, message: None) -> RunResult[object]:
         self.ref.stop_nowait()  # one run per actor: end (with the children) once it is handled
@@ -519,10 +429,13 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
         error: BaseException | None = None
         entry: actors.ActorRef[None, object] | None = None
         reply: actors.Reply[object] | None = None
-        coordinator = self.spawn_nowait(
-            Coordinator(run, self.callbacks, self.subscriptions), name="coordinator"
+        live = bool(self.callbacks or self.subscriptions)
+        publisher = (
+            self.spawn_nowait(Publisher(self.callbacks, self.subscriptions, self.recorders), name="publisher")
+            if live or self.recorders
+            else None
         )
-        run.start(coordinator, publishing=bool(self.callbacks or self.subscriptions))
+        run.start(publisher, live=live)
         current_frame.set(Frame(run, None))
         deadline = math.inf if run.timeout is None else trio.current_time() + run.timeout
         try:
@@ -562,15 +475,15 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
                 entry.cancel()
                 with trio.CancelScope(shield=True):
                     await entry.wait_stopped()
+            run.end_unfinished()
             summary = summarize(result) if status is Status.COMPLETED else None
-            run.record_nowait(EventKind.RUN_FINISHED, data=end_state(state, status, error, summary))
-            if not run.flush_nowait():
-                with trio.CancelScope(shield=True):
-                    await run.flush()
+            finished = end_state(state, status, error, summary)
             state.finished_at = state._wall_time(run.offset())
-            # The coordinator drains what is queued, then its publisher what
-            # it holds; this actor ends only once both have.
-            coordinator.stop_nowait()
+            run.record_nowait(EventKind.RUN_FINISHED, data=finished)
+            if publisher is not None:
+                await run.log.flush_shielded()
+                # The publisher hands on what it holds; this actor ends only once it has.
+                publisher.stop_nowait()
         return RunResult(state, result, error)
 
 
@@ -600,7 +513,7 @@ async def run_flow(
         end_on_error=settings.end_on_error,
         metadata=metadata if metadata is not None else RequestMetadata(run_id=state.job_id),
     )
-    actor = RunActor(run, entry, args, kwargs, settings.subscribers, subscriptions)
+    actor = RunActor(run, entry, args, kwargs, settings.subscribers, subscriptions, settings.recorders)
     reply: actors.Reply[RunResult[object]] | None = None
     try:
         async with actors.open_system() as system:

@@ -21,6 +21,7 @@ import attrs
 import trio
 
 from ._exceptions import InvokeInsideTrioError, JobStateError
+from ._publisher import EventKind
 
 if TYPE_CHECKING:
     import threading
@@ -224,6 +225,8 @@ class JobControls(Protocol):
 
     def cancel(self, reason: str | None = None) -> None: ...
 
+    def state_changed(self, kind: EventKind, node: str | None, data: object) -> None: ...
+
 
 #: The handle of the job whose routine handler runs in this task. Set by the
 #: graph engine in each routine actor's own task, so a handler's
@@ -377,8 +380,9 @@ class JobState:
     def update_routine_state(self, routine_id: str, updates: Mapping[str, object]) -> None:
         """Merge *updates* into *routine_id*'s state, creating it if needed."""
         state = self.routine_states.setdefault(routine_id, {})
-        for key, value in updates.items():
-            state[key] = _isolate(value)
+        stored = {key: _isolate(value) for key, value in updates.items()}
+        state.update(stored)
+        self._changed(EventKind.ROUTINE_STATE, routine_id, stored)
 
     def get_routine_state(self, routine_id: str) -> dict[str, object] | None:
         """Return a copy of *routine_id*'s state, or ``None`` if it never stored any."""
@@ -391,7 +395,8 @@ class JobState:
 
     def update_shared_data(self, key: str, value: object) -> None:
         """Set *key* in the run's shared data to (a copy of) *value*."""
-        self.shared_data[key] = _isolate(value)
+        self.shared_data[key] = stored = _isolate(value)
+        self._changed(EventKind.SHARED_DATA, None, {"key": key, "value": stored})
 
     def get_shared_data(self, key: str, default: object = None) -> object:
         """Return a copy of the shared value under *key*, or *default* if absent.
@@ -409,13 +414,21 @@ class JobState:
         The copy gets a ``"timestamp"`` key: the ISO-8601 wall time from the
         run's clock (replacing any ``"timestamp"`` the entry had).
         """
-        self._append_log(entry, self._now_offset())
+        stored = self._append_log(entry, self._now_offset())
+        self._changed(EventKind.LOG, None, stored)
 
-    def _append_log(self, entry: Mapping[str, object], offset: float) -> None:
-        """Append a copy of *entry* stamped with the wall time *offset* seconds into the run."""
+    def _append_log(self, entry: Mapping[str, object], offset: float) -> dict[str, object]:
+        """Append a copy of *entry* stamped with the wall time *offset* seconds into the run; return it."""
         stored = {key: _isolate(value) for key, value in entry.items()}
         stored["timestamp"] = self._wall_time(offset).isoformat()
         self.shared_log.append(stored)
+        return stored
+
+    def _changed(self, kind: EventKind, node: str | None, data: object) -> None:
+        """Record a change made through a public method, when a handler of this state's job makes it."""
+        controls = current_job.get(None)
+        if controls is not None and controls.state is self:
+            controls.state_changed(kind, node, data)
 
     def get_shared_log(self) -> list[dict[str, object]]:
         """Return copies of the shared log's entries, in order."""

@@ -224,10 +224,7 @@ async def _cancel_run(invocation: Invocation, on_cancel: Callable[[CancelPoint],
     if frame is None or ((run is None or run.nodes_scope is None) and job is None):
         msg = f"A cancel fault found no run to cancel when {invocation.kind} {invocation.name!r} was about to run (at {where})."
         raise InjectedCancelError(msg)
-    await trio.testing.wait_all_tasks_blocked()
-    if run is not None and job is None:
-        await run.flush()
-        await trio.testing.wait_all_tasks_blocked()  # the coordinator applied every record
+    await trio.testing.wait_all_tasks_blocked()  # every change of the run is in its state
     if on_cancel is not None:
         state = frame.run.state
         requests = state.requests

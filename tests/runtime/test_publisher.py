@@ -247,8 +247,8 @@ async def test_bad_stream_options(kwargs: dict[str, object], message: str) -> No
 async def test_a_run_cancelled_with_its_records_backed_up_still_ends_recorded(
     autojump_clock: trio.abc.Clock, tmp_path: pathlib.Path
 ) -> None:
-    """The subscriber reads nothing, so the publisher, the coordinator's mailbox and
-    the node all wait; leaving the stream then cancels a run whose last records
+    """The subscriber reads nothing, so the publisher, its mailbox and the node
+    all wait; leaving the stream then cancels a run whose last records
     must still get through."""
     finally_ran: list[str] = []
 

@@ -1,0 +1,169 @@
+"""The record path: every change to a run's state, as one ordered stream.
+
+Node runs and graph jobs alike write each change of a run's state where it
+happens, in the task that makes it, and at the same moment hand a *record*
+of it to the run's :class:`RunLog`. The log numbers the records, stamps
+them, and passes them in batches to the run's publisher actor, which feeds
+every consumer in order: the subscribers (callbacks and streams) and the
+:class:`Recorder` objects attached to the Flow (a durable store, an
+exporter). A run nobody consumes has no publisher and its log keeps nothing.
+
+A record is an :class:`~runtime.Event`. Its kinds, and what ``data`` holds:
+
+=====================  ==================================================================
+``run_started``        the flow's name. Always the first record of a run.
+``request_created``    a node request was made (``request_id``, ``parent_id``, ``node``);
+                       it starts at once.
+``request_succeeded``  the request returned; ``data`` is the result's summary.
+``request_failed``     the request raised; ``data`` is its :class:`~runtime.ErrorSummary`.
+``request_cancelled``  the request was cancelled (or never started before its run ended).
+``stream``             ``rt.broadcast(item)`` (``data`` the item), or a routine's
+                       ``send_output`` (``{"output_type", "data"}``).
+``log``                an entry of the run's shared log: ``rt.log``, or
+                       ``JobState.append_to_shared_log`` from a handler.
+``routine_event``      a routine emitted an event, or a handler failure was recorded in
+                       the history (``{"event", "data"}``; ``node`` is the routine).
+``routine_state``      a routine's state was updated (``data`` the updates).
+``shared_data``        a key of the run's shared data was set (``{"key", "value"}``).
+``undelivered``        a message that the run ended before delivering (``source``,
+                       ``event``, ``target``, ``slot``, ``data``).
+``run_finished``       ``{"status", "result", "error"}``. Always the last record.
+=====================  ==================================================================
+
+Order guarantees, the contract every consumer builds on:
+
+- a run's records are numbered from 0 (``seq``) without gaps, in the order
+  the changes were made; consumers get them in that order, each exactly once;
+- that order is consistent with causality: a request's ``request_created``
+  comes before anything it records and before its outcome, a child's before
+  its parent's outcome, and an emission before the handler call it causes;
+- ``run_finished`` comes after every other record of the run, once the run's
+  state is final.
+
+Applying the records in order to an empty state gives the run's state;
+``JobState`` is their first consumer, written as they are made, so code in
+the run reads its own writes at once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, final
+
+import trio
+
+import actors
+
+from ._publisher import Event, EventKind
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+#: Records sent to the publisher in one message when no subscriber watches
+#: live (only recorders consume the run): one wake-up per batch.
+_QUIET_BATCH = 256
+
+
+class Recorder(Protocol):
+    """A consumer of every record of every run of a Flow: ``Flow(recorders=[...])``.
+
+    The run's publisher actor calls :meth:`record` with the run's records
+    in order, in batches, never two calls at once for one run. A recorder
+    that waits holds the run back (backpressure); one that raises is logged
+    and the run goes on.
+
+    .. versionadded:: 0.2
+    """
+
+    async def record(self, records: Sequence[Event]) -> None:
+        """Consume *records*, the next records of one run, in order."""
+        ...
+
+
+@final
+class RunLog:
+    """The ordered record stream of one run: numbers, stamps and batches its records.
+
+    Private to the runtime; both engines write through it.
+    """
+
+    __slots__ = ("_batch", "_pending", "_seq", "_t0", "publisher", "run_id")
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        #: The run's publisher, while somebody consumes its records.
+        self.publisher: actors.ActorRef[list[Event], None] | None = None
+        self._pending: list[Event] = []
+        self._batch = 1
+        self._seq = 0
+        self._t0 = 0.0
+
+    def start(self, publisher: actors.ActorRef[list[Event], None] | None, *, live: bool) -> None:
+        """Start the run's clock; records go to *publisher*, one at a time if *live*."""
+        self._t0 = trio.current_time()
+        self.publisher = publisher
+        self._batch = 1 if live else _QUIET_BATCH
+
+    def offset(self) -> float:
+        """Seconds since the run started, on Trio's clock."""
+        return trio.current_time() - self._t0
+
+    def add(
+        self,
+        kind: EventKind,
+        node: str | None = None,
+        data: object = None,
+        request_id: str | None = None,
+        parent_id: str | None = None,
+        offset: float | None = None,
+    ) -> bool:
+        """Record one change; return whether a :meth:`flush` is due.
+
+        Never blocks: the hot paths call this, and await :meth:`flush` only
+        when it says so (or at their next wait).
+        """
+        if self.publisher is None:
+            return False
+        pending = self._pending
+        pending.append(
+            Event(
+                self.run_id,
+                self._seq,
+                kind,
+                self.offset() if offset is None else offset,
+                request_id,
+                parent_id,
+                node,
+                data,
+            )
+        )
+        self._seq += 1
+        return len(pending) >= self._batch
+
+    @property
+    def flush_due(self) -> bool:
+        """Whether the queued records make a batch: :meth:`flush` them."""
+        return len(self._pending) >= self._batch
+
+    def flush_nowait(self) -> bool:
+        """Send the queued records if the publisher's mailbox has room; return whether it had."""
+        if self._pending:
+            assert self.publisher is not None
+            try:
+                self.publisher.tell_nowait(self._pending)
+            except actors.MailboxFullError:
+                return False
+            self._pending = []
+        return True
+
+    async def flush(self) -> None:
+        """Send the queued records to the publisher, waiting while its mailbox is full."""
+        if not self.flush_nowait():
+            assert self.publisher is not None
+            batch, self._pending = self._pending, []
+            await self.publisher.tell(batch)
+
+    async def flush_shielded(self) -> None:
+        """Like :meth:`flush`, from a task that is being cancelled."""
+        if not self.flush_nowait():
+            with trio.CancelScope(shield=True):
+                await self.flush()

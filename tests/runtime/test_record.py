@@ -1,0 +1,162 @@
+"""The record path: recorders attached to a Flow get every record of every run, in order."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+import trio.testing
+
+import runtime as rt
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+class Collect:
+    """Keeps every batch it is given."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[rt.Event]] = []
+
+    async def record(self, records: Sequence[rt.Event]) -> None:
+        self.batches.append(list(records))
+
+    @property
+    def records(self) -> list[rt.Event]:
+        return [r for batch in self.batches for r in batch]
+
+
+@rt.function_node
+async def leaf(x: int) -> int:
+    await rt.log("leaf", x=x)
+    return x * 2
+
+
+@rt.function_node
+async def root(n: int) -> list[int]:
+    return [await rt.call(leaf, i) for i in range(n)]
+
+
+async def test_a_recorder_gets_every_record_of_a_node_run_in_order_without_a_subscriber() -> None:
+    recorder = Collect()
+    flow = rt.Flow("recorded", entry_point=root, recorders=[recorder])
+    result = await flow.arun(2)
+    records = recorder.records
+    assert [r.seq for r in records] == list(range(len(records)))
+    assert {r.run_id for r in records} == {result.state.run_id}
+    assert [(r.kind, r.request_id, r.node) for r in records] == [
+        (rt.EventKind.RUN_STARTED, None, None),
+        (rt.EventKind.REQUEST_CREATED, "r1", "root"),
+        (rt.EventKind.REQUEST_CREATED, "r2", "leaf"),
+        (rt.EventKind.LOG, "r2", "leaf"),
+        (rt.EventKind.REQUEST_SUCCEEDED, "r2", "leaf"),
+        (rt.EventKind.REQUEST_CREATED, "r3", "leaf"),
+        (rt.EventKind.LOG, "r3", "leaf"),
+        (rt.EventKind.REQUEST_SUCCEEDED, "r3", "leaf"),
+        (rt.EventKind.REQUEST_SUCCEEDED, "r1", "root"),
+        (rt.EventKind.RUN_FINISHED, None, None),
+    ]
+    assert records[-1].data == {"status": "completed", "result": "[0, 2]", "error": None}
+    # Nobody watches live: the records come in a batch, not one message each.
+    assert len(recorder.batches) < len(records)
+
+
+async def test_a_recorder_gets_a_graph_jobs_state_changes_made_by_handlers() -> None:
+    class Counter(rt.Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.define_slot("input", handler=self.count)
+            self.define_event("counted", ["n"])
+
+        def count(self, data: int = 0, **kwargs: object) -> None:
+            ctx = self.get_execution_context()
+            assert ctx is not None
+            ctx.job_state.update_routine_state(ctx.routine_id, {"seen": data})
+            ctx.job_state.update_shared_data("last", data)
+            ctx.job_state.append_to_shared_log({"message": "counted"})
+            self.emit("counted", n=data)
+            self.send_output("total", n=data)
+
+    recorder = Collect()
+    flow: rt.Flow[..., object] = rt.Flow(flow_id="graph-recorded", recorders=[recorder])
+    flow.add_routine(Counter(), "counter")
+    state = await flow.aexecute("counter", {"data": 3})
+    assert state.status is rt.Status.COMPLETED
+    kinds = [(r.kind, r.node, r.data) for r in recorder.records]
+    assert kinds[0] == (rt.EventKind.RUN_STARTED, None, "graph-recorded")
+    assert kinds[1:4] == [
+        (rt.EventKind.ROUTINE_STATE, "counter", {"seen": 3}),
+        (rt.EventKind.SHARED_DATA, None, {"key": "last", "value": 3}),
+        (rt.EventKind.LOG, None, state.shared_log[0]),
+    ]
+    assert kinds[4] == (rt.EventKind.ROUTINE_EVENT, "counter", {"event": "counted", "data": {"n": 3}})
+    assert kinds[5] == (rt.EventKind.STREAM, "counter", {"output_type": "total", "data": {"n": 3}})
+    assert kinds[-1][0] is rt.EventKind.RUN_FINISHED
+
+
+async def test_a_cancelled_job_records_what_it_never_delivered(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    class Slow(rt.Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.define_slot("input", handler=self.wait)
+
+        async def wait(self, **kwargs: object) -> None:
+            await trio.sleep(10)
+
+    class Fan(rt.Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.define_slot("trigger", handler=self.go)
+            self.define_event("out", ["i"])
+
+        def go(self) -> None:
+            for i in range(3):
+                self.emit("out", i=i)
+
+    recorder = Collect()
+    flow: rt.Flow[..., object] = rt.Flow(flow_id="undelivered", recorders=[recorder])
+    flow.add_routine(Fan(), "fan")
+    flow.add_routine(Slow(), "slow")
+    flow.connect("fan", "out", "slow", "input")
+    async with flow.open_job("fan") as job:
+        await trio.sleep(1)
+        job.cancel()
+        state = await job.wait()
+    undelivered = [r.data for r in recorder.records if r.kind is rt.EventKind.UNDELIVERED]
+    assert len(undelivered) == len(state.undelivered) == 2
+    assert undelivered == [
+        {"source": d.source, "event": d.event, "target": d.target, "slot": d.slot, "data": d.data}
+        for d in state.undelivered
+    ]
+
+
+async def test_a_recorder_that_raises_is_logged_and_the_run_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        async def record(self, records: Sequence[rt.Event]) -> None:
+            raise OSError("disk full")
+
+        def __repr__(self) -> str:
+            return "<Broken recorder>"
+
+    good = Collect()
+    flow = rt.Flow("broken", entry_point=leaf, recorders=[Broken(), good])
+    with caplog.at_level(logging.ERROR, logger="runtime.publisher"):
+        assert await flow.ainvoke(4) == 8
+    assert good.records[-1].kind is rt.EventKind.RUN_FINISHED
+    assert any(
+        r.getMessage().startswith("Recorder <Broken recorder> raised on records #0-#") for r in caplog.records
+    )
+
+
+def test_a_recorder_without_a_record_method_is_refused() -> None:
+    with pytest.raises(
+        TypeError,
+        match=r"^Flow\('bad', recorders=\[\.\.\., 42, \.\.\.\]\): a recorder has an async record\(records\) "
+        r"method \(see rt\.Recorder\)\.$",
+    ):
+        rt.Flow("bad", entry_point=leaf, recorders=[42])  # type: ignore[list-item]
