@@ -13,6 +13,7 @@ from ._call import call as call
 from ._call import call_batch as call_batch
 from ._call import log as log
 from ._context import RequestMetadata as RequestMetadata
+from ._context import Shared as Shared
 from ._context import context as context
 from ._context import request as request
 from ._deprecate import TrioflowDeprecationWarning as TrioflowDeprecationWarning
@@ -128,6 +129,7 @@ __all__ = [
     "broadcast",
     "log",
     "context",
+    "Shared",
     "request",
     "RequestMetadata",
     "Flow",

@@ -72,7 +72,8 @@ class Flow(GraphMixin, Generic[P, T]):
             is cancelled (their ``finally`` blocks run) before
             :class:`~runtime.RunTimeoutError` is raised.
         context: the run's global context (``rt.context``); each run starts
-            from its own deep copy.
+            from its own deep copy, except for values wrapped in
+            :class:`~runtime.Shared`, which every run shares.
         save_state: write the run's state document when the run ends, however
             it ends, to ``<state_dir>/<name>.json``.
         end_on_error: end the whole run at the first failing node, even if a
@@ -87,7 +88,8 @@ class Flow(GraphMixin, Generic[P, T]):
             before it is stopped as a runaway cycle.
 
     Raises:
-        TypeError: no name, or *entry_point* is not a node.
+        TypeError: no name, *entry_point* is not a node, or a *context* value
+            can be neither deep-copied nor is wrapped in :class:`~runtime.Shared`.
         ValueError: a non-positive *timeout* or *max_steps*.
 
     .. versionadded:: 0.1
@@ -128,7 +130,7 @@ class Flow(GraphMixin, Generic[P, T]):
             None if entry_point is None else as_node(entry_point, where=f"Flow({name!r}, entry_point=...)")  # type: ignore[assignment]
         )
         self.timeout = timeout
-        self.context: dict[str, object] = copy_context(context or {})
+        self.context: dict[str, object] = copy_context(context or {}, where=f"Flow({name!r}, context=...)")
         self.save_state = save_state
         self.end_on_error = end_on_error
         self.state_dir = pathlib.Path(state_dir)
@@ -280,7 +282,7 @@ class Flow(GraphMixin, Generic[P, T]):
         entry = self._entry("invoke")
         entry.check_arguments(args, kwargs)
         run_id = metadata.run_id if metadata is not None and metadata.run_id else new_run_id()
-        state = JobState(job_id=run_id, flow_id=self.name, context=copy_context(self.context))
+        state = JobState(job_id=run_id, flow_id=self.name, context=copy_context(self.context, where=f"Flow({self.name!r}) run"))
         run = Run(
             state=state,
             flow_name=self.name,
