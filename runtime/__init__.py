@@ -46,6 +46,9 @@ from ._exceptions import (
     OutsideRunError as OutsideRunError,
 )
 from ._exceptions import (
+    OutsideTrioError as OutsideTrioError,
+)
+from ._exceptions import (
     RunCancelledError as RunCancelledError,
 )
 from ._exceptions import (
@@ -173,6 +176,7 @@ __all__ = [
     "NodeArgumentError",
     "NotANodeError",
     "OutsideRunError",
+    "OutsideTrioError",
     "RunCancelledError",
     "RunTimeoutError",
     "SessionClosedError",

@@ -35,6 +35,14 @@ class InvokeInsideTrioError(TrioflowError, RuntimeError):
 
 
 @final
+class OutsideTrioError(TrioflowError, RuntimeError):
+    """An async entry point was awaited outside a Trio run (from asyncio, say): trioflow runs on Trio.
+
+    .. versionadded:: 0.1
+    """
+
+
+@final
 class RunTimeoutError(TrioflowError, TimeoutError):
     """A run or job passed its ``timeout``; every node of it was cancelled first."""
 

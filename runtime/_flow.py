@@ -27,6 +27,7 @@ from ._publisher import Overflow, Subscription
 from ._run import Run, RunActor, RunResult
 from ._serialize import write_state_file
 from ._state import JobState
+from ._util import check_in_trio
 
 if TYPE_CHECKING:
     import os
@@ -192,7 +193,9 @@ class Flow(GraphMixin, Generic[P, T]):
         Raises:
             RunTimeoutError: the run passed its timeout.
             Exception: the node error that ended the run.
+            OutsideTrioError: awaited outside Trio (from asyncio, say).
         """
+        check_in_trio(f"Flow({self.name!r}).ainvoke(...)")
         return (await self._arun(args, kwargs)).unwrap()
 
     def run(self, *args: P.args, **kwargs: P.kwargs) -> RunResult[T]:
@@ -206,6 +209,7 @@ class Flow(GraphMixin, Generic[P, T]):
 
     async def arun(self, *args: P.args, **kwargs: P.kwargs) -> RunResult[T]:
         """Like :meth:`ainvoke`, but return the finished run's :class:`~runtime.RunResult`."""
+        check_in_trio(f"Flow({self.name!r}).arun(...)")
         return await self._arun(args, kwargs)
 
     @contextlib.asynccontextmanager
@@ -217,7 +221,11 @@ class Flow(GraphMixin, Generic[P, T]):
         status and result. Leaving the block early cancels the run; that is a
         normal end, not an error. A run that fails does not raise here: its
         error is in the ``run_finished`` event.
+
+        Raises:
+            OutsideTrioError: entered outside Trio (from asyncio, say).
         """
+        check_in_trio(f"async with Flow({self.name!r}).stream(...)", how="entered")
         async with self.open_stream(args, kwargs) as events:
             yield events
 
@@ -240,7 +248,11 @@ class Flow(GraphMixin, Generic[P, T]):
             buffer: events buffered for this subscriber.
             overflow: ``"block"`` holds the run back while the buffer is full;
                 ``"fail"`` ends the stream with ``SubscriberOverflowError``.
+
+        Raises:
+            OutsideTrioError: entered outside Trio (from asyncio, say).
         """
+        check_in_trio(f"async with Flow({self.name!r}).open_stream(...)", how="entered")
         subscription = Subscription(buffer, overflow)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._stream_run, args, kwargs, metadata, subscription)
@@ -282,7 +294,8 @@ class Flow(GraphMixin, Generic[P, T]):
         entry = self._entry("invoke")
         entry.check_arguments(args, kwargs)
         run_id = metadata.run_id if metadata is not None and metadata.run_id else new_run_id()
-        state = JobState(job_id=run_id, flow_id=self.name, context=copy_context(self.context, where=f"Flow({self.name!r}) run"))
+        context = copy_context(self.context, where=f"Flow({self.name!r}) run")
+        state = JobState(job_id=run_id, flow_id=self.name, context=context)
         run = Run(
             state=state,
             flow_name=self.name,

@@ -19,6 +19,7 @@ from ._job import Job, new_job_id
 from ._routine import ErrorHandler, Routine, default_error_handler
 from ._run import RunResult
 from ._state import JobState, _isolate
+from ._util import check_in_trio
 
 if TYPE_CHECKING:
     import pathlib
@@ -305,8 +306,12 @@ class GraphMixin:
         (undelivered messages listed, state saved if ``save_state``) and the
         cancellation propagates.
 
+        Raises:
+            OutsideTrioError: awaited outside Trio (from asyncio, say).
+
         .. versionadded:: 0.1
         """
+        check_in_trio(f"Flow({self.name!r}).aexecute(...)")
         job = self._new_job("aexecute", entry_id, entry_params, detached=True)
         await job._run()
         return job.state
@@ -324,9 +329,11 @@ class GraphMixin:
 
         Raises:
             GraphDefinitionError: as for :meth:`execute`.
+            OutsideTrioError: entered outside Trio (from asyncio, say).
 
         .. versionadded:: 0.1
         """
+        check_in_trio(f"async with Flow({self.name!r}).open_job(...)", how="entered")
         job = self._new_job("open_job", entry_id, entry_params, detached=False)
         try:
             async with trio.open_nursery() as nursery:

@@ -48,7 +48,7 @@ from ._holder import (
 )
 from ._metrics import WorkflowMetrics, _Counters
 from ._publisher import Subscription
-from ._util import NoPublicConstructor
+from ._util import NoPublicConstructor, check_in_trio
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -274,7 +274,9 @@ class SessionManager(Generic[T]):
 
         Raises:
             RuntimeError: the manager was opened before (it is one-way).
+            OutsideTrioError: entered outside Trio (from asyncio, say).
         """
+        check_in_trio(f"async with SessionManager({self._name!r})", how="entered")
         if self._state != _NEW:
             msg = (
                 f"SessionManager {self._name!r} was already opened once; a manager cannot be reopened "

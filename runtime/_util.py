@@ -2,9 +2,46 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TypeVar
 
+import trio
+
+from ._exceptions import OutsideTrioError
+
 T = TypeVar("T")
+
+
+def check_in_trio(call: str, *, how: str = "awaited") -> None:
+    """Raise :class:`OutsideTrioError` for *call* unless this task runs in a Trio run.
+
+    Awaited from asyncio, an async entry point would otherwise fail inside
+    Trio with an unrelated ``AttributeError``.
+
+    Args:
+        call: the async call, as the user wrote it (``Flow('etl').ainvoke(...)``).
+        how: ``"awaited"``, or ``"entered"`` for an async context manager.
+    """
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        pass
+    else:
+        return
+    where = "outside a Trio run"
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None:
+        try:
+            if asyncio.current_task() is not None:
+                where = "in asyncio"
+        except RuntimeError:  # no asyncio loop running in this thread
+            pass
+    msg = (
+        f"{call} was {how} {where}, but trioflow runs on Trio. From asyncio code, run it in a worker "
+        "thread with await asyncio.to_thread(flow.invoke, ...), or through trio-asyncio with "
+        "await trio_asyncio.trio_as_aio(flow.ainvoke)(...); from synchronous code, call flow.invoke(...)."
+    )
+    raise OutsideTrioError(msg)
 
 
 class NoPublicConstructor(type):

@@ -1,10 +1,13 @@
 """``rt.Flow``: invoke/ainvoke/run/arun, timeout, end_on_error, cancellation, saved state."""
 
+import asyncio
+import contextlib
 import json
 import logging
 import pathlib
 import re
 import socket
+from collections.abc import Callable, Coroutine
 
 import pytest
 import trio
@@ -196,6 +199,66 @@ async def test_a_run_within_its_timeout_completes(autojump_clock: trio.abc.Clock
         return "rested"
 
     assert await rt.Flow("nap", entry_point=nap, timeout=5).ainvoke() == "rested"
+
+
+# -- awaited from asyncio -----------------------------------------------------------
+
+_FROM_ASYNCIO_FIX = (
+    r", but trioflow runs on Trio\. From asyncio code, run it in a worker thread with "
+    r"await asyncio\.to_thread\(flow\.invoke, \.\.\.\), or through trio-asyncio with "
+    r"await trio_asyncio\.trio_as_aio\(flow\.ainvoke\)\(\.\.\.\); from synchronous code, call flow\.invoke\(\.\.\.\)\.$"
+)
+
+
+async def _enter(manager: contextlib.AbstractAsyncContextManager[object]) -> None:
+    async with manager:
+        pass
+
+
+def _graph_flow() -> rt.Flow[..., object]:
+    class Start(rt.Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.define_slot("go", handler=self.go)
+
+        def go(self, **data: object) -> None:
+            pass
+
+    flow: rt.Flow[..., object] = rt.Flow("graph")
+    flow.add_routine(Start(), "start")
+    return flow
+
+
+@pytest.mark.parametrize(
+    ("call", "label"),
+    [
+        (lambda flow: flow.ainvoke("Ann"), r"Flow\('greet'\)\.ainvoke\(\.\.\.\) was awaited"),
+        (lambda flow: flow.arun("Ann"), r"Flow\('greet'\)\.arun\(\.\.\.\) was awaited"),
+        (lambda flow: _enter(flow.stream("Ann")), r"async with Flow\('greet'\)\.stream\(\.\.\.\) was entered"),
+        (
+            lambda flow: _enter(flow.open_stream(("Ann",), {})),
+            r"async with Flow\('greet'\)\.open_stream\(\.\.\.\) was entered",
+        ),
+        (lambda _: _graph_flow().aexecute("start"), r"Flow\('graph'\)\.aexecute\(\.\.\.\) was awaited"),
+        (
+            lambda _: _enter(_graph_flow().open_job("start")),
+            r"async with Flow\('graph'\)\.open_job\(\.\.\.\) was entered",
+        ),
+    ],
+)
+def test_awaiting_a_flow_from_asyncio_says_trioflow_runs_on_trio(
+    call: Callable[[rt.Flow[..., str]], Coroutine[object, object, object]], label: str
+) -> None:
+    flow = rt.Flow("greet", entry_point=greet)
+    with pytest.raises(rt.OutsideTrioError, match=f"^{label} in asyncio{_FROM_ASYNCIO_FIX}"):
+        asyncio.run(call(flow))
+
+
+def test_a_flow_runs_from_asyncio_in_a_worker_thread() -> None:
+    async def main() -> str:
+        return await asyncio.to_thread(rt.Flow("greet", entry_point=greet).invoke, "Ann")
+
+    assert asyncio.run(main()) == "Hello, Ann!"
 
 
 # -- end_on_error ----------------------------------------------------------------
