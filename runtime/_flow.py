@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
+import os
 import pathlib
+import reprlib
 import uuid
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, final
 
 import outcome
@@ -30,8 +32,7 @@ from ._state import JobState
 from ._util import check_in_trio
 
 if TYPE_CHECKING:
-    import os
-    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from ._publisher import Event
 
@@ -59,6 +60,71 @@ def check_not_in_trio(call: str, *, instead: str) -> None:
         return
     msg = f"{call} was called inside a running Trio program, where it would block the loop. Use {instead}."
     raise InvokeInsideTrioError(msg)
+
+
+def _show(value: object) -> str:
+    """A short one-line repr of a user's value, for an error message."""
+    return reprlib.repr(value)
+
+
+def _check_name(name: object) -> None:
+    """Raise unless *name* is a non-empty string."""
+    if not isinstance(name, str):
+        msg = f"Flow(name={_show(name)}): name must be a non-empty string, not {type(name).__qualname__}."
+        raise TypeError(msg)
+    if not name:
+        msg = "Flow(name=''): name must be a non-empty string."
+        raise ValueError(msg)
+
+
+def _check_settings(
+    name: str,
+    *,
+    timeout: object,
+    context: object,
+    save_state: object,
+    end_on_error: object,
+    state_dir: object,
+) -> None:
+    """Raise an error naming the first of ``Flow``'s settings that it does not accept, and what it accepts."""
+    where = f"Flow({name!r}"
+    if timeout is not None:
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool):
+            msg = (
+                f"{where}, timeout={_show(timeout)}): timeout must be a positive number of seconds, or None."
+            )
+            raise TypeError(msg)
+        if not timeout > 0:  # NaN too
+            msg = f"{where}, timeout={timeout!r}): timeout must be a positive number of seconds, or None."
+            raise ValueError(msg)
+    if context is not None:
+        if not isinstance(context, Mapping):
+            msg = f"{where}, context={_show(context)}): context must be a mapping of str keys to values (a dict), or None."
+            raise TypeError(msg)
+        bad = next((key for key in context if not isinstance(key, str)), None)
+        if bad is not None:
+            msg = f"{where}, context=...): context keys must be str, not {_show(bad)} ({type(bad).__qualname__})."
+            raise TypeError(msg)
+    for label, value in (("save_state", save_state), ("end_on_error", end_on_error)):
+        if not isinstance(value, bool):
+            msg = f"{where}, {label}={_show(value)}): {label} must be True or False."
+            raise TypeError(msg)
+    if not isinstance(state_dir, str | os.PathLike):
+        msg = f"{where}, state_dir={_show(state_dir)}): state_dir must be a directory path (a str or os.PathLike)."
+        raise TypeError(msg)
+
+
+def _as_subscribers(name: str, subscribers: object) -> tuple[Callable[[Event], object], ...]:
+    """*subscribers* as a tuple, or an error naming the first that is not a callable."""
+    if isinstance(subscribers, str | bytes | Mapping) or not isinstance(subscribers, Iterable):
+        msg = f"Flow({name!r}, subscribers={_show(subscribers)}): subscribers must be a list of callables, each called with every rt.Event."
+        raise TypeError(msg)
+    found = tuple(subscribers)
+    for index, subscriber in enumerate(found):
+        if not callable(subscriber):
+            msg = f"Flow({name!r}, subscribers=...): subscribers[{index}] is {_show(subscriber)}, not a callable; each subscriber is called with every rt.Event."
+            raise TypeError(msg)
+    return found
 
 
 @final
@@ -89,9 +155,14 @@ class Flow(GraphMixin, Generic[P, T]):
             before it is stopped as a runaway cycle.
 
     Raises:
-        TypeError: no name, *entry_point* is not a node, or a *context* value
-            can be neither deep-copied nor is wrapped in :class:`~runtime.Shared`.
-        ValueError: a non-positive *timeout* or *max_steps*.
+        TypeError: a setting of the wrong type (a name that is not a string,
+            a *timeout* that is not a number, a *context* that is not a
+            mapping of str keys, a *state_dir* that is not a path, a
+            subscriber that is not callable, a *save_state* or
+            *end_on_error* that is not a bool); *entry_point* is not a node;
+            or a *context* value can be neither deep-copied nor is wrapped in
+            :class:`~runtime.Shared`. The message names the setting.
+        ValueError: an empty name, or a non-positive *timeout* or *max_steps*.
 
     .. versionadded:: 0.1
     """
@@ -116,16 +187,15 @@ class Flow(GraphMixin, Generic[P, T]):
         name = name if name is not None else flow_id
         if name is None:
             name = f"flow-{uuid.uuid4().hex[:8]}"
-        if not isinstance(name, str) or not name:
-            msg = f"Flow name must be a non-empty string, not {name!r}."
-            raise TypeError(msg)
-        if timeout is not None and not (
-            isinstance(timeout, int | float) and timeout > 0 and not math.isnan(timeout)
-        ):
-            msg = (
-                f"Flow({name!r}, timeout={timeout!r}): timeout must be a positive number of seconds, or None."
-            )
-            raise ValueError(msg)
+        _check_name(name)
+        _check_settings(
+            name,
+            timeout=timeout,
+            context=context,
+            save_state=save_state,
+            end_on_error=end_on_error,
+            state_dir=state_dir,
+        )
         self.name = name
         self.entry_point: Node[P, T] | None = (
             None if entry_point is None else as_node(entry_point, where=f"Flow({name!r}, entry_point=...)")  # type: ignore[assignment]
@@ -135,7 +205,7 @@ class Flow(GraphMixin, Generic[P, T]):
         self.save_state = save_state
         self.end_on_error = end_on_error
         self.state_dir = pathlib.Path(state_dir)
-        self.subscribers = tuple(subscribers)
+        self.subscribers = _as_subscribers(name, subscribers)
         GraphMixin.__init__(self, max_steps=max_steps)
 
     @property
@@ -289,7 +359,11 @@ class Flow(GraphMixin, Generic[P, T]):
         """
         if self.entry_point is None and self._routines:
             return await self._arun_graph(  # type: ignore[return-value]
-                args, kwargs, metadata=metadata, subscriptions=subscriptions, on_result=on_result  # type: ignore[arg-type]
+                args,
+                kwargs,
+                metadata=metadata,
+                subscriptions=subscriptions,
+                on_result=on_result,  # type: ignore[arg-type]
             )
         entry = self._entry("invoke")
         entry.check_arguments(args, kwargs)

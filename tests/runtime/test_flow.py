@@ -128,13 +128,96 @@ def test_entry_point_must_be_a_node() -> None:
         rt.Flow("x", entry_point=plain)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("timeout", [0, -1, float("nan"), "5"])
-def test_timeout_must_be_positive(timeout: object) -> None:
+@pytest.mark.parametrize(
+    ("timeout", "error"),
+    [(0, ValueError), (-1, ValueError), (float("nan"), ValueError), ("5", TypeError), (True, TypeError)],
+)
+def test_timeout_must_be_positive(timeout: object, error: type[Exception]) -> None:
     with pytest.raises(
-        ValueError,
+        error,
         match=rf"^Flow\('x', timeout={re.escape(repr(timeout))}\): timeout must be a positive number of seconds, or None\.$",
     ):
         rt.Flow("x", entry_point=greet, timeout=timeout)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (
+            {"context": [1, 2]},
+            TypeError,
+            r"Flow\('x', context=\[1, 2\]\): context must be a mapping of str keys to values \(a dict\), or None\.",
+        ),
+        (
+            {"context": "abc"},
+            TypeError,
+            r"Flow\('x', context='abc'\): context must be a mapping of str keys to values \(a dict\), or None\.",
+        ),
+        (
+            {"context": {1: "one"}},
+            TypeError,
+            r"Flow\('x', context=\.\.\.\): context keys must be str, not 1 \(int\)\.",
+        ),
+        (
+            {"state_dir": 123},
+            TypeError,
+            r"Flow\('x', state_dir=123\): state_dir must be a directory path \(a str or os\.PathLike\)\.",
+        ),
+        (
+            {"subscribers": [print, 42]},
+            TypeError,
+            r"Flow\('x', subscribers=\.\.\.\): subscribers\[1\] is 42, not a callable; "
+            r"each subscriber is called with every rt\.Event\.",
+        ),
+        (
+            {"subscribers": print},
+            TypeError,
+            r"Flow\('x', subscribers=<built-in function print>\): subscribers must be a list of callables, "
+            r"each called with every rt\.Event\.",
+        ),
+        (
+            {"save_state": "yes"},
+            TypeError,
+            r"Flow\('x', save_state='yes'\): save_state must be True or False\.",
+        ),
+        (
+            {"end_on_error": 1},
+            TypeError,
+            r"Flow\('x', end_on_error=1\): end_on_error must be True or False\.",
+        ),
+        (
+            {"context": list(range(100))},
+            TypeError,
+            r"Flow\('x', context=\[0, 1, 2, 3, 4, 5, \.\.\.\]\): context must be a mapping .*",
+        ),
+    ],
+)
+def test_each_bad_flow_setting_gets_a_one_line_error_naming_it(
+    kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=f"^{message}$") as info:
+        rt.Flow("x", entry_point=greet, **kwargs)  # type: ignore[arg-type]
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "error", "message"),
+    [
+        (3, TypeError, r"Flow\(name=3\): name must be a non-empty string, not int\."),
+        (b"etl", TypeError, r"Flow\(name=b'etl'\): name must be a non-empty string, not bytes\."),
+        ("", ValueError, r"Flow\(name=''\): name must be a non-empty string\."),
+    ],
+)
+def test_a_bad_flow_name_gets_a_one_line_error(name: object, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=f"^{message}$"):
+        rt.Flow(name, entry_point=greet)  # type: ignore[arg-type]
+
+
+def test_subscribers_may_be_any_iterable_of_callables() -> None:
+    events: list[rt.Event] = []
+    flow = rt.Flow("x", entry_point=greet, subscribers=(f for f in [events.append]))
+    assert flow.invoke("Ann") == "Hello, Ann!"
+    assert events[-1].kind is rt.EventKind.RUN_FINISHED
 
 
 def test_the_flows_context_is_copied_at_construction() -> None:
@@ -234,7 +317,10 @@ def _graph_flow() -> rt.Flow[..., object]:
     [
         (lambda flow: flow.ainvoke("Ann"), r"Flow\('greet'\)\.ainvoke\(\.\.\.\) was awaited"),
         (lambda flow: flow.arun("Ann"), r"Flow\('greet'\)\.arun\(\.\.\.\) was awaited"),
-        (lambda flow: _enter(flow.stream("Ann")), r"async with Flow\('greet'\)\.stream\(\.\.\.\) was entered"),
+        (
+            lambda flow: _enter(flow.stream("Ann")),
+            r"async with Flow\('greet'\)\.stream\(\.\.\.\) was entered",
+        ),
         (
             lambda flow: _enter(flow.open_stream(("Ann",), {})),
             r"async with Flow\('greet'\)\.open_stream\(\.\.\.\) was entered",
@@ -299,7 +385,9 @@ async def test_end_on_error_false_lets_the_parent_catch(autojump_clock: trio.abc
     assert finally_ran == ["sibling"]
 
 
-async def test_end_on_error_true_ends_the_run_although_the_parent_catches(autojump_clock: trio.abc.Clock) -> None:
+async def test_end_on_error_true_ends_the_run_although_the_parent_catches(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     finally_ran: list[str] = []
     flow = rt.Flow("strict", entry_point=_catching_parent(finally_ran), end_on_error=True)
     with pytest.raises(
@@ -313,7 +401,11 @@ async def test_end_on_error_true_ends_the_run_although_the_parent_catches(autoju
     result = await flow.arun()
     assert result.status is rt.Status.FAILED
     statuses = {r.node: r.status for r in result.state.requests.values()}
-    assert statuses == {"parent": rt.Status.CANCELLED, "failing": rt.Status.FAILED, "sibling": rt.Status.CANCELLED}
+    assert statuses == {
+        "parent": rt.Status.CANCELLED,
+        "failing": rt.Status.FAILED,
+        "sibling": rt.Status.CANCELLED,
+    }
 
 
 @rt.function_node
@@ -421,7 +513,9 @@ async def test_end_on_error_never_runs_the_except_of_any_ancestor() -> None:
 # -- cancellation from outside ------------------------------------------------------
 
 
-async def test_cancelling_ainvoke_cancels_the_run(autojump_clock: trio.abc.Clock, tmp_path: pathlib.Path) -> None:
+async def test_cancelling_ainvoke_cancels_the_run(
+    autojump_clock: trio.abc.Clock, tmp_path: pathlib.Path
+) -> None:
     finally_ran: list[str] = []
     events: list[rt.Event] = []
 
@@ -457,7 +551,9 @@ async def test_cancelling_ainvoke_cancels_the_run(autojump_clock: trio.abc.Clock
 
 
 def test_save_state_writes_the_state_document(tmp_path: pathlib.Path) -> None:
-    flow = rt.Flow("greet-flow", entry_point=greet, save_state=True, state_dir=tmp_path, context={"user_id": "123"})
+    flow = rt.Flow(
+        "greet-flow", entry_point=greet, save_state=True, state_dir=tmp_path, context={"user_id": "123"}
+    )
     result = flow.run("Ann")
     path = tmp_path / "greet-flow.json"
     assert flow.state_path == path
@@ -498,7 +594,9 @@ async def test_save_state_of_a_timed_out_run(autojump_clock: trio.abc.Clock, tmp
     assert state.requests["r1"].status is rt.Status.CANCELLED
 
 
-def test_overwriting_a_state_file_warns_naming_it(tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_overwriting_a_state_file_warns_naming_it(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
     flow = rt.Flow("my-unique-run", entry_point=greet, save_state=True, state_dir=tmp_path)
     with caplog.at_level(logging.WARNING):
         first = flow.run("a")
@@ -527,7 +625,7 @@ def test_unserializable_context_is_reported_by_path_and_the_result_is_kept(
     try:
         assert [r.getMessage() for r in caplog.records] == [
             f"Run {result.state.run_id} of flow 'sock': $.context.nested[0].fn, $.context.conn cannot be saved as "
-            f'JSON; the state file {tmp_path / "sock.json"} keeps their repr instead (listed under its '
+            f"JSON; the state file {tmp_path / 'sock.json'} keeps their repr instead (listed under its "
             '"unserializable" key).'
         ]
         assert result.status is rt.Status.COMPLETED
