@@ -22,6 +22,9 @@ from ._exceptions import (
     Busy as Busy,
 )
 from ._exceptions import (
+    DirectNodeCallWarning as DirectNodeCallWarning,
+)
+from ._exceptions import (
     EventDataError as EventDataError,
 )
 from ._exceptions import (
@@ -186,6 +189,7 @@ __all__ = [
     "UnserializableValueError",
     "WorkflowBuildError",
     "TrioflowDeprecationWarning",
+    "DirectNodeCallWarning",
 ]
 
 from types import FunctionType as _FunctionType

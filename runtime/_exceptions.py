@@ -117,3 +117,16 @@ class SubscriberOverflowError(TrioflowError):
     Raised from the subscriber's iterator after the events it did receive, so
     the loss is never silent.
     """
+
+
+@final
+class DirectNodeCallWarning(UserWarning):
+    """A node was called directly inside a run (``await node(x)``) instead of through ``rt.call``.
+
+    The call runs the function inline, as a plain function call: it is no
+    child request, is missing from the run's request tree and events, and
+    ``end_on_error`` and the argument checks of ``rt.call`` do not apply to
+    it. Warned once per node. Use ``await rt.call(node, x)``.
+
+    .. versionadded:: 0.1
+    """
