@@ -359,11 +359,7 @@ class Flow(GraphMixin, Generic[P, T]):
         """
         if self.entry_point is None and self._routines:
             return await self._arun_graph(  # type: ignore[return-value]
-                args,
-                kwargs,
-                metadata=metadata,
-                subscriptions=subscriptions,
-                on_result=on_result,  # type: ignore[arg-type]
+                args, kwargs, metadata=metadata, subscriptions=subscriptions, on_result=on_result  # type: ignore[arg-type]
             )
         entry = self._entry("invoke")
         entry.check_arguments(args, kwargs)

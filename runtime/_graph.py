@@ -243,7 +243,8 @@ class GraphMixin:
             msg = f"{api}({entry_id!r}, entry_params={entry_params!r}): entry_params is a dict of the entry slot's keyword arguments, or None."
             raise TypeError(msg)
         job_id = metadata.run_id if metadata is not None and metadata.run_id else new_job_id()
-        state = JobState(job_id=job_id, flow_id=self.name, context=copy_context(self.context, where=f"Flow({self.name!r}) job"))
+        context = copy_context(self.context, where=f"Flow({self.name!r}) job")
+        state = JobState(job_id=job_id, flow_id=self.name, context=context)
         return Job._create(
             flow=self._as_flow(),
             state=state,

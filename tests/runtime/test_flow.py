@@ -385,9 +385,7 @@ async def test_end_on_error_false_lets_the_parent_catch(autojump_clock: trio.abc
     assert finally_ran == ["sibling"]
 
 
-async def test_end_on_error_true_ends_the_run_although_the_parent_catches(
-    autojump_clock: trio.abc.Clock,
-) -> None:
+async def test_end_on_error_true_ends_the_run_although_the_parent_catches(autojump_clock: trio.abc.Clock) -> None:
     finally_ran: list[str] = []
     flow = rt.Flow("strict", entry_point=_catching_parent(finally_ran), end_on_error=True)
     with pytest.raises(
@@ -401,11 +399,7 @@ async def test_end_on_error_true_ends_the_run_although_the_parent_catches(
     result = await flow.arun()
     assert result.status is rt.Status.FAILED
     statuses = {r.node: r.status for r in result.state.requests.values()}
-    assert statuses == {
-        "parent": rt.Status.CANCELLED,
-        "failing": rt.Status.FAILED,
-        "sibling": rt.Status.CANCELLED,
-    }
+    assert statuses == {"parent": rt.Status.CANCELLED, "failing": rt.Status.FAILED, "sibling": rt.Status.CANCELLED}
 
 
 @rt.function_node
@@ -513,9 +507,7 @@ async def test_end_on_error_never_runs_the_except_of_any_ancestor() -> None:
 # -- cancellation from outside ------------------------------------------------------
 
 
-async def test_cancelling_ainvoke_cancels_the_run(
-    autojump_clock: trio.abc.Clock, tmp_path: pathlib.Path
-) -> None:
+async def test_cancelling_ainvoke_cancels_the_run(autojump_clock: trio.abc.Clock, tmp_path: pathlib.Path) -> None:
     finally_ran: list[str] = []
     events: list[rt.Event] = []
 
@@ -551,9 +543,7 @@ async def test_cancelling_ainvoke_cancels_the_run(
 
 
 def test_save_state_writes_the_state_document(tmp_path: pathlib.Path) -> None:
-    flow = rt.Flow(
-        "greet-flow", entry_point=greet, save_state=True, state_dir=tmp_path, context={"user_id": "123"}
-    )
+    flow = rt.Flow("greet-flow", entry_point=greet, save_state=True, state_dir=tmp_path, context={"user_id": "123"})
     result = flow.run("Ann")
     path = tmp_path / "greet-flow.json"
     assert flow.state_path == path
@@ -594,9 +584,7 @@ async def test_save_state_of_a_timed_out_run(autojump_clock: trio.abc.Clock, tmp
     assert state.requests["r1"].status is rt.Status.CANCELLED
 
 
-def test_overwriting_a_state_file_warns_naming_it(
-    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_overwriting_a_state_file_warns_naming_it(tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture) -> None:
     flow = rt.Flow("my-unique-run", entry_point=greet, save_state=True, state_dir=tmp_path)
     with caplog.at_level(logging.WARNING):
         first = flow.run("a")
@@ -625,7 +613,7 @@ def test_unserializable_context_is_reported_by_path_and_the_result_is_kept(
     try:
         assert [r.getMessage() for r in caplog.records] == [
             f"Run {result.state.run_id} of flow 'sock': $.context.nested[0].fn, $.context.conn cannot be saved as "
-            f"JSON; the state file {tmp_path / 'sock.json'} keeps their repr instead (listed under its "
+            f'JSON; the state file {tmp_path / "sock.json"} keeps their repr instead (listed under its '
             '"unserializable" key).'
         ]
         assert result.status is rt.Status.COMPLETED
