@@ -13,6 +13,7 @@ from ._call import call as call
 from ._call import call_batch as call_batch
 from ._call import log as log
 from ._context import RequestMetadata as RequestMetadata
+from ._context import Shared as Shared
 from ._context import context as context
 from ._context import request as request
 from ._core import RunResult as RunResult
@@ -22,6 +23,9 @@ from ._deprecate import deprecate_attributes as _deprecate_attributes
 from ._deprecate import session as session
 from ._exceptions import (
     BusyError as BusyError,
+)
+from ._exceptions import (
+    DirectNodeCallWarning as DirectNodeCallWarning,
 )
 from ._exceptions import (
     EventDataError as EventDataError,
@@ -46,6 +50,9 @@ from ._exceptions import (
 )
 from ._exceptions import (
     OutsideRunError as OutsideRunError,
+)
+from ._exceptions import (
+    OutsideTrioError as OutsideTrioError,
 )
 from ._exceptions import (
     RoutineCallError as RoutineCallError,
@@ -134,6 +141,7 @@ __all__ = [
     "broadcast",
     "log",
     "context",
+    "Shared",
     "request",
     "RequestMetadata",
     "Flow",
@@ -178,6 +186,7 @@ __all__ = [
     "NodeArgumentError",
     "NotANodeError",
     "OutsideRunError",
+    "OutsideTrioError",
     "RoutineCallError",
     "RunCancelledError",
     "RunTimeoutError",
@@ -188,6 +197,7 @@ __all__ = [
     "UnserializableValueError",
     "WorkflowBuildError",
     "TrioflowDeprecationWarning",
+    "DirectNodeCallWarning",
 ]
 
 from types import FunctionType as _FunctionType

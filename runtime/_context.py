@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
-from typing import TYPE_CHECKING, Protocol, final
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, final
 
 import attrs
 
@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
     from ._run import NodeActor
     from ._state import JobState
+
+T = TypeVar("T")
 
 
 @final
@@ -135,12 +137,56 @@ _MISSING = object()
 
 
 @final
+class Shared(Generic[T]):
+    """A context value shared by reference between runs, on purpose.
+
+    Each run starts from a deep copy of its Flow's ``context``, so nothing one
+    run writes is seen by another. A value that must not be copied (a database
+    pool, a client holding a socket, a lock the runs coordinate through) is
+    wrapped: ``Flow(..., context={"db": rt.Shared(pool)})``. Every run then
+    sees that one object, and ``rt.context.get("db")`` returns it (not the
+    wrapper); whatever a run does to it, the other runs see. A value that can
+    be neither deep-copied nor is wrapped is refused, naming its key.
+
+    The wrapper is what the run's :class:`~runtime.JobState` context holds,
+    so a saved state document keeps its ``repr``.
+
+    Attributes:
+        value: the shared object.
+
+    .. versionadded:: 0.1
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        if isinstance(value, Shared):
+            value = value.value
+        self.value: T = value
+
+    def __repr__(self) -> str:
+        return f"Shared({self.value!r})"
+
+    def __copy__(self) -> Shared[T]:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Shared[T]:
+        return self
+
+
+def _unwrap(value: object) -> object:
+    return value.value if isinstance(value, Shared) else value
+
+
+@final
 class _RunContext:
     """The global context of the current run: ``rt.context``.
 
     Each run starts from a deep copy of its Flow's ``context``, so writes here,
     in-place changes to mutable values included, are seen by this run's nodes
-    only: never by another run, nor by the Flow's dict.
+    only: never by another run, nor by the Flow's dict. A value wrapped in
+    :class:`~runtime.Shared` is the exception: every run sees that one object,
+    and :meth:`get` returns it unwrapped.
 
     .. versionadded:: 0.1
     """
@@ -148,11 +194,15 @@ class _RunContext:
     __slots__ = ()
 
     def get(self, key: str, default: object = None) -> object:
-        """The value under *key*, or *default*."""
-        return current_run("rt.context.get()").state.context.get(key, default)
+        """The value under *key* (a :class:`~runtime.Shared` one unwrapped), or *default*."""
+        return _unwrap(current_run("rt.context.get()").state.context.get(key, default))
 
     def put(self, key: str, value: object) -> None:
-        """Set *key* to *value* for the rest of this run."""
+        """Set *key* to *value* for the rest of this run.
+
+        The value is this run's own: it is never copied into another run, so
+        it need not be copyable.
+        """
         current_run("rt.context.put()").state.context[key] = value
 
     def update(self, values: Mapping[str, object]) -> None:
@@ -176,29 +226,40 @@ class _RunContext:
         return key in current_run("rt.context").state.context
 
     def as_dict(self) -> dict[str, object]:
-        """A deep copy of the whole context."""
-        return copy.deepcopy(current_run("rt.context.as_dict()").state.context)
+        """A deep copy of the whole context; :class:`~runtime.Shared` values are the shared objects.
+
+        Raises:
+            TypeError: a value put in this run can be neither deep-copied nor
+                is wrapped in :class:`~runtime.Shared`; the message names its key.
+        """
+        copied = copy_context(current_run("rt.context.as_dict()").state.context, where="rt.context.as_dict()")
+        return {key: _unwrap(value) for key, value in copied.items()}
 
 
 context = _RunContext()
 
 
-def copy_context(context: Mapping[str, object]) -> dict[str, object]:
-    """A deep copy of *context* for one run.
+def copy_context(context: Mapping[str, object], *, where: str) -> dict[str, object]:
+    """A deep copy of *context* for one run: :class:`Shared` values by reference.
 
-    A value that cannot be deep-copied (a socket, a lock, a client holding
-    one) is shared as it is: such resources cannot be duplicated, and a run
-    that uses one must coordinate through it anyway. Everything else, nested
-    containers and their in-place changes included, is the run's own.
+    Raises:
+        TypeError: a value can be neither deep-copied nor is wrapped in
+            :class:`Shared`; the message names its key and the fix, with
+            *where* (the API that copied it).
     """
     try:
         return copy.deepcopy(dict(context))
     except (TypeError, copy.Error):
-        copied: dict[str, object] = {}
-        for key, value in context.items():
-            try:
-                copied[key] = copy.deepcopy(value)
-            except (TypeError, copy.Error):
-                copied[key] = value
-        return copied
-
+        pass
+    copied: dict[str, object] = {}
+    for key, value in context.items():
+        try:
+            copied[key] = copy.deepcopy(value)
+        except (TypeError, copy.Error) as exc:
+            msg = (
+                f"{where}: the context value under {key!r} ({type(value).__qualname__}) cannot be deep-copied "
+                f"({exc}), and each run starts from its own deep copy of the context. To share that one object "
+                f"between runs on purpose, wrap it: {{{key!r}: rt.Shared(value)}}; or create it inside the run."
+            )
+            raise TypeError(msg) from None
+    return copied

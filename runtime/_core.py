@@ -9,8 +9,10 @@ import this module and neither imports the other nor ``_flow``. It holds:
 - :class:`RunResult`, how a finished run ended, returned by both engines;
 - how a run ends: :func:`end_state` (the final status, error and result in the
   state, and the ``run_finished`` payload), :func:`timeout_error`,
-  :func:`cancelled_error` and :func:`save_state`;
-- the not-inside-Trio check of the synchronous entry points.
+  :func:`cancelled_error` and :func:`save_state`.
+
+The checks that an entry point runs where it can (``check_not_in_trio``,
+``check_in_trio``) sit lower still, in ``_util``, for the sessions too.
 """
 
 from __future__ import annotations
@@ -22,9 +24,8 @@ import uuid
 from typing import TYPE_CHECKING, Generic, TypeVar, final
 
 import attrs
-import trio
 
-from ._exceptions import InvokeInsideTrioError, RunCancelledError, RunTimeoutError
+from ._exceptions import RunCancelledError, RunTimeoutError
 from ._serialize import write_state_file
 from ._state import ErrorSummary, JobState, Status
 
@@ -177,21 +178,3 @@ def save_state(settings: RunSettings, state: JobState) -> None:
             settings.name,
             settings.state_path,
         )
-
-
-# -- the synchronous entry points --------------------------------------------------
-
-
-def check_not_in_trio(call: str, *, instead: str) -> None:
-    """Raise :class:`InvokeInsideTrioError` for *call* if a Trio loop runs in this thread.
-
-    Args:
-        call: the synchronous call, as the user wrote it (``Flow('etl').invoke(...)``).
-        instead: what to do in Trio code (``await Flow('etl').ainvoke(...)``).
-    """
-    try:
-        trio.lowlevel.current_trio_token()
-    except RuntimeError:
-        return
-    msg = f"{call} was called inside a running Trio program, where it would block the loop. Use {instead}."
-    raise InvokeInsideTrioError(msg)

@@ -40,6 +40,14 @@ class InvokeInsideTrioError(TrioflowError, RuntimeError):
 
 
 @final
+class OutsideTrioError(TrioflowError, RuntimeError):
+    """An async entry point was awaited outside a Trio run (from asyncio, say): trioflow runs on Trio.
+
+    .. versionadded:: 0.1
+    """
+
+
+@final
 class RunTimeoutError(TrioflowError, TimeoutError):
     """A run or job passed its ``timeout``; every node of it was cancelled first."""
 
@@ -117,4 +125,17 @@ class SubscriberOverflowError(TrioflowError):
 
     Raised from the subscriber's iterator after the events it did receive, so
     the loss is never silent.
+    """
+
+
+@final
+class DirectNodeCallWarning(UserWarning):
+    """A node was called directly inside a run (``await node(x)``) instead of through ``rt.call``.
+
+    The call runs the function inline, as a plain function call: it is no
+    child request, is missing from the run's request tree and events, and
+    ``end_on_error`` and the argument checks of ``rt.call`` do not apply to
+    it. Warned once per node. Use ``await rt.call(node, x)``.
+
+    .. versionadded:: 0.1
     """

@@ -14,26 +14,28 @@ engine imports this module.
 from __future__ import annotations
 
 import contextlib
-import math
+import os
 import pathlib
+import reprlib
 import types
 import uuid
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, cast, final
 
 import trio
 
 from ._context import RequestMetadata, copy_context
-from ._core import RunResult, RunSettings, check_not_in_trio
+from ._core import RunResult, RunSettings
 from ._exceptions import GraphDefinitionError, TrioflowError
 from ._graph import Graph
 from ._node import Node, as_node
 from ._publisher import Overflow, Subscription
 from ._run import run_flow
+from ._util import check_in_trio, check_not_in_trio
 
 if TYPE_CHECKING:
-    import os
     import threading
-    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from ._job import Job
     from ._node import AnyNode
@@ -45,6 +47,71 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+
+def _show(value: object) -> str:
+    """A short one-line repr of a user's value, for an error message."""
+    return reprlib.repr(value)
+
+
+def _check_name(name: object) -> None:
+    """Raise unless *name* is a non-empty string."""
+    if not isinstance(name, str):
+        msg = f"Flow(name={_show(name)}): name must be a non-empty string, not {type(name).__qualname__}."
+        raise TypeError(msg)
+    if not name:
+        msg = "Flow(name=''): name must be a non-empty string."
+        raise ValueError(msg)
+
+
+def _check_settings(
+    name: str,
+    *,
+    timeout: object,
+    context: object,
+    save_state: object,
+    end_on_error: object,
+    state_dir: object,
+) -> None:
+    """Raise an error naming the first of ``Flow``'s settings that it does not accept, and what it accepts."""
+    where = f"Flow({name!r}"
+    if timeout is not None:
+        if not isinstance(timeout, int | float) or isinstance(timeout, bool):
+            msg = (
+                f"{where}, timeout={_show(timeout)}): timeout must be a positive number of seconds, or None."
+            )
+            raise TypeError(msg)
+        if not timeout > 0:  # NaN too
+            msg = f"{where}, timeout={timeout!r}): timeout must be a positive number of seconds, or None."
+            raise ValueError(msg)
+    if context is not None:
+        if not isinstance(context, Mapping):
+            msg = f"{where}, context={_show(context)}): context must be a mapping of str keys to values (a dict), or None."
+            raise TypeError(msg)
+        bad = next((key for key in context if not isinstance(key, str)), None)
+        if bad is not None:
+            msg = f"{where}, context=...): context keys must be str, not {_show(bad)} ({type(bad).__qualname__})."
+            raise TypeError(msg)
+    for label, value in (("save_state", save_state), ("end_on_error", end_on_error)):
+        if not isinstance(value, bool):
+            msg = f"{where}, {label}={_show(value)}): {label} must be True or False."
+            raise TypeError(msg)
+    if not isinstance(state_dir, str | os.PathLike):
+        msg = f"{where}, state_dir={_show(state_dir)}): state_dir must be a directory path (a str or os.PathLike)."
+        raise TypeError(msg)
+
+
+def _as_subscribers(name: str, subscribers: object) -> tuple[Callable[[Event], object], ...]:
+    """*subscribers* as a tuple, or an error naming the first that is not a callable."""
+    if isinstance(subscribers, str | bytes | Mapping) or not isinstance(subscribers, Iterable):
+        msg = f"Flow({name!r}, subscribers={_show(subscribers)}): subscribers must be a list of callables, each called with every rt.Event."
+        raise TypeError(msg)
+    found = tuple(subscribers)
+    for index, subscriber in enumerate(found):
+        if not callable(subscriber):
+            msg = f"Flow({name!r}, subscribers=...): subscribers[{index}] is {_show(subscriber)}, not a callable; each subscriber is called with every rt.Event."
+            raise TypeError(msg)
+    return found
 
 
 @final
@@ -59,7 +126,8 @@ class Flow(Generic[P, T]):
             is cancelled (their ``finally`` blocks run) before
             :class:`~runtime.RunTimeoutError` is raised.
         context: the run's global context (``rt.context``); each run starts
-            from its own deep copy.
+            from its own deep copy, except for values wrapped in
+            :class:`~runtime.Shared`, which every run shares.
         save_state: write the run's state document when the run ends, however
             it ends, to ``<state_dir>/<name>.json``.
         end_on_error: end the whole run at the first failing node, even if a
@@ -80,8 +148,14 @@ class Flow(Generic[P, T]):
             *timeout*, or until the caller cancels it.
 
     Raises:
-        TypeError: no name, or *entry_point* is not a node.
-        ValueError: a non-positive *timeout* or *max_steps*.
+        TypeError: a setting of the wrong type (a name that is not a string,
+            a *timeout* that is not a number, a *context* that is not a
+            mapping of str keys, a *state_dir* that is not a path, a
+            subscriber that is not callable, a *save_state* or
+            *end_on_error* that is not a bool); *entry_point* is not a node;
+            or a *context* value can be neither deep-copied nor is wrapped in
+            :class:`~runtime.Shared`. The message names the setting.
+        ValueError: an empty name, or a non-positive *timeout* or *max_steps*.
 
     .. versionadded:: 0.1
     """
@@ -107,26 +181,25 @@ class Flow(Generic[P, T]):
         name = name if name is not None else flow_id
         if name is None:
             name = f"flow-{uuid.uuid4().hex[:8]}"
-        if not isinstance(name, str) or not name:
-            msg = f"Flow name must be a non-empty string, not {name!r}."
-            raise TypeError(msg)
-        if timeout is not None and not (
-            isinstance(timeout, int | float) and timeout > 0 and not math.isnan(timeout)
-        ):
-            msg = (
-                f"Flow({name!r}, timeout={timeout!r}): timeout must be a positive number of seconds, or None."
-            )
-            raise ValueError(msg)
+        _check_name(name)
+        _check_settings(
+            name,
+            timeout=timeout,
+            context=context,
+            save_state=save_state,
+            end_on_error=end_on_error,
+            state_dir=state_dir,
+        )
         self.name = name
         self.entry_point: Node[P, T] | None = (
             None if entry_point is None else as_node(entry_point, where=f"Flow({name!r}, entry_point=...)")  # type: ignore[assignment]
         )
         self.timeout = timeout
-        self.context: dict[str, object] = copy_context(context or {})
+        self.context: dict[str, object] = copy_context(context or {}, where=f"Flow({name!r}, context=...)")
         self.save_state = save_state
         self.end_on_error = end_on_error
         self.state_dir = pathlib.Path(state_dir)
-        self.subscribers = tuple(subscribers)
+        self.subscribers = _as_subscribers(name, subscribers)
         self.recorders = tuple(recorders)
         for recorder in self.recorders:
             if not callable(getattr(recorder, "record", None)):
@@ -189,7 +262,9 @@ class Flow(Generic[P, T]):
         Raises:
             RunTimeoutError: the run passed its timeout.
             Exception: the node error that ended the run.
+            OutsideTrioError: awaited outside Trio (from asyncio, say).
         """
+        check_in_trio(f"Flow({self.name!r}).ainvoke(...)")
         return (await self._arun(args, kwargs)).unwrap()
 
     def run(self, *args: P.args, **kwargs: P.kwargs) -> RunResult[T]:
@@ -203,6 +278,7 @@ class Flow(Generic[P, T]):
 
     async def arun(self, *args: P.args, **kwargs: P.kwargs) -> RunResult[T]:
         """Like :meth:`ainvoke`, but return the finished run's :class:`~runtime.RunResult`."""
+        check_in_trio(f"Flow({self.name!r}).arun(...)")
         return await self._arun(args, kwargs)
 
     @contextlib.asynccontextmanager
@@ -214,7 +290,11 @@ class Flow(Generic[P, T]):
         status and result. Leaving the block early cancels the run; that is a
         normal end, not an error. A run that fails does not raise here: its
         error is in the ``run_finished`` event.
+
+        Raises:
+            OutsideTrioError: entered outside Trio (from asyncio, say).
         """
+        check_in_trio(f"async with Flow({self.name!r}).stream(...)", how="entered")
         async with self._open_stream(args, kwargs) as events:
             yield events
 
@@ -237,6 +317,8 @@ class Flow(Generic[P, T]):
             buffer: events buffered for this subscriber.
             overflow: ``"block"`` holds the run back while the buffer is full;
                 ``"fail"`` ends the stream with ``SubscriberOverflowError``.
+
+        The public entry points check that they run in Trio before they get here.
         """
         subscription = Subscription(buffer, overflow)
         async with trio.open_nursery() as nursery:
@@ -460,8 +542,12 @@ class Flow(Generic[P, T]):
         (undelivered messages listed, state saved if ``save_state``) and the
         cancellation propagates.
 
+        Raises:
+            OutsideTrioError: awaited outside Trio (from asyncio, say).
+
         .. versionadded:: 0.1
         """
+        check_in_trio(f"Flow({self.name!r}).aexecute(...)")
         return await self._graph.aexecute(self._settings(), self._any(), entry_id, entry_params)
 
     @contextlib.asynccontextmanager
@@ -477,9 +563,11 @@ class Flow(Generic[P, T]):
 
         Raises:
             GraphDefinitionError: as for :meth:`execute`.
+            OutsideTrioError: entered outside Trio (from asyncio, say).
 
         .. versionadded:: 0.1
         """
+        check_in_trio(f"async with Flow({self.name!r}).open_job(...)", how="entered")
         async with self._graph.open_job(self._settings(), self._any(), entry_id, entry_params) as job:
             yield job
 

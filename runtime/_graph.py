@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, cast
 
 import trio
 
-from ._core import RunResult, check_not_in_trio, new_job_id
+from ._core import RunResult, new_job_id
 from ._exceptions import GraphDefinitionError, JobStateError
 from ._job import Job
 from ._routine import ErrorHandler, Routine, RoutineProps, default_error_handler
 from ._state import JobState, _isolate
+from ._util import check_not_in_trio
 
 if TYPE_CHECKING:
     import threading

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from typing import TYPE_CHECKING, Generic, ParamSpec, Protocol, TypeAlias, TypeVar, cast, final, overload
 
 import trio
 
-from ._exceptions import NodeArgumentError, NotANodeError
+from ._context import current_frame
+from ._exceptions import DirectNodeCallWarning, NodeArgumentError, NotANodeError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -23,8 +25,11 @@ _SIMPLE_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD,)
 class Node(Generic[P, T]):
     """A function that a run can call as a node: see :func:`function_node`.
 
-    Calling a node directly calls the function, outside any run. Inside a run,
-    ``await rt.call(node, ...)`` runs it as a child request instead.
+    Calling a node directly calls the function, as a plain function. Inside a
+    run, call it with ``await rt.call(node, ...)``, which runs it as a child
+    request; calling it directly there (``await node(...)``) runs it inline,
+    missing from the request tree, and warns with
+    :class:`~runtime.DirectNodeCallWarning` (once per node).
 
     Attributes:
         name: the node's name in request trees, events and errors.
@@ -41,6 +46,7 @@ class Node(Generic[P, T]):
         "_names",
         "_required",
         "_simple",
+        "_warned",
         "fn",
         "is_async",
         "name",
@@ -76,12 +82,27 @@ class Node(Generic[P, T]):
         self._simple = all(p.kind in _SIMPLE_KINDS for p in params)
         self._names = tuple(p.name for p in params)
         self._required = frozenset(p.name for p in params if p.default is inspect.Parameter.empty)
+        self._warned = False
         functools.update_wrapper(self, fn)
 
     def __repr__(self) -> str:
         return f"<Node {self.name}{self.signature}>"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T | Awaitable[T]:
+        """Call the function directly, as a plain function call.
+
+        Inside a run this warns (once per node) with
+        :class:`~runtime.DirectNodeCallWarning`: use ``await rt.call(node, ...)``.
+        """
+        if not self._warned and current_frame.get(None) is not None:
+            self._warned = True
+            where = "await " if self.is_async else ""
+            msg = (
+                f"{where}{self.name}(...) called node {self.name!r} directly inside a run: it ran inline as a plain "
+                f"function call, is no child request, and is missing from the run's request tree. Use "
+                f"await rt.call({self.name}, ...) to run it as a child request. (Warned once per node.)"
+            )
+            warnings.warn(msg, DirectNodeCallWarning, stacklevel=2)
         return self.fn(*args, **kwargs)
 
     def check_arguments(self, args: tuple[object, ...], kwargs: Mapping[str, object]) -> None:

@@ -505,7 +505,8 @@ async def run_flow(
     """
     entry.check_arguments(args, kwargs)
     run_id = metadata.run_id if metadata is not None and metadata.run_id else new_run_id()
-    state = JobState(job_id=run_id, flow_id=settings.name, context=copy_context(settings.context))
+    context = copy_context(settings.context, where=f"Flow({settings.name!r}) run")
+    state = JobState(job_id=run_id, flow_id=settings.name, context=context)
     run = Run(
         state=state,
         flow_name=settings.name,

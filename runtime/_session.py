@@ -52,7 +52,7 @@ from ._holder import (
 )
 from ._metrics import WorkflowMetrics
 from ._publisher import Subscription
-from ._util import NoPublicConstructor
+from ._util import NoPublicConstructor, check_in_trio
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -275,7 +275,9 @@ class SessionManager(Generic[T]):
 
         Raises:
             RuntimeError: the manager was opened before (it is one-way).
+            OutsideTrioError: entered outside Trio (from asyncio, say).
         """
+        check_in_trio(f"async with SessionManager({self._settings.name!r})", how="entered")
         registry = self._registry
         if registry.state != NEW:
             msg = (

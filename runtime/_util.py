@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
+
+import trio
+
+from ._exceptions import InvokeInsideTrioError, OutsideTrioError
 
 if TYPE_CHECKING:
     from ._flow import Flow
@@ -12,6 +17,53 @@ T = TypeVar("T")
 #: A Flow of any signature: what routine graphs, sessions and the CLI hand around
 #: without calling its entry point with typed arguments.
 AnyFlow: TypeAlias = "Flow[..., object]"  # type: ignore[explicit-any]
+
+
+def check_not_in_trio(call: str, *, instead: str) -> None:
+    """Raise :class:`InvokeInsideTrioError` for *call* if a Trio loop runs in this thread.
+
+    Args:
+        call: the synchronous call, as the user wrote it (``Flow('etl').invoke(...)``).
+        instead: what to do in Trio code (``await Flow('etl').ainvoke(...)``).
+    """
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        return
+    msg = f"{call} was called inside a running Trio program, where it would block the loop. Use {instead}."
+    raise InvokeInsideTrioError(msg)
+
+
+def check_in_trio(call: str, *, how: str = "awaited") -> None:
+    """Raise :class:`OutsideTrioError` for *call* unless this task runs in a Trio run.
+
+    Awaited from asyncio, an async entry point would otherwise fail inside
+    Trio with an unrelated ``AttributeError``.
+
+    Args:
+        call: the async call, as the user wrote it (``Flow('etl').ainvoke(...)``).
+        how: ``"awaited"``, or ``"entered"`` for an async context manager.
+    """
+    try:
+        trio.lowlevel.current_trio_token()
+    except RuntimeError:
+        pass
+    else:
+        return
+    where = "outside a Trio run"
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None:
+        try:
+            if asyncio.current_task() is not None:
+                where = "in asyncio"
+        except RuntimeError:  # no asyncio loop running in this thread
+            pass
+    msg = (
+        f"{call} was {how} {where}, but trioflow runs on Trio. From asyncio code, run it in a worker "
+        "thread with await asyncio.to_thread(flow.invoke, ...), or through trio-asyncio with "
+        "await trio_asyncio.trio_as_aio(flow.ainvoke)(...); from synchronous code, call flow.invoke(...)."
+    )
+    raise OutsideTrioError(msg)
 
 
 class NoPublicConstructor(type):

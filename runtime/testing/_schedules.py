@@ -175,7 +175,7 @@ def run_many_with_schedule(
     if len(kwarg_sets) != len(arg_sets):
         msg = f"run_many_with_schedule(): {len(arg_sets)} argument sets but {len(kwarg_sets)} keyword sets; give one of each per run."
         raise ValueError(msg)
-    from .._core import check_not_in_trio
+    from .._util import check_not_in_trio
 
     check_not_in_trio(
         "run_with_schedule(flow, ...)",

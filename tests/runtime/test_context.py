@@ -89,22 +89,85 @@ def test_in_place_changes_never_reach_the_flow_or_the_next_run() -> None:
     assert flow.context == {"items": [], "nested": {"deep": []}}
 
 
-def test_a_value_that_cannot_be_copied_is_shared_and_the_rest_still_copied() -> None:
-    """A lock (or socket, or client) cannot be deep-copied: each run gets the
-    same object, while the context's other values are still the run's own."""
+def test_a_value_marked_shared_is_the_same_object_in_every_run_and_the_rest_still_copied() -> None:
+    """A lock (or socket, or client) wrapped in rt.Shared: each run gets the
+    same object, unwrapped, while the context's other values are still the run's own."""
     lock = threading.Lock()
+    cache: dict[str, int] = {}
     items: list[int] = [1]
+    seen: list[object] = []
 
     @rt.function_node
-    async def use() -> bool:
+    async def use() -> int:
         rt.context.get("items").append(2)  # type: ignore[attr-defined]
-        return rt.context.get("lock") is lock
+        shared_cache = rt.context.get("cache")
+        assert isinstance(shared_cache, dict)
+        shared_cache["runs"] = shared_cache.get("runs", 0) + 1  # seen by the next run, on purpose
+        seen.append(rt.context.get("lock"))
+        snapshot = rt.context.as_dict()
+        assert snapshot["lock"] is lock
+        assert snapshot["cache"] is shared_cache
+        assert snapshot["items"] == [1, 2]
+        return int(shared_cache["runs"])
 
-    flow = _flow(use, lock=lock, items=items)
-    assert flow.invoke() is True
-    assert flow.invoke() is True
+    flow = _flow(use, lock=rt.Shared(lock), cache=rt.Shared(cache), items=items)
+    assert flow.invoke() == 1
+    assert flow.invoke() == 2
+    assert seen == [lock, lock]
+    assert all(value is lock for value in seen)
+    assert cache == {"runs": 2}
     assert items == [1]
     assert flow.context["items"] == [1]
+
+
+def test_a_value_that_can_be_neither_copied_nor_is_shared_is_refused_naming_its_key() -> None:
+    @rt.function_node
+    async def use() -> None: ...
+
+    with pytest.raises(
+        TypeError,
+        match=r"^Flow\('use', context=\.\.\.\): the context value under 'lock' \(lock\) cannot be deep-copied "
+        r"\(cannot pickle '_thread\.lock' object\), and each run starts from its own deep copy of the context\. "
+        r"To share that one object between runs on purpose, wrap it: \{'lock': rt\.Shared\(value\)\}; "
+        r"or create it inside the run\.$",
+    ):
+        _flow(use, ok=[1], lock=threading.Lock())
+    with pytest.raises(
+        TypeError, match=r"^Flow\('use', context=\.\.\.\): the context value under 'nested' \(dict\)"
+    ):
+        _flow(use, nested={"inner": threading.Lock()})
+
+
+def test_an_uncopyable_value_put_in_a_run_stays_in_that_run() -> None:
+    """put() never copies: the run's own value need not be copyable; as_dict() says which key to wrap."""
+    lock = threading.Lock()
+    seen: list[object] = []
+
+    @rt.function_node
+    async def use() -> None:
+        rt.context.put("lock", lock)
+        seen.append(rt.context.get("lock"))
+        rt.context.as_dict()
+
+    flow = _flow(use)
+    with pytest.raises(
+        TypeError,
+        match=r"^rt\.context\.as_dict\(\): the context value under 'lock' \(lock\) cannot be deep-copied",
+    ):
+        flow.invoke()
+    assert seen == [lock]
+    assert "lock" not in flow.context
+
+
+def test_shared_is_never_copied_nor_nested() -> None:
+    import copy
+
+    value = object()
+    shared = rt.Shared(value)
+    assert copy.copy(shared) is shared
+    assert copy.deepcopy({"k": [shared]})["k"][0] is shared
+    assert rt.Shared(shared).value is value
+    assert repr(rt.Shared(1)) == "Shared(1)"
 
 
 async def test_concurrent_runs_never_see_each_others_context(autojump_clock: trio.abc.Clock) -> None:

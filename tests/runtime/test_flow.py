@@ -1,10 +1,13 @@
 """``rt.Flow``: invoke/ainvoke/run/arun, timeout, end_on_error, cancellation, saved state."""
 
+import asyncio
+import contextlib
 import json
 import logging
 import pathlib
 import re
 import socket
+from collections.abc import Callable, Coroutine
 
 import pytest
 import trio
@@ -125,13 +128,96 @@ def test_entry_point_must_be_a_node() -> None:
         rt.Flow("x", entry_point=plain)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("timeout", [0, -1, float("nan"), "5"])
-def test_timeout_must_be_positive(timeout: object) -> None:
+@pytest.mark.parametrize(
+    ("timeout", "error"),
+    [(0, ValueError), (-1, ValueError), (float("nan"), ValueError), ("5", TypeError), (True, TypeError)],
+)
+def test_timeout_must_be_positive(timeout: object, error: type[Exception]) -> None:
     with pytest.raises(
-        ValueError,
+        error,
         match=rf"^Flow\('x', timeout={re.escape(repr(timeout))}\): timeout must be a positive number of seconds, or None\.$",
     ):
         rt.Flow("x", entry_point=greet, timeout=timeout)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        (
+            {"context": [1, 2]},
+            TypeError,
+            r"Flow\('x', context=\[1, 2\]\): context must be a mapping of str keys to values \(a dict\), or None\.",
+        ),
+        (
+            {"context": "abc"},
+            TypeError,
+            r"Flow\('x', context='abc'\): context must be a mapping of str keys to values \(a dict\), or None\.",
+        ),
+        (
+            {"context": {1: "one"}},
+            TypeError,
+            r"Flow\('x', context=\.\.\.\): context keys must be str, not 1 \(int\)\.",
+        ),
+        (
+            {"state_dir": 123},
+            TypeError,
+            r"Flow\('x', state_dir=123\): state_dir must be a directory path \(a str or os\.PathLike\)\.",
+        ),
+        (
+            {"subscribers": [print, 42]},
+            TypeError,
+            r"Flow\('x', subscribers=\.\.\.\): subscribers\[1\] is 42, not a callable; "
+            r"each subscriber is called with every rt\.Event\.",
+        ),
+        (
+            {"subscribers": print},
+            TypeError,
+            r"Flow\('x', subscribers=<built-in function print>\): subscribers must be a list of callables, "
+            r"each called with every rt\.Event\.",
+        ),
+        (
+            {"save_state": "yes"},
+            TypeError,
+            r"Flow\('x', save_state='yes'\): save_state must be True or False\.",
+        ),
+        (
+            {"end_on_error": 1},
+            TypeError,
+            r"Flow\('x', end_on_error=1\): end_on_error must be True or False\.",
+        ),
+        (
+            {"context": list(range(100))},
+            TypeError,
+            r"Flow\('x', context=\[0, 1, 2, 3, 4, 5, \.\.\.\]\): context must be a mapping .*",
+        ),
+    ],
+)
+def test_each_bad_flow_setting_gets_a_one_line_error_naming_it(
+    kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=f"^{message}$") as info:
+        rt.Flow("x", entry_point=greet, **kwargs)  # type: ignore[arg-type]
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "error", "message"),
+    [
+        (3, TypeError, r"Flow\(name=3\): name must be a non-empty string, not int\."),
+        (b"etl", TypeError, r"Flow\(name=b'etl'\): name must be a non-empty string, not bytes\."),
+        ("", ValueError, r"Flow\(name=''\): name must be a non-empty string\."),
+    ],
+)
+def test_a_bad_flow_name_gets_a_one_line_error(name: object, error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=f"^{message}$"):
+        rt.Flow(name, entry_point=greet)  # type: ignore[arg-type]
+
+
+def test_subscribers_may_be_any_iterable_of_callables() -> None:
+    events: list[rt.Event] = []
+    flow = rt.Flow("x", entry_point=greet, subscribers=(f for f in [events.append]))
+    assert flow.invoke("Ann") == "Hello, Ann!"
+    assert events[-1].kind is rt.EventKind.RUN_FINISHED
 
 
 def test_the_flows_context_is_copied_at_construction() -> None:
@@ -196,6 +282,65 @@ async def test_a_run_within_its_timeout_completes(autojump_clock: trio.abc.Clock
         return "rested"
 
     assert await rt.Flow("nap", entry_point=nap, timeout=5).ainvoke() == "rested"
+
+
+# -- awaited from asyncio -----------------------------------------------------------
+
+_FROM_ASYNCIO_FIX = (
+    r", but trioflow runs on Trio\. From asyncio code, run it in a worker thread with "
+    r"await asyncio\.to_thread\(flow\.invoke, \.\.\.\), or through trio-asyncio with "
+    r"await trio_asyncio\.trio_as_aio\(flow\.ainvoke\)\(\.\.\.\); from synchronous code, call flow\.invoke\(\.\.\.\)\.$"
+)
+
+
+async def _enter(manager: contextlib.AbstractAsyncContextManager[object]) -> None:
+    async with manager:
+        pass
+
+
+def _graph_flow() -> rt.Flow[..., object]:
+    class Start(rt.Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.define_slot("go", handler=self.go)
+
+        def go(self, **data: object) -> None:
+            pass
+
+    flow: rt.Flow[..., object] = rt.Flow("graph")
+    flow.add_routine(Start(), "start")
+    return flow
+
+
+@pytest.mark.parametrize(
+    ("call", "label"),
+    [
+        (lambda flow: flow.ainvoke("Ann"), r"Flow\('greet'\)\.ainvoke\(\.\.\.\) was awaited"),
+        (lambda flow: flow.arun("Ann"), r"Flow\('greet'\)\.arun\(\.\.\.\) was awaited"),
+        (
+            lambda flow: _enter(flow.stream("Ann")),
+            r"async with Flow\('greet'\)\.stream\(\.\.\.\) was entered",
+        ),
+        (lambda _: _graph_flow().aexecute("start"), r"Flow\('graph'\)\.aexecute\(\.\.\.\) was awaited"),
+        (
+            lambda _: _enter(_graph_flow().open_job("start")),
+            r"async with Flow\('graph'\)\.open_job\(\.\.\.\) was entered",
+        ),
+    ],
+)
+def test_awaiting_a_flow_from_asyncio_says_trioflow_runs_on_trio(
+    call: Callable[[rt.Flow[..., str]], Coroutine[object, object, object]], label: str
+) -> None:
+    flow = rt.Flow("greet", entry_point=greet)
+    with pytest.raises(rt.OutsideTrioError, match=f"^{label} in asyncio{_FROM_ASYNCIO_FIX}"):
+        asyncio.run(call(flow))
+
+
+def test_a_flow_runs_from_asyncio_in_a_worker_thread() -> None:
+    async def main() -> str:
+        return await asyncio.to_thread(rt.Flow("greet", entry_point=greet).invoke, "Ann")
+
+    assert asyncio.run(main()) == "Hello, Ann!"
 
 
 # -- end_on_error ----------------------------------------------------------------

@@ -3,6 +3,7 @@
 import inspect
 import re
 import threading
+import warnings
 
 import pytest
 import trio
@@ -120,7 +121,9 @@ def test_sync_siblings_in_a_call_batch_overlap() -> None:
     assert rt.Flow("fan", entry_point=fan).invoke() == [0, 1, 2, 3]
 
 
-async def test_a_plain_node_past_the_timeout_ends_the_run_timed_out(autojump_clock: trio.testing.MockClock) -> None:
+async def test_a_plain_node_past_the_timeout_ends_the_run_timed_out(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """The thread cannot be stopped; the run ends ``timed_out`` as soon as it returns."""
     release = threading.Event()
 
@@ -278,3 +281,45 @@ async def test_a_thread_node_can_notice_the_cancel_with_check_cancelled(
     assert polls
     assert result.status is rt.Status.TIMED_OUT
     assert result.state.requests["r1"].status is rt.Status.CANCELLED
+
+
+def test_calling_a_node_directly_inside_a_run_warns_once_per_node() -> None:
+    @rt.function_node
+    async def inner(n: int) -> int:
+        return n * 10
+
+    @rt.function_node
+    def plain(n: int) -> int:
+        return n + 1
+
+    @rt.function_node
+    async def outer() -> list[int]:
+        direct = [await inner(1), await inner(2), plain(3)]  # type: ignore[misc]
+        return [*direct, await rt.call(inner, 4)]
+
+    flow = rt.Flow("direct", entry_point=outer)
+    with pytest.warns(rt.DirectNodeCallWarning) as record:
+        result = flow.run()
+    assert result.result == [10, 20, 4, 40]
+    assert [str(w.message) for w in record] == [
+        "await inner(...) called node 'inner' directly inside a run: it ran inline as a plain function call, "
+        "is no child request, and is missing from the run's request tree. Use await rt.call(inner, ...) to run "
+        "it as a child request. (Warned once per node.)",
+        "plain(...) called node 'plain' directly inside a run: it ran inline as a plain function call, "
+        "is no child request, and is missing from the run's request tree. Use await rt.call(plain, ...) to run "
+        "it as a child request. (Warned once per node.)",
+    ]
+    assert [w.filename for w in record] == [__file__, __file__]  # points at the direct call
+    # Only the rt.call is a request; the direct calls are not in the tree.
+    assert [r.node for r in result.state.requests.values()] == ["outer", "inner"]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert flow.invoke() == [10, 20, 4, 40]  # once per node: no second warning
+
+
+def test_calling_a_node_outside_a_run_is_a_plain_call_without_a_warning() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert shout("hi") == "HI"
+        assert trio.run(greet, "Ann") == "Hello, Ann!"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from typing import TYPE_CHECKING
@@ -1089,3 +1090,15 @@ async def test_a_session_opener_is_entered_once_and_headers_may_be_pairs() -> No
                 pass
         assert repr(manager) == "<SessionManager 'session-manager' shared open>"
     assert repr(manager) == "<SessionManager 'session-manager' shared shut down>"
+
+
+def test_entering_a_session_manager_from_asyncio_says_trioflow_runs_on_trio() -> None:
+    async def main() -> None:
+        async with rt.SessionManager(workflow=ECHO, name="support"):
+            pass
+
+    with pytest.raises(
+        rt.OutsideTrioError,
+        match=r"^async with SessionManager\('support'\) was entered in asyncio, but trioflow runs on Trio\. ",
+    ):
+        asyncio.run(main())
