@@ -25,7 +25,7 @@ from ._graph import GraphMixin
 from ._node import Node, as_node
 from ._publisher import Overflow, Subscription
 from ._run import Run, RunActor, RunResult
-from ._serialize import write_state_file
+from ._serialize import state_file_name, write_state_file
 from ._state import JobState
 
 if TYPE_CHECKING:
@@ -74,7 +74,9 @@ class Flow(GraphMixin, Generic[P, T]):
         context: the run's global context (``rt.context``); each run starts
             from its own deep copy.
         save_state: write the run's state document when the run ends, however
-            it ends, to ``<state_dir>/<name>.json``.
+            it ends, to :attr:`state_path`: ``<state_dir>/<name>.json`` for a
+            plain name such as ``greet-all``; any other name is mapped to a
+            safe file name in *state_dir* (see :func:`~runtime.state_file_name`).
         end_on_error: end the whole run at the first failing node, even if a
             parent would have caught the error, and raise it.
         state_dir: where ``save_state`` writes; default ``.trioflow``.
@@ -147,8 +149,15 @@ class Flow(GraphMixin, Generic[P, T]):
 
     @property
     def state_path(self) -> pathlib.Path:
-        """Where ``save_state`` writes this flow's runs."""
-        return self.state_dir / f"{self.name}.json"
+        """Where ``save_state`` writes this flow's runs: a file directly in :attr:`state_dir`.
+
+        Its name comes from :func:`~runtime.state_file_name`: ``greet-all``
+        gives ``greet-all.json``, and a name holding anything else (``/``,
+        ``..``, upper case, control characters, 10,000 characters) gives a
+        sanitised prefix and a hash of the name, never a path outside
+        :attr:`state_dir`.
+        """
+        return self.state_dir / state_file_name(self.name)
 
     # -- node runs -----------------------------------------------------------
 
@@ -272,7 +281,11 @@ class Flow(GraphMixin, Generic[P, T]):
         """
         if self.entry_point is None and self._routines:
             return await self._arun_graph(  # type: ignore[return-value]
-                args, kwargs, metadata=metadata, subscriptions=subscriptions, on_result=on_result  # type: ignore[arg-type]
+                args,
+                kwargs,
+                metadata=metadata,
+                subscriptions=subscriptions,
+                on_result=on_result,  # type: ignore[arg-type]
             )
         entry = self._entry("invoke")
         entry.check_arguments(args, kwargs)

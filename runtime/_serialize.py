@@ -11,11 +11,13 @@ data) is a JSON value. Anything else is reported by its path, never dropped.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import logging
 import math
 import os
 import pathlib
+import re
 import tempfile
 import typing
 from typing import TYPE_CHECKING
@@ -252,8 +254,7 @@ class _Walker:
             bad_key = next((k for k in value if type(k) is not str), None)
             if bad_key is not None:
                 problem = (
-                    f"has the key {bad_key!r} ({_qualname(bad_key)}), "
-                    "which JSON cannot hold as an object key"
+                    f"has the key {bad_key!r} ({_qualname(bad_key)}), which JSON cannot hold as an object key"
                 )
                 return self.report(value, path, problem)
             return {k: self.walk(v, _key_path(path, k)) for k, v in value.items()}
@@ -296,9 +297,7 @@ def dump_state(state: JobState, *, strict: bool = True) -> dict[str, object]:
         state,
         context=walker.walk_dict(state.context, "$.context"),
         shared_data=walker.walk_dict(state.shared_data, "$.shared_data"),
-        shared_log=typing.cast(
-            "list[dict[str, object]]", walker.walk(state.shared_log, "$.shared_log")
-        ),
+        shared_log=typing.cast("list[dict[str, object]]", walker.walk(state.shared_log, "$.shared_log")),
         routine_states=typing.cast(
             "dict[str, dict[str, object]]", walker.walk(state.routine_states, "$.routine_states")
         ),
@@ -406,9 +405,46 @@ def load_state(doc: object) -> JobState:
 # -- files -------------------------------------------------------------------
 
 
-def write_state_file(
-    state: JobState, path: os.PathLike[str] | str, *, strict: bool = False
-) -> pathlib.Path:
+# A flow name that is already a safe, portable file name is used as is:
+# lower case (so two names never meet on a case-insensitive file system),
+# starting with a letter or digit (no hidden files, no "..", no "-option").
+_PLAIN_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
+_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._-]+")
+_PREFIX_LIMIT = 64
+# Device names Windows reserves whatever their extension (CON.json is the console).
+_WINDOWS_RESERVED = frozenset(
+    ["con", "prn", "aux", "nul", "conin$", "conout$"]
+    + [f"{kind}{n}" for kind in ("com", "lpt") for n in "0123456789"]
+)
+
+
+def state_file_name(flow_name: str) -> str:
+    """The file name, inside the state directory, of flow *flow_name*'s state file.
+
+    A plain name (lower-case letters, digits, ``.``, ``_`` and ``-``,
+    starting with a letter or digit, at most 100 characters, not a Windows
+    device name) is kept: ``greet-all`` gives ``greet-all.json``. Any other
+    name gives a readable prefix (each run of other characters replaced by
+    ``_``, cut to 64 characters) then ``~`` and 16 hex digits of the
+    SHA-256 of the whole name: ``assistant-x/../../escape`` gives
+    ``assistant-x_.._.._escape~<hash>.json``.
+
+    The result is always one file name of at most 105 ASCII characters: no
+    separator, no ``..``, no NUL or control character, whatever the name
+    holds. Distinct names give distinct file names, even on a file system
+    that ignores case: plain names have no ``~`` and no upper case, and
+    every other name carries the hash of its exact text.
+
+    .. versionadded:: 0.1.0
+    """
+    if _PLAIN_NAME.fullmatch(flow_name) and flow_name.partition(".")[0] not in _WINDOWS_RESERVED:
+        return f"{flow_name}.json"
+    digest = hashlib.sha256(flow_name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    prefix = _UNSAFE_RUN.sub("_", flow_name)[:_PREFIX_LIMIT].lstrip(".-") or "flow"
+    return f"{prefix}~{digest}.json"
+
+
+def write_state_file(state: JobState, path: os.PathLike[str] | str, *, strict: bool = False) -> pathlib.Path:
     """Write *state*'s document to *path* as JSON, atomically.
 
     Creates the parent directory, writes a temporary file beside *path*,
