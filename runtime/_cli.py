@@ -19,16 +19,17 @@ import json
 import os
 import pathlib
 import sys
+import unicodedata
 import uuid
 from typing import TYPE_CHECKING, TypeAlias
 
 from ._exceptions import StateFileError, TrioflowError
 from ._flow import Flow
-from ._serialize import read_state_file
+from ._serialize import DEFAULT_MAX_STATE_BYTES, read_state_file
 from ._state import Status
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Mapping, Sequence
     from types import ModuleType
 
     from ._state import JobState, Request
@@ -54,6 +55,35 @@ def format_duration(seconds: float | None) -> str:
     return f"{seconds * 1e6:.3g} µs"
 
 
+_UNSAFE_CATEGORIES = frozenset(
+    ("Cc", "Cf", "Cs")
+)  # controls, format characters (bidi overrides), lone surrogates
+
+
+def _escape_char(char: str) -> str:
+    if unicodedata.category(char) not in _UNSAFE_CATEGORIES:
+        return char
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def terminal_safe(text: str) -> str:
+    """*text* as one line that cannot drive a terminal.
+
+    Line breaks become spaces; every other control character (``ESC``,
+    ``CR``, ``BEL``, C1 controls), format character (bidi overrides,
+    zero-width characters) and lone surrogate is written as a Python-style
+    escape, ``\\x1b``. Everything the CLI prints from a run or a state file
+    passes through here.
+    """
+    line = " ".join(text.splitlines())
+    if line.isprintable():
+        return line
+    return "".join(map(_escape_char, line))
+
+
 def _request_line(request: Request) -> str:
     line = f"{request.node} ({request.id}) {request.status.value} in {format_duration(request.duration)}"
     if request.error is not None:
@@ -63,12 +93,41 @@ def _request_line(request: Request) -> str:
     return line
 
 
+def _tree_lines(requests: Mapping[str, Request]) -> Iterator[str]:
+    """The request tree, one line per request, depth first, without recursion.
+
+    A request whose parent is not in *requests* is a root. Each request is
+    drawn once, so even a hand-made state with a parent cycle ends.
+    """
+    children: dict[str | None, list[Request]] = {}
+    for request in requests.values():
+        parent = request.parent_id if request.parent_id in requests else None
+        children.setdefault(parent, []).append(request)
+    drawn: set[str] = set()
+
+    def branches(kids: Sequence[Request], prefix: str) -> list[tuple[Request, str, bool]]:
+        return [(kid, prefix, index == len(kids) - 1) for index, kid in reversed(list(enumerate(kids)))]
+
+    stack = branches(children.get(None, []), "")
+    # Requests on a parent cycle have no root above them: draw them as roots, after the rest.
+    stack[:0] = [(r, "", True) for r in reversed(list(requests.values())) if r.parent_id in requests]
+    while stack:
+        request, prefix, last = stack.pop()
+        if request.id in drawn:
+            continue
+        drawn.add(request.id)
+        yield f"{prefix}{'└── ' if last else '├── '}{_request_line(request)}"
+        stack.extend(branches(children.get(request.id, []), prefix + ("    " if last else "│   ")))
+
+
 def render_run(state: JobState) -> str:
     """Render a finished (or saved) run as text: header, result, request tree.
 
     The same rendering serves ``run`` and ``show``, so a saved run looks
     exactly as it did when it ran. Multi-line results and messages are kept
-    on one line each.
+    on one line each, and control characters are escaped
+    (:func:`terminal_safe`): a state file cannot drive the reader's terminal.
+    The tree is drawn without recursion, so a run of any depth renders.
     """
     started, finished = state.started_at, state.finished_at
     took = None if started is None or finished is None else (finished - started).total_seconds()
@@ -79,26 +138,14 @@ def render_run(state: JobState) -> str:
         lines.append(f"result: {state.result}")
     if state.requests:
         lines.append("requests:")
-        children: dict[str | None, list[Request]] = {}
-        for request in state.requests.values():
-            parent = request.parent_id if request.parent_id in state.requests else None
-            children.setdefault(parent, []).append(request)
-
-        def walk(parent: str | None, prefix: str) -> None:
-            kids = children.get(parent, [])
-            for index, request in enumerate(kids):
-                last = index == len(kids) - 1
-                lines.append(f"{prefix}{'└── ' if last else '├── '}{_request_line(request)}")
-                walk(request.id, prefix + ("    " if last else "│   "))
-
-        walk(None, "")
+        lines.extend(_tree_lines(state.requests))
     if state.history:
         lines.append("history:")
         lines.extend(
             f"  +{format_duration(entry.offset)} {entry.routine_id}.{entry.event_name} {json.dumps(entry.data, default=repr)}"
             for entry in state.history
         )
-    return "\n".join(" ".join(line.splitlines()) for line in lines)
+    return "\n".join(map(terminal_safe, lines))
 
 
 def parse_arg(text: str) -> tuple[str, object]:
@@ -175,7 +222,7 @@ def _command_run(args: argparse.Namespace) -> int:
 
 def _command_show(args: argparse.Namespace) -> int:
     try:
-        state = read_state_file(args.file)
+        state = read_state_file(args.file, max_bytes=args.max_bytes)
     except StateFileError as exc:
         raise CommandError(str(exc)) from exc
     except OSError as exc:
@@ -183,6 +230,17 @@ def _command_show(args: argparse.Namespace) -> int:
         raise CommandError(msg) from exc
     print(render_run(state))
     return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"{text!r} is not a positive whole number of bytes"
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -209,6 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Render a state file written by save_state=True.",
     )
     show.add_argument("file", metavar="STATE.json", help="e.g. .trioflow/greet-flow.json")
+    show.add_argument(
+        "--max-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_STATE_BYTES,
+        metavar="N",
+        help=f"refuse a file larger than N bytes (default {DEFAULT_MAX_STATE_BYTES}, 64 MiB)",
+    )
     show.set_defaults(handler=_command_show)
     return parser
 
@@ -219,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.handler(args)
     except CommandError as exc:
-        message = " ".join(str(exc).split())
+        message = terminal_safe(" ".join(str(exc).split()))
         print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
         return _EXIT_USAGE
     return status
