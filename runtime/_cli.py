@@ -9,6 +9,10 @@ Both print the same rendering of a run (:func:`render_run`): its status and
 result, then the request tree with each node's status, timing and result or
 error. ``run`` exits with status 1 when the run did not complete; both exit
 with status 2, after a one-line error on stderr, when their input is unusable.
+SIGINT (Ctrl-C) or SIGTERM during ``run`` cancels the run (its state is saved
+as ``cancelled`` if the flow saves state), prints one line and exits with
+128 + the signal's number: 130 or 143. A reader that goes away (``| head``)
+ends the command quietly with status 141, as SIGPIPE would.
 """
 
 from __future__ import annotations
@@ -18,10 +22,14 @@ import importlib.util
 import json
 import os
 import pathlib
+import signal
 import sys
 import unicodedata
 import uuid
 from typing import TYPE_CHECKING, TypeAlias
+
+import outcome
+import trio
 
 from ._exceptions import StateFileError, TrioflowError
 from ._flow import Flow
@@ -32,6 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
     from types import ModuleType
 
+    from ._run import RunResult
     from ._state import JobState, Request
 
 PROG = "python -m runtime"
@@ -209,15 +218,57 @@ def load_flow(target: str) -> AnyFlow:
     return flow
 
 
+async def _run_until_signalled(
+    flow: AnyFlow, kwargs: dict[str, object]
+) -> RunResult[object] | signal.Signals:
+    """Run *flow*; on SIGINT or SIGTERM cancel the run and return the signal instead.
+
+    Cancelling the run cancels every node (their ``finally`` blocks run) and
+    saves its state as ``cancelled`` if the flow saves state.
+    """
+    received: list[signal.Signals] = []
+    ran: outcome.Outcome[RunResult[object]] | None = None
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def cancel_on_signal() -> None:
+                async for signum in signals:
+                    received.append(signal.Signals(signum))
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(cancel_on_signal)
+            try:
+                ran = outcome.Value(await flow.arun(**kwargs))
+            except Exception as exc:  # re-raised below, outside the nursery's exception group
+                ran = outcome.Error(exc)
+            nursery.cancel_scope.cancel()
+    if received:
+        return received[0]
+    assert ran is not None  # the only cancel before the run ends is a signal's
+    return ran.unwrap()
+
+
 def _command_run(args: argparse.Namespace) -> int:
     flow = load_flow(args.target)
     kwargs = dict(parse_arg(text) for text in args.arg)
     try:
-        outcome = flow.run(**kwargs)
+        result = trio.run(_run_until_signalled, flow, kwargs)
     except TrioflowError as exc:  # bad arguments, or a flow that cannot run: nothing ran
         raise CommandError(str(exc)) from exc
-    print(render_run(outcome.state))
-    return 0 if outcome.status is Status.COMPLETED else _EXIT_FAILED
+    if isinstance(result, signal.Signals):
+        where = (
+            f"its state is saved in {flow.state_path}"
+            if flow.save_state
+            else "its state was not saved (the flow has save_state off)"
+        )
+        print(
+            terminal_safe(f"{PROG} run: flow {flow.name!r} was cancelled by {result.name}; {where}."),
+            file=sys.stderr,
+        )
+        return 128 + result.value
+    print(render_run(result.state))
+    return 0 if result.status is Status.COMPLETED else _EXIT_FAILED
 
 
 def _command_show(args: argparse.Namespace) -> int:
@@ -283,8 +334,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         status: int = args.handler(args)
+        sys.stdout.flush()
     except CommandError as exc:
         message = terminal_safe(" ".join(str(exc).split()))
         print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
         return _EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C outside a run (loading the flow's file, say): nothing to cancel
+        print(f"{PROG} {args.command}: interrupted.", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly, as a program killed by SIGPIPE
+        # does. Point stdout at devnull so the flush at exit does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
     return status

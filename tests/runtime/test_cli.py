@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -460,3 +461,113 @@ def test_render_run_draws_a_hand_made_parent_cycle_once() -> None:
         "└── x (a) completed in -",
         "    └── y (b) completed in -",
     ]
+
+
+# -- signals and pipes -----------------------------------------------------------------
+
+_FOREVER = """
+import trio
+import runtime as rt
+
+@rt.function_node
+async def wait_forever() -> None:
+    print("started", flush=True)
+    await trio.sleep_forever()
+
+@rt.function_node
+async def outer() -> None:
+    await rt.call(wait_forever)
+
+flow = rt.Flow("forever", entry_point=outer, save_state=True, state_dir=STATE_DIR)
+unsaved = rt.Flow("forever", entry_point=outer)
+"""
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_during_run_cancels_it_with_one_line_and_exit_128_plus_signal(
+    tmp_path: pathlib.Path, signum: signal.Signals, status: int
+) -> None:
+    flows = tmp_path / "forever.py"
+    flows.write_text(_FOREVER.replace("STATE_DIR", repr(str(tmp_path / "state"))))
+    with subprocess.Popen(
+        [sys.executable, "-m", "runtime", "run", f"{flows}:flow"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "started\n"  # the node runs: the run is under way
+        child.send_signal(signum)
+        out, err = child.communicate(timeout=60)
+    assert child.returncode == status
+    assert out == ""
+    state_path = tmp_path / "state" / "forever.json"
+    assert (
+        err
+        == f"python -m runtime run: flow 'forever' was cancelled by {signum.name}; its state is saved in {state_path}.\n"
+    )
+    state = rt.read_state_file(state_path)
+    assert state.status is rt.Status.CANCELLED
+    assert [(r.node, r.status) for r in state.requests.values()] == [
+        ("outer", rt.Status.CANCELLED),
+        ("wait_forever", rt.Status.CANCELLED),
+    ]
+
+
+def test_sigint_during_a_run_without_saved_state_says_so(tmp_path: pathlib.Path) -> None:
+    flows = tmp_path / "forever.py"
+    flows.write_text(_FOREVER.replace("STATE_DIR", repr(str(tmp_path / "state"))))
+    with subprocess.Popen(
+        [sys.executable, "-m", "runtime", "run", f"{flows}:unsaved"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "started\n"
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=60)
+    assert child.returncode == 130
+    assert err == (
+        "python -m runtime run: flow 'forever' was cancelled by SIGINT; "
+        "its state was not saved (the flow has save_state off).\n"
+    )
+    assert list(tmp_path.iterdir()) == [flows]
+
+
+@pytest.mark.parametrize("command", ["run", "show"])
+def test_output_piped_into_head_ends_quietly(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    flows = tmp_path / "deep.py"
+    flows.write_text(_DEEP.replace("STATE_DIR", repr(str(tmp_path / "state"))))
+    assert main(["run", f"{flows}:flow", "--arg", "n=300"]) == 0  # ~200 KB of tree: more than a pipe holds
+    capsys.readouterr()
+    saved = tmp_path / "state" / "deep.json"
+    if command == "run":
+        saved.unlink()  # else stderr warns that the run overwrites it
+    argv = [f"{flows}:flow", "--arg", "n=300"] if command == "run" else [str(saved)]
+    with subprocess.Popen(
+        [sys.executable, "-m", "runtime", command, *argv],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline().startswith(b"flow 'deep', run run-")
+        child.stdout.close()  # what `head -1` does after its line
+        assert child.stderr is not None
+        err = child.stderr.read()
+    assert (child.wait(timeout=60), err) == (128 + signal.SIGPIPE, b"")
+
+
+def test_ctrl_c_while_loading_the_flow_file_is_one_line_and_exit_130(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flows = tmp_path / "slow_import.py"
+    flows.write_text("raise KeyboardInterrupt  # Ctrl-C while the module body runs\n")
+    assert main(["run", f"{flows}:flow"]) == 130
+    assert _error_line(capsys) == "python -m runtime run: interrupted."
