@@ -19,27 +19,32 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import json
 import os
 import pathlib
 import signal
 import sys
+import types
+import typing
 import unicodedata
 import uuid
 from typing import TYPE_CHECKING, TypeAlias
 
+import cattrs
 import outcome
 import trio
 
 from ._exceptions import StateFileError, TrioflowError
 from ._flow import Flow
-from ._serialize import DEFAULT_MAX_STATE_BYTES, read_state_file
+from ._serialize import DEFAULT_MAX_STATE_BYTES, describe_structure_error, read_state_file, structure_json
 from ._state import Status
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
     from types import ModuleType
 
+    from ._node import AnyNode
     from ._run import RunResult
     from ._state import JobState, Request
 
@@ -170,6 +175,98 @@ def parse_arg(text: str) -> tuple[str, object]:
     return key, value
 
 
+_UNCHECKED = object()
+
+
+def _structure_arg(value: object, type_: object) -> object:
+    """*value* as *type_*, or :data:`_UNCHECKED` if the converter cannot build *type_*.
+
+    A union tries its members in order (``None`` fits ``None`` only).
+
+    Raises:
+        ValueError: *value* fits no member; the message says why.
+    """
+    union = typing.get_origin(type_) in (typing.Union, types.UnionType)
+    members = typing.get_args(type_) if union else (type_,)
+    problems: list[str] = []
+    unchecked = False
+    for member in members:
+        if member is type(None):
+            if value is None:
+                return None
+            continue
+        try:
+            return structure_json(value, member)
+        except cattrs.StructureHandlerNotFoundError:
+            unchecked = True
+        except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+            problems.append(describe_structure_error(exc))
+    if unchecked:
+        return _UNCHECKED
+    raise ValueError("; ".join(problems) or "expected null")
+
+
+def _annotations(node: AnyNode) -> dict[str, object]:
+    """*node*'s parameter annotations, resolved; a name that cannot be resolved is left out."""
+    try:
+        return typing.get_type_hints(node.fn)
+    except Exception:  # an unresolvable annotation is unchecked, not an error
+        return {
+            name: param.annotation
+            for name, param in node.signature.parameters.items()
+            if param.annotation is not inspect.Parameter.empty and not isinstance(param.annotation, str)
+        }
+
+
+def convert_args(node: AnyNode | None, texts: Sequence[str]) -> dict[str, object]:
+    """The keyword arguments for *node* from ``--arg KEY=VALUE`` texts.
+
+    Each value is read as JSON if it parses, else as a string (:func:`parse_arg`),
+    then, if the parameter is annotated, converted to its type with the
+    state converter (:func:`~runtime._serialize.structure_json`): the JSON
+    value first, then the text itself, so ``--arg name=3`` gives ``"3"`` to a
+    ``str`` parameter. A type the converter cannot build is passed as read.
+
+    Raises:
+        CommandError: a malformed or repeated ``--arg``, or a value that is
+            not of its parameter's type.
+    """
+    hints = {} if node is None else _annotations(node)
+    parameters = {} if node is None else node.signature.parameters
+    kwargs: dict[str, object] = {}
+    given: dict[str, str] = {}
+    for text in texts:
+        key, value = parse_arg(text)
+        if key in given:
+            msg = f"--arg {key} is given twice ({given[key]}, then {text}); give each parameter once."
+            raise CommandError(msg)
+        given[key] = text
+        param = parameters.get(key)
+        if node is not None and param is not None and param.kind not in _VARIADIC and key in hints:
+            value = _convert_arg(node, key, text.partition("=")[2], value, hints[key])
+        kwargs[key] = value
+    return kwargs
+
+
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+def _convert_arg(node: AnyNode, key: str, raw: str, value: object, type_: object) -> object:
+    problem = ""
+    for candidate in (value,) if isinstance(value, str) else (value, raw):
+        try:
+            converted = _structure_arg(candidate, type_)
+        except ValueError as exc:
+            problem = problem or str(exc)
+            continue
+        return value if converted is _UNCHECKED else converted
+    expected = inspect.formatannotation(type_)
+    msg = (
+        f"--arg {key}={raw}: node {node.name!r} takes {key} as {expected}, and {raw!r} is not one: {problem}."
+    )
+    raise CommandError(msg)
+
+
 def _load_module(path: pathlib.Path) -> ModuleType:
     name = f"_trioflow_cli_{path.stem}_{uuid.uuid4().hex[:8]}"
     spec = importlib.util.spec_from_file_location(name, path)
@@ -251,7 +348,7 @@ async def _run_until_signalled(
 
 def _command_run(args: argparse.Namespace) -> int:
     flow = load_flow(args.target)
-    kwargs = dict(parse_arg(text) for text in args.arg)
+    kwargs = convert_args(flow.entry_point, args.arg)
     try:
         result = trio.run(_run_until_signalled, flow, kwargs)
     except TrioflowError as exc:  # bad arguments, or a flow that cannot run: nothing ran
@@ -309,7 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a keyword argument for the entry point; VALUE is read as JSON if it parses, else as a string",
+        help=(
+            "a keyword argument for the entry point, once per parameter; VALUE is read as JSON if it parses, "
+            "else as a string, and checked against the parameter's annotation (e.g. int, list[str])"
+        ),
     )
     run.set_defaults(handler=_command_run)
     show = commands.add_parser(

@@ -571,3 +571,106 @@ def test_ctrl_c_while_loading_the_flow_file_is_one_line_and_exit_130(
     flows.write_text("raise KeyboardInterrupt  # Ctrl-C while the module body runs\n")
     assert main(["run", f"{flows}:flow"]) == 130
     assert _error_line(capsys) == "python -m runtime run: interrupted."
+
+
+# -- --arg values checked against the entry point's annotations ---------------------------
+
+_TYPED = """
+from typing import Optional
+
+import runtime as rt
+
+@rt.function_node
+async def typed(
+    n: int,
+    ratio: float = 1.0,
+    loud: bool = False,
+    name: str = "",
+    tags: list[str] | None = None,
+    pair: tuple[int, int] = (0, 0),
+    opts: Optional[dict[str, int]] = None,
+    anything=None,
+) -> str:
+    return repr((n, ratio, loud, name, tags, pair, opts, anything))
+
+flow = rt.Flow("typed", entry_point=typed)
+"""
+
+
+@pytest.fixture
+def typed_file(tmp_path: pathlib.Path) -> pathlib.Path:
+    path = tmp_path / "typed.py"
+    path.write_text(_TYPED)
+    return path
+
+
+def test_arg_values_are_converted_to_the_entry_points_annotations(
+    typed_file: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "n=3",
+        "ratio=2",
+        "loud=true",
+        "name=007",
+        'tags=["a"]',
+        "pair=[1, 2]",
+        'opts={"k": 1}',
+        "anything=[1]",
+    ]
+    assert main(["run", f"{typed_file}:flow", *(f"--arg={arg}" for arg in args)]) == 0
+    assert (
+        capsys.readouterr().out.splitlines()[1]
+        == "result: \"(3, 2.0, True, '007', ['a'], (1, 2), {'k': 1}, [1])\""
+    )
+
+
+def test_arg_null_fits_an_optional_parameter(
+    typed_file: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["run", f"{typed_file}:flow", "--arg", "n=1", "--arg", "tags=null", "--arg", "name=null"]) == 0
+    )
+    assert (
+        capsys.readouterr().out.splitlines()[1]
+        == "result: \"(1, 1.0, False, 'null', None, (0, 0), None, None)\""
+    )
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("n=hello", "takes n as int, and 'hello' is not one: expected an integer, got a string."),
+        ("n=1.5", "takes n as int, and '1.5' is not one: expected an integer, got a number."),
+        ("ratio=true", "takes ratio as float, and 'true' is not one: expected a number, got a boolean."),
+        ("loud=yes", "takes loud as bool, and 'yes' is not one: expected a boolean, got a string."),
+        (
+            'tags=["a", 1]',
+            "takes tags as list[str] | None, and '[\"a\", 1]' is not one: at $[1], expected a string, got an integer.",
+        ),
+        (
+            'tags={"a": 1}',
+            "takes tags as list[str] | None, and '{\"a\": 1}' is not one: expected an array, got an object.",
+        ),
+        (
+            "pair=[1]",
+            "takes pair as tuple[int, int], and '[1]' is not one: expected an array of 2 items, got 1.",
+        ),
+        (
+            "opts=[1]",
+            "takes opts as Optional[dict[str, int]], and '[1]' is not one: expected an object, got an array.",
+        ),
+    ],
+)
+def test_an_arg_value_of_the_wrong_type_or_shape_is_refused(
+    typed_file: pathlib.Path, capsys: pytest.CaptureFixture[str], arg: str, message: str
+) -> None:
+    argv = ["run", f"{typed_file}:flow", "--arg", arg] + ([] if arg.startswith("n=") else ["--arg", "n=1"])
+    assert main(argv) == 2
+    assert _error_line(capsys) == f"python -m runtime run: error: --arg {arg}: node 'typed' " + message
+
+
+def test_a_repeated_arg_is_refused(typed_file: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", f"{typed_file}:flow", "--arg", "n=1", "--arg", "n=2"]) == 2
+    assert _error_line(capsys) == (
+        "python -m runtime run: error: --arg n is given twice (n=1, then n=2); give each parameter once."
+    )
