@@ -69,9 +69,8 @@ def format_duration(seconds: float | None) -> str:
     return f"{seconds * 1e6:.3g} µs"
 
 
-_UNSAFE_CATEGORIES = frozenset(
-    ("Cc", "Cf", "Cs")
-)  # controls, format characters (bidi overrides), lone surrogates
+# Control characters, format characters (bidi overrides, zero-width) and lone surrogates.
+_UNSAFE_CATEGORIES = frozenset(("Cc", "Cf", "Cs"))
 
 
 def _escape_char(char: str) -> str:
@@ -134,6 +133,13 @@ def _tree_lines(requests: Mapping[str, Request]) -> Iterator[str]:
         stack.extend(branches(children.get(request.id, []), prefix + ("    " if last else "│   ")))
 
 
+def _json_text(data: object) -> str:
+    try:
+        return json.dumps(data, default=repr)
+    except RecursionError:  # loaded, but too deep for the encoder's stack
+        return "(data nested too deeply to show)"
+
+
 def render_run(state: JobState) -> str:
     """Render a finished (or saved) run as text: header, result, request tree.
 
@@ -156,7 +162,7 @@ def render_run(state: JobState) -> str:
     if state.history:
         lines.append("history:")
         lines.extend(
-            f"  +{format_duration(entry.offset)} {entry.routine_id}.{entry.event_name} {json.dumps(entry.data, default=repr)}"
+            f"  +{format_duration(entry.offset)} {entry.routine_id}.{entry.event_name} {_json_text(entry.data)}"
             for entry in state.history
         )
     return "\n".join(map(terminal_safe, lines))
@@ -176,6 +182,7 @@ def parse_arg(text: str) -> tuple[str, object]:
 
 
 _UNCHECKED = object()
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 def _structure_arg(value: object, type_: object) -> object:
@@ -246,9 +253,6 @@ def convert_args(node: AnyNode | None, texts: Sequence[str]) -> dict[str, object
             value = _convert_arg(node, key, text.partition("=")[2], value, hints[key])
         kwargs[key] = value
     return kwargs
-
-
-_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 def _convert_arg(node: AnyNode, key: str, raw: str, value: object, type_: object) -> object:

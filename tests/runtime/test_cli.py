@@ -674,3 +674,14 @@ def test_a_repeated_arg_is_refused(typed_file: pathlib.Path, capsys: pytest.Capt
     assert _error_line(capsys) == (
         "python -m runtime run: error: --arg n is given twice (n=1, then n=2); give each parameter once."
     )
+
+
+def test_render_run_shows_history_data_too_deep_to_encode_without_raising() -> None:
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
+    state = rt.JobState("job-1", "graph")
+    state.history.append(
+        rt.HistoryEntry("src", "out", {"x": deep}, datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC), 0.0)
+    )
+    assert render_run(state).splitlines()[-1] == "  +0 µs src.out (data nested too deeply to show)"
