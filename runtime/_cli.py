@@ -23,6 +23,7 @@ import inspect
 import json
 import os
 import pathlib
+import re
 import signal
 import sys
 import types
@@ -32,6 +33,7 @@ import uuid
 from typing import TYPE_CHECKING, TypeAlias
 
 import cattrs
+import cattrs.errors
 import outcome
 import trio
 
@@ -206,7 +208,7 @@ def _structure_arg(value: object, type_: object) -> object:
             return structure_json(value, member)
         except cattrs.StructureHandlerNotFoundError:
             unchecked = True
-        except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
+        except (cattrs.errors.CattrsError, ValueError, TypeError) as exc:
             problems.append(describe_structure_error(exc))
     if unchecked:
         return _UNCHECKED
@@ -264,7 +266,8 @@ def _convert_arg(node: AnyNode, key: str, raw: str, value: object, type_: object
             problem = problem or str(exc)
             continue
         return value if converted is _UNCHECKED else converted
-    expected = inspect.formatannotation(type_)
+    # The flow's file is loaded as module _trioflow_cli_<stem>_<hex>: name its types without it.
+    expected = re.sub(r"\b_trioflow_cli_\w+\.", "", inspect.formatannotation(type_))
     msg = (
         f"--arg {key}={raw}: node {node.name!r} takes {key} as {expected}, and {raw!r} is not one: {problem}."
     )

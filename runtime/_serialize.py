@@ -369,6 +369,8 @@ def _format_cattrs_error(exc: BaseException, type_: type | None) -> str:
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
         keys = ", ".join(repr(key) for key in sorted(exc.extra_fields))
         return f"unknown {'key' if len(exc.extra_fields) == 1 else 'keys'} {keys}"
+    if type_ is None:  # the message already names the type: "'x' is not a valid Color"
+        return str(exc)
     name = getattr(type_, "__name__", repr(type_))
     return f"invalid value for {name}: {exc}"
 
@@ -486,8 +488,8 @@ def structure_json(value: object, type_: object) -> object:
 
     Raises:
         cattrs.StructureHandlerNotFoundError: the converter cannot build *type_*.
-        cattrs.BaseValidationError, ValueError, TypeError: *value* does not
-            fit *type_*; :func:`describe_structure_error` says how.
+        cattrs.errors.CattrsError, ValueError, TypeError: *value* does not fit
+            *type_*; :func:`describe_structure_error` says how.
     """
     return _converter.structure(value, typing.cast("type[object]", type_))
 

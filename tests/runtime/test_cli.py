@@ -685,3 +685,41 @@ def test_render_run_shows_history_data_too_deep_to_encode_without_raising() -> N
         rt.HistoryEntry("src", "out", {"x": deep}, datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC), 0.0)
     )
     assert render_run(state).splitlines()[-1] == "  +0 µs src.out (data nested too deeply to show)"
+
+
+_CHOICES = """
+import enum
+from typing import Literal
+
+import runtime as rt
+
+class Color(enum.Enum):
+    RED = "red"
+
+@rt.function_node
+async def pick(mode: Literal["a", "b"] = "a", color: Color = Color.RED) -> str:
+    return f"{mode} {color.name}"
+
+flow = rt.Flow("pick", entry_point=pick)
+"""
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        (
+            "mode=c",
+            "takes mode as Literal['a', 'b'], and 'c' is not one: c not in literal typing.Literal['a', 'b'].",
+        ),
+        ("color=blue", "takes color as Color, and 'blue' is not one: 'blue' is not a valid Color."),
+    ],
+)
+def test_an_arg_value_outside_a_literal_or_an_enum_is_refused(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], arg: str, message: str
+) -> None:
+    flows = tmp_path / "choices.py"
+    flows.write_text(_CHOICES)
+    assert main(["run", f"{flows}:flow", "--arg", "mode=b", "--arg", "color=red"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "result: 'b RED'"
+    assert main(["run", f"{flows}:flow", "--arg", arg]) == 2
+    assert _error_line(capsys) == f"python -m runtime run: error: --arg {arg}: node 'pick' " + message
