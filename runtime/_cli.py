@@ -11,7 +11,8 @@ error. ``run`` exits with status 1 when the run did not complete; both exit
 with status 2, after a one-line error on stderr, when their input is unusable.
 SIGINT (Ctrl-C) or SIGTERM during ``run`` cancels the run (its state is saved
 as ``cancelled`` if the flow saves state), prints one line and exits with
-128 + the signal's number: 130 or 143. A reader that goes away (``| head``)
+128 + the signal's number: 130 or 143; a second signal while the cancelled
+nodes clean up exits at once. A reader that goes away (``| head``)
 ends the command quietly with status 141, as SIGPIPE would.
 """
 
@@ -328,29 +329,44 @@ async def _run_until_signalled(
     """Run *flow*; on SIGINT or SIGTERM cancel the run and return the signal instead.
 
     Cancelling the run cancels every node (their ``finally`` blocks run) and
-    saves its state as ``cancelled`` if the flow saves state.
+    saves its state as ``cancelled`` if the flow saves state. A second signal
+    while that clean-up still runs (a node shielding a long wait, a thread that
+    has not returned) ends the process at once, with one line on stderr.
     """
     received: list[signal.Signals] = []
     ran: outcome.Outcome[RunResult[object]] | None = None
+    run_scope = trio.CancelScope()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
             async def cancel_on_signal() -> None:
                 async for signum in signals:
+                    if received:
+                        _exit_now(flow, signal.Signals(signum))
                     received.append(signal.Signals(signum))
-                    nursery.cancel_scope.cancel()
-                    return
+                    run_scope.cancel()
 
             nursery.start_soon(cancel_on_signal)
-            try:
-                ran = outcome.Value(await flow.arun(**kwargs))
-            except Exception as exc:  # re-raised below, outside the nursery's exception group
-                ran = outcome.Error(exc)
+            with run_scope:
+                try:
+                    ran = outcome.Value(await flow.arun(**kwargs))
+                except Exception as exc:  # re-raised below, outside the nursery's exception group
+                    ran = outcome.Error(exc)
             nursery.cancel_scope.cancel()
-    if received:
+    if ran is None:  # only a signal cancels the run before it ends
         return received[0]
-    assert ran is not None  # the only cancel before the run ends is a signal's
-    return ran.unwrap()
+    return ran.unwrap()  # the run ended (a signal that came after changes nothing)
+
+
+def _exit_now(flow: AnyFlow, signum: signal.Signals) -> typing.NoReturn:
+    """End the process on a second signal, without waiting for the run's clean-up."""
+    line = (
+        f"{PROG} run: flow {flow.name!r} was stopped by a second {signum.name} before its nodes "
+        "finished cleaning up; its state was not saved."
+    )
+    print(terminal_safe(line), file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(128 + signum.value)  # a thread still running a node cannot be stopped otherwise
 
 
 def _command_run(args: argparse.Namespace) -> int:

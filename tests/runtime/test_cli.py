@@ -723,3 +723,45 @@ def test_an_arg_value_outside_a_literal_or_an_enum_is_refused(
     assert capsys.readouterr().out.splitlines()[1] == "result: 'b RED'"
     assert main(["run", f"{flows}:flow", "--arg", arg]) == 2
     assert _error_line(capsys) == f"python -m runtime run: error: --arg {arg}: node 'pick' " + message
+
+
+_STUCK_CLEANUP = """
+import trio
+import runtime as rt
+
+@rt.function_node
+async def stuck() -> None:
+    try:
+        print("started", flush=True)
+        await trio.sleep_forever()
+    finally:
+        with trio.CancelScope(shield=True):
+            print("cleaning up", flush=True)
+            await trio.sleep_forever()  # a clean-up that never ends
+
+flow = rt.Flow("stuck", entry_point=stuck, save_state=True, state_dir=STATE_DIR)
+"""
+
+
+def test_a_second_sigint_while_the_run_cleans_up_exits_at_once(tmp_path: pathlib.Path) -> None:
+    flows = tmp_path / "stuck.py"
+    flows.write_text(_STUCK_CLEANUP.replace("STATE_DIR", repr(str(tmp_path / "state"))))
+    with subprocess.Popen(
+        [sys.executable, "-m", "runtime", "run", f"{flows}:flow"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "started\n"
+        child.send_signal(signal.SIGINT)
+        assert child.stdout.readline() == "cleaning up\n"  # the first Ctrl-C cancelled the node
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    assert (child.returncode, out) == (130, "")
+    assert err == (
+        "python -m runtime run: flow 'stuck' was stopped by a second SIGINT before its nodes finished "
+        "cleaning up; its state was not saved.\n"
+    )
+    assert not (tmp_path / "state").exists()
