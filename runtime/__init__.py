@@ -109,6 +109,9 @@ from ._serialize import (
     read_state_file as read_state_file,
 )
 from ._serialize import (
+    state_file_name as state_file_name,
+)
+from ._serialize import (
     write_state_file as write_state_file,
 )
 from ._session import Session as Session
@@ -174,6 +177,7 @@ __all__ = [
     "dump_state",
     "load_state",
     "read_state_file",
+    "state_file_name",
     "write_state_file",
     # errors and warnings
     "TrioflowError",

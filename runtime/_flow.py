@@ -31,6 +31,7 @@ from ._graph import Graph
 from ._node import Node, as_node
 from ._publisher import Overflow, Subscription
 from ._run import run_flow
+from ._serialize import state_file_name
 from ._util import check_in_trio, check_not_in_trio
 
 if TYPE_CHECKING:
@@ -129,7 +130,9 @@ class Flow(Generic[P, T]):
             from its own deep copy, except for values wrapped in
             :class:`~runtime.Shared`, which every run shares.
         save_state: write the run's state document when the run ends, however
-            it ends, to ``<state_dir>/<name>.json``.
+            it ends, to :attr:`state_path`: ``<state_dir>/<name>.json`` for a
+            plain name such as ``greet-all``; any other name is mapped to a
+            safe file name in *state_dir* (see :func:`~runtime.state_file_name`).
         end_on_error: end the whole run at the first failing node, even if a
             parent would have caught the error, and raise it. The callers
             see the run's cancellation, never the error: their ``finally``
@@ -222,8 +225,15 @@ class Flow(Generic[P, T]):
 
     @property
     def state_path(self) -> pathlib.Path:
-        """Where ``save_state`` writes this flow's runs."""
-        return self.state_dir / f"{self.name}.json"
+        """Where ``save_state`` writes this flow's runs: a file directly in :attr:`state_dir`.
+
+        Its name comes from :func:`~runtime.state_file_name`: ``greet-all``
+        gives ``greet-all.json``, and a name holding anything else (``/``,
+        ``..``, upper case, control characters, 10,000 characters) gives a
+        sanitised prefix and a hash of the name, never a path outside
+        :attr:`state_dir`.
+        """
+        return self.state_dir / state_file_name(self.name)
 
     # -- node runs -----------------------------------------------------------
 

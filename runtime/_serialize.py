@@ -11,11 +11,14 @@ data) is a JSON value. Anything else is reported by its path, never dropped.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import logging
 import math
 import os
 import pathlib
+import re
+import stat
 import tempfile
 import typing
 from typing import TYPE_CHECKING
@@ -103,10 +106,14 @@ def _structure_datetime(value: object, _: object) -> datetime.datetime:
     if type(value) is not str:
         raise _wrong_type(str, value)
     try:
-        return datetime.datetime.fromisoformat(value)
+        moment = datetime.datetime.fromisoformat(value)
     except ValueError:
         msg = f"{value!r} is not an ISO-8601 date and time"
         raise _BadValueError(msg) from None
+    if moment.utcoffset() is None:
+        msg = f"{value!r} has no UTC offset; trioflow writes times with one, e.g. '2024-01-01T12:00:00+00:00'"
+        raise _BadValueError(msg)
+    return moment
 
 
 def _is_container(type_: object) -> bool:
@@ -124,6 +131,8 @@ def _structure_container(type_: type, converter: cattrs.Converter) -> _Hook:
     inner: _Hook
     if origin is dict:
         inner = typing.cast("_Hook", cattrs.cols.mapping_structure_factory(type_, converter))
+    elif origin is tuple and typing.get_args(type_)[1:] != (Ellipsis,):
+        inner = _fixed_tuple_structure(typing.get_args(type_), converter)
     elif origin is tuple:
         inner = cattrs.cols.homogenous_tuple_structure_factory(type_, converter)
     else:
@@ -137,13 +146,44 @@ def _structure_container(type_: type, converter: cattrs.Converter) -> _Hook:
     return hook
 
 
+def _fixed_tuple_structure(items: tuple[object, ...], converter: cattrs.Converter) -> _Hook:
+    """A hook for ``tuple[int, str]``: exactly that many items, each of its type."""
+
+    def hook(value: object, _: object) -> object:
+        values = typing.cast("list[object]", value)
+        if len(values) != len(items):
+            msg = f"expected an array of {len(items)} items, got {len(values)}"
+            raise _BadValueError(msg)
+        return tuple(
+            converter.structure(item, typing.cast("type[object]", item_type))
+            for item, item_type in zip(values, items, strict=True)
+        )
+
+    return hook
+
+
 def _structure_attrs(cls: type, converter: cattrs.Converter) -> _Hook:
-    """A hook factory for the attrs classes that first checks for a JSON object."""
+    """A hook factory for the attrs classes that first checks for a JSON object.
+
+    Every field is required, defaults or not: :func:`dump_state` writes them
+    all, so a missing one means the document was cut or edited.
+    """
     inner = typing.cast("_Hook", converter.gen_structure_attrs_fromdict(cls))
+    fields = [field for field in attrs.fields(cls) if field.init]
 
     def hook(value: object, t: object) -> object:
         if type(value) is not dict:
             raise _wrong_type(dict, value)
+        missing = []
+        for field in fields:
+            if field.name not in value:
+                error = KeyError(field.name)
+                note = f"Structuring class {cls.__qualname__} @ attribute {field.name}"
+                error.add_note(cattrs.AttributeValidationNote(note, field.name, field.type))
+                missing.append(error)
+        if missing:
+            msg = f"While structuring {cls.__qualname__}"
+            raise cattrs.ClassValidationError(msg, missing, cls)
         return inner(value, t)
 
     return hook
@@ -252,8 +292,7 @@ class _Walker:
             bad_key = next((k for k in value if type(k) is not str), None)
             if bad_key is not None:
                 problem = (
-                    f"has the key {bad_key!r} ({_qualname(bad_key)}), "
-                    "which JSON cannot hold as an object key"
+                    f"has the key {bad_key!r} ({_qualname(bad_key)}), which JSON cannot hold as an object key"
                 )
                 return self.report(value, path, problem)
             return {k: self.walk(v, _key_path(path, k)) for k, v in value.items()}
@@ -296,9 +335,7 @@ def dump_state(state: JobState, *, strict: bool = True) -> dict[str, object]:
         state,
         context=walker.walk_dict(state.context, "$.context"),
         shared_data=walker.walk_dict(state.shared_data, "$.shared_data"),
-        shared_log=typing.cast(
-            "list[dict[str, object]]", walker.walk(state.shared_log, "$.shared_log")
-        ),
+        shared_log=typing.cast("list[dict[str, object]]", walker.walk(state.shared_log, "$.shared_log")),
         routine_states=typing.cast(
             "dict[str, dict[str, object]]", walker.walk(state.routine_states, "$.routine_states")
         ),
@@ -332,8 +369,47 @@ def _format_cattrs_error(exc: BaseException, type_: type | None) -> str:
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
         keys = ", ".join(repr(key) for key in sorted(exc.extra_fields))
         return f"unknown {'key' if len(exc.extra_fields) == 1 else 'keys'} {keys}"
+    if type_ is None:  # the message already names the type: "'x' is not a valid Color"
+        return str(exc)
     name = getattr(type_, "__name__", repr(type_))
     return f"invalid value for {name}: {exc}"
+
+
+_DOCUMENT_KEYS = ("format", "version", "state", "unserializable")
+_DAMAGED = "It was edited or damaged; restore it, or delete it and run again."
+
+
+def _is_list_of_str(value: object) -> bool:
+    return type(value) is list and all(type(item) is str for item in value)
+
+
+def _find_non_json(value: object, path: str) -> str | None:
+    """The first value in *value* that JSON cannot hold, as ``at $.path, problem``; else None.
+
+    Walks with a stack, not recursion, so nesting depth is no problem here.
+    ``json.loads`` reads ``NaN``, ``Infinity`` and ``1e999`` as floats that a
+    state document must not hold; a document built in Python may hold anything.
+    """
+    stack: list[tuple[object, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        cls = type(item)
+        if cls is float and not math.isfinite(typing.cast("float", item)):
+            return f"at {where}, {item!r} is not a JSON number (NaN and infinities are not JSON)"
+        if cls is list:
+            items = typing.cast("list[object]", item)
+            stack.extend((child, f"{where}[{index}]") for index, child in reversed(list(enumerate(items))))
+        elif cls is dict:
+            entries = typing.cast("dict[object, object]", item)
+            for key in entries:
+                if type(key) is not str:
+                    return f"at {where}, the key {key!r} is not a string (JSON object keys are strings)"
+            stack.extend(
+                (child, _key_path(where, typing.cast("str", key))) for key, child in reversed(entries.items())
+            )
+        elif cls not in _JSON_SCALARS:
+            return f"at {where}, a {cls.__name__} is not a JSON value"
+    return None
 
 
 def _load(doc: object, what: str) -> JobState:
@@ -372,19 +448,50 @@ def _load(doc: object, what: str) -> JobState:
             f"{STATE_VERSION}; no trioflow writes version {version}, so the document is corrupt."
         )
         raise StateFileError(msg)
+    extra = sorted(key for key in doc if key not in _DOCUMENT_KEYS)
+    problem = None
+    if extra:
+        problem = f"at $, unknown {'key' if len(extra) == 1 else 'keys'} {', '.join(map(repr, extra))}"
+    elif "unserializable" in doc and not _is_list_of_str(doc["unserializable"]):
+        problem = "at $.unserializable, expected an array of strings (the paths of values not saved)"
+    else:
+        problem = _find_non_json(doc["state"], "$.state")
+    if problem is not None:
+        msg = f"{what} is not a valid trioflow state: {problem}. {_DAMAGED}"
+        raise StateFileError(msg)
     try:
         return _converter.structure(doc["state"], JobState)
     except (cattrs.BaseValidationError, ValueError, TypeError, AttributeError) as exc:
-        errors = cattrs.transform_error(exc, path="$.state", format_exception=_format_cattrs_error)
-        # transform_error gives "problem @ path"; say the path first.
-        where = "; ".join(
-            f"at {path}, {problem}" for problem, _, path in (e.rpartition(" @ ") for e in errors)
-        )
-        msg = (
-            f"{what} is not a valid trioflow state: {where}. "
-            "It was edited or damaged; restore it, or delete it and run again."
-        )
+        msg = f"{what} is not a valid trioflow state: {describe_structure_error(exc, '$.state')}. {_DAMAGED}"
         raise StateFileError(msg) from exc
+
+
+def describe_structure_error(exc: BaseException, path: str = "$") -> str:
+    """What :func:`structure_json` (or loading) found wrong, as ``at $.path, problem``.
+
+    A problem at *path* itself is given without its path when *path* is ``$``.
+    """
+    errors = cattrs.transform_error(exc, path=path, format_exception=_format_cattrs_error)
+    # transform_error gives "problem @ path"; say the path first.
+    return "; ".join(
+        problem if where == "$" else f"at {where}, {problem}"
+        for problem, _, where in (e.rpartition(" @ ") for e in errors)
+    )
+
+
+def structure_json(value: object, type_: object) -> object:
+    """*value*, a JSON value, as an instance of *type_*, with the state documents' converter.
+
+    No coercion: ``"3"`` is not an ``int``, ``1`` is not a ``bool``; an
+    ``int`` is a ``float``; lists and tuples come from arrays, dicts and attrs
+    classes from objects, times from ISO-8601 strings with a UTC offset.
+
+    Raises:
+        cattrs.StructureHandlerNotFoundError: the converter cannot build *type_*.
+        cattrs.errors.CattrsError, ValueError, TypeError: *value* does not fit
+            *type_*; :func:`describe_structure_error` says how.
+    """
+    return _converter.structure(value, typing.cast("type[object]", type_))
 
 
 def load_state(doc: object) -> JobState:
@@ -395,8 +502,10 @@ def load_state(doc: object) -> JobState:
 
     Raises:
         StateFileError: *doc* is not a state document, is of another format
-            version, or a field is missing or of the wrong type; the message
-            names the field by its path, e.g. ``$.state.status``.
+            version, or a field is missing, unknown or of the wrong type, or a
+            value is not JSON (``NaN``, infinities, a tuple, a time without a
+            UTC offset); the message names the place by its path, e.g.
+            ``$.state.status``.
 
     .. versionadded:: 0.1.0
     """
@@ -406,9 +515,46 @@ def load_state(doc: object) -> JobState:
 # -- files -------------------------------------------------------------------
 
 
-def write_state_file(
-    state: JobState, path: os.PathLike[str] | str, *, strict: bool = False
-) -> pathlib.Path:
+# A flow name that is already a safe, portable file name is used as is:
+# lower case (so two names never meet on a case-insensitive file system),
+# starting with a letter or digit (no hidden files, no "..", no "-option").
+_PLAIN_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,99}")
+_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9._-]+")
+_PREFIX_LIMIT = 64
+# Device names Windows reserves whatever their extension (CON.json is the console).
+_WINDOWS_RESERVED = frozenset(
+    ["con", "prn", "aux", "nul", "conin$", "conout$"]
+    + [f"{kind}{n}" for kind in ("com", "lpt") for n in "0123456789"]
+)
+
+
+def state_file_name(flow_name: str) -> str:
+    """The file name, inside the state directory, of flow *flow_name*'s state file.
+
+    A plain name (lower-case letters, digits, ``.``, ``_`` and ``-``,
+    starting with a letter or digit, at most 100 characters, not a Windows
+    device name) is kept: ``greet-all`` gives ``greet-all.json``. Any other
+    name gives a readable prefix (each run of other characters replaced by
+    ``_``, cut to 64 characters) then ``~`` and 16 hex digits of the
+    SHA-256 of the whole name: ``assistant-x/../../escape`` gives
+    ``assistant-x_.._.._escape~<hash>.json``.
+
+    The result is always one file name of at most 105 ASCII characters: no
+    separator, no ``..``, no NUL or control character, whatever the name
+    holds. Distinct names give distinct file names, even on a file system
+    that ignores case: plain names have no ``~`` and no upper case, and
+    every other name carries the hash of its exact text.
+
+    .. versionadded:: 0.1.0
+    """
+    if _PLAIN_NAME.fullmatch(flow_name) and flow_name.partition(".")[0] not in _WINDOWS_RESERVED:
+        return f"{flow_name}.json"
+    digest = hashlib.sha256(flow_name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    prefix = _UNSAFE_RUN.sub("_", flow_name)[:_PREFIX_LIMIT].lstrip(".-") or "flow"
+    return f"{prefix}~{digest}.json"
+
+
+def write_state_file(state: JobState, path: os.PathLike[str] | str, *, strict: bool = False) -> pathlib.Path:
     """Write *state*'s document to *path* as JSON, atomically.
 
     Creates the parent directory, writes a temporary file beside *path*,
@@ -469,18 +615,88 @@ def write_state_file(
     return target
 
 
-def read_state_file(path: os.PathLike[str] | str) -> JobState:
+DEFAULT_MAX_STATE_BYTES = 64 * 1024 * 1024
+"""The largest state file :func:`read_state_file` reads unless told otherwise (64 MiB)."""
+
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _check_regular(name: str, mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kind = next((kind for test, kind in _FILE_KINDS if test(mode)), "not a regular file")
+    msg = f"State file {name} is {kind}, not a regular file; give the path of a file written by save_state=True."
+    raise StateFileError(msg)
+
+
+def _too_large(name: str, max_bytes: int) -> StateFileError:
+    msg = (
+        f"State file {name} is larger than {max_bytes} bytes, the most this reads. If it is a "
+        "state file, raise the limit: read_state_file(path, max_bytes=N), or show --max-bytes N."
+    )
+    return StateFileError(msg)
+
+
+def _read_bounded(path: os.PathLike[str] | str, max_bytes: int) -> bytes:
+    """Read the regular file at *path*, refusing anything else and anything over *max_bytes*.
+
+    A FIFO, a device or a directory is refused after a ``stat``, before it is
+    opened (opening a FIFO would wait for a writer); the file is then opened
+    non-blocking, checked again and read at most ``max_bytes + 1`` bytes, so
+    a file swapped in between, or one that grows, cannot block or fill memory.
+    """
+    name = os.fspath(path)
+    _check_regular(name, os.stat(path).st_mode)
+    flags = (
+        os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+    )
+    fd = os.open(path, flags)
+    with os.fdopen(fd, "rb", buffering=0) as file:
+        info = os.fstat(file.fileno())
+        _check_regular(name, info.st_mode)
+        if info.st_size > max_bytes:
+            raise _too_large(name, max_bytes)
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := file.read(min(1 << 20, max_bytes + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > max_bytes:
+                raise _too_large(name, max_bytes)
+    return b"".join(chunks)
+
+
+def read_state_file(path: os.PathLike[str] | str, *, max_bytes: int = DEFAULT_MAX_STATE_BYTES) -> JobState:
     """Read a state file written by :func:`write_state_file`.
 
+    Only a regular file (or a symlink to one) is read, and at most
+    *max_bytes* of it: a FIFO, a device such as ``/dev/zero`` or a directory
+    is refused without blocking, and so is a larger file.
+
+    Args:
+        path: the state file.
+        max_bytes: the largest file to read; default 64 MiB.
+
     Raises:
+        ValueError: *max_bytes* is not a positive integer.
         OSError: the file cannot be read (e.g. ``FileNotFoundError``).
-        StateFileError: the file is not valid JSON (the message gives the
-            line), or not a valid state document of this version.
+        StateFileError: the file is not a regular file, is larger than
+            *max_bytes*, is not valid JSON (the message gives the line), nests
+            too deeply, or is not a valid state document of this version.
 
     .. versionadded:: 0.1.0
     """
+    if type(max_bytes) is not int or max_bytes < 1:
+        msg = f"read_state_file(max_bytes={max_bytes!r}): max_bytes must be a positive number of bytes."
+        raise ValueError(msg)
     name = os.fspath(path)
-    data = pathlib.Path(path).read_bytes()
+    data = _read_bounded(path, max_bytes)
     try:
         doc = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -494,6 +710,12 @@ def read_state_file(path: os.PathLike[str] | str) -> JobState:
             f"State file {name} is not valid JSON: {exc.msg} at line {exc.lineno}, "
             f"column {exc.colno}. It may be truncated or edited; restore it, or delete it "
             "and run again."
+        )
+        raise StateFileError(msg) from exc
+    except RecursionError as exc:
+        msg = (
+            f"State file {name} nests its JSON too deeply to read; trioflow never writes such a "
+            "file. Restore it, or delete it and run again."
         )
         raise StateFileError(msg) from exc
     return _load(doc, f"State file {name}")

@@ -23,7 +23,9 @@ def _public_names(module: ModuleType) -> set[str]:
 
 
 def _is_submodule(module: ModuleType, name: str) -> bool:
-    return inspect.ismodule(getattr(module, name)) and getattr(module, name).__name__.startswith(f"{module.__name__}.")
+    return inspect.ismodule(getattr(module, name)) and getattr(module, name).__name__.startswith(
+        f"{module.__name__}."
+    )
 
 
 @pytest.fixture(params=PACKAGES)
@@ -86,7 +88,7 @@ def test_the_run_api_is_exported() -> None:
     names = {
         "function_node", "Node", "call", "call_batch", "broadcast", "context", "request", "Flow",
         "RunResult", "session", "Event", "EventKind", "Subscription", "JobState", "Request", "Status",
-        "ErrorSummary", "read_state_file", "write_state_file", "TrioflowError", "OutsideRunError",
+        "ErrorSummary", "read_state_file", "state_file_name", "write_state_file", "TrioflowError", "OutsideRunError",
         "NotANodeError", "NodeArgumentError", "InvokeInsideTrioError", "RunTimeoutError",
         "RunCancelledError", "StateFileError", "UnserializableValueError", "SubscriberOverflowError",
     }  # fmt: skip

@@ -91,7 +91,12 @@ def test_run_state_fields() -> None:
     assert state.error is None
     assert state.context == {"k": 1}
     (request,) = state.requests.values()
-    assert (request.id, request.parent_id, request.node, request.status) == ("r1", None, "greet", rt.Status.COMPLETED)
+    assert (request.id, request.parent_id, request.node, request.status) == (
+        "r1",
+        None,
+        "greet",
+        rt.Status.COMPLETED,
+    )
     assert request.duration is not None
     assert request.duration >= 0
     assert request.result == "'Hello, Ann!'"
@@ -381,7 +386,9 @@ async def test_end_on_error_false_lets_the_parent_catch(autojump_clock: trio.abc
     assert finally_ran == ["sibling"]
 
 
-async def test_end_on_error_true_ends_the_run_although_the_parent_catches(autojump_clock: trio.abc.Clock) -> None:
+async def test_end_on_error_true_ends_the_run_although_the_parent_catches(
+    autojump_clock: trio.abc.Clock,
+) -> None:
     finally_ran: list[str] = []
     flow = rt.Flow("strict", entry_point=_catching_parent(finally_ran), end_on_error=True)
     with pytest.raises(
@@ -395,7 +402,11 @@ async def test_end_on_error_true_ends_the_run_although_the_parent_catches(autoju
     result = await flow.arun()
     assert result.status is rt.Status.FAILED
     statuses = {r.node: r.status for r in result.state.requests.values()}
-    assert statuses == {"parent": rt.Status.CANCELLED, "failing": rt.Status.FAILED, "sibling": rt.Status.CANCELLED}
+    assert statuses == {
+        "parent": rt.Status.CANCELLED,
+        "failing": rt.Status.FAILED,
+        "sibling": rt.Status.CANCELLED,
+    }
 
 
 @rt.function_node
@@ -503,7 +514,9 @@ async def test_end_on_error_never_runs_the_except_of_any_ancestor() -> None:
 # -- cancellation from outside ------------------------------------------------------
 
 
-async def test_cancelling_ainvoke_cancels_the_run(autojump_clock: trio.abc.Clock, tmp_path: pathlib.Path) -> None:
+async def test_cancelling_ainvoke_cancels_the_run(
+    autojump_clock: trio.abc.Clock, tmp_path: pathlib.Path
+) -> None:
     finally_ran: list[str] = []
     events: list[rt.Event] = []
 
@@ -539,7 +552,9 @@ async def test_cancelling_ainvoke_cancels_the_run(autojump_clock: trio.abc.Clock
 
 
 def test_save_state_writes_the_state_document(tmp_path: pathlib.Path) -> None:
-    flow = rt.Flow("greet-flow", entry_point=greet, save_state=True, state_dir=tmp_path, context={"user_id": "123"})
+    flow = rt.Flow(
+        "greet-flow", entry_point=greet, save_state=True, state_dir=tmp_path, context={"user_id": "123"}
+    )
     result = flow.run("Ann")
     path = tmp_path / "greet-flow.json"
     assert flow.state_path == path
@@ -555,6 +570,63 @@ def test_save_state_default_directory(tmp_path: pathlib.Path, monkeypatch: pytes
     monkeypatch.chdir(tmp_path)
     rt.Flow("daily-report-v1", entry_point=greet, save_state=True).invoke("x")
     assert rt.read_state_file(tmp_path / ".trioflow" / "daily-report-v1.json").status is rt.Status.COMPLETED
+
+
+@pytest.mark.parametrize(
+    ("name", "file_name"),
+    [
+        ("greet-all", "greet-all.json"),
+        ("daily-report-v1", "daily-report-v1.json"),
+        ("v1.2_final", "v1.2_final.json"),
+        ("../x", "_x~d6b96a97d147daaa.json"),
+        ("/abs/x", "_abs_x~b9abcef727369aff.json"),
+        ("a/b/c", "a_b_c~d76a7b72669c9cec.json"),
+        ("assistant-x/../../../escape", "assistant-x_.._.._.._escape~6e8c3956c40f1447.json"),
+        ("\0", "_~6e340b9cffb37a98.json"),
+        ("\x1b[2J", "_2J~05704e8a84c06017.json"),
+        ("CON", "CON~a3dbc4b644a9a2c5.json"),
+        ("con.v2", "con.v2~1a80e66a095335df.json"),
+        ("Greet", "Greet~d4fd03eee15d7906.json"),
+    ],
+)
+def test_state_path_is_a_file_directly_in_the_state_dir(
+    name: str, file_name: str, tmp_path: pathlib.Path
+) -> None:
+    assert rt.Flow(name, state_dir=tmp_path).state_path == tmp_path / file_name
+
+
+def test_a_user_chosen_part_of_a_flow_name_cannot_write_outside_the_state_dir(tmp_path: pathlib.Path) -> None:
+    user_id = "x/../../../escape"  # the per-user builder of examples/sessions.py, with a hostile id
+    state_dir = tmp_path / "a" / "b" / "state"
+    flow = rt.Flow(f"assistant-{user_id}", entry_point=greet, save_state=True, state_dir=state_dir)
+    flow.invoke("x")
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [
+        state_dir / "assistant-x_.._.._.._escape~6e8c3956c40f1447.json"
+    ]
+    assert rt.read_state_file(flow.state_path).flow_name == "assistant-x/../../../escape"
+
+
+def test_a_flow_name_of_10000_characters_saves_under_the_file_name_limit(tmp_path: pathlib.Path) -> None:
+    name = "report-" + "x" * 9993
+    flow = rt.Flow(name, entry_point=greet, save_state=True, state_dir=tmp_path)
+    flow.invoke("x")
+    (saved,) = tmp_path.iterdir()
+    assert saved == flow.state_path
+    assert saved.name == "report-" + "x" * 57 + "~" + saved.name[-21:-5] + ".json"
+    assert len(saved.name) == 86
+    assert rt.read_state_file(saved).flow_name == name
+
+
+def test_a_symlink_at_the_state_path_is_replaced_not_followed(tmp_path: pathlib.Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "greet-flow.json").symlink_to(outside)
+    rt.Flow("greet-flow", entry_point=greet, save_state=True, state_dir=state_dir).invoke("x")
+    assert outside.read_text() == "keep me"
+    assert not (state_dir / "greet-flow.json").is_symlink()
+    assert rt.read_state_file(state_dir / "greet-flow.json").status is rt.Status.COMPLETED
 
 
 def test_save_state_however_the_run_ends(tmp_path: pathlib.Path) -> None:
@@ -580,7 +652,9 @@ async def test_save_state_of_a_timed_out_run(autojump_clock: trio.abc.Clock, tmp
     assert state.requests["r1"].status is rt.Status.CANCELLED
 
 
-def test_overwriting_a_state_file_warns_naming_it(tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_overwriting_a_state_file_warns_naming_it(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
     flow = rt.Flow("my-unique-run", entry_point=greet, save_state=True, state_dir=tmp_path)
     with caplog.at_level(logging.WARNING):
         first = flow.run("a")
@@ -609,7 +683,7 @@ def test_unserializable_context_is_reported_by_path_and_the_result_is_kept(
     try:
         assert [r.getMessage() for r in caplog.records] == [
             f"Run {result.state.run_id} of flow 'sock': $.context.nested[0].fn, $.context.conn cannot be saved as "
-            f'JSON; the state file {tmp_path / "sock.json"} keeps their repr instead (listed under its '
+            f"JSON; the state file {tmp_path / 'sock.json'} keeps their repr instead (listed under its "
             '"unserializable" key).'
         ]
         assert result.status is rt.Status.COMPLETED

@@ -2,6 +2,7 @@ import copy
 import datetime
 import json
 import logging
+import os
 import pathlib
 import re
 import socket
@@ -35,9 +36,7 @@ def _populated() -> JobState:
         error=ErrorSummary("ValueError", "bad input", ("plan", "write")),
         metrics={"steps": 4.0},
     )
-    state.requests["1"] = Request(
-        "1", None, "plan", Status.FAILED, 0.0, 0.0, 8.5, None, state.error
-    )
+    state.requests["1"] = Request("1", None, "plan", Status.FAILED, 0.0, 0.0, 8.5, None, state.error)
     state.requests["2"] = Request("2", "1", "write", Status.COMPLETED, 1.0, 1.25, 2.0, "'ok'")
     state.record_event("source", "output", {"data": "a", "n": [1, 2.5, None, True]})
     state.record_event("processor", "output", {"result": {"nested": {}}})
@@ -256,9 +255,7 @@ def test_not_an_object() -> None:
         load_state([1, 2])
 
 
-_DAMAGED = (
-    r" It was edited or damaged; restore it, or delete it and run again\.$"
-)
+_DAMAGED = r" It was edited or damaged; restore it, or delete it and run again\.$"
 
 
 @pytest.mark.parametrize(
@@ -374,9 +371,7 @@ def test_lenient_write_is_the_default(tmp_path: pathlib.Path) -> None:
     assert json.loads(path.read_text())["unserializable"] == ["$.context.conn"]
 
 
-def test_failed_write_removes_the_temp_file(
-    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_write_removes_the_temp_file(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "s.json"
     write_state_file(JobState("r-1", "f"), path)
     before = path.read_bytes()
@@ -443,3 +438,140 @@ def test_file_of_another_version_names_the_file(tmp_path: pathlib.Path) -> None:
 def test_missing_file(tmp_path: pathlib.Path) -> None:
     with pytest.raises(FileNotFoundError):
         read_state_file(tmp_path / "nope.json")
+
+
+# -- strict loading -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda d: d["state"].pop("status"), r"at \$\.state\.status, required field missing\."),
+        (lambda d: d["state"].pop("requests"), r"at \$\.state\.requests, required field missing\."),
+        (
+            lambda d: (d["state"].pop("status"), d["state"].pop("requests")),
+            r"at \$\.state\.status, required field missing; at \$\.state\.requests, required field missing\.",
+        ),
+        (
+            lambda d: d["state"]["requests"][0].pop("node"),
+            r"at \$\.state\.requests\[0\]\.node, required field missing\.",
+        ),
+        (lambda d: d.update(extra=1), r"at \$, unknown key 'extra'\."),
+        (lambda d: d.update(b=1, a=2), r"at \$, unknown keys 'a', 'b'\."),
+        (
+            lambda d: d.update(unserializable=[1]),
+            r"at \$\.unserializable, expected an array of strings \(the paths of values not saved\)\.",
+        ),
+        (
+            lambda d: d["state"]["context"].update(limits=[1, {"ratio": float("nan")}]),
+            r"at \$\.state\.context\.limits\[1\]\.ratio, nan is not a JSON number \(NaN and infinities are not JSON\)\.",
+        ),
+        (
+            lambda d: d["state"]["metrics"].update(steps=float("-inf")),
+            r"at \$\.state\.metrics\.steps, -inf is not a JSON number \(NaN and infinities are not JSON\)\.",
+        ),
+        (
+            lambda d: d["state"]["context"].update({"a b": (1, 2)}),
+            r'at \$\.state\.context\["a b"\], a tuple is not a JSON value\.',
+        ),
+        (
+            lambda d: d["state"]["shared_data"].update(x={1: 2}),
+            r"at \$\.state\.shared_data\.x, the key 1 is not a string \(JSON object keys are strings\)\.",
+        ),
+        (
+            lambda d: d["state"].update(started_at="2024-01-01T12:00:00"),
+            r"at \$\.state\.started_at, '2024-01-01T12:00:00' has no UTC offset; trioflow writes times with one, "
+            r"e\.g\. '2024-01-01T12:00:00\+00:00'\.",
+        ),
+    ],
+)
+def test_load_state_refuses_what_dump_state_never_writes(damage: object, message: str) -> None:
+    doc = _doc()
+    damage(doc)  # type: ignore[operator]
+    with pytest.raises(
+        StateFileError, match=r"^State document is not a valid trioflow state: " + message + _DAMAGED
+    ):
+        load_state(doc)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_a_state_file_holding_nan_or_infinity_is_refused(tmp_path: pathlib.Path, constant: str) -> None:
+    path = tmp_path / "s.json"
+    write_state_file(_populated(), path)
+    path.write_text(path.read_text().replace('"steps": 4.0', f'"steps": {constant}'))
+    with pytest.raises(
+        StateFileError,
+        match=r"^State file .+/s\.json is not a valid trioflow state: at \$\.state\.metrics\.steps, -?(nan|inf) is not "
+        r"a JSON number \(NaN and infinities are not JSON\)\." + _DAMAGED,
+    ):
+        read_state_file(path)
+
+
+# -- bounded reading ------------------------------------------------------------
+
+
+def test_a_state_file_over_max_bytes_is_refused(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "s.json"
+    write_state_file(_populated(), path)
+    size = path.stat().st_size
+    assert read_state_file(path, max_bytes=size) == read_state_file(path)
+    with pytest.raises(
+        StateFileError,
+        match=rf"^State file .+/s\.json is larger than {size - 1} bytes, the most this reads\. If it is a state file, "
+        r"raise the limit: read_state_file\(path, max_bytes=N\), or show --max-bytes N\.$",
+    ):
+        read_state_file(path, max_bytes=size - 1)
+
+
+@pytest.mark.parametrize("max_bytes", [0, -1, 1.5, "10"])
+def test_max_bytes_must_be_a_positive_integer(tmp_path: pathlib.Path, max_bytes: object) -> None:
+    with pytest.raises(
+        ValueError, match=r"^read_state_file\(max_bytes=.+\): max_bytes must be a positive number of bytes\.$"
+    ):
+        read_state_file(tmp_path / "s.json", max_bytes=max_bytes)  # type: ignore[arg-type]
+
+
+def test_a_state_file_that_is_a_fifo_is_refused_without_blocking(tmp_path: pathlib.Path) -> None:
+    fifo = tmp_path / "s.json"
+    os.mkfifo(fifo)  # no writer: opening it for reading would block
+    with pytest.raises(
+        StateFileError,
+        match=r"^State file .+/s\.json is a FIFO \(named pipe\), not a regular file; give the path of a file "
+        r"written by save_state=True\.$",
+    ):
+        read_state_file(fifo)
+
+
+@pytest.mark.parametrize(
+    ("target", "kind"), [("/dev/zero", "a character device"), ("/dev/null", "a character device")]
+)
+def test_a_state_file_that_is_a_symlink_to_a_device_is_refused(
+    tmp_path: pathlib.Path, target: str, kind: str
+) -> None:
+    link = tmp_path / "s.json"
+    link.symlink_to(target)
+    with pytest.raises(StateFileError, match=rf"^State file .+/s\.json is {kind}, not a regular file; "):
+        read_state_file(link)
+
+
+def test_a_state_file_that_is_a_directory_is_refused(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(StateFileError, match=r"^State file .+ is a directory, not a regular file; "):
+        read_state_file(tmp_path)
+
+
+def test_a_state_file_nested_3000_deep_is_refused(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "s.json"
+    path.write_text('{"format": "trioflow.state", "version": 1, "state": ' + "[" * 3000 + "]" * 3000 + "}")
+    with pytest.raises(
+        StateFileError,
+        match=r"^State file .+/s\.json nests its JSON too deeply to read; trioflow never writes such a file\. "
+        r"Restore it, or delete it and run again\.$",
+    ):
+        read_state_file(path)
+
+
+def test_a_symlink_to_a_state_file_is_read(tmp_path: pathlib.Path) -> None:
+    state = _populated()
+    write_state_file(state, tmp_path / "real.json")
+    (tmp_path / "link.json").symlink_to(tmp_path / "real.json")
+    assert read_state_file(tmp_path / "link.json") == state
