@@ -2,11 +2,23 @@
 
 ``HYPOTHESIS_PROFILE=ci`` (set by ``.ci/run``) selects a fixed example budget so
 the whole suite stays well inside CI's time limit; ``dev`` is the default.
+The ``ray_cluster`` fixture starts the local Ray the executor tests run on.
 """
 
-import os
+from __future__ import annotations
 
+import logging
+import os
+import sys
+import warnings
+from typing import TYPE_CHECKING
+
+import pytest
 from hypothesis import HealthCheck, settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import ModuleType
 
 settings.register_profile(
     "ci",
@@ -19,3 +31,33 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=60, deadline=None)
 settings.register_profile("thorough", max_examples=1000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[ModuleType]:
+    """A local Ray with 2 CPUs for the tests that need one; shut down at the end of the session.
+
+    Local only (``address="local"`` never joins a running cluster), no
+    dashboard, quiet. The workers get this process's ``sys.path``, so they
+    can import the test modules that define the nodes they run. A missing
+    Ray fails the test, naming the extra: nothing is skipped silently.
+    """
+    try:
+        import ray
+    except ImportError:
+        pytest.fail("These tests need Ray: install the extra with pip install '.[test,ray]'.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+            configure_logging=True,
+            runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}},
+        )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

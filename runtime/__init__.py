@@ -24,6 +24,9 @@ from ._exceptions import (
     EventDataError as EventDataError,
 )
 from ._exceptions import (
+    ExecutorError as ExecutorError,
+)
+from ._exceptions import (
     FaultInjectionError as FaultInjectionError,
 )
 from ._exceptions import (
@@ -43,6 +46,9 @@ from ._exceptions import (
 )
 from ._exceptions import (
     OutsideRunError as OutsideRunError,
+)
+from ._exceptions import (
+    RemoteError as RemoteError,
 )
 from ._exceptions import (
     RunCancelledError as RunCancelledError,
@@ -71,6 +77,10 @@ from ._exceptions import (
 from ._exceptions import (
     WorkflowBuildError as WorkflowBuildError,
 )
+from ._executor import Executor as Executor
+from ._executor import Submission as Submission
+from ._executor import processes as processes
+from ._executor import threads as threads
 from ._flow import Flow as Flow
 from ._job import Job as Job
 from ._metrics import WorkflowMetrics as WorkflowMetrics
@@ -79,6 +89,7 @@ from ._node import function_node as function_node
 from ._publisher import Event as Event
 from ._publisher import EventKind as EventKind
 from ._publisher import Subscription as Subscription
+from ._ray import ray as ray
 from ._routine import ErrorHandler as ErrorHandler
 from ._routine import ErrorStrategy as ErrorStrategy
 from ._routine import ExecutionContext as ExecutionContext
@@ -133,6 +144,12 @@ __all__ = [
     "Flow",
     "RunResult",
     "session",
+    # executors
+    "Executor",
+    "Submission",
+    "threads",
+    "processes",
+    "ray",
     # routine graphs
     "Routine",
     "Slot",
@@ -164,6 +181,7 @@ __all__ = [
     "TrioflowError",
     "Busy",
     "EventDataError",
+    "ExecutorError",
     "FaultInjectionError",
     "GraphDefinitionError",
     "InvokeInsideTrioError",
@@ -171,6 +189,7 @@ __all__ = [
     "NodeArgumentError",
     "NotANodeError",
     "OutsideRunError",
+    "RemoteError",
     "RunCancelledError",
     "RunTimeoutError",
     "SessionClosedError",

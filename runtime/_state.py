@@ -84,6 +84,13 @@ class Status(enum.StrEnum):
     A ``str`` subclass: ``str(status)`` and f-strings give the value, e.g.
     ``completed``.
 
+    Two endings belong to requests whose node ran on an executor (see
+    :func:`runtime.processes`, :func:`runtime.ray`) and was cancelled there:
+    ``killed`` (the work was stopped by killing its worker) and ``orphaned``
+    (the work could not be stopped or confirmed stopped, and may still be
+    running; the run no longer waits for it). A plainly ``cancelled``
+    request's work stopped, or never began.
+
     .. versionadded:: 0.1.0
     """
 
@@ -94,6 +101,8 @@ class Status(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
+    KILLED = "killed"
+    ORPHANED = "orphaned"
 
     @property
     def is_final(self) -> bool:
@@ -102,7 +111,7 @@ class Status(enum.StrEnum):
 
 
 _FINAL_STATUSES = frozenset(
-    {Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT}
+    {Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT, Status.KILLED, Status.ORPHANED}
 )
 
 
@@ -152,6 +161,9 @@ class Request:
         finished_at: when the node ended, however it ended, or ``None``.
         result: a summary of the return value (see :func:`summarize`).
         error: what the node raised, if it failed.
+        executor: the name of the executor the node ran on (``threads``,
+            ``processes``, ``ray``, ...), or ``None`` for a node run on the
+            event loop (async, or plain and inline).
 
     .. versionadded:: 0.1.0
     """
@@ -165,6 +177,7 @@ class Request:
     finished_at: float | None = None
     result: str | None = None
     error: ErrorSummary | None = None
+    executor: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -332,9 +345,7 @@ class JobState:
 
     # -- history -------------------------------------------------------------
 
-    def record_event(
-        self, routine_id: str, event_name: str, data: Mapping[str, object]
-    ) -> HistoryEntry:
+    def record_event(self, routine_id: str, event_name: str, data: Mapping[str, object]) -> HistoryEntry:
         """Append one event emission to the history, stamped by the run's clock.
 
         Returns:

@@ -267,7 +267,7 @@ _DAMAGED = (
         (
             lambda s: s.update(status="weird"),
             r"at \$\.state\.status, unknown status 'weird'; a status is one of 'pending', "
-            r"'running', 'paused', 'completed', 'failed', 'cancelled', 'timed_out'\.",
+            r"'running', 'paused', 'completed', 'failed', 'cancelled', 'timed_out', 'killed', 'orphaned'\.",
         ),
         (
             lambda s: s.update(job_id=5),
