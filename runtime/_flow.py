@@ -76,7 +76,10 @@ class Flow(GraphMixin, Generic[P, T]):
         save_state: write the run's state document when the run ends, however
             it ends, to ``<state_dir>/<name>.json``.
         end_on_error: end the whole run at the first failing node, even if a
-            parent would have caught the error, and raise it.
+            parent would have caught the error, and raise it. The callers
+            see the run's cancellation, never the error: their ``finally``
+            blocks run, their ``except`` clauses do not, and they end
+            ``cancelled``.
         state_dir: where ``save_state`` writes; default ``.trioflow``.
         subscribers: callbacks (plain or async) called with every
             :class:`~runtime.Event` of every run, in order.

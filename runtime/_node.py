@@ -29,7 +29,9 @@ class Node(Generic[P, T]):
     Attributes:
         name: the node's name in request trees, events and errors.
         fn: the wrapped function.
-        thread: whether a plain function runs in a worker thread.
+        thread: whether the function runs in a worker thread: ``True`` for a
+            plain function unless it was made with ``thread=False``, always
+            ``False`` for an async one.
 
     .. versionadded:: 0.1
     """
@@ -47,7 +49,11 @@ class Node(Generic[P, T]):
     )
 
     def __init__(
-        self, fn: Callable[P, T] | Callable[P, Awaitable[T]], *, name: str | None = None, thread: bool = False
+        self,
+        fn: Callable[P, T] | Callable[P, Awaitable[T]],
+        *,
+        name: str | None = None,
+        thread: bool | None = None,
     ) -> None:
         if isinstance(fn, Node):
             msg = f"{fn.name!r} is already a node; apply @function_node once."
@@ -58,10 +64,13 @@ class Node(Generic[P, T]):
         self.fn = fn
         self.name: str = name if name is not None else getattr(fn, "__name__", repr(fn))
         self.is_async = inspect.iscoroutinefunction(fn)
+        if thread is not None and type(thread) is not bool:
+            msg = f"@function_node(thread={thread!r}) on {self.name!r}: thread is True, False or None (the default: a plain function runs in a worker thread)."
+            raise TypeError(msg)
         if thread and self.is_async:
             msg = f"@function_node(thread=True) on {self.name!r}: only plain functions can run in a worker thread; this one is async."
             raise TypeError(msg)
-        self.thread = thread
+        self.thread: bool = not self.is_async and thread is not False
         self.signature = inspect.signature(fn)
         params = list(self.signature.parameters.values())
         self._simple = all(p.kind in _SIMPLE_KINDS for p in params)
@@ -95,13 +104,14 @@ class Node(Generic[P, T]):
             raise NodeArgumentError(msg) from None
 
     async def invoke(self, args: tuple[object, ...], kwargs: Mapping[str, object]) -> T:
-        """Run the function: awaited if async, in a worker thread if marked so, else inline."""
+        """Run the function: awaited if async, in a worker thread if plain, inline if made with ``thread=False``."""
         fn = self.fn
         if self.is_async:
             return await cast("Callable[..., Awaitable[T]]", fn)(*args, **kwargs)  # type: ignore[explicit-any]
         if self.thread:
             # A thread cannot be interrupted: a cancel waits for it to return (so no
-            # work outlives the run), then discards what it returned.
+            # work outlives the run), then discards what it returned. Threads come
+            # from Trio's default limiter, one per Trio run (40 at once by default).
             result = await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))  # type: ignore[arg-type]
             await trio.lowlevel.checkpoint_if_cancelled()
             return cast("T", result)
@@ -122,35 +132,48 @@ def function_node(fn: Callable[P, Awaitable[T]], /) -> Node[P, T]: ...
 @overload
 def function_node(fn: Callable[P, T], /) -> Node[P, T]: ...
 @overload
-def function_node(*, name: str | None = None, thread: bool = False) -> _NodeDecorator: ...
+def function_node(*, name: str | None = None, thread: bool | None = None) -> _NodeDecorator: ...
 def function_node(
     fn: Callable[P, T] | Callable[P, Awaitable[T]] | None = None,
     /,
     *,
     name: str | None = None,
-    thread: bool = False,
+    thread: bool | None = None,
 ) -> Node[P, T] | _NodeDecorator:
     """Make *fn* a node that runs can call with ``await rt.call(node, ...)``.
 
     Works on async and plain functions and keeps their signature and docstring.
-    A plain function runs inline in its node's task (so it should be quick);
-    with ``thread=True`` it runs in a Trio worker thread instead. A thread
-    cannot be interrupted: when the run is cancelled (or times out) it waits
-    for the thread to return, so no work outlives the run, and discards what
-    it returned; the node ends ``cancelled``. A long-running thread function
-    can stop early by calling :func:`trio.from_thread.check_cancelled`, which
-    raises ``trio.Cancelled`` in the thread once the run is cancelled.
+    An async function runs in its node's task. A plain function runs in a
+    Trio worker thread (:func:`trio.to_thread.run_sync`, with Trio's default
+    :class:`~trio.CapacityLimiter`, one per Trio run, 40 threads by default),
+    so it never blocks the loop and plain siblings in a
+    :func:`~runtime.call_batch` overlap. A thread cannot be interrupted: when
+    the run is cancelled (or times out) it waits for the thread to return, so
+    no work outlives the run, and discards what it returned; the node ends
+    ``cancelled`` and the run ``timed_out`` (or ``cancelled``) once the
+    thread has returned. A long-running function can stop early by calling
+    :func:`trio.from_thread.check_cancelled`, which raises ``trio.Cancelled``
+    in the thread once the run is cancelled.
+
+    ``thread=False`` keeps a plain function on the loop, inline in its node's
+    task: for a quick function that must run in Trio's thread (it calls
+    ``trio.current_time()``, or touches objects only the loop may touch). It
+    blocks every other node while it runs, and a timeout is noticed only
+    after it returns.
 
     Use bare (``@rt.function_node``) or with options
-    (``@rt.function_node(name="fetch", thread=True)``).
+    (``@rt.function_node(name="fetch", thread=False)``).
 
     Args:
         fn: the function.
         name: the node's name; by default the function's ``__name__``.
-        thread: run a plain function in a worker thread.
+        thread: ``None`` (the default) or ``True``: a plain function runs in a
+            worker thread. ``False``: it runs inline on the loop. An async
+            function always runs on the loop; ``thread=True`` on one is an error.
 
     Raises:
-        TypeError: *fn* is not callable, is already a node, or is async with ``thread=True``.
+        TypeError: *fn* is not callable, is already a node, is async with
+            ``thread=True``, or *thread* is not ``True``, ``False`` or ``None``.
 
     .. versionadded:: 0.1
     """

@@ -100,6 +100,7 @@ class Run:
         "_t0",
         "coordinator",
         "end_on_error",
+        "entry",
         "first_error",
         "flow_name",
         "metadata",
@@ -124,6 +125,7 @@ class Run:
         self.metadata = metadata
         self.first_error: BaseException | None = None
         self.nodes_scope: trio.CancelScope | None = None
+        self.entry: actors.ActorRef[None, object] | None = None
         self.coordinator: actors.ActorRef[list[_Record], None] | None = None
         self._pending: list[_Record] = []
         self._batch = _QUIET_BATCH
@@ -206,11 +208,19 @@ class Run:
             await self.record(kind, request_id, parent_id, node, data)
 
     def abort(self, exc: BaseException) -> None:
-        """``end_on_error``: remember the first failure and cancel every node of the run."""
+        """``end_on_error``: remember the first failure and cancel every node of the run.
+
+        The nodes are cancelled here, as the failure happens, not once the run
+        actor wakes: a caller waiting for the failed child is then cancelled
+        before the child's error could reach it, so no ``except`` of a parent
+        runs (see :meth:`NodeActor.child_failed`).
+        """
         if self.first_error is None:
             self.first_error = exc
         if self.nodes_scope is not None:
             self.nodes_scope.cancel()
+        if self.entry is not None:
+            self.entry.cancel()
 
 
 _Record = tuple[EventKind, "str | None", "str | None", "str | None", object, float]
@@ -409,6 +419,9 @@ class NodeActor(actors.Actor[None, object]):
             reply = ref.ask_nowait(None)
             try:
                 return await reply.wait()
+            except Exception:
+                await self.child_failed()
+                raise
             finally:
                 if not reply.done:  # this wait was cancelled: the child goes with it
                     ref.cancel()
@@ -418,7 +431,23 @@ class NodeActor(actors.Actor[None, object]):
             reply = self._spawn_child(nursery, node, args, kwargs).ref.ask_nowait(None)
             if self.run.flush_due:
                 await self.run.flush()
-        return await reply.wait()
+        try:
+            return await reply.wait()
+        except Exception:
+            await self.child_failed()
+            raise
+
+    async def child_failed(self) -> None:
+        """A child's error is about to reach this node: with ``end_on_error``, raise the run's cancellation instead.
+
+        Once :meth:`Run.abort` has ended the run, the caller sees
+        ``trio.Cancelled`` (its ``finally`` blocks run, its ``except`` for the
+        child's error does not) and the run raises the original error. Outside
+        a shielded scope :meth:`Run.abort` has already cancelled this task, so
+        the checkpoint raises.
+        """
+        if self.run.first_error is not None:
+            await trio.lowlevel.checkpoint()
 
     async def call_batch(
         self, node: AnyNode, arg_sets: Sequence[tuple[object, ...]], *, return_exceptions: bool
@@ -448,6 +477,7 @@ class NodeActor(actors.Actor[None, object]):
                 if self.run.flush_due:
                     await self.run.flush()
         if failures:
+            await self.child_failed()
             for child in children:
                 if not child.started:
                     await self.run.record(
@@ -459,6 +489,7 @@ class NodeActor(actors.Actor[None, object]):
             try:
                 results.append(await reply.wait())
             except Exception as exc:
+                await self.child_failed()
                 if not return_exceptions:
                     raise
                 results.append(exc)
@@ -538,6 +569,7 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
                     NodeActor(run, self.entry, request_id, None, (self.entry.name,), self.args, self.kwargs),
                     name=f"{self.entry.name} ({request_id})",
                 )
+                run.entry = entry
                 reply = entry.ask_nowait(None)
                 try:
                     result = await reply.wait()

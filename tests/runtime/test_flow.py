@@ -253,6 +253,108 @@ async def test_end_on_error_true_ends_the_run_although_the_parent_catches(autoju
     assert statuses == {"parent": rt.Status.CANCELLED, "failing": rt.Status.FAILED, "sibling": rt.Status.CANCELLED}
 
 
+@rt.function_node
+async def _refused() -> str:
+    raise ConnectionError("refused")
+
+
+def _statuses(result: rt.RunResult[object]) -> dict[str, rt.Status]:
+    return {r.node: r.status for r in result.state.requests.values()}
+
+
+async def test_end_on_error_never_runs_a_parents_except_around_call() -> None:
+    handled: list[str] = []
+    cleaned: list[str] = []
+
+    @rt.function_node
+    async def parent() -> str:
+        try:
+            return await rt.call(_refused)
+        except ConnectionError:
+            handled.append("parent")  # a side effect end_on_error must prevent
+            return "fallback"
+        finally:
+            cleaned.append("parent")
+
+    flow = rt.Flow("strict", entry_point=parent, end_on_error=True)
+    with pytest.raises(
+        ConnectionError, match=r"^refused\nraised in node '_refused', request path: parent > _refused \(r2\)$"
+    ):
+        await flow.ainvoke()
+    result = await flow.arun()
+    assert result.status is rt.Status.FAILED
+    assert isinstance(result.error, ConnectionError)
+    assert _statuses(result) == {"parent": rt.Status.CANCELLED, "_refused": rt.Status.FAILED}
+    assert handled == []
+    assert cleaned == ["parent", "parent"]
+
+
+@pytest.mark.parametrize("return_exceptions", [False, True])
+async def test_end_on_error_never_runs_a_parents_except_around_call_batch(
+    autojump_clock: trio.abc.Clock, return_exceptions: bool
+) -> None:
+    handled: list[object] = []
+
+    @rt.function_node
+    async def maybe(n: int) -> int:
+        await trio.sleep(n)
+        if n == 1:
+            raise ConnectionError("refused")
+        return n
+
+    @rt.function_node
+    async def parent() -> list[object]:
+        try:
+            results = await rt.call_batch(maybe, [2, 1, 3], return_exceptions=return_exceptions)
+        except ConnectionError:
+            handled.append("except")
+            return []
+        handled.append(results)  # with return_exceptions the error would be in the list
+        return results
+
+    result = await rt.Flow("strict", entry_point=parent, end_on_error=True).arun()
+    assert result.status is rt.Status.FAILED
+    assert str(result.error) == "refused"
+    assert trio.current_time() == 1.0
+    assert handled == []
+    assert [r.status for r in result.state.requests.values()] == [
+        rt.Status.CANCELLED,
+        rt.Status.CANCELLED,
+        rt.Status.FAILED,
+        rt.Status.CANCELLED,
+    ]
+
+
+async def test_end_on_error_never_runs_the_except_of_any_ancestor() -> None:
+    handled: list[str] = []
+
+    @rt.function_node
+    async def middle() -> str:
+        try:
+            return await rt.call(_refused)
+        except ConnectionError:
+            handled.append("middle")
+            raise
+
+    @rt.function_node
+    async def top() -> str:
+        try:
+            return await rt.call(middle)
+        except Exception:  # the widest catch a user may write
+            handled.append("top")
+            return "fallback"
+
+    result = await rt.Flow("strict", entry_point=top, end_on_error=True).arun()
+    assert result.status is rt.Status.FAILED
+    assert str(result.error) == "refused"
+    assert handled == []
+    assert _statuses(result) == {
+        "top": rt.Status.CANCELLED,
+        "middle": rt.Status.CANCELLED,
+        "_refused": rt.Status.FAILED,
+    }
+
+
 # -- cancellation from outside ------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 import trio
+import trio.testing
 
 import runtime as rt
 
@@ -18,7 +19,7 @@ async def greet(name: str, punctuation: str = "!") -> str:
 
 @rt.function_node
 def shout(text: str) -> str:
-    """Upper-case *text*, inline."""
+    """Upper-case *text*, in a worker thread."""
     return text.upper()
 
 
@@ -39,7 +40,7 @@ def test_async_function_keeps_signature_and_docstring() -> None:
 
 
 def test_plain_function_keeps_signature_and_docstring() -> None:
-    assert shout.__doc__ == "Upper-case *text*, inline."
+    assert shout.__doc__ == "Upper-case *text*, in a worker thread."
     assert str(inspect.signature(shout)) == "(text: str) -> str"
     assert not shout.is_async
 
@@ -65,22 +66,81 @@ def test_async_node_runs_in_a_flow() -> None:
     assert rt.Flow("greet", entry_point=greet).invoke("Bob", punctuation="?") == "Hello, Bob?"
 
 
-def test_plain_node_runs_inline_in_the_trio_thread() -> None:
-    @rt.function_node
-    def where() -> str:
-        return _thread_name()
-
-    main_thread = _thread_name()
-    assert rt.Flow("inline", entry_point=where).invoke() == main_thread
-
-
-def test_thread_node_runs_in_a_worker_thread() -> None:
-    @rt.function_node(thread=True)
+@pytest.mark.parametrize("thread", [None, True])
+def test_a_plain_node_runs_in_a_worker_thread_unless_thread_false(thread: bool | None) -> None:
+    @rt.function_node(thread=thread)
     def where() -> str:
         return _thread_name()
 
     assert where.thread
     assert rt.Flow("threaded", entry_point=where).invoke() != _thread_name()
+    assert rt.function_node(where.fn).thread
+
+
+def test_thread_false_keeps_a_plain_node_on_the_loop_thread() -> None:
+    @rt.function_node(thread=False)
+    def where() -> tuple[str, float]:
+        return _thread_name(), trio.current_time()  # trio.current_time() works only on the loop's thread
+
+    assert not where.thread
+    name, _now = rt.Flow("inline", entry_point=where).invoke()
+    assert name == _thread_name()
+
+
+def test_an_async_node_never_runs_in_a_thread() -> None:
+    async def fetch() -> None: ...
+
+    assert not rt.function_node(fetch).thread
+    assert not rt.function_node(thread=False)(fetch).thread
+
+
+def test_thread_must_be_true_false_or_none() -> None:
+    def fetch() -> None: ...
+
+    with pytest.raises(
+        TypeError,
+        match=r"^@function_node\(thread='yes'\) on 'fetch': thread is True, False or None \(the default: a plain function runs in a worker thread\)\.$",
+    ):
+        rt.function_node(thread="yes")(fetch)  # type: ignore[call-overload]
+
+
+def test_sync_siblings_in_a_call_batch_overlap() -> None:
+    """Four plain nodes meet at a barrier: one after another, the first would wait alone and break it."""
+    barrier = threading.Barrier(4, timeout=10)
+
+    @rt.function_node
+    def meet(n: int) -> int:
+        barrier.wait()
+        return n
+
+    @rt.function_node
+    async def fan() -> list[object]:
+        return await rt.call_batch(meet, range(4))
+
+    assert rt.Flow("fan", entry_point=fan).invoke() == [0, 1, 2, 3]
+
+
+async def test_a_plain_node_past_the_timeout_ends_the_run_timed_out(autojump_clock: trio.testing.MockClock) -> None:
+    """The thread cannot be stopped; the run ends ``timed_out`` as soon as it returns."""
+    release = threading.Event()
+
+    @rt.function_node
+    def slow() -> str:
+        release.wait(10)
+        return "late"
+
+    async def let_go() -> None:
+        await trio.sleep(5)  # long past the run's timeout, on the mock clock
+        release.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(let_go)
+        result = await rt.Flow("slow", entry_point=slow, timeout=0.1).arun()
+        assert trio.current_time() == 5
+    assert release.is_set()
+    assert result.status is rt.Status.TIMED_OUT
+    assert isinstance(result.error, rt.RunTimeoutError)
+    assert result.state.requests["r1"].status is rt.Status.CANCELLED
 
 
 def test_thread_node_called_from_another_node() -> None:

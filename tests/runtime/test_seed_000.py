@@ -44,6 +44,21 @@ def test_the_examples_import_runtime_as_rt(example: str, printed: list[str]) -> 
     assert not any(line.startswith(("import railtracks", "from railtracks")) for line in lines)
 
 
+def test_error_handling_example_never_reaches_its_fallback() -> None:
+    import runpy
+
+    import runtime as rt
+
+    example = runpy.run_path(str(REPO / "examples" / "error_handling.py"))
+    result = example["sample_node_flow"].run()
+    assert result.status is rt.Status.FAILED
+    assert str(result.error) == "report service unavailable"
+    assert {r.node: r.status for r in result.state.requests.values()} == {
+        "sample_node": rt.Status.CANCELLED,
+        "fetch_report": rt.Status.FAILED,
+    }
+
+
 def test_saved_state_examples_write_their_state_file() -> None:
     _run_example("greet_multiple.py")
     import runtime as rt
