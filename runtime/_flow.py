@@ -21,6 +21,7 @@ import actors
 
 from ._context import RequestMetadata, copy_context
 from ._exceptions import InvokeInsideTrioError, TrioflowError
+from ._executor import check_executor
 from ._graph import GraphMixin
 from ._node import Node, as_node
 from ._publisher import Overflow, Subscription
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     import os
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
+    from ._executor import Executor
     from ._publisher import Event
 
 P = ParamSpec("P")
@@ -85,9 +87,14 @@ class Flow(GraphMixin, Generic[P, T]):
             :class:`~runtime.Event` of every run, in order.
         max_steps: routine graphs only: the most handler calls one job may make
             before it is stopped as a runaway cycle.
+        executor: node runs only: where the flow's plain nodes run unless a
+            node was given its own executor (``rt.threads()``,
+            ``rt.processes()``, ``rt.ray()``); ``None``: in a worker thread.
+            Async nodes and ``thread=False`` nodes run on the loop.
 
     Raises:
-        TypeError: no name, or *entry_point* is not a node.
+        TypeError: no name, *entry_point* is not a node, or *executor* is not
+            an executor.
         ValueError: a non-positive *timeout* or *max_steps*.
 
     .. versionadded:: 0.1
@@ -106,6 +113,7 @@ class Flow(GraphMixin, Generic[P, T]):
         state_dir: str | os.PathLike[str] = ".trioflow",
         subscribers: Sequence[Callable[[Event], object]] = (),
         max_steps: int | None = None,
+        executor: Executor | None = None,
     ) -> None:
         if name is not None and flow_id is not None and name != flow_id:
             msg = f"Flow(name={name!r}, flow_id={flow_id!r}): give one name (flow_id is the routine-graph spelling of name)."
@@ -133,6 +141,7 @@ class Flow(GraphMixin, Generic[P, T]):
         self.end_on_error = end_on_error
         self.state_dir = pathlib.Path(state_dir)
         self.subscribers = tuple(subscribers)
+        self.executor = None if executor is None else check_executor(executor, where=f"Flow({name!r})")
         GraphMixin.__init__(self, max_steps=max_steps)
 
     @property
@@ -287,6 +296,7 @@ class Flow(GraphMixin, Generic[P, T]):
             timeout=self.timeout,
             end_on_error=self.end_on_error,
             metadata=metadata if metadata is not None else RequestMetadata(run_id=state.job_id),
+            executor=self.executor,
         )
         actor = RunActor(run, entry, args, kwargs, self.subscribers, subscriptions)  # type: ignore[arg-type]
         reply: actors.Reply[RunResult[object]] | None = None

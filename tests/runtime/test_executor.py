@@ -15,6 +15,7 @@ import pytest
 import trio
 
 import runtime as rt
+import runtime.testing as rtt
 
 
 def add(a: int, b: int = 0) -> int:
@@ -233,3 +234,162 @@ async def test_processes_a_call_cancelled_while_waiting_for_a_worker_is_only_can
             await trio.testing.wait_all_tasks_blocked()
             scope.cancel()
     assert (running.ending, waiting.ending) == (rt.Status.KILLED, rt.Status.CANCELLED)
+
+
+# -- executors in runs -----------------------------------------------------------------------
+
+
+@rt.function_node(executor=rt.processes())
+def square(x: int) -> int:
+    return x * x
+
+
+@rt.function_node(executor=rt.processes(limit=2))
+def burn(seconds: float) -> float:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return seconds
+
+
+@rt.function_node(executor=rt.processes())
+def crash(code: int) -> None:
+    os._exit(code)
+
+
+@rt.function_node
+def plain(x: int) -> int:
+    return x + 1
+
+
+@rt.function_node(thread=False)
+def inline(x: int) -> int:
+    return x + 2
+
+
+@rt.function_node
+async def squares(xs: list[int]) -> list[object]:
+    return await rt.call_batch(square, xs)
+
+
+def _executors(result: rt.RunResult[object]) -> dict[str, str | None]:
+    return {r.node: r.executor for r in result.state.requests.values()}
+
+
+async def test_a_node_runs_on_its_executor_and_the_request_names_it() -> None:
+    result = await rt.Flow("sq", entry_point=squares).arun([1, 2, 3])
+    assert result.unwrap() == [1, 4, 9]
+    assert _executors(result) == {"squares": None, "square": "processes"}
+    assert [r.status for r in result.state.requests.values()] == [rt.Status.COMPLETED] * 4
+
+
+async def test_plain_nodes_run_on_the_flows_executor_by_default_in_threads() -> None:
+    @rt.function_node
+    async def entry(x: int) -> list[object]:
+        return [await rt.call(plain, x), await rt.call(inline, x), await rt.call(square, x)]
+
+    default = await rt.Flow("default", entry_point=entry).arun(3)
+    assert default.unwrap() == [4, 5, 9]
+    assert _executors(default) == {"entry": None, "plain": "threads", "inline": None, "square": "processes"}
+    pid = await rt.Flow("pid", entry_point=rt.function_node(os.getpid), executor=rt.processes()).arun()
+    assert pid.unwrap() != os.getpid()
+    assert _executors(pid) == {"getpid": "processes"}
+
+
+def test_the_executor_is_kept_in_the_state_document() -> None:
+    result = rt.Flow("doc", entry_point=squares).run([2])
+    loaded = rt.load_state(rt.dump_state(result.state))
+    assert [r.executor for r in loaded.requests.values()] == [None, "processes"]
+    assert loaded.requests == result.state.requests
+
+
+def test_an_executor_on_an_async_node_is_an_error() -> None:
+    async def fetch() -> None:
+        pass
+
+    message = (
+        "@function_node(executor=rt.processes(limit=None)) on 'fetch': async nodes run on the event loop; "
+        "only plain functions run on an executor. Drop executor=, or make 'fetch' a plain def."
+    )
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        rt.function_node(executor=rt.processes())(fetch)
+
+
+@pytest.mark.parametrize("thread", [True, False])
+def test_thread_and_executor_together_is_an_error(thread: bool) -> None:
+    message = (
+        f"@function_node(executor=rt.threads(limit=None)) on 'add': thread={thread} says where it runs "
+        "too; give one (thread=True is executor=rt.threads())."
+    )
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        rt.function_node(executor=rt.threads(), thread=thread)(add)
+
+
+def test_something_that_is_not_an_executor_is_refused() -> None:
+    message = (
+        "@function_node(executor='processes') on 'add': executor='processes' is not an executor. Pass "
+        "rt.threads(), rt.processes(), rt.ray(), or an object with a name and an async run(submission) method."
+    )
+    with pytest.raises(TypeError, match=f"^{re.escape(message)}$"):
+        rt.function_node(executor="processes")(add)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=r"^Flow\('f'\): executor=3 is not an executor\."):
+        rt.Flow("f", entry_point=squares, executor=3)  # type: ignore[arg-type]
+
+
+async def test_a_worker_that_dies_fails_its_request_and_the_run_goes_on() -> None:
+    @rt.function_node
+    async def careful() -> str:
+        try:
+            await rt.call(crash, 7)
+        except rt.ExecutorError as exc:
+            return f"caught exit code {exc.exit_code}"
+        return "no crash"
+
+    result = await rt.Flow("crash", entry_point=careful).arun()
+    assert result.unwrap() == "caught exit code 7"
+    (failed,) = [r for r in result.state.requests.values() if r.node == "crash"]
+    assert failed.status is rt.Status.FAILED
+    assert failed.error is not None
+    assert failed.error.message.startswith(
+        "The worker process running node 'crash' (r2) died with exit code 7 "
+    )
+
+
+@rt.function_node
+async def burn_four(seconds: float) -> list[object]:
+    return await rt.call_batch(burn, [seconds] * 4)
+
+
+@rt.function_node
+async def burn_serially(seconds: float) -> list[object]:
+    return [await rt.call(burn, seconds) for _ in range(4)]
+
+
+async def test_a_cpu_bound_batch_of_four_on_two_workers_takes_about_half_the_serial_time() -> None:
+    await rt.Flow("warm", entry_point=burn_four).arun(0.0)  # start both workers first
+
+    start = time.monotonic()
+    assert (await rt.Flow("serial", entry_point=burn_serially).arun(0.25)).unwrap() == [0.25] * 4
+    serial = time.monotonic() - start
+    start = time.monotonic()
+    assert (await rt.Flow("parallel", entry_point=burn_four).arun(0.25)).unwrap() == [0.25] * 4
+    parallel = time.monotonic() - start
+    assert parallel < 0.8 * serial, (parallel, serial)
+
+
+async def test_a_timeout_kills_the_workers_within_a_second_and_every_request_settles() -> None:
+    await rt.Flow("warm", entry_point=burn_four).arun(0.0)
+    events: list[rt.Event] = []
+    start = time.monotonic()
+    result = await rt.Flow("slow", entry_point=burn_four, timeout=0.5, subscribers=[events.append]).arun(60.0)
+    assert time.monotonic() - start < 1.5
+    rtt.check_events(events, result)  # the events say killed where the state does
+    assert result.status is rt.Status.TIMED_OUT
+    assert isinstance(result.error, rt.RunTimeoutError)
+    statuses = [(r.node, r.status) for r in result.state.requests.values()]
+    # limit=2: two calls ran and were killed, two waited for a worker and were only cancelled
+    assert sorted(statuses) == sorted(
+        [("burn_four", rt.Status.CANCELLED)]
+        + [("burn", rt.Status.KILLED)] * 2
+        + [("burn", rt.Status.CANCELLED)] * 2
+    )

@@ -77,7 +77,7 @@ async def test_ray_runs_a_hundred_calls_at_once_without_blocking_the_loop(ray_mo
     ticks = 0
 
     async def one(i: int) -> None:
-        results[i] = await rt.ray(num_cpus=0.01).run(_submission(add, i, 1000))
+        results[i] = await rt.ray().run(_submission(add, i, 1000))
 
     async def ticker(done: trio.Event) -> None:
         nonlocal ticks
@@ -178,3 +178,42 @@ def test_ray_refuses_an_unknown_option_at_once() -> None:
 
 def test_ray_repr_shows_its_options() -> None:
     assert repr(rt.ray(num_cpus=1)) == "rt.ray(grace_period=2.0, kill_timeout=5.0, max_retries=0, num_cpus=1)"
+
+
+# -- in runs -----------------------------------------------------------------------------
+
+
+@rt.function_node(executor=rt.ray())
+def remote_add(a: int, b: int) -> int:
+    return a + b
+
+
+@rt.function_node(executor=rt.ray(grace_period=0.5))
+def remote_nap(seconds: float) -> str:
+    return nap(seconds)
+
+
+@rt.function_node
+async def hundred() -> list[object]:
+    return await rt.call_batch(remote_add, range(100), [1000] * 100)
+
+
+async def test_a_hundred_remote_calls_in_a_batch_are_recorded_as_local_ones(ray_module: ModuleType) -> None:
+    result = await rt.Flow("hundred", entry_point=hundred).arun()
+    assert result.unwrap() == [i + 1000 for i in range(100)]
+    requests = list(result.state.requests.values())
+    assert [(r.node, r.executor, r.status) for r in requests[1:]] == [
+        ("remote_add", "ray", rt.Status.COMPLETED)
+    ] * 100
+    assert requests[0].executor is None
+
+
+async def test_a_timed_out_run_kills_c_bound_remote_work_after_the_grace_period(
+    ray_module: ModuleType,
+) -> None:
+    start = time.monotonic()
+    result = await rt.Flow("nap", entry_point=remote_nap, timeout=0.5).arun(60.0)
+    assert 1.0 <= time.monotonic() - start < 4.0
+    assert result.status is rt.Status.TIMED_OUT
+    (request,) = result.state.requests.values()
+    assert (request.executor, request.status) == ("ray", rt.Status.KILLED)
