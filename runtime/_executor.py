@@ -370,20 +370,26 @@ class _Processes:
             submission, functools.partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL), where=where
         )
         limit = self._limit if self._limit is not None else (os.cpu_count() or 1)
-        async with _limiter_for(self._limiters, limit):
+        limiter = _limiter_for(self._limiters, limit)
+        try:
+            limiter.acquire_nowait()  # no scheduling round when a worker is free
+        except trio.WouldBlock:
+            await limiter.acquire()
+        try:
             # From here the call is in a worker: a cancel kills it (and waits for it to die).
             submission.ending = Status.KILLED
-            try:
-                reply = await trio_parallel.run_sync(
-                    run_packed,
-                    payload,
-                    False,
-                    kill_on_cancel=True,
-                    limiter=_limiter_for(self._unlimited, math.inf),
-                )
-            except trio_parallel.BrokenWorkerError as exc:
-                proc = exc.args[-1] if exc.args else None
-                raise died(submission, getattr(proc, "exitcode", None), "worker process") from None
+            reply = await trio_parallel.run_sync(
+                run_packed,
+                payload,
+                False,
+                kill_on_cancel=True,
+                limiter=_limiter_for(self._unlimited, math.inf),
+            )
+        except trio_parallel.BrokenWorkerError as exc:
+            proc = exc.args[-1] if exc.args else None
+            raise died(submission, getattr(proc, "exitcode", None), "worker process") from None
+        finally:
+            limiter.release()
         return unpack(reply, submission, where=where)
 
 
