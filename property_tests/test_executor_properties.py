@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import runtime as rt
@@ -74,7 +74,7 @@ plans = st.lists(
 ).map(tuple)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None)
 @given(plan=plans)
 def test_mixed_executors_give_the_same_results_and_request_tree_as_the_loop(
     ray_cluster: ModuleType, plan: Plan
