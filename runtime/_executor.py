@@ -206,6 +206,7 @@ def threads(*, limit: int | None = None) -> Executor:
 _OK = "ok"
 _RAISED = "raised"
 _UNSENDABLE_RESULT = "unsendable result"
+_UNLOADABLE = "unloadable"
 
 
 def pack(submission: Submission, dumps: Callable[[object], bytes], *, where: str) -> bytes:
@@ -257,8 +258,8 @@ def run_packed(payload: bytes, cloud: bool) -> tuple[object, ...]:
     """Run a packed call in a worker and pack its outcome; private, called remotely.
 
     Returns ``("ok", pickled result)``, ``("raised", pickled exception or
-    None, class name, message, traceback, host)`` or
-    ``("unsendable result", class name, why)``. Only ``Exception`` is caught:
+    None, class name, message, traceback, host)``, ``("unsendable result",
+    class name, why)`` or ``("unloadable", why)``. Only ``Exception`` is caught:
     ``KeyboardInterrupt`` (Ray's soft cancel) ends the task as a cancel.
     """
     dumps: Callable[[object], bytes]
@@ -268,7 +269,10 @@ def run_packed(payload: bytes, cloud: bool) -> tuple[object, ...]:
         dumps = cloudpickle.dumps
     else:
         dumps = functools.partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL)
-    fn, args, kwargs = pickle.loads(payload)
+    try:
+        fn, args, kwargs = pickle.loads(payload)
+    except Exception as exc:  # the worker cannot import the node's module, most often
+        return (_UNLOADABLE, f"{_qualified(type(exc))}: {exc}")
     try:
         result = fn(*args, **kwargs)
     except Exception as exc:
@@ -312,6 +316,13 @@ def unpack(reply: tuple[object, ...], submission: Submission, *, where: str) -> 
             )
         exc.add_note(f"remote traceback ({where}, {host}):\n{str(text).rstrip()}")
         raise exc
+    if reply[0] == _UNLOADABLE:
+        msg = (
+            f"{where.capitalize()} could not load {submission.label}: {reply[1]}. The worker imports the "
+            "node by its module and name: make that module importable there (installed, or on the "
+            "workers' path; for Ray, shipped with rt.ray(runtime_env={'working_dir': ...}))."
+        )
+        raise ExecutorError(msg, node=submission.node)
     _, type_name, why = reply
     msg = (
         f"{submission.label} returned a {type_name} on {where} that cannot be sent back: pickle "

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import threading
 import time
+import types
 
 import pytest
 import trio
@@ -188,6 +190,20 @@ async def test_processes_refuse_a_function_that_cannot_be_pickled() -> None:
         match=r"^Cannot send node 'local' \(r1\) to a worker process: its function cannot be pickled \(.*\)\. Define the node at the top level of an importable module \(not in a function, a class or __main__\), or run it on rt\.threads\(\)\.$",
     ):
         await rt.processes().run(_submission(local, 1))
+
+
+async def test_processes_say_when_the_worker_cannot_import_the_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    ghost = types.ModuleType("ghost_module")  # importable here only: it is on no path
+    exec("def haunt():\n    return 1\n", ghost.__dict__)
+    monkeypatch.setitem(sys.modules, "ghost_module", ghost)
+    message = (
+        "A worker process could not load node 'haunt' (r1): ModuleNotFoundError: No module named "
+        "'ghost_module'. The worker imports the node by its module and name: make that module "
+        "importable there (installed, or on the workers' path; for Ray, shipped with "
+        "rt.ray(runtime_env={'working_dir': ...}))."
+    )
+    with pytest.raises(rt.ExecutorError, match=f"^{re.escape(message)}$"):
+        await rt.processes().run(_submission(ghost.haunt))
 
 
 async def test_processes_name_a_result_that_cannot_be_sent_back() -> None:
