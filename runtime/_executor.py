@@ -358,11 +358,12 @@ def died(submission: Submission, exit_code: int | None, where: str, *, detail: s
 class _Processes:
     """``trio-parallel`` worker processes: see :func:`processes`."""
 
-    __slots__ = ("_limit", "_limiters", "_unlimited")
+    __slots__ = ("_given", "_limit", "_limiters", "_unlimited")
     name = "processes"
 
     def __init__(self, limit: int | None) -> None:
-        self._limit = limit
+        self._limit = limit if limit is not None else (os.cpu_count() or 1)
+        self._given = limit
         self._limiters: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar(
             "trioflow.processes"
         )
@@ -371,7 +372,7 @@ class _Processes:
         )
 
     def __repr__(self) -> str:
-        return f"rt.processes(limit={self._limit!r})"
+        return f"rt.processes(limit={self._given!r})"
 
     async def run(self, submission: Submission) -> object:
         import trio_parallel  # imported on first use: it starts no process until then
@@ -380,8 +381,7 @@ class _Processes:
         payload = pack(
             submission, functools.partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL), where=where
         )
-        limit = self._limit if self._limit is not None else (os.cpu_count() or 1)
-        limiter = _limiter_for(self._limiters, limit)
+        limiter = _limiter_for(self._limiters, self._limit)
         try:
             limiter.acquire_nowait()  # no scheduling round when a worker is free
         except trio.WouldBlock:
