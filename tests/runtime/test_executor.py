@@ -104,12 +104,13 @@ async def test_threads_limit_bounds_how_many_run_at_once() -> None:
     lock = threading.Lock()
     running = [0]
     most = [0]
+    pair = threading.Barrier(2, timeout=10)  # two calls must be in at once to pass
 
     def count() -> None:
         with lock:
             running[0] += 1
             most[0] = max(most[0], running[0])
-        time.sleep(0.01)
+        pair.wait()
         with lock:
             running[0] -= 1
 
