@@ -46,6 +46,7 @@ def ray_cluster() -> Iterator[ModuleType]:
         import ray
     except ImportError:
         pytest.fail("These tests need Ray: install the extra with pip install '.[test,ray]'.")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # local only: no usage report leaves the machine
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ray.init(

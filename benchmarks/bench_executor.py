@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import time
 import warnings
@@ -129,6 +130,7 @@ def bench_ray(opts: Options) -> list[Row]:
             file=sys.stderr,
         )
         return []
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # local only: no usage report leaves the machine
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ray.init(
