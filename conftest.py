@@ -2,14 +2,24 @@
 
 ``HYPOTHESIS_PROFILE=ci`` (set by ``.ci/run``) selects a fixed example budget so
 the whole suite stays well inside CI's time limit; ``dev`` is the default.
+The ``ray_cluster`` fixture starts the local Ray the executor tests run on.
 """
 
+from __future__ import annotations
+
+import logging
 import os
 import pathlib
-from collections.abc import Iterator
+import sys
+import warnings
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import ModuleType
 
 settings.register_profile(
     "ci",
@@ -38,3 +48,34 @@ def _the_suite_writes_no_state_file_into_the_repository() -> Iterator[None]:
     yield
     written = sorted(name for name, mtime in _state_files().items() if before.get(name) != mtime)
     assert not written, f"the tests wrote {written} into {_REPO / '.trioflow'}; write under tmp_path instead"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[ModuleType]:
+    """A local Ray with 2 CPUs for the tests that need one; shut down at the end of the session.
+
+    Local only (``address="local"`` never joins a running cluster), no
+    dashboard, quiet. The workers get this process's ``sys.path``, so they
+    can import the test modules that define the nodes they run. A missing
+    Ray fails the test, naming the extra: nothing is skipped silently.
+    """
+    try:
+        import ray
+    except ImportError:
+        pytest.fail("These tests need Ray: install the extra with pip install '.[test,ray]'.")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # local only: no usage report leaves the machine
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ray.init(
+            address="local",
+            num_cpus=2,
+            include_dashboard=False,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+            configure_logging=True,
+            runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}},
+        )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

@@ -64,12 +64,18 @@ class Replay:
                 assert r.request_id not in requests
                 assert r.parent_id is None or r.parent_id in requests, "a parent is created before its child"
                 requests[r.request_id] = rt.Request(
-                    r.request_id, r.parent_id, r.node, rt.Status.RUNNING, r.offset, r.offset
+                    r.request_id,
+                    r.parent_id,
+                    r.node,
+                    rt.Status.RUNNING,
+                    r.offset,
+                    r.offset,
+                    executor=r.data if isinstance(r.data, str) else None,
                 )
             elif r.kind in outcomes:
                 request = requests[r.request_id]  # type: ignore[index]
                 assert not request.status.is_final, f"request {request.id} ended twice"
-                request.status = outcomes[r.kind]
+                request.status = r.data if isinstance(r.data, rt.Status) else outcomes[r.kind]
                 request.finished_at = r.offset
                 if r.kind is rt.EventKind.REQUEST_SUCCEEDED:
                     request.result = r.data  # type: ignore[assignment]

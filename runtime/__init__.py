@@ -31,6 +31,9 @@ from ._exceptions import (
     EventDataError as EventDataError,
 )
 from ._exceptions import (
+    ExecutorError as ExecutorError,
+)
+from ._exceptions import (
     FaultInjectionError as FaultInjectionError,
 )
 from ._exceptions import (
@@ -53,6 +56,9 @@ from ._exceptions import (
 )
 from ._exceptions import (
     OutsideTrioError as OutsideTrioError,
+)
+from ._exceptions import (
+    RemoteError as RemoteError,
 )
 from ._exceptions import (
     RoutineCallError as RoutineCallError,
@@ -84,6 +90,10 @@ from ._exceptions import (
 from ._exceptions import (
     WorkflowBuildError as WorkflowBuildError,
 )
+from ._executor import Executor as Executor
+from ._executor import Submission as Submission
+from ._executor import processes as processes
+from ._executor import threads as threads
 from ._flow import Flow as Flow
 from ._job import Job as Job
 from ._metrics import WorkflowMetrics as WorkflowMetrics
@@ -92,6 +102,7 @@ from ._node import function_node as function_node
 from ._publisher import Event as Event
 from ._publisher import EventKind as EventKind
 from ._publisher import Subscription as Subscription
+from ._ray import ray as ray
 from ._record import Recorder as Recorder
 from ._routine import ErrorHandler as ErrorHandler
 from ._routine import ErrorStrategy as ErrorStrategy
@@ -151,6 +162,12 @@ __all__ = [
     "RunResult",
     "Recorder",
     "session",
+    # executors
+    "Executor",
+    "Submission",
+    "threads",
+    "processes",
+    "ray",
     # routine graphs
     "Routine",
     "Slot",
@@ -183,6 +200,7 @@ __all__ = [
     "TrioflowError",
     "BusyError",
     "EventDataError",
+    "ExecutorError",
     "FaultInjectionError",
     "GraphDefinitionError",
     "InvokeInsideTrioError",
@@ -192,6 +210,7 @@ __all__ = [
     "OutsideRunError",
     "OutsideTrioError",
     "RoutineCallError",
+    "RemoteError",
     "RunCancelledError",
     "RunTimeoutError",
     "SessionClosedError",

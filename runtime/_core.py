@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import pathlib
     from collections.abc import Callable
 
+    from ._executor import Executor
     from ._publisher import Event
     from ._record import Recorder
 
@@ -77,6 +78,7 @@ class RunSettings:
     subscribers: tuple[Callable[[Event], object], ...]
     recorders: tuple[Recorder, ...]
     context: dict[str, object]
+    executor: Executor | None = None
 
 
 @final

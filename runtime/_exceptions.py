@@ -139,3 +139,45 @@ class DirectNodeCallWarning(UserWarning):
 
     .. versionadded:: 0.1
     """
+
+
+@final
+class ExecutorError(TrioflowError, RuntimeError):
+    """A node could not be run on its executor, or its worker failed under it.
+
+    Raised when an argument or a result cannot cross to a worker process or a
+    Ray task (``pickle`` refused it), when Ray is not installed or not
+    initialised, or when the worker running the node died.
+
+    Attributes:
+        node: the node's name.
+        parameter: the parameter whose argument could not be sent, if that was
+            the problem; ``None`` otherwise.
+        exit_code: the worker process's exit code (negative: killed by that
+            signal), if it died; ``None`` otherwise.
+    """
+
+    def __init__(
+        self, message: str, *, node: str, parameter: str | None = None, exit_code: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.node = node
+        self.parameter = parameter
+        self.exit_code = exit_code
+
+
+@final
+class RemoteError(TrioflowError):
+    """A node on a worker raised an exception that could not be sent back as itself.
+
+    Stands in for it (its class could not be pickled or rebuilt): the message
+    names the original class and repeats its message, and the remote
+    traceback is attached as a note.
+
+    Attributes:
+        type_name: the original exception's class, qualified by its module.
+    """
+
+    def __init__(self, message: str, *, type_name: str) -> None:
+        super().__init__(message)
+        self.type_name = type_name

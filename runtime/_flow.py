@@ -27,6 +27,7 @@ import trio
 from ._context import RequestMetadata, copy_context
 from ._core import RunResult, RunSettings
 from ._exceptions import GraphDefinitionError, TrioflowError
+from ._executor import check_executor
 from ._graph import Graph
 from ._node import Node, as_node
 from ._publisher import Overflow, Subscription
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     import threading
     from collections.abc import AsyncIterator, Callable, Sequence
 
+    from ._executor import Executor
     from ._job import Job
     from ._node import AnyNode
     from ._publisher import Event
@@ -149,6 +151,10 @@ class Flow(Generic[P, T]):
             before it fails with :class:`~runtime.StepLimitError`. ``None``
             (the default): no limit; a cycle that never stops then runs until
             *timeout*, or until the caller cancels it.
+        executor: node runs only: where the flow's plain nodes run unless a
+            node was given its own executor (``rt.threads()``,
+            ``rt.processes()``, ``rt.ray()``); ``None``: in a worker thread.
+            Async nodes and ``thread=False`` nodes run on the loop.
 
     Raises:
         TypeError: a setting of the wrong type (a name that is not a string,
@@ -157,7 +163,8 @@ class Flow(Generic[P, T]):
             subscriber that is not callable, a *save_state* or
             *end_on_error* that is not a bool); *entry_point* is not a node;
             or a *context* value can be neither deep-copied nor is wrapped in
-            :class:`~runtime.Shared`. The message names the setting.
+            :class:`~runtime.Shared`; *executor* is not an executor. The
+            message names the setting.
         ValueError: an empty name, or a non-positive *timeout* or *max_steps*.
 
     .. versionadded:: 0.1
@@ -177,6 +184,7 @@ class Flow(Generic[P, T]):
         subscribers: Sequence[Callable[[Event], object]] = (),
         recorders: Sequence[Recorder] = (),
         max_steps: int | None = None,
+        executor: Executor | None = None,
     ) -> None:
         if name is not None and flow_id is not None and name != flow_id:
             msg = f"Flow(name={name!r}, flow_id={flow_id!r}): give one name (flow_id is the routine-graph spelling of name)."
@@ -208,6 +216,7 @@ class Flow(Generic[P, T]):
             if not callable(getattr(recorder, "record", None)):
                 msg = f"Flow({name!r}, recorders=[..., {recorder!r}, ...]): a recorder has an async record(records) method (see rt.Recorder)."
                 raise TypeError(msg)
+        self.executor = None if executor is None else check_executor(executor, where=f"Flow({name!r})")
         self._graph = Graph(name, max_steps=max_steps)
 
     @property
@@ -359,6 +368,7 @@ class Flow(Generic[P, T]):
             state_path=self.state_path,
             subscribers=self.subscribers,
             recorders=self.recorders,
+            executor=self.executor,
             context=self.context,
         )
 

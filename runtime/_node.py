@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import sys
 import warnings
 from typing import TYPE_CHECKING, Generic, ParamSpec, Protocol, TypeAlias, TypeVar, cast, final, overload
 
-import trio
-
 from ._context import current_frame
 from ._exceptions import DirectNodeCallWarning, NodeArgumentError, NotANodeError
+from ._executor import Executor, Submission, check_executor, threads
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -34,9 +34,12 @@ class Node(Generic[P, T]):
     Attributes:
         name: the node's name in request trees, events and errors.
         fn: the wrapped function.
-        thread: whether the function runs in a worker thread: ``True`` for a
-            plain function unless it was made with ``thread=False``, always
-            ``False`` for an async one.
+        thread: whether the function runs off the loop (in a worker thread,
+            or on its executor): ``True`` for a plain function unless it was
+            made with ``thread=False``, always ``False`` for an async one.
+        executor: the executor the node was given (``thread=True`` gives
+            :data:`DEFAULT_THREADS`), or ``None``: a plain node then runs on
+            its flow's executor, by default in a worker thread.
 
     .. versionadded:: 0.1
     """
@@ -47,6 +50,7 @@ class Node(Generic[P, T]):
         "_required",
         "_simple",
         "_warned",
+        "executor",
         "fn",
         "is_async",
         "name",
@@ -60,6 +64,7 @@ class Node(Generic[P, T]):
         *,
         name: str | None = None,
         thread: bool | None = None,
+        executor: Executor | None = None,
     ) -> None:
         if isinstance(fn, Node):
             msg = f"{fn.name!r} is already a node; apply @function_node once."
@@ -77,6 +82,16 @@ class Node(Generic[P, T]):
             msg = f"@function_node(thread=True) on {self.name!r}: only plain functions can run in a worker thread; this one is async."
             raise TypeError(msg)
         self.thread: bool = not self.is_async and thread is not False
+        self.executor: Executor | None = DEFAULT_THREADS if thread else None
+        if executor is not None:
+            where = f"@function_node(executor={executor!r}) on {self.name!r}"
+            if self.is_async:
+                msg = f"{where}: async nodes run on the event loop; only plain functions run on an executor. Drop executor=, or make {self.name!r} a plain def."
+                raise TypeError(msg)
+            if thread is not None:
+                msg = f"{where}: thread={thread!r} says where it runs too; give one (thread=True is executor=rt.threads())."
+                raise TypeError(msg)
+            self.executor = check_executor(executor, where=where)
         self.signature = inspect.signature(fn)
         params = list(self.signature.parameters.values())
         self._simple = all(p.kind in _SIMPLE_KINDS for p in params)
@@ -105,6 +120,21 @@ class Node(Generic[P, T]):
             warnings.warn(msg, DirectNodeCallWarning, stacklevel=2)
         return self.fn(*args, **kwargs)
 
+    def __reduce__(self) -> str | tuple[object, ...]:
+        # By reference (module and name), as pickle does for functions, so a
+        # worker process imports the node rather than receiving a copy. A node
+        # not reachable by name (made in a function, or in __main__, which a Ray
+        # worker does not have) is pickled as its function and name.
+        module = sys.modules.get(self.__module__)
+        qualname: str = getattr(self, "__qualname__", "")
+        if module is not None and module.__name__ != "__main__" and qualname:
+            found: object = module
+            for part in qualname.split("."):
+                found = getattr(found, part, None)
+            if found is self:
+                return qualname
+        return (_rebuild, (self.fn, self.name))
+
     def check_arguments(self, args: tuple[object, ...], kwargs: Mapping[str, object]) -> None:
         """Raise :class:`NodeArgumentError` unless *args* and *kwargs* fit the signature."""
         if self._simple:
@@ -125,17 +155,17 @@ class Node(Generic[P, T]):
             raise NodeArgumentError(msg) from None
 
     async def invoke(self, args: tuple[object, ...], kwargs: Mapping[str, object]) -> T:
-        """Run the function: awaited if async, in a worker thread if plain, inline if made with ``thread=False``."""
+        """Run the function: awaited if async, on its executor (a worker thread by default) if plain, inline if made with ``thread=False``.
+
+        A run resolves the executor itself (the node's, else the flow's):
+        see ``NodeActor``.
+        """
         fn = self.fn
         if self.is_async:
             return await cast("Callable[..., Awaitable[T]]", fn)(*args, **kwargs)  # type: ignore[explicit-any]
         if self.thread:
-            # A thread cannot be interrupted: a cancel waits for it to return (so no
-            # work outlives the run), then discards what it returned. Threads come
-            # from Trio's default limiter, one per Trio run (40 at once by default).
-            result = await trio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))  # type: ignore[arg-type]
-            await trio.lowlevel.checkpoint_if_cancelled()
-            return cast("T", result)
+            executor = self.executor if self.executor is not None else DEFAULT_THREADS
+            return cast("T", await executor.run(Submission(self, args, kwargs, node=self.name, request="-")))
         return cast("Callable[..., T]", fn)(*args, **kwargs)  # type: ignore[explicit-any]
 
 
@@ -153,13 +183,16 @@ def function_node(fn: Callable[P, Awaitable[T]], /) -> Node[P, T]: ...
 @overload
 def function_node(fn: Callable[P, T], /) -> Node[P, T]: ...
 @overload
-def function_node(*, name: str | None = None, thread: bool | None = None) -> _NodeDecorator: ...
+def function_node(
+    *, name: str | None = None, thread: bool | None = None, executor: Executor | None = None
+) -> _NodeDecorator: ...
 def function_node(
     fn: Callable[P, T] | Callable[P, Awaitable[T]] | None = None,
     /,
     *,
     name: str | None = None,
     thread: bool | None = None,
+    executor: Executor | None = None,
 ) -> Node[P, T] | _NodeDecorator:
     """Make *fn* a node that runs can call with ``await rt.call(node, ...)``.
 
@@ -182,6 +215,12 @@ def function_node(
     blocks every other node while it runs, and a timeout is noticed only
     after it returns.
 
+    ``executor=`` runs a plain function elsewhere: :func:`~runtime.threads`
+    with a limit of its own, :func:`~runtime.processes` for CPU-bound work,
+    :func:`~runtime.ray` on a Ray cluster. Without one, a plain node runs on
+    its flow's executor (``Flow(..., executor=...)``), by default
+    ``rt.threads()``. The request records the executor's name.
+
     Use bare (``@rt.function_node``) or with options
     (``@rt.function_node(name="fetch", thread=False)``).
 
@@ -191,16 +230,28 @@ def function_node(
         thread: ``None`` (the default) or ``True``: a plain function runs in a
             worker thread. ``False``: it runs inline on the loop. An async
             function always runs on the loop; ``thread=True`` on one is an error.
+        executor: where a plain function runs (see above).
 
     Raises:
         TypeError: *fn* is not callable, is already a node, is async with
-            ``thread=True``, or *thread* is not ``True``, ``False`` or ``None``.
+            ``thread=True`` or with an *executor*, *thread* is not ``True``,
+            ``False`` or ``None``, *executor* is not an executor, or both
+            *thread* and *executor* are given.
 
     .. versionadded:: 0.1
     """
     if fn is None:
-        return cast("_NodeDecorator", functools.partial(Node, name=name, thread=thread))
-    return Node(fn, name=name, thread=thread)
+        return cast("_NodeDecorator", functools.partial(Node, name=name, thread=thread, executor=executor))
+    return Node(fn, name=name, thread=thread, executor=executor)
+
+
+DEFAULT_THREADS = threads()
+"""The executor of plain nodes given none, and of ``thread=True``: Trio's default thread limiter."""
+
+
+def _rebuild(fn: Callable[..., object], name: str) -> AnyNode:  # type: ignore[explicit-any]
+    """Unpickle a node pickled by value (see ``Node.__reduce__``): in a worker, only its function matters."""
+    return Node(fn, name=name)
 
 
 AnyNode: TypeAlias = "Node[..., object]"  # type: ignore[explicit-any]  # a node whose signature is checked at run time

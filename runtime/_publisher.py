@@ -68,7 +68,11 @@ class Event:
         node: the node (or routine) name, if any.
         data: the payload: a streamed item, a result or error summary, a
             routine event's data, or for ``run_finished`` a dict with
-            ``status``, ``result`` and ``error``.
+            ``status``, ``result`` and ``error``. For ``request_created``,
+            the name of the node's executor (``None`` on the loop); for
+            ``request_cancelled``, the :class:`~runtime.Status` ``killed`` or
+            ``orphaned`` when the executor's cancel ended the work so
+            (``None`` for a plain cancel).
 
     .. versionadded:: 0.1
     """

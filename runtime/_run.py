@@ -29,6 +29,8 @@ import actors
 
 from ._context import Frame, Invocation, RequestMetadata, copy_context, current_frame, invocation_hook
 from ._core import RunResult, cancelled_error, end_state, new_run_id, save_state, timeout_error
+from ._executor import Submission
+from ._node import DEFAULT_THREADS
 from ._publisher import Event, EventKind, Publisher
 from ._record import RunLog
 from ._state import ErrorSummary, JobState, Request, Status, summarize
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from ._core import RunSettings
+    from ._executor import Executor
     from ._node import AnyNode
     from ._publisher import Subscription
     from ._record import Recorder
@@ -66,6 +69,7 @@ class Run:
         "_ids",
         "end_on_error",
         "entry",
+        "executor",
         "first_error",
         "flow_name",
         "log",
@@ -83,8 +87,10 @@ class Run:
         timeout: float | None,
         end_on_error: bool,
         metadata: RequestMetadata,
+        executor: Executor | None = None,
     ) -> None:
         self.state = state
+        self.executor = executor if executor is not None else DEFAULT_THREADS
         self.flow_name = flow_name
         self.timeout = timeout
         self.end_on_error = end_on_error
@@ -133,10 +139,13 @@ class Run:
                 status=Status.RUNNING,
                 created_at=offset,
                 started_at=offset,
+                executor=data if isinstance(data, str) else None,
             )
         elif kind in _REQUEST_OUTCOMES:
             request = requests[request_id]  # type: ignore[index]
-            request.status = _REQUEST_OUTCOMES[kind]
+            # A cancelled request's data is how its executor ended it, if not plainly (killed, orphaned).
+            cancelled_as = data if kind is EventKind.REQUEST_CANCELLED and isinstance(data, Status) else None
+            request.status = cancelled_as or _REQUEST_OUTCOMES[kind]
             request.finished_at = offset
             if kind is EventKind.REQUEST_SUCCEEDED:
                 request.result = data = summarize(data)
@@ -188,6 +197,12 @@ class Run:
             if not request.status.is_final:
                 self.record_nowait(EventKind.REQUEST_CANCELLED, request.id, request.parent_id, request.node)
 
+    def executor_for(self, node: AnyNode) -> Executor | None:
+        """Where *node* runs: its own executor, else the run's for a plain node; ``None``: on the loop."""
+        if node.executor is not None:
+            return node.executor
+        return self.executor if node.thread else None
+
     def abort(self, exc: BaseException) -> None:
         """``end_on_error``: remember the first failure and cancel every node of the run.
 
@@ -223,6 +238,8 @@ class NodeActor(actors.Actor[None, object]):
     started = False
     #: Told of the node's failure as it happens: how a batch cancels its siblings.
     on_failure: Callable[[BaseException], None] | None = None
+    #: The call on the node's executor, once made: it says how a cancel ended the work.
+    submission: Submission | None = None
 
     def __init__(
         self,
@@ -241,6 +258,12 @@ class NodeActor(actors.Actor[None, object]):
         self.path = path
         self.args = args
         self.kwargs = kwargs
+        self.executor = run.executor_for(node)
+
+    @property
+    def executor_name(self) -> str | None:
+        """The name of the executor the node runs on, recorded with its request; ``None`` on the loop."""
+        return None if self.executor is None else self.executor.name
 
     async def handle(self, message: None) -> object:
         self.started = True
@@ -250,11 +273,22 @@ class NodeActor(actors.Actor[None, object]):
         try:
             if hook is not None:
                 await hook(Invocation("node", self.node.name, self.path, self.args, self.kwargs))
-            result = await self.node.invoke(self.args, self.kwargs)
+            if self.executor is None:
+                result = await self.node.invoke(self.args, self.kwargs)
+            else:
+                self.submission = Submission(
+                    self.node, self.args, self.kwargs, node=self.node.name, request=self.request_id
+                )
+                result = await self.executor.run(self.submission)
         except BaseException as exc:
             if is_cancellation(exc):
+                ending = None if self.submission is None else self.submission.ending
                 await run.record_shielded(
-                    EventKind.REQUEST_CANCELLED, self.request_id, self.parent_id, self.node.name, None
+                    EventKind.REQUEST_CANCELLED,
+                    self.request_id,
+                    self.parent_id,
+                    self.node.name,
+                    None if ending is Status.CANCELLED else ending,
                 )
                 raise
             if not hasattr(exc, _PATH_NOTED) and isinstance(exc, Exception):
@@ -287,7 +321,7 @@ class NodeActor(actors.Actor[None, object]):
         if self.keeps_nursery:
             child = self._child(node, args, kwargs)
             if self.run.record_nowait(
-                EventKind.REQUEST_CREATED, child.request_id, self.request_id, node.name
+                EventKind.REQUEST_CREATED, child.request_id, self.request_id, node.name, child.executor_name
             ):
                 await self.run.flush()
             ref = await self.spawn(child, name=f"{node.name} ({child.request_id})")
@@ -388,7 +422,9 @@ class NodeActor(actors.Actor[None, object]):
         """
         child = self._child(node, args, kwargs)
         child.keeps_nursery = False
-        self.run.record_nowait(EventKind.REQUEST_CREATED, child.request_id, self.request_id, node.name)
+        self.run.record_nowait(
+            EventKind.REQUEST_CREATED, child.request_id, self.request_id, node.name, child.executor_name
+        )
         nursery.spawn_nowait(child, name=f"{node.name} ({child.request_id})")
         return child
 
@@ -443,12 +479,14 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
                 run.nodes_scope = scope
                 run.record_nowait(EventKind.RUN_STARTED, data=run.flow_name)
                 request_id = run.next_request_id()
-                if run.record_nowait(EventKind.REQUEST_CREATED, request_id, None, self.entry.name):
-                    await run.flush()
-                entry = self.spawn_nowait(
-                    NodeActor(run, self.entry, request_id, None, (self.entry.name,), self.args, self.kwargs),
-                    name=f"{self.entry.name} ({request_id})",
+                node_actor = NodeActor(
+                    run, self.entry, request_id, None, (self.entry.name,), self.args, self.kwargs
                 )
+                if run.record_nowait(
+                    EventKind.REQUEST_CREATED, request_id, None, self.entry.name, node_actor.executor_name
+                ):
+                    await run.flush()
+                entry = self.spawn_nowait(node_actor, name=f"{self.entry.name} ({request_id})")
                 run.entry = entry
                 reply = entry.ask_nowait(None)
                 try:
@@ -513,6 +551,7 @@ async def run_flow(
         timeout=settings.timeout,
         end_on_error=settings.end_on_error,
         metadata=metadata if metadata is not None else RequestMetadata(run_id=state.job_id),
+        executor=settings.executor,
     )
     actor = RunActor(run, entry, args, kwargs, settings.subscribers, subscriptions, settings.recorders)
     reply: actors.Reply[RunResult[object]] | None = None

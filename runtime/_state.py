@@ -87,6 +87,13 @@ class Status(enum.StrEnum):
     A ``str`` subclass: ``str(status)`` and f-strings give the value, e.g.
     ``completed``.
 
+    Two endings belong to requests whose node ran on an executor (see
+    :func:`runtime.processes`, :func:`runtime.ray`) and was cancelled there:
+    ``killed`` (the work was stopped by killing its worker) and ``orphaned``
+    (the work could not be stopped or confirmed stopped, and may still be
+    running; the run no longer waits for it). A plainly ``cancelled``
+    request's work stopped, or never began.
+
     .. versionadded:: 0.1.0
     """
 
@@ -97,6 +104,8 @@ class Status(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     TIMED_OUT = "timed_out"
+    KILLED = "killed"
+    ORPHANED = "orphaned"
 
     @property
     def is_final(self) -> bool:
@@ -104,7 +113,9 @@ class Status(enum.StrEnum):
         return self in _FINAL_STATUSES
 
 
-_FINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT})
+_FINAL_STATUSES = frozenset(
+    {Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT, Status.KILLED, Status.ORPHANED}
+)
 
 
 @final
@@ -153,6 +164,9 @@ class Request:
         finished_at: when the node ended, however it ended, or ``None``.
         result: a summary of the return value (see :func:`summarize`).
         error: what the node raised, if it failed.
+        executor: the name of the executor the node ran on (``threads``,
+            ``processes``, ``ray``, ...), or ``None`` for a node run on the
+            event loop (async, or plain and inline).
 
     .. versionadded:: 0.1.0
     """
@@ -166,6 +180,7 @@ class Request:
     finished_at: float | None = None
     result: str | None = None
     error: ErrorSummary | None = None
+    executor: str | None = None
 
     @property
     def duration(self) -> float | None:

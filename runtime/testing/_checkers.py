@@ -316,7 +316,8 @@ def check_events(events: Iterable[Event], result: RunResult[T]) -> None:
                 raise _fail(state, f"{show(event)} came before the request was created.")
             if rid in ended:
                 raise _fail(state, f"{show(event)}: the request already ended with event #{ended[rid][0]}.")
-            ended[rid] = (event.seq, _TERMINAL[event.kind])
+            # A cancel's data names how an executor ended the work, if not plainly (killed, orphaned).
+            ended[rid] = (event.seq, event.data if isinstance(event.data, Status) else _TERMINAL[event.kind])
         elif event.kind is EventKind.STREAM and (rid not in created or rid in ended):
             raise _fail(state, f"{show(event)} streamed outside its request's life (created #{created.get(rid or '')}, ended #{ended.get(rid or '', (None,))[0]}).")
     for rid, request in state.requests.items():

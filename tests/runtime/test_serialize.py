@@ -264,7 +264,7 @@ _DAMAGED = r" It was edited or damaged; restore it, or delete it and run again\.
         (
             lambda s: s.update(status="weird"),
             r"at \$\.state\.status, unknown status 'weird'; a status is one of 'pending', "
-            r"'running', 'paused', 'completed', 'failed', 'cancelled', 'timed_out'\.",
+            r"'running', 'paused', 'completed', 'failed', 'cancelled', 'timed_out', 'killed', 'orphaned'\.",
         ),
         (
             lambda s: s.update(job_id=5),

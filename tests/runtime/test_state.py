@@ -24,7 +24,7 @@ def test_status_prints_its_value() -> None:
 
 def test_status_is_final() -> None:
     final = {s for s in Status if s.is_final}
-    assert final == {Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT}
+    assert final == {Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT, Status.KILLED, Status.ORPHANED}
 
 
 def test_classes_are_slotted() -> None:
