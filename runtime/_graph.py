@@ -37,9 +37,9 @@ class GraphMixin:
     """The routine-graph half of :class:`~runtime.Flow`.
 
     A graph flow holds routine *templates* and the connections between
-    them. Each job runs on its own instances, made from how each template
-    was made (:class:`~runtime._routine.RoutineProps`); the flow itself is
-    never changed by a job.
+    them. Each job runs on its own instances, made the way each template
+    was made (``RoutineProps`` in ``_routine.py``); the flow itself is never
+    changed by a job.
     """
 
     # Set by Flow.__init__.

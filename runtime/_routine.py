@@ -95,8 +95,9 @@ _MERGE_NAMES = ("override", "append")
 class Slot:
     """An input of a routine: what :meth:`Routine.define_slot` returns.
 
-    A slot is a definition, shared by every job; per-job data (the
-    ``"append"`` merge) lives in the job's routine actor.
+    A slot belongs to one routine instance (each job's instance defines its
+    own); what a slot merges (the ``"append"`` merge) lives in the job's
+    routine actor.
 
     Attributes:
         name: the slot's name, unique within its routine.
@@ -122,7 +123,7 @@ class Slot:
         self.handler = handler
         self.merge_strategy = merge_strategy
         # A handler that is a method of its own routine is kept unbound and
-        # called on the job's copy of the routine.
+        # called on the routine the actor holds.
         func: Handler | None = handler
         self._on_routine = False
         if handler is not None and getattr(handler, "__self__", None) is owner:
