@@ -780,11 +780,15 @@ class RoutineProps:
             if recipe is not None and len(recipe.settings) > self._settings_from:
                 self._replay(routine, recipe.settings[self._settings_from :])
         except Exception as exc:
+            fix = (
+                "Make it safe to call once per job."
+                if self._make is not None
+                else "Make that safe to call once per job, or give add_routine() a factory that makes a fresh "
+                f"routine each time: flow.add_routine(lambda: {type(template).__name__}(...), {routine_id!r})."
+            )
             exc.add_note(
                 f"Building routine {routine_id!r} for a job of flow {flow_name!r}: each job makes its own "
-                f"instance by calling {self._what} again. Make that safe to call once per job, or give "
-                f"add_routine() a factory that makes a fresh routine each time: "
-                f"flow.add_routine(lambda: {type(template).__name__}(...), {routine_id!r})."
+                f"instance by calling {self._what} again. {fix}"
             )
             raise
         target = routine.__dict__
