@@ -33,8 +33,6 @@ from ._harness import Options, Row, trio_best_of
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-_NO_LIMIT = 10**9
-
 
 @final
 class _Source(rt.Routine):
@@ -71,7 +69,7 @@ class _Count(rt.Routine):
 
 
 def _chain_flow() -> rt.Flow[..., object]:
-    flow: rt.Flow[..., object] = rt.Flow(flow_id="bench-chain", max_steps=_NO_LIMIT)
+    flow: rt.Flow[..., object] = rt.Flow(flow_id="bench-chain")
     flow.add_routine(_Source(), "r0")
     flow.add_routine(_Forward(), "r1")
     flow.add_routine(_Forward(), "r2")
@@ -82,7 +80,7 @@ def _chain_flow() -> rt.Flow[..., object]:
 
 
 def _fanout_flow(width: int) -> rt.Flow[..., object]:
-    flow: rt.Flow[..., object] = rt.Flow(flow_id="bench-fanout", max_steps=_NO_LIMIT)
+    flow: rt.Flow[..., object] = rt.Flow(flow_id="bench-fanout")
     flow.add_routine(_Source(), "source")
     for k in range(width):
         flow.add_routine(_Count(), f"sink{k}")

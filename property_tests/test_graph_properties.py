@@ -86,6 +86,23 @@ def test_concurrent_jobs_of_one_flow_are_isolated(
         rtt.check_job(graph, state, schedule)
 
 
+@given(rtt.routine_graphs(), st.integers(2, 3))
+def test_a_list_a_routine_makes_in_init_holds_its_own_jobs_calls_only(
+    graph: rtt.GraphSpec, jobs: int
+) -> None:
+    """Concurrent jobs each make their own instance of every routine: the list a routine's __init__ made
+    holds, in each job, exactly that job's calls of the routine."""
+    schedules = [rtt.JobSchedule(f"job{i}") for i in range(jobs)]
+    states = _run_jobs(graph, schedules)
+    for schedule, state in zip(schedules, states, strict=True):
+        for spec in graph.routines:
+            calls = sum(1 for e in state.shared_log if e.get("at") == spec.routine_id and "recv" in e)
+            kept = state.routine_states.get(spec.routine_id) or {"received": 0, "received_from": []}
+            assert kept["received"] == calls, (schedule.tag, spec.routine_id)
+            assert kept["received_from"] == ([schedule.tag] if calls else []), (schedule.tag, spec.routine_id)
+    rtt.check_jobs_isolated(graph, {s.tag: state for s, state in zip(schedules, states, strict=True)})
+
+
 @given(rtt.routine_graphs(pauses=st.just(False)), rtt.job_schedules(max_pauses=0))
 def test_no_task_of_a_job_is_alive_after_it_however_it_ends(graph: rtt.GraphSpec, schedule: rtt.JobSchedule) -> None:
     """After a job ends (completed, failed, timed out, or cancelled by leaving its block) none of its tasks still runs."""

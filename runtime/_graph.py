@@ -43,7 +43,7 @@ class Graph:
     """The routine graph of a Flow: templates, connections, and its running jobs.
 
     Each job runs on its own instances, made from how each template was made
-    (:class:`~runtime._routine.RoutineProps`); the graph itself is never
+    (``RoutineProps`` in ``_routine.py``); the graph itself is never
     changed by a job. The public face of every method is the Flow's.
     """
 

@@ -94,8 +94,9 @@ _MERGE_NAMES = ("override", "append")
 class Slot:
     """An input of a routine: what :meth:`Routine.define_slot` returns.
 
-    A slot is a definition, shared by every job; per-job data (the
-    ``"append"`` merge) lives in the job's routine actor.
+    A slot belongs to one routine instance (each job's instance defines its
+    own); what a slot merges (the ``"append"`` merge) lives in the job's
+    routine actor.
 
     Attributes:
         name: the slot's name, unique within its routine.
@@ -121,7 +122,7 @@ class Slot:
         self.handler = handler
         self.merge_strategy = merge_strategy
         # A handler that is a method of its own routine is kept unbound and
-        # called on the job's copy of the routine.
+        # called on the routine the actor holds.
         func: Handler | None = handler
         self._on_routine = False
         if handler is not None and getattr(handler, "__self__", None) is owner:
@@ -411,7 +412,11 @@ class Routine(metaclass=_RoutineMeta):
             raise TypeError(msg) from None
 
     def _note(self, method: str, args: tuple[object, ...], kwargs: dict[str, object] | None = None) -> None:
-        """Remember a setting made after construction, for the instances jobs make (see RoutineProps)."""
+        """Remember a setting made after construction, for the instances jobs make (see RoutineProps).
+
+        A setting made while the constructor runs has no recipe yet: the
+        constructor makes it again for each job.
+        """
         recipe: _Recipe | None = self.__dict__.get("_recipe")
         if recipe is not None:
             recipe.settings.append((method, args, kwargs or {}))
@@ -453,20 +458,26 @@ class Routine(metaclass=_RoutineMeta):
             TypeError: *handler* is not callable, or *merge_strategy* is not
                 one of the choices.
         """
-        slots: dict[str, Slot] = self._defs("_slots")  # type: ignore[assignment]
-        self._check_new_name("a", "slot", name, slots)
+        fields = self.__dict__
+        slots: dict[str, Slot] = fields["_slots"] if "_slots" in fields else self._defs("_slots")  # type: ignore[assignment]
+        if not isinstance(name, str) or not name or name in slots:
+            self._check_new_name("a", "slot", name, slots)
         if handler is not None and not callable(handler):
             msg = f"{type(self).__name__}.define_slot({name!r}, handler={handler!r}): the handler must be callable."
             raise TypeError(msg)
-        if not callable(merge_strategy) and merge_strategy not in _MERGE_NAMES:
+        if (
+            merge_strategy != "override"
+            and not callable(merge_strategy)
+            and merge_strategy not in _MERGE_NAMES
+        ):
             msg = (
                 f"{type(self).__name__}.define_slot({name!r}, merge_strategy={merge_strategy!r}): "
                 "choose 'override', 'append', or a function merge(old, new) -> merged."
             )
             raise TypeError(msg)
-        slot = Slot(name, handler, merge_strategy, self)
-        slots[name] = slot
-        self._note("define_slot", (name, handler, merge_strategy))
+        slot = slots[name] = Slot(name, handler, merge_strategy, self)
+        if "_recipe" in fields:
+            self._note("define_slot", (name, handler, merge_strategy))
         return slot
 
     def define_event(self, name: str, params: Iterable[str] | None = None) -> RoutineEvent:
@@ -483,8 +494,10 @@ class Routine(metaclass=_RoutineMeta):
             GraphDefinitionError: the routine already has an event *name*.
             TypeError: *params* is a string, or holds something that is not one.
         """
-        events: dict[str, RoutineEvent] = self._defs("_events")  # type: ignore[assignment]
-        self._check_new_name("an", "event", name, events)
+        fields = self.__dict__
+        events: dict[str, RoutineEvent] = fields["_events"] if "_events" in fields else self._defs("_events")  # type: ignore[assignment]
+        if not isinstance(name, str) or not name or name in events:
+            self._check_new_name("an", "event", name, events)
         declared: frozenset[str] | None = None
         if params is not None:
             if isinstance(params, str):
@@ -495,9 +508,9 @@ class Routine(metaclass=_RoutineMeta):
             if bad:
                 msg = f"{type(self).__name__}.define_event({name!r}): parameter names are strings, not {bad[0]!r}."
                 raise TypeError(msg)
-        event = RoutineEvent(name, declared)
-        events[name] = event
-        self._note("define_event", (name, params if declared is None else tuple(declared)))
+        event = events[name] = RoutineEvent(name, declared)
+        if "_recipe" in fields:
+            self._note("define_event", (name, declared))
         return event
 
     @property
@@ -751,37 +764,65 @@ class RoutineProps:
                 naming the routine and the fix.
         """
         template = self.template
+        source = template.__dict__
+        recipe: _Recipe | None = source.get("_recipe")
         try:
-            routine = _remake(template) if self._make is None else self._make()
-            if not isinstance(routine, Routine):
-                msg = f"returned {type(routine).__name__} {routine!r}, not a Routine instance"
-                raise TypeError(msg)  # noted below, like any failure of the factory
-            routine._defs("_slots")
-            recipe: _Recipe | None = template.__dict__.get("_recipe")
-            if recipe is not None:
-                for method, args, kwargs in recipe.settings[self._settings_from :]:
-                    if method == "define_slot":
-                        name, handler, merge = args
-                        if isinstance(handler, types.MethodType) and handler.__self__ is template:
-                            handler = types.MethodType(handler.__func__, routine)
-                        routine.define_slot(name, handler, merge)  # type: ignore[arg-type]
-                    else:
-                        getattr(routine, method)(*args, **kwargs)
+            if self._make is None:
+                assert recipe is not None  # an instance's props always have one
+                routine: Routine = type.__call__(recipe.cls, *recipe.args, **recipe.kwargs)
+            else:
+                made: object = self._make()
+                if not isinstance(made, Routine):
+                    msg = f"returned {type(made).__name__} {made!r}, not a Routine instance"
+                    raise TypeError(msg)  # noted below, like any failure of the factory
+                routine = made
+            if recipe is not None and len(recipe.settings) > self._settings_from:
+                self._replay(routine, recipe.settings[self._settings_from :])
         except Exception as exc:
+            fix = (
+                "Make it safe to call once per job."
+                if self._make is not None
+                else "Make that safe to call once per job, or give add_routine() a factory that makes a fresh "
+                f"routine each time: flow.add_routine(lambda: {type(template).__name__}(...), {routine_id!r})."
+            )
             exc.add_note(
                 f"Building routine {routine_id!r} for a job of flow {flow_name!r}: each job makes its own "
-                f"instance by calling {self._what} again. Make that safe to call once per job, or give "
-                f"add_routine() a factory that makes a fresh routine each time: "
-                f"flow.add_routine(lambda: {type(template).__name__}(...), {routine_id!r})."
+                f"instance by calling {self._what} again. {fix}"
             )
             raise
-        fields = self._fields
         target = routine.__dict__
-        for key, value in template.__dict__.items():
-            if key not in _OWN_FIELDS and fields.get(key, _ABSENT) is not value:
+        fields = self._fields
+        for key, value in source.items():
+            if fields.get(key, _ABSENT) is not value and key not in _OWN_FIELDS:
                 target[key] = value  # assigned from outside after construction: shared as given
+        slots, events = target.get("_slots"), target.get("_events")
+        if (
+            slots is None
+            or events is None
+            or slots.keys() != source["_slots"].keys()
+            or events.keys() != source["_events"].keys()
+        ):
+            self._unlike(routine, routine_id, flow_name)
+        return routine
+
+    def _replay(
+        self, routine: Routine, settings: list[tuple[str, tuple[object, ...], dict[str, object]]]
+    ) -> None:
+        """Apply *settings*, made on the template, to *routine*, rebinding the template's own methods."""
+        template = self.template
+        for method, args, kwargs in settings:
+            if method == "define_slot":
+                name, handler, merge = args
+                if isinstance(handler, types.MethodType) and handler.__self__ is template:
+                    handler = types.MethodType(handler.__func__, routine)
+                routine.define_slot(name, handler, merge)  # type: ignore[arg-type]
+            else:
+                getattr(routine, method)(*args, **kwargs)
+
+    def _unlike(self, routine: Routine, routine_id: str, flow_name: str) -> None:
+        routine._defs("_slots")  # raises if it was not initialised as a Routine
         for kind in ("_slots", "_events"):
-            have, want = target[kind], template.__dict__[kind]
+            have, want = routine.__dict__[kind], self.template.__dict__[kind]
             if have.keys() != want.keys():
                 names = ", ".join(repr(n) for n in have) or "none"
                 wanted = ", ".join(repr(n) for n in want) or "none"
@@ -791,13 +832,6 @@ class RoutineProps:
                     "makes its own instance; make the constructor define the same slots and events every time."
                 )
                 raise GraphDefinitionError(msg)
-        return routine
-
-
-def _remake(template: Routine) -> Routine:
-    """A new instance of *template*'s class, from the constructor call that made it."""
-    recipe: _Recipe = template.__dict__["_recipe"]
-    return type.__call__(recipe.cls, *recipe.args, **recipe.kwargs)  # type: ignore[no-any-return]
 
 
 def default_error_handler() -> ErrorHandler:

@@ -15,7 +15,8 @@ can be checked from its :class:`~runtime.JobState` alone:
 - :func:`check_outcome`: the status agrees with what happened (failures,
   step limit, cancel, timeout), and no handler started while paused;
 - :func:`check_jobs_isolated`: concurrent jobs of one flow saw only their
-  own messages and their own copies of the routines;
+  own messages, and each job's instance of a routine kept what it made
+  itself (a counter, a list) to that job;
 - :func:`check_no_tasks_left`: nothing of the jobs is still running.
 
 :func:`run_graph_jobs` runs several jobs of one flow at once, each driven by a
@@ -26,6 +27,7 @@ slots, event names, tokens.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 from typing import TYPE_CHECKING, final
@@ -110,9 +112,6 @@ class RoutineSpec:
     emit_before_failing: bool = False
     deferred: bool = False
     pause_on: tuple[int, ...] = ()
-
-    def __deepcopy__(self, memo: dict[int, object]) -> RoutineSpec:
-        return self  # immutable: shared by the job copies of its routine
 
     def describe(self) -> str:
         """The routine in one line, for a counterexample."""
@@ -201,10 +200,11 @@ class _Generated(Routine):
 
     def __init__(self, spec: RoutineSpec) -> None:
         super().__init__()
-        self.spec = spec
-        # Per-job counters on self: each job works on its own copy, so they
-        # count this job only (checked by check_jobs_isolated).
+        self.spec = spec  # given to the constructor: shared by every job's instance
+        # Made here: each job makes its own instance, so these count and keep
+        # that job's messages only (checked by check_jobs_isolated).
         self.handled = 0
+        self.received: list[str] = []  # the job tag of every call, retries included
         self.emitted = 0
         self.attempts: dict[str, int] = {}
         self.index: dict[str, int] = {}
@@ -232,6 +232,7 @@ class _Generated(Routine):
         if attempt == 0:
             self.index[key] = self.handled
             self.handled += 1
+        self.received.append(job)
         index = self.index[key]
         state = ctx.job_state
         state.append_to_shared_log(
@@ -244,7 +245,10 @@ class _Generated(Routine):
                 "status": str(state.status),
             }
         )
-        state.update_routine_state(ctx.routine_id, {"handled": self.handled})
+        state.update_routine_state(
+            ctx.routine_id,
+            {"handled": self.handled, "received": len(self.received), "received_from": sorted(set(self.received))},
+        )
         if index in self.spec.pause_on and attempt == 0 and state.status is Status.RUNNING:
             state.pause(f"{ctx.routine_id} paused at its message {index}")
         return index in self.spec.fail_on and attempt < self.spec.fail_times
@@ -772,11 +776,13 @@ def check_outcome(graph: GraphSpec, state: JobState, schedule: JobSchedule | Non
 
 
 def check_jobs_isolated(graph: GraphSpec, states: Mapping[str, JobState]) -> None:
-    """Check that concurrent jobs (by tag) saw only their own messages and routine copies.
+    """Check that concurrent jobs (by tag) saw only their own messages and routine instances.
 
     Every message a job handled or emitted carries its own tag; each
-    routine's per-job counter (kept on ``self``) counted that job's messages
-    only; each routine's emission tokens are numbered from 0 without gaps.
+    routine's counter and list made in its ``__init__`` (kept on ``self``)
+    counted and kept that job's messages only; each routine's emission tokens
+    are numbered from 0 without gaps. What a routine was given (its spec) is
+    shared by design and not checked.
 
     Raises:
         AssertionError: names the job, routine and the foreign message or count.
@@ -798,17 +804,24 @@ def check_jobs_isolated(graph: GraphSpec, states: Mapping[str, JobState]) -> Non
                 numbers.setdefault(token.partition(".")[0], []).append(int(token.rpartition("#")[2]))
         for src, seen in numbers.items():
             if sorted(set(seen)) != list(range(len(set(seen)))):
-                raise _fail(state, f"job {tag!r}: {src!r} numbered its emissions {sorted(seen)}: its copy was shared with another job.")
+                raise _fail(state, f"job {tag!r}: {src!r} numbered its emissions {sorted(seen)}: its instance was shared with another job.")
         handled: dict[str, int] = {}
         for receipt in _receipts(state):
             handled[str(receipt["at"])] = handled.get(str(receipt["at"]), 0) + 1
+        calls = collections.Counter(str(e["at"]) for e in state.shared_log if "recv" in e)  # retries included
         for spec in graph.routines:
             rid = spec.routine_id
-            counted = (state.routine_states.get(rid) or {}).get("handled", 0)
+            own = state.routine_states.get(rid) or {}
+            counted, kept, kept_from = own.get("handled", 0), own.get("received", 0), own.get("received_from", [])
             if counted != handled.get(rid, 0):
                 raise _fail(
                     state,
-                    f"job {tag!r}: {rid!r} counted {counted} messages on self, but handled {handled.get(rid, 0)}: its copy was shared with another job.",
+                    f"job {tag!r}: {rid!r} counted {counted} messages on self, but handled {handled.get(rid, 0)}: its instance was shared with another job.",
+                )
+            if kept != calls[rid] or not isinstance(kept_from, list) or any(other != tag for other in kept_from):
+                raise _fail(
+                    state,
+                    f"job {tag!r}: {rid!r} kept {kept} calls of jobs {kept_from} in the list its __init__ made, but was called {calls[rid]} times in this job: the list was shared with another job.",
                 )
 
 

@@ -396,3 +396,22 @@ def test_a_routine_can_be_an_abstract_base_class() -> None:
     with pytest.raises(TypeError, match=r"abstract"):
         Base()  # type: ignore[abstract]
     assert type(build(Concrete())) is Concrete
+
+
+def test_a_factory_that_fails_for_a_job_is_named() -> None:
+    calls: list[int] = []
+
+    def make() -> rt.Routine:
+        calls.append(1)
+        if len(calls) > 1:
+            msg = "the pool is closed"
+            raise RuntimeError(msg)
+        return rt.Routine()
+
+    props = RoutineProps.of(make, "add_routine()")
+    with pytest.raises(RuntimeError, match=r"^the pool is closed\n") as caught:
+        props.build("pool", "f")
+    assert caught.value.__notes__ == [
+        "Building routine 'pool' for a job of flow 'f': each job makes its own instance by calling the factory "
+        "test_a_factory_that_fails_for_a_job_is_named.<locals>.make again. Make it safe to call once per job."
+    ]

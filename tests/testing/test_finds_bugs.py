@@ -8,16 +8,19 @@ in the workflow's own terms, and a shrunk falsifying example.
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import TYPE_CHECKING
 
 import pytest
 import trio
-from hypothesis import given, settings
+import trio.testing
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 import runtime as rt
 from runtime import testing as rtt
+from runtime._routine import RoutineProps
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -260,3 +263,92 @@ def test_a_routine_with_a_module_global_leaks_between_concurrent_jobs() -> None:
         message,
     ), message
     assert example == "jobs_are_isolated(\n    sizes=[1, 1],\n    schedule=Schedule(()),\n)", example
+
+
+# -- 5. a runtime that does not give each job its own routine instances ------------------------
+
+
+def jobs_of_generated_graphs_are_isolated() -> Callable[[], None]:
+    """An inner property: two concurrent jobs of a generated graph pass check_jobs_isolated."""
+
+    # No explain phase: it runs the jobs a hundred times more, and the shrunk example says enough.
+    @settings(CI_BUDGET, report_multiple_bugs=False, phases=(Phase.generate, Phase.shrink))
+    @given(graph=rtt.routine_graphs(max_routines=3, failures=st.just(False), pauses=st.just(False)))
+    def jobs_are_isolated(graph: rtt.GraphSpec) -> None:
+        schedules = [rtt.JobSchedule("a"), rtt.JobSchedule("b")]
+
+        async def main() -> list[rt.JobState]:
+            return await rtt.run_graph_jobs(graph, schedules)
+
+        states = trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+        rtt.check_jobs_isolated(graph, {"a": states[0], "b": states[1]})
+
+    return jobs_are_isolated
+
+
+def test_a_runtime_that_gives_every_job_the_same_routine_instance_is_found(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(RoutineProps, "build", lambda self, routine_id, flow_name: self.template)
+    message, example = falsify(jobs_of_generated_graphs_are_isolated())
+    assert re.fullmatch(
+        r"Job job-\w+ \(\w+\): job '(a|b)': 'r0' (counted \d+ messages on self, but handled \d+: its instance was "
+        r"shared with another job|numbered its emissions \[.*\]: its instance was shared with another job|kept \d+ "
+        r"calls of jobs \[.*\] in the list its __init__ made, but was called \d+ times in this job: the list was "
+        r"shared with another job)\.",
+        message,
+    ), message
+    assert example.startswith(
+        "jobs_are_isolated(\n    graph=GraphSpec(routines=(RoutineSpec(routine_id='r0'"
+    ), example
+
+
+def test_a_runtime_that_copies_routines_shallowly_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each job gets its own object, but the lists and dicts its __init__ made are shared.
+    monkeypatch.setattr(RoutineProps, "build", lambda self, routine_id, flow_name: copy.copy(self.template))
+    message, _ = falsify(jobs_of_generated_graphs_are_isolated())
+    assert re.fullmatch(
+        r"Job job-\w+ \(\w+\): job '(a|b)': 'r0' kept 2 calls of jobs \['a', 'b'\] in the list its __init__ made, "
+        r"but was called 1 times in this job: the list was shared with another job\.",
+        message,
+    ), message
+
+
+def test_generated_graphs_pass_the_isolation_check() -> None:
+    jobs_of_generated_graphs_are_isolated()()  # the real runtime: no falsifying example
+
+
+# -- 6. a collaborator given to a routine on purpose is not a leak ---------------------------------
+
+
+class Collect(rt.Routine):
+    """Appends every item to the list it was given, and sends it on as an output."""
+
+    def __init__(self, collected: list[str]) -> None:
+        super().__init__()
+        self.collected = collected
+        self.define_slot("input", handler=self.add)
+
+    def add(self, item: str) -> None:
+        self.collected.append(item)
+        self.send_output("item", item=item)
+
+
+def test_a_collector_given_to_a_routine_is_shared_by_its_jobs_and_not_flagged() -> None:
+    collected: list[str] = []
+    flow: rt.Flow = rt.Flow(flow_id="collecting")  # type: ignore[type-arg]
+    flow.add_routine(Split(), "split")
+    flow.add_routine(Collect(collected), "collect")
+    flow.connect("split", "item", "collect", "input")
+
+    @CI_BUDGET
+    @given(sizes=st.lists(st.integers(1, 3), min_size=1, max_size=3), schedule=rtt.schedules())
+    def jobs_are_isolated(sizes: list[int], schedule: rtt.Schedule) -> None:
+        collected.clear()
+        markers = [f"job-{i}:" for i in range(len(sizes))]
+        items = [[f"{m}{k}" for k in range(n)] for m, n in zip(markers, sizes, strict=True)]
+        results = rtt.run_many_with_schedule(flow, [({"items": i},) for i in items], schedule=schedule)
+        rtt.check_no_leaks(results, markers)
+        assert sorted(collected) == sorted(item for run in items for item in run)  # every job's, in one list
+
+    jobs_are_isolated()
