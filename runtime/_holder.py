@@ -561,6 +561,7 @@ def _returning(value: AsyncIterator[C]) -> Callable[[], AsyncIterator[C]]:
 
 
 def describe(obj: object) -> str:
+    """*obj* for an error message: its type and its repr, cut to 80 characters."""
     text = repr(obj)
     if len(text) > 80:
         text = text[:77] + "..."

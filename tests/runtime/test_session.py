@@ -385,6 +385,28 @@ async def test_a_builder_that_raises_gives_a_build_error_and_backs_off(autojump_
         assert (metrics.builds, metrics.build_failures) == (1, 3)
 
 
+async def test_the_build_back_off_doubles_up_to_its_maximum(autojump_clock: trio.testing.MockClock) -> None:
+    """The back-off the error states is the one the manager waits: 1, 2, then 3 s (capped, not 4)."""
+    builds = Builds(fail=10, only="ada")
+    async with rt.SessionManager(builder=builds, build_retry_backoff=1.0, max_build_retry_backoff=3.0) as manager:
+        for failures, backoff in [(1, 1), (2, 2), (3, 3), (4, 3)]:
+            with pytest.raises(rt.WorkflowBuildError, match=r"^Building the workflow"):
+                async with manager.session(user_id="ada"):
+                    pass
+            assert builds.calls == failures
+            with pytest.raises(
+                rt.WorkflowBuildError,
+                match=rf"failed {failures} times? in a row.*back-off of {backoff} s, in {backoff} s\.$",
+            ):
+                async with manager.session(user_id="ada"):
+                    pass
+            await trio.sleep(backoff - 0.5)
+            with pytest.raises(rt.WorkflowBuildError, match=rf"back-off of {backoff} s, in 0\.5 s\.$"):
+                async with manager.session(user_id="ada"):
+                    pass
+            await trio.sleep(0.5)
+
+
 async def test_a_builder_that_gives_something_unrunnable_is_refused_and_closed() -> None:
     closed: list[str] = []
 
