@@ -101,9 +101,9 @@ from ._node import Node as Node
 from ._node import function_node as function_node
 from ._publisher import Event as Event
 from ._publisher import EventKind as EventKind
+from ._publisher import Recorder as Recorder
 from ._publisher import Subscription as Subscription
 from ._ray import ray as ray
-from ._record import Recorder as Recorder
 from ._routine import ErrorHandler as ErrorHandler
 from ._routine import ErrorStrategy as ErrorStrategy
 from ._routine import ExecutionContext as ExecutionContext

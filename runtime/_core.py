@@ -34,8 +34,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ._executor import Executor
-    from ._publisher import Event
-    from ._record import Recorder
+    from ._publisher import Event, Recorder
 
 T = TypeVar("T")
 

@@ -42,8 +42,7 @@ if TYPE_CHECKING:
     from ._executor import Executor
     from ._job import Job
     from ._node import AnyNode
-    from ._publisher import Event
-    from ._record import Recorder
+    from ._publisher import Event, Recorder
     from ._routine import ErrorHandler, ErrorStrategy, Routine
     from ._state import JobState
     from ._util import AnyFlow

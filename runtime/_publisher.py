@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import inspect
 import logging
-from typing import TYPE_CHECKING, Literal, final
+from typing import TYPE_CHECKING, Literal, Protocol, final
 
 import attrs
 import trio
@@ -24,8 +24,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from trio import MemorySendChannel
-
-    from ._record import Recorder
 
 logger = logging.getLogger("runtime.publisher")
 
@@ -85,6 +83,22 @@ class Event:
     parent_id: str | None = None
     node: str | None = None
     data: object = None
+
+
+class Recorder(Protocol):
+    """A consumer of every record of every run of a Flow: ``Flow(recorders=[...])``.
+
+    The run's publisher actor calls :meth:`record` with the run's records
+    in order, in batches, never two calls at once for one run. A recorder
+    that waits holds the run back (backpressure); one that raises is logged
+    and the run goes on.
+
+    .. versionadded:: 0.1
+    """
+
+    async def record(self, records: Sequence[Event]) -> None:
+        """Consume *records*, the next records of one run, in order."""
+        ...
 
 
 @final

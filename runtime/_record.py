@@ -5,7 +5,7 @@ happens, in the task that makes it, and at the same moment hand a *record*
 of it to the run's :class:`RunLog`. The log numbers the records, stamps
 them, and passes them in batches to the run's publisher actor, which feeds
 every consumer in order: the subscribers (callbacks and streams) and the
-:class:`Recorder` objects attached to the Flow (a durable store, an
+:class:`~runtime.Recorder` objects attached to the Flow (a durable store, an
 exporter). A run nobody consumes has no publisher and its log keeps nothing.
 
 A record is an :class:`~runtime.Event`. Its kinds, and what ``data`` holds:
@@ -47,7 +47,7 @@ the run reads its own writes at once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, final
+from typing import final
 
 import trio
 
@@ -55,28 +55,9 @@ import actors
 
 from ._publisher import Event, EventKind
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
 #: Records sent to the publisher in one message when no subscriber watches
 #: live (only recorders consume the run): one wake-up per batch.
 _QUIET_BATCH = 256
-
-
-class Recorder(Protocol):
-    """A consumer of every record of every run of a Flow: ``Flow(recorders=[...])``.
-
-    The run's publisher actor calls :meth:`record` with the run's records
-    in order, in batches, never two calls at once for one run. A recorder
-    that waits holds the run back (backpressure); one that raises is logged
-    and the run goes on.
-
-    .. versionadded:: 0.2
-    """
-
-    async def record(self, records: Sequence[Event]) -> None:
-        """Consume *records*, the next records of one run, in order."""
-        ...
 
 
 @final

@@ -41,8 +41,7 @@ if TYPE_CHECKING:
     from ._core import RunSettings
     from ._executor import Executor
     from ._node import AnyNode
-    from ._publisher import Subscription
-    from ._record import Recorder
+    from ._publisher import Recorder, Subscription
 
 _PATH_NOTED = "__trioflow_request_path__"
 
