@@ -208,9 +208,16 @@ def test_show_a_state_with_a_damaged_field(
 def test_show_a_missing_file(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "nope.json"
     assert main(["show", str(path)]) == 2
-    assert (
-        _error_line(capsys)
-        == f"python -m runtime show: error: State file {path}: cannot read it: No such file or directory."
+    assert _error_line(capsys) == (
+        f"python -m runtime show: error: State file {path}: no such file. "
+        f"There is no state file (*.json) in {tmp_path}."
+    )
+    for name in ("b.json", "a.json", "notes.txt"):
+        (tmp_path / name).write_text("{}")
+    assert main(["report", str(path), "-o", str(tmp_path / "r.html")]) == 2
+    assert _error_line(capsys) == (
+        f"python -m runtime report: error: State file {path}: no such file. "
+        f"The state files in {tmp_path} are: a.json, b.json."
     )
 
 
@@ -264,7 +271,10 @@ def test_python_dash_m_runtime_runs_the_readme_example() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
+    # Not a terminal: progress comes as plain lines on stderr; a run this short draws only its last.
+    assert re.sub(r"\+[0-9.]+ (µs|ms|s)", "+T", proc.stderr) == (
+        "+T | requests: 1 started, 1 done, 0 failed, 0 cancelled, 0 running | completed\n"
+    )
     assert "result: 'Hello, Alice!'" in proc.stdout.splitlines()
     assert _strip_times(proc.stdout.splitlines()[-1]) == "└── greet (r1) completed in T -> 'Hello, Alice!'"
 
@@ -336,7 +346,7 @@ def test_errors_on_stderr_escape_terminal_control_characters(
     path = tmp_path / f"x{_ESC}.json"
     assert main(["show", str(path)]) == 2
     assert _error_line(capsys) == (
-        rf"python -m runtime show: error: State file {tmp_path}/x\x1b[2J\x1b[H.json: cannot read it: No such file or directory."
+        rf"python -m runtime show: error: State file {tmp_path}/x\x1b[2J\x1b[H.json: no such file. There is no state file (*.json) in {tmp_path}."
     )
 
 
