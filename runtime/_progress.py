@@ -8,9 +8,9 @@ place (``\\r`` and erase-line), at most every *interval* seconds; elsewhere
 last one. With ``rich`` installed (``trioflow[rich]``) the terminal line is
 drawn by ``rich.live`` in colour; without it, nothing but the standard library.
 
-A :class:`Progress` is a plain subscriber, ``Flow(subscribers=[progress])``,
-or follows a :class:`~runtime.Subscription` with :func:`follow`, which also
-redraws the elapsed time while no event comes.
+A :class:`Progress` is a plain subscriber, ``Flow(subscribers=[progress])``
+(:func:`arun_with_progress` adds a timer that redraws the elapsed time while
+no event comes), or follows a :class:`~runtime.Subscription` with :func:`follow`.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Protocol, TextIO, final
 
 import trio
 
-from ._publisher import EventKind, Subscription
+from ._publisher import EventKind
 from ._show import format_duration, shorten, terminal_safe
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from ._publisher import Event
+    from ._publisher import Event, Subscription
     from ._routine import AnyFlow
     from ._run import RunResult
 
@@ -176,9 +176,9 @@ class Progress:
             self._last_draw = now
             self._screen.update(self.line(), final=self.finished is not None)
 
-    def tick(self, seconds: float) -> None:
-        """*seconds* passed with no event: advance the elapsed time and redraw if due."""
-        self.offset += seconds
+    def tick(self, elapsed: float) -> None:
+        """The run has gone *elapsed* seconds (no event said so): redraw if due."""
+        self.offset = max(self.offset, elapsed)
         self.maybe_draw()
 
 
@@ -190,42 +190,56 @@ async def follow(subscription: Subscription, progress: Progress) -> None:
     """
     events = subscription.__aiter__()
     while progress.finished is None:
-        waited = trio.current_time()
         with trio.move_on_after(progress.interval) as scope:
             try:
                 event = await events.__anext__()
             except StopAsyncIteration:
                 return
         if scope.cancelled_caught:
-            progress.tick(trio.current_time() - waited)
+            progress.tick(progress.offset + progress.interval)
         else:
             progress(event)
 
 
-def run_with_progress(
-    flow: AnyFlow,
-    kwargs: dict[str, object],
-    progress: Progress | None,
-) -> RunResult[object]:
-    """Run *flow* once with *kwargs*, drawing *progress* as it goes (none if ``None``)."""
+async def _redraw_while_running(progress: Progress) -> None:
+    """Redraw the elapsed time every :attr:`Progress.interval` until cancelled (a display timer)."""
+    start = trio.current_time()
+    while progress.finished is None:
+        await trio.sleep(progress.interval)
+        progress.tick(trio.current_time() - start)
 
-    async def main() -> RunResult[object]:
-        if progress is None:
-            return await flow._arun((), kwargs)
-        subscription = Subscription(buffer=1024)
-        error: Exception | None = None
+
+async def arun_with_progress(
+    flow: AnyFlow, args: tuple[object, ...], kwargs: dict[str, object], progress: Progress | None
+) -> RunResult[object]:
+    """Run *flow* once, drawing *progress* as it goes (none if ``None``); return its result.
+
+    *progress* is added to the flow's subscribers for this run (the cheapest
+    consumer: a callback on the run's own event path, no extra channel), and
+    a timer redraws the elapsed time while no event comes.
+    """
+    if progress is None:
+        return await flow._arun(args, kwargs)
+    subscribers = flow.subscribers
+    flow.subscribers = (*subscribers, progress)
+    error: Exception | None = None
+    try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(follow, subscription, progress)
+            nursery.start_soon(_redraw_while_running, progress)
             try:
-                result = await flow._arun((), kwargs, subscriptions=(subscription,))
+                result = await flow._arun(args, kwargs)
             except Exception as exc:  # raised before the run began (bad arguments): not grouped
                 error = exc
-                subscription.close()
-            except BaseException:
-                subscription.close()
-                raise
-        if error is not None:
-            raise error
-        return result
+            nursery.cancel_scope.cancel()
+    finally:
+        flow.subscribers = subscribers
+    if error is not None:
+        raise error
+    return result
 
-    return trio.run(main)
+
+def run_with_progress(
+    flow: AnyFlow, kwargs: dict[str, object], progress: Progress | None
+) -> RunResult[object]:
+    """:func:`arun_with_progress` from synchronous code (the CLI's ``run``)."""
+    return trio.run(arun_with_progress, flow, (), kwargs, progress)

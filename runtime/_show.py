@@ -61,6 +61,8 @@ def terminal_safe(text: str) -> str:
     passes through here (and the SVG and HTML views use it before their own
     markup escaping).
     """
+    if text.isprintable():  # the common case, one C-level scan
+        return text
     line = " ".join(text.splitlines())
     if line.isprintable():
         return line

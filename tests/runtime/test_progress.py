@@ -8,11 +8,12 @@ import re
 import subprocess
 import sys
 
+import pytest
 import trio
 import trio.testing
 
 import runtime as rt
-from runtime._progress import Progress, follow
+from runtime._progress import Progress, arun_with_progress, follow
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -164,6 +165,7 @@ def test_cli_run_draws_progress_in_place_on_a_terminal() -> None:
 
 
 def test_cli_run_with_rich_draws_in_colour_on_a_terminal() -> None:
+    pytest.importorskip("rich", reason="the rich extra is not installed: pip install 'trioflow[rich]'")
     status, _, err = _run_cli(tty=True)
     assert status == 0
     # rich.live hides the cursor, colours the counts and redraws the line in place.
@@ -179,3 +181,35 @@ def test_cli_run_quiet_draws_nothing() -> None:
     assert status == 0
     assert err == ""
     assert "result: 'Hello, Alice!'" in out
+
+
+async def test_arun_with_progress_redraws_while_a_node_runs_and_restores_the_flow(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    @rt.function_node
+    async def slow() -> int:
+        await trio.sleep(2.5)
+        return 1
+
+    out = io.StringIO()
+    flow = rt.Flow("slow", entry_point=slow)
+    progress = Progress(out, live=False, interval=1.0, clock=trio.current_time)
+    result = await arun_with_progress(flow, (), {}, progress)
+    assert result.status is rt.Status.COMPLETED
+    assert flow.subscribers == ()
+    assert out.getvalue().splitlines() == [
+        "+1 s | requests: 1 started, 0 done, 0 failed, 0 cancelled, 1 running | slowest: slow for 1 s",
+        "+2 s | requests: 1 started, 0 done, 0 failed, 0 cancelled, 1 running | slowest: slow for 2 s",
+        "+2.5 s | requests: 1 started, 1 done, 0 failed, 0 cancelled, 0 running | completed",
+    ]
+
+
+async def test_arun_with_progress_raises_a_bad_argument_error_unwrapped() -> None:
+    @rt.function_node
+    async def greet(name: str) -> str:
+        return name
+
+    flow = rt.Flow("greet", entry_point=greet)
+    with pytest.raises(rt.NodeArgumentError, match=r"^Cannot call node 'greet' with these arguments"):
+        await arun_with_progress(flow, (), {"mood": 1}, Progress(io.StringIO(), live=False))
+    assert flow.subscribers == ()
