@@ -1,30 +1,25 @@
-"""A state document round-trips any JobState whose free-form values are JSON values."""
+"""A state document round-trips any JobState whose free-form values are JSON values, and renders."""
 
 import datetime
 import json
+import unicodedata
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from runtime._cli import render_run
 from runtime._serialize import dump_state, load_state
 from runtime._state import Delivery, ErrorSummary, HistoryEntry, JobState, Request, Status
 
 json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(), children, max_size=4),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
     max_leaves=12,
 )
 json_objects = st.dictionaries(st.text(), json_values, max_size=4)
 ids = st.text(min_size=1, max_size=8)
 offsets = st.floats(min_value=0, max_value=1e6, allow_nan=False)
-datetimes = st.datetimes(
-    min_value=datetime.datetime(2000, 1, 1), timezones=st.just(datetime.UTC)
-)
+datetimes = st.datetimes(min_value=datetime.datetime(2000, 1, 1), timezones=st.just(datetime.UTC))
 
 
 @st.composite
@@ -72,3 +67,20 @@ def test_dump_json_load_round_trips(state: JobState) -> None:
     loaded = load_state(json.loads(json.dumps(doc, allow_nan=False)))
     assert loaded == state
     assert list(loaded.requests) == list(state.requests)
+
+
+_UNSAFE = {"Cc", "Cf", "Cs"}
+
+
+@given(job_states)
+def test_render_run_of_any_loadable_state_is_one_escaped_line_per_item(state: JobState) -> None:
+    """Any state the loader accepts renders: one line per request and history entry, and no
+    control character, bidi override or lone surrogate reaches the terminal, whatever the
+    names, ids, results and errors hold."""
+    loaded = load_state(json.loads(json.dumps(dump_state(state, strict=True))))
+    lines = render_run(loaded).split("\n")
+    assert all(unicodedata.category(char) not in _UNSAFE for line in lines for char in line)
+    header = 1 + (loaded.error is not None or loaded.status is Status.COMPLETED)
+    tree = 1 + len(loaded.requests) if loaded.requests else 0
+    history = 1 + len(loaded.history) if loaded.history else 0
+    assert len(lines) == header + tree + history

@@ -11,25 +11,40 @@ JSON, ``_picture`` for SVG and Mermaid, ``_report`` for HTML, ``_progress``
 for live progress). ``run`` exits with status 1 when the run did not complete;
 every command exits with status 2, after a one-line error on stderr, when its
 input is unusable.
+SIGINT (Ctrl-C) or SIGTERM during ``run`` cancels the run (its state is saved
+as ``cancelled`` if the flow saves state), prints one line and exits with
+128 + the signal's number: 130 or 143; a second signal while the cancelled
+nodes clean up exits at once. A reader that goes away (``| head``)
+ends the command quietly with status 141, as SIGPIPE would.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import json
 import os
 import pathlib
+import re
+import signal
 import sys
+import types
+import typing
 import uuid
 from typing import TYPE_CHECKING, TypeAlias
+
+import cattrs
+import cattrs.errors
+import outcome
+import trio
 
 from ._exceptions import StateFileError, TrioflowError
 from ._flow import Flow
 from ._picture import graph_svg, mermaid, timeline_svg
-from ._progress import Progress, run_with_progress
+from ._progress import Progress, arun_with_progress
 from ._report import render_report
-from ._serialize import DEFAULT_MAX_STATE_BYTES, read_state_file
+from ._serialize import DEFAULT_MAX_STATE_BYTES, describe_structure_error, read_state_file, structure_json
 from ._show import format_duration, render_json, render_run, terminal_safe
 from ._state import Status
 
@@ -37,9 +52,11 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import ModuleType
 
+    from ._node import AnyNode
+    from ._run import RunResult
     from ._state import JobState
 
-__all__ = ["format_duration", "main", "parse_arg", "render_run", "terminal_safe"]
+__all__ = ["convert_args", "format_duration", "main", "parse_arg", "render_run", "terminal_safe"]
 
 PROG = "python -m runtime"
 
@@ -62,6 +79,97 @@ def parse_arg(text: str) -> tuple[str, object]:
     except json.JSONDecodeError:
         value = raw
     return key, value
+
+
+_UNCHECKED = object()
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+def _structure_arg(value: object, type_: object) -> object:
+    """*value* as *type_*, or :data:`_UNCHECKED` if the converter cannot build *type_*.
+
+    A union tries its members in order (``None`` fits ``None`` only).
+
+    Raises:
+        ValueError: *value* fits no member; the message says why.
+    """
+    union = typing.get_origin(type_) in (typing.Union, types.UnionType)
+    members = typing.get_args(type_) if union else (type_,)
+    problems: list[str] = []
+    unchecked = False
+    for member in members:
+        if member is type(None):
+            if value is None:
+                return None
+            continue
+        try:
+            return structure_json(value, member)
+        except cattrs.StructureHandlerNotFoundError:
+            unchecked = True
+        except (cattrs.errors.CattrsError, ValueError, TypeError) as exc:
+            problems.append(describe_structure_error(exc))
+    if unchecked:
+        return _UNCHECKED
+    raise ValueError("; ".join(problems) or "expected null")
+
+
+def _annotations(node: AnyNode) -> dict[str, object]:
+    """*node*'s parameter annotations, resolved; a name that cannot be resolved is left out."""
+    try:
+        return typing.get_type_hints(node.fn)
+    except Exception:  # an unresolvable annotation is unchecked, not an error
+        return {
+            name: param.annotation
+            for name, param in node.signature.parameters.items()
+            if param.annotation is not inspect.Parameter.empty and not isinstance(param.annotation, str)
+        }
+
+
+def convert_args(node: AnyNode | None, texts: Sequence[str]) -> dict[str, object]:
+    """The keyword arguments for *node* from ``--arg KEY=VALUE`` texts.
+
+    Each value is read as JSON if it parses, else as a string (:func:`parse_arg`),
+    then, if the parameter is annotated, converted to its type with the
+    state converter (:func:`~runtime._serialize.structure_json`): the JSON
+    value first, then the text itself, so ``--arg name=3`` gives ``"3"`` to a
+    ``str`` parameter. A type the converter cannot build is passed as read.
+
+    Raises:
+        CommandError: a malformed or repeated ``--arg``, or a value that is
+            not of its parameter's type.
+    """
+    hints = {} if node is None else _annotations(node)
+    parameters = {} if node is None else node.signature.parameters
+    kwargs: dict[str, object] = {}
+    given: dict[str, str] = {}
+    for text in texts:
+        key, value = parse_arg(text)
+        if key in given:
+            msg = f"--arg {key} is given twice ({given[key]}, then {text}); give each parameter once."
+            raise CommandError(msg)
+        given[key] = text
+        param = parameters.get(key)
+        if node is not None and param is not None and param.kind not in _VARIADIC and key in hints:
+            value = _convert_arg(node, key, text.partition("=")[2], value, hints[key])
+        kwargs[key] = value
+    return kwargs
+
+
+def _convert_arg(node: AnyNode, key: str, raw: str, value: object, type_: object) -> object:
+    problem = ""
+    for candidate in (value,) if isinstance(value, str) else (value, raw):
+        try:
+            converted = _structure_arg(candidate, type_)
+        except ValueError as exc:
+            problem = problem or str(exc)
+            continue
+        return value if converted is _UNCHECKED else converted
+    # The flow's file is loaded as module _trioflow_cli_<stem>_<hex>: name its types without it.
+    expected = re.sub(r"\b_trioflow_cli_\w+\.", "", inspect.formatannotation(type_))
+    msg = (
+        f"--arg {key}={raw}: node {node.name!r} takes {key} as {expected}, and {raw!r} is not one: {problem}."
+    )
+    raise CommandError(msg)
 
 
 def _load_module(path: pathlib.Path) -> ModuleType:
@@ -112,16 +220,73 @@ def load_flow(target: str) -> AnyFlow:
     return flow
 
 
+async def _run_until_signalled(
+    flow: AnyFlow, kwargs: dict[str, object], progress: Progress | None = None
+) -> RunResult[object] | signal.Signals:
+    """Run *flow*; on SIGINT or SIGTERM cancel the run and return the signal instead.
+
+    Cancelling the run cancels every node (their ``finally`` blocks run) and
+    saves its state as ``cancelled`` if the flow saves state. A second signal
+    while that clean-up still runs (a node shielding a long wait, a thread that
+    has not returned) ends the process at once, with one line on stderr.
+    """
+    received: list[signal.Signals] = []
+    ran: outcome.Outcome[RunResult[object]] | None = None
+    run_scope = trio.CancelScope()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def cancel_on_signal() -> None:
+                async for signum in signals:
+                    if received:
+                        _exit_now(flow, signal.Signals(signum))
+                    received.append(signal.Signals(signum))
+                    run_scope.cancel()
+
+            nursery.start_soon(cancel_on_signal)
+            with run_scope:
+                try:
+                    ran = outcome.Value(await arun_with_progress(flow, (), kwargs, progress))
+                except Exception as exc:  # re-raised below, outside the nursery's exception group
+                    ran = outcome.Error(exc)
+            nursery.cancel_scope.cancel()
+    if ran is None:  # only a signal cancels the run before it ends
+        return received[0]
+    return ran.unwrap()  # the run ended (a signal that came after changes nothing)
+
+
+def _exit_now(flow: AnyFlow, signum: signal.Signals) -> typing.NoReturn:
+    """End the process on a second signal, without waiting for the run's clean-up."""
+    line = (
+        f"{PROG} run: flow {flow.name!r} was stopped by a second {signum.name} before its nodes "
+        "finished cleaning up; its state was not saved."
+    )
+    print(terminal_safe(line), file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(128 + signum.value)  # a thread still running a node cannot be stopped otherwise
+
+
 def _command_run(args: argparse.Namespace) -> int:
     flow = load_flow(args.target)
-    kwargs = dict(parse_arg(text) for text in args.arg)
-    progress = None if args.quiet else Progress(sys.stderr, use_rich=not args.no_color)
+    kwargs = convert_args(flow.entry_point, args.arg)
     try:
-        outcome = run_with_progress(flow, kwargs, progress)
+        progress = None if args.quiet else Progress(sys.stderr, use_rich=not args.no_color)
+        result = trio.run(_run_until_signalled, flow, kwargs, progress)
     except TrioflowError as exc:  # bad arguments, or a flow that cannot run: nothing ran
         raise CommandError(str(exc)) from exc
-    print(render_run(outcome.state))
-    return 0 if outcome.status is Status.COMPLETED else _EXIT_FAILED
+    if isinstance(result, signal.Signals):
+        where = (
+            f"its state is saved in {flow.state_path}"
+            if flow.save_state
+            else "its state was not saved (the flow has save_state off)"
+        )
+        print(
+            terminal_safe(f"{PROG} run: flow {flow.name!r} was cancelled by {result.name}; {where}."),
+            file=sys.stderr,
+        )
+        return 128 + result.value
+    print(render_run(result.state))
+    return 0 if result.status is Status.COMPLETED else _EXIT_FAILED
 
 
 def _read_state(file: str, max_bytes: int) -> JobState:
@@ -240,7 +405,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a keyword argument for the entry point; VALUE is read as JSON if it parses, else as a string",
+        help=(
+            "a keyword argument for the entry point, once per parameter; VALUE is read as JSON if it parses, "
+            "else as a string, and checked against the parameter's annotation (e.g. int, list[str])"
+        ),
     )
     run.add_argument("-q", "--quiet", action="store_true", help="draw no live progress")
     run.add_argument("--no-color", action="store_true", help="never use rich for the live line")
@@ -283,8 +451,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         status: int = args.handler(args)
+        sys.stdout.flush()
     except CommandError as exc:
         message = terminal_safe(" ".join(str(exc).split()))
         print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
         return _EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C outside a run (loading the flow's file, say): nothing to cancel
+        print(f"{PROG} {args.command}: interrupted.", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except BrokenPipeError:
+        # The reader went away (`... | head`): stop quietly, as a program killed by SIGPIPE
+        # does. Point stdout at devnull so the flush at exit does not raise again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 128 + signal.SIGPIPE
     return status

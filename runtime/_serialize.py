@@ -131,6 +131,8 @@ def _structure_container(type_: type, converter: cattrs.Converter) -> _Hook:
     inner: _Hook
     if origin is dict:
         inner = typing.cast("_Hook", cattrs.cols.mapping_structure_factory(type_, converter))
+    elif origin is tuple and typing.get_args(type_)[1:] != (Ellipsis,):
+        inner = _fixed_tuple_structure(typing.get_args(type_), converter)
     elif origin is tuple:
         inner = cattrs.cols.homogenous_tuple_structure_factory(type_, converter)
     else:
@@ -140,6 +142,22 @@ def _structure_container(type_: type, converter: cattrs.Converter) -> _Hook:
         if type(value) is not expected:
             raise _wrong_type(expected, value)
         return inner(value, t)
+
+    return hook
+
+
+def _fixed_tuple_structure(items: tuple[object, ...], converter: cattrs.Converter) -> _Hook:
+    """A hook for ``tuple[int, str]``: exactly that many items, each of its type."""
+
+    def hook(value: object, _: object) -> object:
+        values = typing.cast("list[object]", value)
+        if len(values) != len(items):
+            msg = f"expected an array of {len(items)} items, got {len(values)}"
+            raise _BadValueError(msg)
+        return tuple(
+            converter.structure(item, typing.cast("type[object]", item_type))
+            for item, item_type in zip(values, items, strict=True)
+        )
 
     return hook
 
@@ -351,6 +369,8 @@ def _format_cattrs_error(exc: BaseException, type_: type | None) -> str:
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
         keys = ", ".join(repr(key) for key in sorted(exc.extra_fields))
         return f"unknown {'key' if len(exc.extra_fields) == 1 else 'keys'} {keys}"
+    if type_ is None:  # the message already names the type: "'x' is not a valid Color"
+        return str(exc)
     name = getattr(type_, "__name__", repr(type_))
     return f"invalid value for {name}: {exc}"
 
@@ -442,13 +462,36 @@ def _load(doc: object, what: str) -> JobState:
     try:
         return _converter.structure(doc["state"], JobState)
     except (cattrs.BaseValidationError, ValueError, TypeError, AttributeError) as exc:
-        errors = cattrs.transform_error(exc, path="$.state", format_exception=_format_cattrs_error)
-        # transform_error gives "problem @ path"; say the path first.
-        where = "; ".join(
-            f"at {path}, {problem}" for problem, _, path in (e.rpartition(" @ ") for e in errors)
-        )
-        msg = f"{what} is not a valid trioflow state: {where}. {_DAMAGED}"
+        msg = f"{what} is not a valid trioflow state: {describe_structure_error(exc, '$.state')}. {_DAMAGED}"
         raise StateFileError(msg) from exc
+
+
+def describe_structure_error(exc: BaseException, path: str = "$") -> str:
+    """What :func:`structure_json` (or loading) found wrong, as ``at $.path, problem``.
+
+    A problem at *path* itself is given without its path when *path* is ``$``.
+    """
+    errors = cattrs.transform_error(exc, path=path, format_exception=_format_cattrs_error)
+    # transform_error gives "problem @ path"; say the path first.
+    return "; ".join(
+        problem if where == "$" else f"at {where}, {problem}"
+        for problem, _, where in (e.rpartition(" @ ") for e in errors)
+    )
+
+
+def structure_json(value: object, type_: object) -> object:
+    """*value*, a JSON value, as an instance of *type_*, with the state documents' converter.
+
+    No coercion: ``"3"`` is not an ``int``, ``1`` is not a ``bool``; an
+    ``int`` is a ``float``; lists and tuples come from arrays, dicts and attrs
+    classes from objects, times from ISO-8601 strings with a UTC offset.
+
+    Raises:
+        cattrs.StructureHandlerNotFoundError: the converter cannot build *type_*.
+        cattrs.errors.CattrsError, ValueError, TypeError: *value* does not fit
+            *type_*; :func:`describe_structure_error` says how.
+    """
+    return _converter.structure(value, typing.cast("type[object]", type_))
 
 
 def load_state(doc: object) -> JobState:

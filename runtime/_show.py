@@ -75,7 +75,10 @@ def shorten(text: str, limit: int = SHORT) -> str:
 
 
 def _value(value: object) -> str:
-    return shorten(json.dumps(value, default=repr, ensure_ascii=False))
+    try:
+        return shorten(json.dumps(value, default=repr, ensure_ascii=False))
+    except RecursionError:  # loaded, but too deep for the encoder's stack
+        return "(data nested too deeply to show)"
 
 
 def request_label(request: Request) -> str:

@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import re
+import signal
 import subprocess
 import sys
 import textwrap
@@ -470,3 +471,307 @@ def test_render_run_draws_a_hand_made_parent_cycle_once() -> None:
         "└── x (a) completed in -",
         "    └── y (b) completed in -",
     ]
+
+
+# -- signals and pipes -----------------------------------------------------------------
+
+_FOREVER = """
+import trio
+import runtime as rt
+
+@rt.function_node
+async def wait_forever() -> None:
+    print("started", flush=True)
+    await trio.sleep_forever()
+
+@rt.function_node
+async def outer() -> None:
+    await rt.call(wait_forever)
+
+flow = rt.Flow("forever", entry_point=outer, save_state=True, state_dir=STATE_DIR)
+unsaved = rt.Flow("forever", entry_point=outer)
+"""
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_during_run_cancels_it_with_one_line_and_exit_128_plus_signal(
+    tmp_path: pathlib.Path, signum: signal.Signals, status: int
+) -> None:
+    flows = tmp_path / "forever.py"
+    flows.write_text(_FOREVER.replace("STATE_DIR", repr(str(tmp_path / "state"))))
+    with subprocess.Popen(
+        [sys.executable, "-m", "runtime", "run", "--quiet", f"{flows}:flow"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "started\n"  # the node runs: the run is under way
+        child.send_signal(signum)
+        out, err = child.communicate(timeout=60)
+    assert child.returncode == status
+    assert out == ""
+    state_path = tmp_path / "state" / "forever.json"
+    assert (
+        err
+        == f"python -m runtime run: flow 'forever' was cancelled by {signum.name}; its state is saved in {state_path}.\n"
+    )
+    state = rt.read_state_file(state_path)
+    assert state.status is rt.Status.CANCELLED
+    assert [(r.node, r.status) for r in state.requests.values()] == [
+        ("outer", rt.Status.CANCELLED),
+        ("wait_forever", rt.Status.CANCELLED),
+    ]
+
+
+def test_sigint_during_a_run_without_saved_state_says_so(tmp_path: pathlib.Path) -> None:
+    flows = tmp_path / "forever.py"
+    flows.write_text(_FOREVER.replace("STATE_DIR", repr(str(tmp_path / "state"))))
+    with subprocess.Popen(
+        [sys.executable, "-m", "runtime", "run", "--quiet", f"{flows}:unsaved"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "started\n"
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=60)
+    assert child.returncode == 130
+    assert err == (
+        "python -m runtime run: flow 'forever' was cancelled by SIGINT; "
+        "its state was not saved (the flow has save_state off).\n"
+    )
+    assert list(tmp_path.iterdir()) == [flows]
+
+
+@pytest.mark.parametrize("command", ["run", "show"])
+def test_output_piped_into_head_ends_quietly(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    flows = tmp_path / "deep.py"
+    flows.write_text(_DEEP.replace("STATE_DIR", repr(str(tmp_path / "state"))))
+    assert main(["run", f"{flows}:flow", "--arg", "n=300"]) == 0  # ~200 KB of tree: more than a pipe holds
+    capsys.readouterr()
+    saved = tmp_path / "state" / "deep.json"
+    if command == "run":
+        saved.unlink()  # else stderr warns that the run overwrites it
+    argv = ["--quiet", f"{flows}:flow", "--arg", "n=300"] if command == "run" else [str(saved)]
+    with subprocess.Popen(
+        [sys.executable, "-m", "runtime", command, *argv],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline().startswith(b"flow 'deep', run run-")
+        child.stdout.close()  # what `head -1` does after its line
+        assert child.stderr is not None
+        err = child.stderr.read()
+    assert (child.wait(timeout=60), err) == (128 + signal.SIGPIPE, b"")
+
+
+def test_ctrl_c_while_loading_the_flow_file_is_one_line_and_exit_130(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flows = tmp_path / "slow_import.py"
+    flows.write_text("raise KeyboardInterrupt  # Ctrl-C while the module body runs\n")
+    assert main(["run", f"{flows}:flow"]) == 130
+    assert _error_line(capsys) == "python -m runtime run: interrupted."
+
+
+# -- --arg values checked against the entry point's annotations ---------------------------
+
+_TYPED = """
+from typing import Optional
+
+import runtime as rt
+
+@rt.function_node
+async def typed(
+    n: int,
+    ratio: float = 1.0,
+    loud: bool = False,
+    name: str = "",
+    tags: list[str] | None = None,
+    pair: tuple[int, int] = (0, 0),
+    opts: Optional[dict[str, int]] = None,
+    anything=None,
+) -> str:
+    return repr((n, ratio, loud, name, tags, pair, opts, anything))
+
+flow = rt.Flow("typed", entry_point=typed)
+"""
+
+
+@pytest.fixture
+def typed_file(tmp_path: pathlib.Path) -> pathlib.Path:
+    path = tmp_path / "typed.py"
+    path.write_text(_TYPED)
+    return path
+
+
+def test_arg_values_are_converted_to_the_entry_points_annotations(
+    typed_file: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = [
+        "n=3",
+        "ratio=2",
+        "loud=true",
+        "name=007",
+        'tags=["a"]',
+        "pair=[1, 2]",
+        'opts={"k": 1}',
+        "anything=[1]",
+    ]
+    assert main(["run", f"{typed_file}:flow", *(f"--arg={arg}" for arg in args)]) == 0
+    assert (
+        capsys.readouterr().out.splitlines()[1]
+        == "result: \"(3, 2.0, True, '007', ['a'], (1, 2), {'k': 1}, [1])\""
+    )
+
+
+def test_arg_null_fits_an_optional_parameter(
+    typed_file: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(["run", f"{typed_file}:flow", "--arg", "n=1", "--arg", "tags=null", "--arg", "name=null"]) == 0
+    )
+    assert (
+        capsys.readouterr().out.splitlines()[1]
+        == "result: \"(1, 1.0, False, 'null', None, (0, 0), None, None)\""
+    )
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        ("n=hello", "takes n as int, and 'hello' is not one: expected an integer, got a string."),
+        ("n=1.5", "takes n as int, and '1.5' is not one: expected an integer, got a number."),
+        ("ratio=true", "takes ratio as float, and 'true' is not one: expected a number, got a boolean."),
+        ("loud=yes", "takes loud as bool, and 'yes' is not one: expected a boolean, got a string."),
+        (
+            'tags=["a", 1]',
+            "takes tags as list[str] | None, and '[\"a\", 1]' is not one: at $[1], expected a string, got an integer.",
+        ),
+        (
+            'tags={"a": 1}',
+            "takes tags as list[str] | None, and '{\"a\": 1}' is not one: expected an array, got an object.",
+        ),
+        (
+            "pair=[1]",
+            "takes pair as tuple[int, int], and '[1]' is not one: expected an array of 2 items, got 1.",
+        ),
+        (
+            "opts=[1]",
+            "takes opts as Optional[dict[str, int]], and '[1]' is not one: expected an object, got an array.",
+        ),
+    ],
+)
+def test_an_arg_value_of_the_wrong_type_or_shape_is_refused(
+    typed_file: pathlib.Path, capsys: pytest.CaptureFixture[str], arg: str, message: str
+) -> None:
+    argv = ["run", f"{typed_file}:flow", "--arg", arg] + ([] if arg.startswith("n=") else ["--arg", "n=1"])
+    assert main(argv) == 2
+    assert _error_line(capsys) == f"python -m runtime run: error: --arg {arg}: node 'typed' " + message
+
+
+def test_a_repeated_arg_is_refused(typed_file: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", f"{typed_file}:flow", "--arg", "n=1", "--arg", "n=2"]) == 2
+    assert _error_line(capsys) == (
+        "python -m runtime run: error: --arg n is given twice (n=1, then n=2); give each parameter once."
+    )
+
+
+def test_render_run_shows_history_data_too_deep_to_encode_without_raising() -> None:
+    deep: list[object] = []
+    for _ in range(5000):
+        deep = [deep]
+    state = rt.JobState("job-1", "graph")
+    state.history.append(
+        rt.HistoryEntry("src", "out", {"x": deep}, datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC), 0.0)
+    )
+    assert render_run(state).splitlines()[-1] == "  +0 µs src.out (data nested too deeply to show)"
+
+
+_CHOICES = """
+import enum
+from typing import Literal
+
+import runtime as rt
+
+class Color(enum.Enum):
+    RED = "red"
+
+@rt.function_node
+async def pick(mode: Literal["a", "b"] = "a", color: Color = Color.RED) -> str:
+    return f"{mode} {color.name}"
+
+flow = rt.Flow("pick", entry_point=pick)
+"""
+
+
+@pytest.mark.parametrize(
+    ("arg", "message"),
+    [
+        (
+            "mode=c",
+            "takes mode as Literal['a', 'b'], and 'c' is not one: c not in literal typing.Literal['a', 'b'].",
+        ),
+        ("color=blue", "takes color as Color, and 'blue' is not one: 'blue' is not a valid Color."),
+    ],
+)
+def test_an_arg_value_outside_a_literal_or_an_enum_is_refused(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], arg: str, message: str
+) -> None:
+    flows = tmp_path / "choices.py"
+    flows.write_text(_CHOICES)
+    assert main(["run", f"{flows}:flow", "--arg", "mode=b", "--arg", "color=red"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "result: 'b RED'"
+    assert main(["run", f"{flows}:flow", "--arg", arg]) == 2
+    assert _error_line(capsys) == f"python -m runtime run: error: --arg {arg}: node 'pick' " + message
+
+
+_STUCK_CLEANUP = """
+import trio
+import runtime as rt
+
+@rt.function_node
+async def stuck() -> None:
+    try:
+        print("started", flush=True)
+        await trio.sleep_forever()
+    finally:
+        with trio.CancelScope(shield=True):
+            print("cleaning up", flush=True)
+            await trio.sleep_forever()  # a clean-up that never ends
+
+flow = rt.Flow("stuck", entry_point=stuck, save_state=True, state_dir=STATE_DIR)
+"""
+
+
+def test_a_second_sigint_while_the_run_cleans_up_exits_at_once(tmp_path: pathlib.Path) -> None:
+    flows = tmp_path / "stuck.py"
+    flows.write_text(_STUCK_CLEANUP.replace("STATE_DIR", repr(str(tmp_path / "state"))))
+    with subprocess.Popen(
+        [sys.executable, "-m", "runtime", "run", "--quiet", f"{flows}:flow"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as child:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "started\n"
+        child.send_signal(signal.SIGINT)
+        assert child.stdout.readline() == "cleaning up\n"  # the first Ctrl-C cancelled the node
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    assert (child.returncode, out) == (130, "")
+    assert err == (
+        "python -m runtime run: flow 'stuck' was stopped by a second SIGINT before its nodes finished "
+        "cleaning up; its state was not saved.\n"
+    )
+    assert not (tmp_path / "state").exists()

@@ -3,6 +3,7 @@
 Each runs as its own program from the repository root, as a user would run it.
 """
 
+import os
 import pathlib
 import re
 import subprocess
@@ -13,9 +14,16 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def _run_example(name: str) -> subprocess.CompletedProcess[str]:
+def _run_example(name: str, cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
+    """Run ``examples/{name}`` from *cwd* (a test's ``tmp_path``): state files go under it, not the repository."""
     proc = subprocess.run(
-        [sys.executable, f"examples/{name}"], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, REPO / "examples" / name],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     return proc
@@ -33,8 +41,10 @@ SEED_000 = [
 
 
 @pytest.mark.parametrize(("example", "printed"), SEED_000)
-def test_seed_example_prints_what_the_seed_says(example: str, printed: list[str]) -> None:
-    assert _run_example(example).stdout.splitlines() == printed
+def test_seed_example_prints_what_the_seed_says(
+    example: str, printed: list[str], tmp_path: pathlib.Path
+) -> None:
+    assert _run_example(example, tmp_path).stdout.splitlines() == printed
 
 
 @pytest.mark.parametrize(("example", "printed"), SEED_000)
@@ -44,24 +54,24 @@ def test_the_examples_import_runtime_as_rt(example: str, printed: list[str]) -> 
     assert not any(line.startswith(("import railtracks", "from railtracks")) for line in lines)
 
 
-def test_saved_state_examples_write_their_state_file() -> None:
-    _run_example("greet_multiple.py")
+def test_saved_state_examples_write_their_state_file(tmp_path: pathlib.Path) -> None:
+    _run_example("greet_multiple.py", tmp_path)
     import runtime as rt
 
-    state = rt.read_state_file(REPO / ".trioflow" / "greet-multiple-flow.json")
+    state = rt.read_state_file(tmp_path / ".trioflow" / "greet-multiple-flow.json")
     assert state.status is rt.Status.COMPLETED
     assert state.context == {"user_id": "123"}
     assert [r.node for r in state.requests.values()] == ["greet_multiple", "greet", "greet"]
 
 
-def test_running_a_saved_state_example_twice_warns_about_the_overwrite() -> None:
-    _run_example("tracked_execution.py")
-    second = _run_example("tracked_execution.py")
+def test_running_a_saved_state_example_twice_warns_about_the_overwrite(tmp_path: pathlib.Path) -> None:
+    _run_example("tracked_execution.py", tmp_path)
+    second = _run_example("tracked_execution.py", tmp_path)
     assert "State file .trioflow/daily-report-v1.json already exists, overwriting." in second.stderr
 
 
-def test_timeout_and_errors_example() -> None:
-    lines = _run_example("timeout_and_errors.py").stdout.splitlines()
+def test_timeout_and_errors_example(tmp_path: pathlib.Path) -> None:
+    lines = _run_example("timeout_and_errors.py", tmp_path).stdout.splitlines()
     assert re.fullmatch(
         r"timeout: Flow 'lookup-timeout' \(run run-[0-9a-f]{12}\) timed out after 0\.1 s; every node of it was "
         r"cancelled and its finally blocks ran\.",

@@ -5,6 +5,7 @@ Each runs as its own program from the repository root, as a user would run it.
 
 import ast
 import datetime
+import os
 import pathlib
 import re
 import subprocess
@@ -22,9 +23,16 @@ EXAMPLES = [
 ]
 
 
-def _run_example(name: str) -> list[str]:
+def _run_example(name: str, cwd: pathlib.Path) -> list[str]:
+    """Run ``examples/{name}`` from *cwd* (a test's ``tmp_path``), importing this checkout's packages."""
     proc = subprocess.run(
-        [sys.executable, f"examples/{name}"], cwd=REPO, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, REPO / "examples" / name],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
@@ -40,8 +48,8 @@ def test_only_the_imports_changed(example: str) -> None:
     assert not any("routilux" in line for line in imports)
 
 
-def test_step_1_jobstate_basics() -> None:
-    status, flow_id, created, records, processor = _run_example("routilux_state_basics.py")
+def test_step_1_jobstate_basics(tmp_path: pathlib.Path) -> None:
+    status, flow_id, created, records, processor = _run_example("routilux_state_basics.py", tmp_path)
     assert status == "Status: completed"
     assert flow_id == "Flow ID: jobstate_flow"
     assert created.startswith("Created at: ")
@@ -50,12 +58,16 @@ def test_step_1_jobstate_basics() -> None:
     assert processor == "Processor state: {'last_processed': 'test', 'processed': True}"
 
 
-def test_step_2_routine_state() -> None:
-    assert _run_example("routilux_routine_state.py") == ["Processed: 3", "Errors: 0", "Last processed: routilux"]
+def test_step_2_routine_state(tmp_path: pathlib.Path) -> None:
+    assert _run_example("routilux_routine_state.py", tmp_path) == [
+        "Processed: 3",
+        "Errors: 0",
+        "Last processed: routilux",
+    ]
 
 
-def test_step_3_shared_data() -> None:
-    collected, count, *entries = _run_example("routilux_shared_data.py")
+def test_step_3_shared_data(tmp_path: pathlib.Path) -> None:
+    collected, count, *entries = _run_example("routilux_shared_data.py", tmp_path)
     assert collected == "Collected items: ['a', 'b', 'c']"
     assert count == "Log entries: 6"
     logged = [ast.literal_eval(line.strip()) for line in entries]
@@ -72,8 +84,8 @@ def test_step_3_shared_data() -> None:
         assert re.fullmatch(rf"Processed [0-3] items, current: {entry['data']}", entry["result"])
 
 
-def test_step_4_history_records_one_entry_per_emission() -> None:
-    total, per_processor, *records = _run_example("routilux_history.py")
+def test_step_4_history_records_one_entry_per_emission(tmp_path: pathlib.Path) -> None:
+    total, per_processor, *records = _run_example("routilux_history.py", tmp_path)
     assert total == "Total records: 6"
     assert per_processor == "Processor executions: 3"
     parsed = [re.fullmatch(r"  (\w+): (\w+) at (.+)", line) for line in records]
@@ -84,8 +96,8 @@ def test_step_4_history_records_one_entry_per_emission() -> None:
     assert stamps == sorted(stamps)
 
 
-def test_step_5_stateful_workflow() -> None:
-    assert _run_example("routilux_stateful_workflow.py") == [
+def test_step_5_stateful_workflow(tmp_path: pathlib.Path) -> None:
+    assert _run_example("routilux_stateful_workflow.py", tmp_path) == [
         *(f"Aggregated: item_{i} (valid=True)" for i in range(5)),
         "",
         "=== Execution State ===",

@@ -1,5 +1,6 @@
 """examples/fuzz_my_flow.py runs as written and reports the bug it finds, shrunk."""
 
+import os
 import pathlib
 import re
 import subprocess
@@ -8,10 +9,11 @@ import sys
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def test_fuzz_my_flow_reports_the_shrunk_bug() -> None:
+def test_fuzz_my_flow_reports_the_shrunk_bug(tmp_path: pathlib.Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "examples/fuzz_my_flow.py"],
-        cwd=REPO,
+        [sys.executable, REPO / "examples" / "fuzz_my_flow.py"],
+        cwd=tmp_path,  # what it writes (Hypothesis' database) goes there, not into the repository
+        env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,
         text=True,
         timeout=120,
