@@ -114,7 +114,10 @@ class Progress:
             _RichScreen(out) if self.live and use_rich and _has_rich() else _PlainScreen(out, live=self.live)
         )
         self._clock = clock
-        self._last_draw = clock()  # a run shorter than one interval draws its last line only
+        self._reset()
+
+    def _reset(self) -> None:
+        self._last_draw = self._clock()  # a run shorter than one interval draws its last line only
         self.started = self.done = self.failed = self.cancelled = 0
         self.in_flight: dict[str, tuple[str, float]] = {}
         self.routine_events: dict[str, int] = {}
@@ -128,8 +131,10 @@ class Progress:
 
     def feed(self, event: Event) -> None:
         """Count *event*; no drawing."""
-        self.offset = max(self.offset, event.offset)
         kind = event.kind
+        if kind is EventKind.RUN_STARTED and self.finished is not None:
+            self._reset()  # a subscriber of a flow sees every run of it: count each afresh
+        self.offset = max(self.offset, event.offset)
         if kind is EventKind.REQUEST_CREATED and event.request_id is not None:
             self.started += 1
             self.in_flight[event.request_id] = (event.node or "?", event.offset)

@@ -213,3 +213,18 @@ async def test_arun_with_progress_raises_a_bad_argument_error_unwrapped() -> Non
     with pytest.raises(rt.NodeArgumentError, match=r"^Cannot call node 'greet' with these arguments"):
         await arun_with_progress(flow, (), {"mood": 1}, Progress(io.StringIO(), live=False))
     assert flow.subscribers == ()
+
+
+def test_a_flow_subscriber_counts_each_run_afresh() -> None:
+    @rt.function_node
+    async def one() -> int:
+        return 1
+
+    out = io.StringIO()
+    flow = rt.Flow("one", entry_point=one, subscribers=[Progress(out, live=False)])
+    flow.run()
+    flow.run()
+    assert (
+        _times(out.getvalue()).splitlines()
+        == ["+T | requests: 1 started, 1 done, 0 failed, 0 cancelled, 0 running | completed"] * 2
+    )
