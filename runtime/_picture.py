@@ -28,14 +28,15 @@ _LABEL_W = 280
 _PLOT_W = 900
 _LANE_H = 18
 _TOP = 30
+# By the status's text, e.g. "failed": a str hashes in C, an enum member in Python (looked up per request).
 _COLOURS = {
-    Status.COMPLETED: "#3f9e6a",
-    Status.FAILED: "#d64541",
-    Status.CANCELLED: "#9a9a9a",
-    Status.TIMED_OUT: "#e08a1e",
-    Status.RUNNING: "#4a7fd6",
-    Status.PENDING: "#c9c9c9",
-    Status.PAUSED: "#b98ad6",
+    "completed": "#3f9e6a",
+    "failed": "#d64541",
+    "cancelled": "#9a9a9a",
+    "timed_out": "#e08a1e",
+    "running": "#4a7fd6",
+    "pending": "#c9c9c9",
+    "paused": "#b98ad6",
 }
 
 
@@ -59,7 +60,7 @@ def _span(state: JobState) -> float:
 
 
 def _request_title(request: Request) -> str:
-    title = f"{request.node} ({request.id}) {request.status.value} in {format_duration(request.duration)}"
+    title = f"{request.node} ({request.id}) {request.status} in {format_duration(request.duration)}"
     if request.error is not None:
         title += f"\n{request.error.type}: {request.error.message}"
     return title
@@ -117,7 +118,7 @@ def timeline_svg(state: JobState) -> str:
             f": {state.error.type}: {state.error.message}" if state.error is not None else ""
         )
         parts.append(
-            f'<line x1="{x:.1f}" y1="{_TOP}" x2="{x:.1f}" y2="{height}" stroke="{_COLOURS[state.status]}" '
+            f'<line x1="{x:.1f}" y1="{_TOP}" x2="{x:.1f}" y2="{height}" stroke="{_COLOURS[f"{state.status}"]}" '
             f'stroke-width="2" stroke-dasharray="4 3"><title>{xml_text(why, 2000)}</title></line>'
         )
     return "".join(head) + "\n" + "\n".join(parts) + "\n</svg>\n"
@@ -130,14 +131,15 @@ def _request_lane(request: Request, depth: int, y: int, scale: float, span: floa
     end = request.finished_at if request.finished_at is not None else span
     x = _LABEL_W + start * scale
     w = max((end - start) * scale, 1.5)
-    colour = _COLOURS[request.status]
-    dash = ' stroke="#555" stroke-dasharray="3 2"' if request.status is Status.CANCELLED else ""
+    status = f"{request.status}"
+    colour = _COLOURS[status]
+    dash = ' stroke="#555" stroke-dasharray="3 2"' if status == "cancelled" else ""
     title = xml_text(_request_title(request), 2000)
     yield (
-        f'<rect class="{request.status.value}" x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{_LANE_H - 6}" '
+        f'<rect class="{status}" x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{_LANE_H - 6}" '
         f'fill="{colour}"{dash}><title>{title}</title></rect>'
     )
-    if request.status is Status.FAILED:
+    if status == "failed":
         xe = x + w
         yield (
             f'<path d="M{xe - 4:.1f} {y + 3}l8 {_LANE_H - 6}m0 -{_LANE_H - 6}l-8 {_LANE_H - 6}" '
@@ -159,7 +161,7 @@ def _routine_lanes(state: JobState, routines: list[str], scale: float) -> Iterat
         if routine in first:
             x = _LABEL_W + first[routine] * scale
             w = max((last[routine] - first[routine]) * scale, 1.5)
-            colour = _COLOURS[Status.FAILED] if routine in failed else "#cfe0f5"
+            colour = _COLOURS["failed"] if routine in failed else "#cfe0f5"
             yield f'<rect x="{x:.1f}" y="{y + 6}" width="{w:.1f}" height="{_LANE_H - 12}" fill="{colour}"/>'
     for entry in state.history:
         y = _TOP + lane_of[entry.routine_id] * _LANE_H
@@ -270,8 +272,8 @@ def mermaid(state: JobState, connections: Sequence[tuple[str, str, str, str]] = 
     lines.append("flowchart TD")
     ids = {request_id: f"n{i}" for i, request_id in enumerate(state.requests)}
     for request, _, _, _ in walk_tree(state.requests):
-        text = f"{request.node} ({request.id}) {request.status.value} {format_duration(request.duration)}"
-        lines.append(f'    {ids[request.id]}["{_mermaid_text(text)}"]:::{request.status.value}')
+        text = f"{request.node} ({request.id}) {request.status} {format_duration(request.duration)}"
+        lines.append(f'    {ids[request.id]}["{_mermaid_text(text)}"]:::{request.status}')
         if request.parent_id in ids:
             lines.append(f"    {ids[request.parent_id]} --> {ids[request.id]}")
     lines.extend(

@@ -37,13 +37,13 @@ details{margin:0}summary{cursor:pointer;white-space:nowrap}pre{margin:2px 0 4px 
 def _count(state: JobState) -> str:
     counts: dict[str, int] = {}
     for request in state.requests.values():
-        counts[request.status.value] = counts.get(request.status.value, 0) + 1
+        counts[f"{request.status}"] = counts.get(f"{request.status}", 0) + 1
     return ", ".join(f"{n} {status}" for status, n in counts.items()) or "none"
 
 
 def _tree(state: JobState) -> Iterator[str]:
     for request, depth, _, _ in walk_tree(state.requests):
-        status = request.status.value
+        status = f"{request.status}"
         head = (
             f"{xml_text(request.node, 80)} ({xml_text(request.id, 40)}) "
             f'<span class="{status}">{status}</span> in {format_duration(request.duration)}'

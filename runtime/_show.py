@@ -83,7 +83,7 @@ def _value(value: object) -> str:
 
 def request_label(request: Request) -> str:
     """One request as one line (not yet escaped): node, id, status, time, result or error."""
-    line = f"{request.node} ({request.id}) {request.status.value} in {format_duration(request.duration)}"
+    line = f"{request.node} ({request.id}) {request.status} in {format_duration(request.duration)}"
     if request.error is not None:
         line += f" !! {request.error.type}: {shorten(request.error.message)}"
     elif request.result is not None:

@@ -107,9 +107,7 @@ async def test_a_cancelled_run_ends_its_open_spans_as_errors(autojump_clock: tri
     assert spans["forever"].status.status_code is StatusCode.ERROR
     assert spans["forever"].status.description == "cancelled"
     assert spans["run stuck"].status.description is not None
-    assert spans["run stuck"].status.description.startswith(
-        "runtime.RunTimeoutError: Flow 'stuck'"
-    )
+    assert spans["run stuck"].status.description.startswith("runtime.RunTimeoutError: Flow 'stuck'")
     assert spans["forever"].end_time is not None
     assert spans["forever"].start_time is not None
     assert spans["forever"].end_time - spans["forever"].start_time == pytest.approx(1e9, rel=1e-3)
