@@ -15,7 +15,7 @@ import html
 import re
 from typing import TYPE_CHECKING
 
-from ._show import format_duration, shorten, terminal_safe, walk_tree
+from ._show import format_duration, run_took, shorten, terminal_safe, walk_tree
 from ._state import Status
 
 if TYPE_CHECKING:
@@ -56,6 +56,9 @@ def _span(state: JobState) -> float:
                 break
     if state.history:
         end = max(end, max(entry.offset for entry in state.history))
+    took = run_took(state)
+    if took is not None:
+        end = max(end, took)
     return end if end > 0 else 1.0
 
 
@@ -191,63 +194,84 @@ def delivery_counts(
 
 
 def _layers(routines: list[str], connections: Sequence[tuple[str, str, str, str]]) -> dict[str, int]:
-    """Each routine's column: its longest distance from the start, cycles cut at the number of routines."""
-    layer = dict.fromkeys(routines, 0)
-    cap = len(routines) - 1
-    for _ in range(len(routines)):
-        changed = False
-        for src, _, dst, _ in connections:
-            if src != dst and layer[dst] < min(layer[src] + 1, cap):
-                layer[dst] = min(layer[src] + 1, cap)
-                changed = True
-        if not changed:
-            break
-    return layer
+    """Each routine's column: its breadth-first distance from the routines nothing feeds.
+
+    In a graph that is all cycle, the first routine is the start; a routine
+    no start reaches gets column 0. Back edges then simply point left.
+    """
+    targets: dict[str, list[str]] = {r: [] for r in routines}
+    fed: set[str] = set()
+    for src, _, dst, _ in connections:
+        targets[src].append(dst)
+        if src != dst:
+            fed.add(dst)
+    starts = [r for r in routines if r not in fed] or routines[:1]
+    layer = dict.fromkeys(starts, 0)
+    queue = list(starts)
+    for routine in queue:  # grows while it is walked: breadth first
+        for dst in targets[routine]:
+            if dst not in layer:
+                layer[dst] = layer[routine] + 1
+                queue.append(dst)
+    return {r: layer.get(r, 0) for r in routines}
+
+
+_BOX_W, _BOX_H, _COL_W, _ROW_H = 160, 30, 260, 80
 
 
 def graph_svg(state: JobState, connections: Sequence[tuple[str, str, str, str]]) -> str:
-    """A routine graph's connection graph as an SVG document, each connection labelled with its deliveries."""
+    """A routine graph's connection graph as an SVG document, each connection labelled with its deliveries.
+
+    Routines are boxes in columns by their distance from the start;
+    connections that go forward are arrows between columns, the others
+    (back edges, same column, a routine to itself) loop below the boxes.
+    """
     routines = list(
         dict.fromkeys([*(c[0] for c in connections), *(c[2] for c in connections), *state.routine_states])
     )
     layer = _layers(routines, connections)
     rows: dict[int, int] = {}
-    pos: dict[str, tuple[float, float]] = {}
+    pos: dict[str, tuple[int, int]] = {}
     for routine in routines:
         row = rows.get(layer[routine], 0)
         rows[layer[routine]] = row + 1
-        pos[routine] = (20 + layer[routine] * 240, 40 + row * 80)
-    width = 40 + (max(layer.values(), default=0) + 1) * 240
-    height = 60 + max(rows.values(), default=1) * 80
+        pos[routine] = (20 + layer[routine] * _COL_W, 40 + row * _ROW_H)
     failed = set(state.error.path) if state.error is not None else set()
     counts = delivery_counts(state, connections)
+    edges: list[str] = []
+    lowest = 40 + max(rows.values(), default=1) * _ROW_H
+    bend = 0
+    for (src, event, dst, slot), count in counts.items():
+        (sx, sy), (dx, dy) = pos[src], pos[dst]
+        title = f"<title>{xml_text(f'{src}.{event} -> {dst}.{slot}: {count} delivered')}</title>"
+        label = xml_text(f"{event} → {slot}: {count}", 60)
+        if layer[dst] > layer[src]:
+            x1, y1, x2, y2 = sx + _BOX_W, sy + _BOX_H // 2, dx, dy + _BOX_H // 2
+            path = f"M{x1} {y1}C{x1 + 50} {y1} {x2 - 50} {y2} {x2} {y2}"
+            lx, ly, anchor = x2 - 8.0, y2 - 6.0, "end"  # by the target: labels from one source never meet
+        else:
+            bend += 22
+            x1, y1, x2, y2 = sx + _BOX_W * 2 // 3, sy + _BOX_H, dx + _BOX_W // 3, dy + _BOX_H
+            low = max(y1, y2) + bend
+            path = f"M{x1} {y1}C{x1} {low} {x2} {low} {x2} {y2}"
+            lx, ly, anchor = (x1 + x2) / 2, low - bend * 0.25 + 4, "middle"
+            lowest = max(lowest, low + 10)
+        edges.append(f'<path d="{path}" fill="none" stroke="#555" marker-end="url(#arrow)">{title}</path>')
+        edges.append(f'<text x="{lx:.0f}" y="{ly:.0f}" text-anchor="{anchor}" fill="#333">{label}</text>')
+    width = 40 + (max(layer.values(), default=0) + 1) * _COL_W
     parts = [
-        _svg_open(width, height, f"{state.flow_name} {state.run_id}: connections"),
+        _svg_open(width, lowest + 20, f"{state.flow_name} {state.run_id}: connections"),
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" '
         'orient="auto"><path d="M0 0L10 5L0 10z" fill="#555"/></marker></defs>',
     ]
-    for index, (connection, count) in enumerate(counts.items()):
-        src, event, dst, slot = connection
-        (x1, y1), (x2, y2) = pos[src], pos[dst]
-        x1, y1, x2, y2 = x1 + 160, y1 + 15, x2, y2 + 15
-        bend = 0 if x2 > x1 else 40 + 10 * index
-        label = f"{event} → {slot}: {count}"
-        parts.append(
-            f'<path d="M{x1:.0f} {y1:.0f}C{x1 + 60:.0f} {y1 - bend:.0f} {x2 - 60:.0f} {y2 - bend:.0f} '
-            f'{x2:.0f} {y2:.0f}" fill="none" stroke="#555" marker-end="url(#arrow)">'
-            f"<title>{xml_text(f'{src}.{event} -> {dst}.{slot}: {count} delivered')}</title></path>"
-        )
-        parts.append(
-            f'<text x="{(x1 + x2) / 2:.0f}" y="{(y1 + y2) / 2 - bend * 0.75 - 3:.0f}" text-anchor="middle" '
-            f'fill="#333">{xml_text(label, 60)}</text>'
-        )
     for routine, (x, y) in pos.items():
         fill = "#f6d5d4" if routine in failed else "#e7eefa"
         parts.append(
-            f'<rect x="{x}" y="{y}" width="160" height="30" rx="6" fill="{fill}" stroke="#4a7fd6">'
+            f'<rect x="{x}" y="{y}" width="{_BOX_W}" height="{_BOX_H}" rx="6" fill="{fill}" stroke="#4a7fd6">'
             f"<title>{xml_text(routine, 2000)}</title></rect>"
-            f'<text x="{x + 80}" y="{y + 19}" text-anchor="middle">{xml_text(routine, 26)}</text>'
+            f'<text x="{x + _BOX_W // 2}" y="{y + 19}" text-anchor="middle">{xml_text(routine, 26)}</text>'
         )
+    parts.extend(edges)  # after the boxes: labels are never hidden under one
     return "".join(parts[:2]) + "\n" + "\n".join(parts[2:]) + "\n</svg>\n"
 
 
