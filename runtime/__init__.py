@@ -99,6 +99,8 @@ from ._job import Job as Job
 from ._metrics import WorkflowMetrics as WorkflowMetrics
 from ._node import Node as Node
 from ._node import function_node as function_node
+from ._otel import TraceExporter as TraceExporter
+from ._progress import Progress as Progress
 from ._publisher import Event as Event
 from ._publisher import EventKind as EventKind
 from ._publisher import Recorder as Recorder
@@ -184,6 +186,9 @@ __all__ = [
     "Event",
     "EventKind",
     "Subscription",
+    # seeing runs
+    "Progress",
+    "TraceExporter",
     # state
     "JobState",
     "Request",

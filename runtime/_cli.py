@@ -1,14 +1,16 @@
-"""``python -m runtime``: run a flow from a file, or show a saved run.
+"""``python -m runtime``: run a flow from a file, show a saved run, or report it as a page.
 
 ::
 
     python -m runtime run examples/greet.py:flow --arg name=Alice
-    python -m runtime show .trioflow/greet-flow.json
+    python -m runtime show .trioflow/greet-flow.json [--json] [--only failed] [--svg out.svg] [--mermaid]
+    python -m runtime report .trioflow/greet-flow.json -o run.html
 
-Both print the same rendering of a run (:func:`render_run`): its status and
-result, then the request tree with each node's status, timing and result or
-error. ``run`` exits with status 1 when the run did not complete; both exit
-with status 2, after a one-line error on stderr, when their input is unusable.
+A thin front end: the views live in their own modules (``_show`` for text and
+JSON, ``_picture`` for SVG and Mermaid, ``_report`` for HTML, ``_progress``
+for live progress). ``run`` exits with status 1 when the run did not complete;
+every command exits with status 2, after a one-line error on stderr, when its
+input is unusable.
 SIGINT (Ctrl-C) or SIGTERM during ``run`` cancels the run (its state is saved
 as ``cancelled`` if the flow saves state), prints one line and exits with
 128 + the signal's number: 130 or 143; a second signal while the cancelled
@@ -29,7 +31,6 @@ import signal
 import sys
 import types
 import typing
-import unicodedata
 import uuid
 from typing import TYPE_CHECKING
 
@@ -40,17 +41,23 @@ import trio
 
 from ._exceptions import StateFileError, TrioflowError
 from ._flow import Flow
+from ._picture import graph_svg, mermaid, timeline_svg
+from ._progress import Progress, arun_with_progress
+from ._report import render_report
 from ._serialize import DEFAULT_MAX_STATE_BYTES, describe_structure_error, read_state_file, structure_json
+from ._show import format_duration, render_json, render_run, terminal_safe
 from ._state import Status
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Sequence
     from types import ModuleType
 
     from ._core import RunResult
     from ._node import AnyNode
-    from ._state import JobState, Request
+    from ._state import JobState
     from ._util import AnyFlow
+
+__all__ = ["convert_args", "format_duration", "main", "parse_arg", "render_run", "terminal_safe"]
 
 PROG = "python -m runtime"
 
@@ -60,116 +67,6 @@ _EXIT_USAGE = 2
 
 class CommandError(Exception):
     """A problem with the command's input, reported as one line on stderr."""
-
-
-def format_duration(seconds: float | None) -> str:
-    """*seconds* for reading: ``850 µs``, ``12.3 ms``, ``4.05 s``; ``-`` if unknown."""
-    if seconds is None:
-        return "-"
-    if seconds >= 1.0:
-        return f"{seconds:.3g} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.3g} ms"
-    return f"{seconds * 1e6:.3g} µs"
-
-
-# Control characters, format characters (bidi overrides, zero-width) and lone surrogates.
-_UNSAFE_CATEGORIES = frozenset(("Cc", "Cf", "Cs"))
-
-
-def _escape_char(char: str) -> str:
-    if unicodedata.category(char) not in _UNSAFE_CATEGORIES:
-        return char
-    code = ord(char)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-
-
-def terminal_safe(text: str) -> str:
-    """*text* as one line that cannot drive a terminal.
-
-    Line breaks become spaces; every other control character (``ESC``,
-    ``CR``, ``BEL``, C1 controls), format character (bidi overrides,
-    zero-width characters) and lone surrogate is written as a Python-style
-    escape, ``\\x1b``. Everything the CLI prints from a run or a state file
-    passes through here.
-    """
-    line = " ".join(text.splitlines())
-    if line.isprintable():
-        return line
-    return "".join(map(_escape_char, line))
-
-
-def _request_line(request: Request) -> str:
-    line = f"{request.node} ({request.id}) {request.status.value} in {format_duration(request.duration)}"
-    if request.error is not None:
-        line += f" !! {request.error.type}: {request.error.message}"
-    elif request.result is not None:
-        line += f" -> {request.result}"
-    return line
-
-
-def _tree_lines(requests: Mapping[str, Request]) -> Iterator[str]:
-    """The request tree, one line per request, depth first, without recursion.
-
-    A request whose parent is not in *requests* is a root. Each request is
-    drawn once, so even a hand-made state with a parent cycle ends.
-    """
-    children: dict[str | None, list[Request]] = {}
-    for request in requests.values():
-        parent = request.parent_id if request.parent_id in requests else None
-        children.setdefault(parent, []).append(request)
-    drawn: set[str] = set()
-
-    def branches(kids: Sequence[Request], prefix: str) -> list[tuple[Request, str, bool]]:
-        return [(kid, prefix, index == len(kids) - 1) for index, kid in reversed(list(enumerate(kids)))]
-
-    stack = branches(children.get(None, []), "")
-    # Requests on a parent cycle have no root above them: draw them as roots, after the rest.
-    stack[:0] = [(r, "", True) for r in reversed(list(requests.values())) if r.parent_id in requests]
-    while stack:
-        request, prefix, last = stack.pop()
-        if request.id in drawn:
-            continue
-        drawn.add(request.id)
-        yield f"{prefix}{'└── ' if last else '├── '}{_request_line(request)}"
-        stack.extend(branches(children.get(request.id, []), prefix + ("    " if last else "│   ")))
-
-
-def _json_text(data: object) -> str:
-    try:
-        return json.dumps(data, default=repr)
-    except RecursionError:  # loaded, but too deep for the encoder's stack
-        return "(data nested too deeply to show)"
-
-
-def render_run(state: JobState) -> str:
-    """Render a finished (or saved) run as text: header, result, request tree.
-
-    The same rendering serves ``run`` and ``show``, so a saved run looks
-    exactly as it did when it ran. Multi-line results and messages are kept
-    on one line each, and control characters are escaped
-    (:func:`terminal_safe`): a state file cannot drive the reader's terminal.
-    The tree is drawn without recursion, so a run of any depth renders.
-    """
-    started, finished = state.started_at, state.finished_at
-    took = None if started is None or finished is None else (finished - started).total_seconds()
-    lines = [f"flow {state.flow_name!r}, run {state.run_id}: {state.status.value} in {format_duration(took)}"]
-    if state.error is not None:
-        lines.append(f"error: {state.error.type}: {state.error.message}")
-    elif state.status is Status.COMPLETED:
-        lines.append(f"result: {state.result}")
-    if state.requests:
-        lines.append("requests:")
-        lines.extend(_tree_lines(state.requests))
-    if state.history:
-        lines.append("history:")
-        lines.extend(
-            f"  +{format_duration(entry.offset)} {entry.routine_id}.{entry.event_name} {_json_text(entry.data)}"
-            for entry in state.history
-        )
-    return "\n".join(map(terminal_safe, lines))
 
 
 def parse_arg(text: str) -> tuple[str, object]:
@@ -322,7 +219,7 @@ def load_flow(target: str) -> AnyFlow:
 
 
 async def _run_until_signalled(
-    flow: AnyFlow, kwargs: dict[str, object]
+    flow: AnyFlow, kwargs: dict[str, object], progress: Progress | None = None
 ) -> RunResult[object] | signal.Signals:
     """Run *flow*; on SIGINT or SIGTERM cancel the run and return the signal instead.
 
@@ -347,7 +244,7 @@ async def _run_until_signalled(
             nursery.start_soon(cancel_on_signal)
             with run_scope:
                 try:
-                    ran = outcome.Value(await flow.arun(**kwargs))
+                    ran = outcome.Value(await arun_with_progress(flow, (), kwargs, progress))
                 except Exception as exc:  # re-raised below, outside the nursery's exception group
                     ran = outcome.Error(exc)
             nursery.cancel_scope.cancel()
@@ -371,7 +268,8 @@ def _command_run(args: argparse.Namespace) -> int:
     flow = load_flow(args.target)
     kwargs = convert_args(flow.entry_point, args.arg)
     try:
-        result = trio.run(_run_until_signalled, flow, kwargs)
+        progress = None if args.quiet else Progress(sys.stderr, use_rich=not args.no_color)
+        result = trio.run(_run_until_signalled, flow, kwargs, progress)
     except TrioflowError as exc:  # bad arguments, or a flow that cannot run: nothing ran
         raise CommandError(str(exc)) from exc
     if isinstance(result, signal.Signals):
@@ -389,15 +287,76 @@ def _command_run(args: argparse.Namespace) -> int:
     return 0 if result.status is Status.COMPLETED else _EXIT_FAILED
 
 
-def _command_show(args: argparse.Namespace) -> int:
+def _read_state(file: str, max_bytes: int) -> JobState:
     try:
-        state = read_state_file(args.file, max_bytes=args.max_bytes)
+        return read_state_file(file, max_bytes=max_bytes)
     except StateFileError as exc:
         raise CommandError(str(exc)) from exc
-    except OSError as exc:
-        msg = f"State file {args.file}: cannot read it: {exc.strerror or exc}."
+    except FileNotFoundError as exc:
+        msg = f"State file {file}: no such file. {_state_files_near(file)}"
         raise CommandError(msg) from exc
-    print(render_run(state))
+    except OSError as exc:
+        msg = f"State file {file}: cannot read it: {exc.strerror or exc}."
+        raise CommandError(msg) from exc
+
+
+def _state_files_near(file: str) -> str:
+    """What there is to show: the state files in *file*'s directory (the first ten)."""
+    folder = pathlib.Path(file).parent
+    try:
+        found = sorted(p.name for p in folder.iterdir() if p.suffix == ".json" and p.is_file())
+    except OSError:
+        return f"Its folder {os.fspath(folder)} cannot be listed either."
+    if not found:
+        return f"There is no state file (*.json) in {os.fspath(folder)}."
+    more = f" and {len(found) - 10} more" if len(found) > 10 else ""
+    return f"The state files in {os.fspath(folder)} are: {', '.join(found[:10])}{more}."
+
+
+def _write_output(path: str, text: str, what: str) -> None:
+    """Write *text* to *path*, or raise a one-line :class:`CommandError` saying why not."""
+    try:
+        pathlib.Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        msg = f"Cannot write the {what} to {path}: {exc.strerror or exc}. Give a writable path with a folder that exists."
+        raise CommandError(msg) from exc
+
+
+def _connections(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
+    return load_flow(args.flow).connections if args.flow else []
+
+
+def _command_show(args: argparse.Namespace) -> int:
+    state = _read_state(args.file, args.max_bytes)
+    only = [Status(value) for value in args.only] if args.only else None
+    connections = _connections(args)
+    if args.svg:
+        picture = timeline_svg(state)
+        if connections:
+            _write_output(_beside(args.svg, "-graph"), graph_svg(state, connections), "connection graph")
+        _write_output(args.svg, picture, "timeline")
+    if args.mermaid:
+        print(terminal_safe_lines(mermaid(state, connections)))
+    elif args.json:
+        print(render_json(state, only=only))
+    elif not args.svg:
+        print(render_run(state, full=True, only=only))
+    return 0
+
+
+def _beside(path: str, suffix: str) -> str:
+    p = pathlib.Path(path)
+    return os.fspath(p.with_name(p.stem + suffix + p.suffix))
+
+
+def terminal_safe_lines(text: str) -> str:
+    """Each line of *text* made terminal-safe."""
+    return "\n".join(map(terminal_safe, text.split("\n")))
+
+
+def _command_report(args: argparse.Namespace) -> int:
+    state = _read_state(args.file, args.max_bytes)
+    _write_output(args.output, render_report(state, _connections(args)), "report")
     return 0
 
 
@@ -412,6 +371,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_state_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="STATE.json", help="e.g. .trioflow/greet-flow.json")
+    parser.add_argument(
+        "--max-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_STATE_BYTES,
+        metavar="N",
+        help=f"refuse a file larger than N bytes (default {DEFAULT_MAX_STATE_BYTES}, 64 MiB)",
+    )
+    parser.add_argument(
+        "--flow",
+        metavar="FILE.py:FLOW",
+        help="the routine-graph flow the run came from, to draw its connections with delivery counts",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m runtime`` argument parser."""
     parser = argparse.ArgumentParser(prog=PROG, description="Run trioflow flows and inspect saved runs.")
@@ -419,7 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="run a flow and print its result and request tree",
-        description="Load FILE.py, run the rt.Flow named FLOW in it, print the result and the request tree.",
+        description="Load FILE.py, run the rt.Flow named FLOW in it, print the result and the request tree. "
+        "While it runs, its progress is drawn on stderr.",
     )
     run.add_argument("target", metavar="FILE.py:FLOW", help="the file and the name of the flow in it")
     run.add_argument(
@@ -432,21 +408,39 @@ def build_parser() -> argparse.ArgumentParser:
             "else as a string, and checked against the parameter's annotation (e.g. int, list[str])"
         ),
     )
+    run.add_argument("-q", "--quiet", action="store_true", help="draw no live progress")
+    run.add_argument("--no-color", action="store_true", help="never use rich for the live line")
     run.set_defaults(handler=_command_run)
     show = commands.add_parser(
         "show",
-        help="render a saved run (a save_state file) as a tree",
+        help="render a saved run (a save_state file): tree, logs, context, states",
         description="Render a state file written by save_state=True.",
     )
-    show.add_argument("file", metavar="STATE.json", help="e.g. .trioflow/greet-flow.json")
+    _add_state_arguments(show)
+    views = show.add_mutually_exclusive_group()
+    views.add_argument("--json", action="store_true", help="print the state document as JSON")
+    views.add_argument("--mermaid", action="store_true", help="print the tree (or graph) as Mermaid text")
     show.add_argument(
-        "--max-bytes",
-        type=_positive_int,
-        default=DEFAULT_MAX_STATE_BYTES,
-        metavar="N",
-        help=f"refuse a file larger than N bytes (default {DEFAULT_MAX_STATE_BYTES}, 64 MiB)",
+        "--only",
+        action="append",
+        choices=[status.value for status in Status],
+        metavar="STATUS",
+        help="show only requests with this status (and their ancestors); repeat for more, e.g. --only failed",
+    )
+    show.add_argument(
+        "--svg",
+        metavar="OUT.svg",
+        help="write the timeline as SVG (and, with --flow, the connection graph to OUT-graph.svg)",
     )
     show.set_defaults(handler=_command_show)
+    report = commands.add_parser(
+        "report",
+        help="write a saved run as one self-contained HTML page",
+        description="Write a state file as one HTML page that loads nothing: summary, timeline, tree, log, history.",
+    )
+    _add_state_arguments(report)
+    report.add_argument("-o", "--output", required=True, metavar="OUT.html", help="where to write the page")
+    report.set_defaults(handler=_command_report)
     return parser
 
 

@@ -209,9 +209,16 @@ def test_show_a_state_with_a_damaged_field(
 def test_show_a_missing_file(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "nope.json"
     assert main(["show", str(path)]) == 2
-    assert (
-        _error_line(capsys)
-        == f"python -m runtime show: error: State file {path}: cannot read it: No such file or directory."
+    assert _error_line(capsys) == (
+        f"python -m runtime show: error: State file {path}: no such file. "
+        f"There is no state file (*.json) in {tmp_path}."
+    )
+    for name in ("b.json", "a.json", "notes.txt"):
+        (tmp_path / name).write_text("{}")
+    assert main(["report", str(path), "-o", str(tmp_path / "r.html")]) == 2
+    assert _error_line(capsys) == (
+        f"python -m runtime report: error: State file {path}: no such file. "
+        f"The state files in {tmp_path} are: a.json, b.json."
     )
 
 
@@ -265,7 +272,10 @@ def test_python_dash_m_runtime_runs_the_readme_example() -> None:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
+    # Not a terminal: progress comes as plain lines on stderr; a run this short draws only its last.
+    assert re.sub(r"\+[0-9.]+ (µs|ms|s)", "+T", proc.stderr) == (
+        "+T | requests: 1 started, 1 done, 0 failed, 0 cancelled, 0 running | completed\n"
+    )
     assert "result: 'Hello, Alice!'" in proc.stdout.splitlines()
     assert _strip_times(proc.stdout.splitlines()[-1]) == "└── greet (r1) completed in T -> 'Hello, Alice!'"
 
@@ -337,7 +347,7 @@ def test_errors_on_stderr_escape_terminal_control_characters(
     path = tmp_path / f"x{_ESC}.json"
     assert main(["show", str(path)]) == 2
     assert _error_line(capsys) == (
-        rf"python -m runtime show: error: State file {tmp_path}/x\x1b[2J\x1b[H.json: cannot read it: No such file or directory."
+        rf"python -m runtime show: error: State file {tmp_path}/x\x1b[2J\x1b[H.json: no such file. There is no state file (*.json) in {tmp_path}."
     )
 
 
@@ -490,7 +500,7 @@ def test_a_signal_during_run_cancels_it_with_one_line_and_exit_128_plus_signal(
     flows = tmp_path / "forever.py"
     flows.write_text(_FOREVER.replace("STATE_DIR", repr(str(tmp_path / "state"))))
     with subprocess.Popen(
-        [sys.executable, "-m", "runtime", "run", f"{flows}:flow"],
+        [sys.executable, "-m", "runtime", "run", "--quiet", f"{flows}:flow"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -519,7 +529,7 @@ def test_sigint_during_a_run_without_saved_state_says_so(tmp_path: pathlib.Path)
     flows = tmp_path / "forever.py"
     flows.write_text(_FOREVER.replace("STATE_DIR", repr(str(tmp_path / "state"))))
     with subprocess.Popen(
-        [sys.executable, "-m", "runtime", "run", f"{flows}:unsaved"],
+        [sys.executable, "-m", "runtime", "run", "--quiet", f"{flows}:unsaved"],
         cwd=tmp_path,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.PIPE,
@@ -549,7 +559,7 @@ def test_output_piped_into_head_ends_quietly(
     saved = tmp_path / "state" / "deep.json"
     if command == "run":
         saved.unlink()  # else stderr warns that the run overwrites it
-    argv = [f"{flows}:flow", "--arg", "n=300"] if command == "run" else [str(saved)]
+    argv = ["--quiet", f"{flows}:flow", "--arg", "n=300"] if command == "run" else [str(saved)]
     with subprocess.Popen(
         [sys.executable, "-m", "runtime", command, *argv],
         cwd=REPO,
@@ -747,7 +757,7 @@ def test_a_second_sigint_while_the_run_cleans_up_exits_at_once(tmp_path: pathlib
     flows = tmp_path / "stuck.py"
     flows.write_text(_STUCK_CLEANUP.replace("STATE_DIR", repr(str(tmp_path / "state"))))
     with subprocess.Popen(
-        [sys.executable, "-m", "runtime", "run", f"{flows}:flow"],
+        [sys.executable, "-m", "runtime", "run", "--quiet", f"{flows}:flow"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
