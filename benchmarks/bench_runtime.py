@@ -9,6 +9,8 @@
   shape (an actor and an ask per call, nothing recorded), and the least any
   actor per call can cost (each task in a cancel scope of its own).
 - ``flow.invoke`` of a one-node flow. Floor: ``trio.run`` of the same function.
+- ``await flow.ainvoke`` of a one-node flow inside Trio. Floor: the same
+  function in a fresh task of a fresh nursery (issue 13's run cost).
 - peak memory of a run of 10,000 sequential calls, per recorded request
   (``tracemalloc``, above the same run with no calls). It has no raw-Trio
   floor; the floor column is the 2 KB budget, so the ratio must stay below 1.
@@ -183,6 +185,25 @@ def bench_invoke(opts: Options) -> Row:
     return Row("flow.invoke of a one-node flow", best_ours / n, best_floor / n, "s", budget=2.0)
 
 
+async def _ainvoke_ours(n: int) -> float:
+    flow = rt.Flow("bench-ainvoke", entry_point=trivial)
+    start = time.perf_counter()
+    for i in range(n):
+        await flow.ainvoke(i)
+    return time.perf_counter() - start
+
+
+async def _ainvoke_floor(n: int) -> float:
+    return await _sequential_floor(n)
+
+
+def bench_ainvoke(opts: Options) -> Row:
+    """``await flow.ainvoke(x)`` inside Trio against a fresh nursery + task doing the same call (issue 13)."""
+    n = opts.scale(2_000)
+    ours, floor = trio_best_of_pair(opts.repeat, lambda: _ainvoke_ours(n), lambda: _ainvoke_floor(n))
+    return Row("await flow.ainvoke of a one-node flow vs nursery + task", ours / n, floor / n, "s", budget=3.0)
+
+
 # -- memory per recorded request ----------------------------------------------------
 
 
@@ -223,4 +244,4 @@ def bench_memory(opts: Options) -> Row:
     )
 
 
-BENCHMARKS = [bench_sequential, bench_batch, bench_invoke, bench_memory]
+BENCHMARKS = [bench_sequential, bench_batch, bench_invoke, bench_ainvoke, bench_memory]
