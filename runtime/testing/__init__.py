@@ -19,6 +19,7 @@ from ._checkers import check_events as check_events
 from ._checkers import check_isolation as check_isolation
 from ._checkers import check_request_tree as check_request_tree
 from ._checkers import check_structure as check_structure
+from ._checkers import check_timeout as check_timeout
 from ._checkers import deterministic_scheduling as deterministic_scheduling
 from ._checkers import run_history as run_history
 from ._checkers import watch_tasks as watch_tasks
@@ -67,6 +68,7 @@ __all__ = [
     "VISITED",
     # checkers for node runs
     "check_structure",
+    "check_timeout",
     "check_request_tree",
     "check_events",
     "check_isolation",

@@ -23,9 +23,10 @@ import trio.testing
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from .._context import Invocation, current_frame, invocation_hook
+from .._context import Frame, Invocation, current_frame, invocation_hook
 from .._exceptions import FaultInjectionError, TrioflowError
 from .._node import Node
+from .._routine import current_host
 from .._state import Status
 from ._checkers import _label, _run_name
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
     from .._flow import Flow
     from .._run import RunResult
-    from .._state import Request
+    from .._state import JobState, Request
     from ._schedules import Schedule
 
 AnyFlow: TypeAlias = "Flow[..., Any]"  # type: ignore[explicit-any]  # a flow of any signature
@@ -75,10 +76,7 @@ class InjectedCancelError(TrioflowError):
 def _is_delay(value: object) -> TypeGuard[int | float]:
     """Whether *value* is a delay: a finite number of seconds, 0 or more (not a bool)."""
     return (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and math.isfinite(value)
-        and value >= 0
+        not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value) and value >= 0
     )
 
 
@@ -241,7 +239,11 @@ async def _cancel_run(invocation: Invocation, on_cancel: Callable[[CancelPoint],
     if job is not None:
         job.cancel(reason)
     else:
-        run.abort(InjectedCancelError(f"A cancel fault cancelled the run when {invocation.kind} {invocation.name!r} was about to run (at {where})."))
+        run.abort(
+            InjectedCancelError(
+                f"A cancel fault cancelled the run when {invocation.kind} {invocation.name!r} was about to run (at {where})."
+            )
+        )
     # This task is cancelled with every other one of the run or job, before
     # the target's code starts.
     await trio.sleep_forever()
@@ -556,8 +558,10 @@ class Injection:
         "_calls",
         "_deferred",
         "_known",
+        "_open",
         "_previous",
         "_runs",
+        "_states",
         "_token",
         "_where",
         "cancels",
@@ -584,6 +588,9 @@ class Injection:
         self._deferred = deferred
         self._where = where
         self._runs: set[str] = set()
+        self._states: dict[str, JobState] = {}
+        # What was invoked, to say what is still running: by invoker, (run id, label, still running?).
+        self._open: dict[int, tuple[str, tuple[str, ...], str, Callable[[], bool]]] = {}
         self._calls: collections.Counter[tuple[str | None, str]] = collections.Counter()
         self._previous: Hook | None = None
         self._token: contextvars.Token[Hook | None] | None = None
@@ -635,10 +642,15 @@ class Injection:
         # Book-keeping first, before any checkpoint, so that call indexes and
         # hand-off indexes follow the order in which the runtime invokes, in
         # this block and in any it is nested in.
-        run_id = _current_run_id()
+        frame = current_frame.get(None)
+        run_id = None if frame is None else frame.run.state.job_id
         if run_id is not None and run_id not in self._runs:
+            assert frame is not None
             self._runs.add(run_id)
             self.run_ids.append(run_id)
+            self._states[run_id] = frame.run.state
+        if run_id is not None:
+            self._track(run_id, invocation, frame)
         name = invocation.name
         key = (run_id, name)
         call = self._calls[key]
@@ -657,13 +669,60 @@ class Injection:
         if fault is not None:
             await fault.apply(invocation, on_cancel=self._record_cancel)
 
+    def _track(self, run_id: str, invocation: Invocation, frame: Frame | None) -> None:
+        actor = None if frame is None else frame.actor
+        if invocation.kind == "node" and actor is not None:
+            ref = actor.ref
+            label = f"{' > '.join(actor.path)} ({actor.request_id})"
+            self._open[id(actor)] = (run_id, actor.path, label, lambda: ref.is_alive)
+            return
+        host = current_host.get(None)
+        if host is not None:
+            label = f"routine {invocation.name!r} (slot {invocation.path[-1]!r})"
+            self._open[id(host)] = (
+                run_id,
+                invocation.path,
+                label,
+                lambda: bool(getattr(host, "busy", False)),
+            )
+
+    def running(self) -> list[str]:
+        """What the block's runs are still doing: one line per run (or job) that has not ended.
+
+        Names the deepest node requests still running by path (``pay >
+        charge (r2)``; not the callers waiting for them) and the routines busy
+        in a handler (``routine 'charge' (slot 'input')``).
+        The runners' watchdog reports it.
+        """
+        lines = []
+        for run_id in self.run_ids:
+            state = self._states[run_id]
+            if state.status.is_final:
+                continue
+            live = [
+                (path, label)
+                for rid, path, label, is_running in self._open.values()
+                if rid == run_id and is_running()
+            ]
+            # A caller waiting for its callee is not news: name the deepest.
+            names = [
+                label
+                for path, label in live
+                if not any(p[: len(path)] == path and p != path for p, _ in live)
+            ]
+            doing = ", ".join(names) if names else "no node or handler is running (it waits outside them)"
+            lines.append(f"{run_id} of flow {state.flow_name!r}: {doing}")
+        return lines
+
     def _record_cancel(self, point: CancelPoint) -> None:
         self.cancels.setdefault(point.run_id, point)
 
 
 def _ending(request: Request) -> str:
     if request.error is not None:
-        return f"{request.status.value} with {request.error.type.rsplit('.', 1)[-1]}({request.error.message!r})"
+        return (
+            f"{request.status.value} with {request.error.type.rsplit('.', 1)[-1]}({request.error.message!r})"
+        )
     if request.result is not None:
         return f"{request.status.value} with result {request.result}"
     return request.status.value
@@ -695,7 +754,9 @@ def check_cancellation(result: RunResult[T], injection: Injection) -> None:
     state = result.state
     where = _run_name(state)
     if not state.status.is_final or state.finished_at is None:
-        msg = f"{where} has not finished (its status is {state.status.value!r}); check a run once it has ended."
+        msg = (
+            f"{where} has not finished (its status is {state.status.value!r}); check a run once it has ended."
+        )
         raise AssertionError(msg)
     point = injection.cancels.get(state.run_id)
     if point is None:
@@ -708,13 +769,6 @@ def check_cancellation(result: RunResult[T], injection: Injection) -> None:
                 "it caught trio.Cancelled and went on instead of letting the cancellation propagate."
             )
             raise AssertionError(msg)
-
-
-def _current_run_id() -> str | None:
-    frame = current_frame.get(None)
-    if frame is not None:
-        return frame.run.state.job_id
-    return None
 
 
 def inject(

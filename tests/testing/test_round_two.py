@@ -1,0 +1,363 @@
+"""The bugs users plant, found through the documented pattern (issue 18).
+
+Each scenario is a small user workflow with one planted bug, fuzzed the way
+the README says (a synchronous ``@given`` test calling the runner), at the CI
+example budget, with three Hypothesis seeds (``derandomize`` off,
+``database=None``): the kit must report the bug every time. Each has a clean
+twin the same property must pass.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+from hypothesis import Phase, given, seed, settings
+from hypothesis import strategies as st
+
+import runtime as rt
+from runtime import testing as rtt
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+SEEDS = [0, 1, 2]
+
+
+def budget(seed_value: int, *, shrink: bool = True) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The CI example budget, randomized with a fixed seed (*shrink*: False skips shrinking, for slow failures)."""
+    phases = list(Phase) if shrink else [Phase.explicit, Phase.reuse, Phase.generate]
+
+    def apply(test: Callable[..., None]) -> Callable[..., None]:
+        budgeted = settings(max_examples=40, database=None, derandomize=False, deadline=None, phases=phases)
+        return seed(seed_value)(budgeted(test))
+
+    return apply
+
+
+def found(test: Callable[[], None], match: str) -> str:
+    """Run an inner @given test that must fail, its message's first line matching *match*; return the notes."""
+    with pytest.raises(AssertionError) as caught:
+        test()
+    message = str(caught.value).split("\n")[0]
+    assert re.match(match, message), message
+    return "\n".join(getattr(caught.value, "__notes__", []))
+
+
+# -- 1. a task that outlives its run ------------------------------------------------------------
+
+AUDITS: list[int] = []
+
+
+async def audit(order: int) -> None:
+    await trio.sleep(5)
+    AUDITS.append(order)
+
+
+def notify_flow(*, leaks: bool) -> rt.Flow[[int], str]:
+    @rt.function_node
+    async def notify(order: int) -> str:
+        if order > 500:
+            if leaks:  # BUG: a big order's audit is started in the background and never awaited
+                trio.lowlevel.spawn_system_task(audit, order)
+            else:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(audit, order)
+        return "sent"
+
+    return rt.Flow("notify", entry_point=notify)
+
+
+@pytest.mark.parametrize("seed_value", SEEDS)
+def test_a_task_left_running_after_the_run_is_found(seed_value: int) -> None:
+    flow = notify_flow(leaks=True)
+
+    @budget(seed_value)
+    @given(st.integers(min_value=0, max_value=1000))
+    def nothing_outlives_the_run(order: int) -> None:
+        rtt.run_with_schedule(flow, order)
+
+    found(
+        nothing_outlives_the_run,
+        r"^run run-\w+ of flow 'notify' ended completed, yet tasks it started are still running: "
+        r"'(tests\.testing\.)?test_round_two\.audit' \(started by 'notify \(r1\)'\)\. Every task a node",
+    )
+
+
+@pytest.mark.parametrize("seed_value", SEEDS)
+def test_a_task_awaited_in_a_nursery_passes(seed_value: int) -> None:
+    flow = notify_flow(leaks=False)
+
+    @budget(seed_value)
+    @given(st.integers(min_value=0, max_value=1000))
+    def nothing_outlives_the_run(order: int) -> None:
+        assert rtt.run_with_schedule(flow, order).result == "sent"
+
+    nothing_outlives_the_run()
+
+
+def test_a_task_started_in_another_runs_nursery_is_found() -> None:
+    pool: dict[str, trio.Nursery] = {}
+
+    @rt.function_node
+    async def connect(i: int) -> str:
+        if i == 0:  # the first run holds a "connection pool" open for a while
+            async with trio.open_nursery() as nursery:
+                pool["nursery"] = nursery
+                await trio.sleep(10)
+            return "pool closed"
+        await trio.sleep(1)
+        pool["nursery"].start_soon(trio.sleep, 20)  # BUG: work left in another run's nursery
+        return "queued"
+
+    flow = rt.Flow("connect", entry_point=connect)
+    with pytest.raises(
+        AssertionError,
+        match=r"^run run-\w+ of flow 'connect' ended completed, yet tasks it started are still running: 'trio\.sleep' \(started by 'connect \(r1\)'\)\.",
+    ):
+        rtt.run_many_with_schedule(flow, [(0,), (1,)])
+    assert rtt.run_many_with_schedule(flow, [(0,), (1,)], check_tasks=False)[1].result == "queued"
+
+
+# -- 1. nodes=, injection= and the report's notes ----------------------------------------------
+
+
+@rt.function_node
+async def ship(order: int) -> str:
+    return f"shipped {order}"
+
+
+@rt.function_node
+async def pack(order: int) -> str:
+    return f"packed {order}"
+
+
+STEPS = {"ship": ship, "pack": pack}
+
+
+@rt.function_node
+async def fulfil(order: int, steps: tuple[str, ...]) -> list[object]:
+    return [await rt.call(STEPS[name], order) for name in steps]  # nodes found only at run time
+
+
+fulfil_flow = rt.Flow("fulfil", entry_point=fulfil)
+
+
+def test_nodes_names_the_nodes_code_reading_cannot_find() -> None:
+    plan = {"ship": rtt.Fault.raising(ValueError("truck broke down"))}
+    result = rtt.run_with_schedule(
+        fulfil_flow, 7, ("pack", "ship"), faults=plan, nodes=["fulfil", "pack", "ship"]
+    )
+    assert result.status is rt.Status.FAILED
+    assert str(result.error).startswith("truck broke down")
+    with pytest.raises(
+        rt.FaultInjectionError,
+        match=r"^inject\(\): the node list given to inject\(\) has no node 'shipp'; its nodes are 'fulfil', 'pack', 'ship'\.$",
+    ):
+        rtt.run_with_schedule(
+            fulfil_flow, 7, (), faults={"shipp": rtt.Fault.cancelling()}, nodes=["fulfil", "pack", "ship"]
+        )
+
+
+def test_injection_is_given_to_the_runner_and_read_back() -> None:
+    @rt.function_node
+    async def slow_pack(order: int) -> str:
+        await trio.sleep(1)
+        return "packed"
+
+    @rt.function_node
+    async def handle(order: int) -> list[object]:
+        return await rt.call_batch(slow_pack, [order, order])
+
+    flow = rt.Flow("handle", entry_point=handle)
+    injection = rtt.inject({("slow_pack", 1): rtt.Fault.cancelling()}, flow=flow)
+    result = rtt.run_with_schedule(flow, 3, injection=injection)
+    assert result.status is rt.Status.FAILED
+    assert list(injection.cancels) == [result.state.run_id]
+    rtt.check_cancellation(result, injection)
+    with pytest.raises(
+        ValueError,
+        match=r"^run_with_schedule\(\): injection= already holds the faults, schedule and node list; give those to inject\(\) instead of passing them here too\.$",
+    ):
+        rtt.run_with_schedule(flow, 3, injection=injection, schedule=rtt.Schedule((1,)))
+
+
+def test_a_failing_example_reports_what_the_injection_did() -> None:
+    @rt.function_node
+    async def reserve(order: int) -> str:
+        return "reserved"
+
+    @rt.function_node
+    async def book(order: int) -> object:
+        try:
+            return await rt.call(reserve, order)
+        except ValueError:
+            return None
+
+    flow = rt.Flow("book", entry_point=book)
+
+    @settings(max_examples=40, database=None, derandomize=True, deadline=None)
+    @given(
+        rtt.faults(
+            targets=st.just("reserve"),
+            kinds=st.just("raise"),
+            exceptions=st.just(ValueError("no rooms")),
+            min_size=1,
+        )
+    )
+    def booking_succeeds(plan: rtt.FaultPlan) -> None:
+        result = rtt.run_with_schedule(flow, 1, faults=plan)
+        if result.result != "reserved":
+            raise AssertionError(f"booking returned {result.result!r}")
+
+    notes = found(booking_succeeds, r"^booking returned None$")
+    assert (
+        "run_with_schedule() of flow 'book': the hand-offs that waited or faulted:\n#1 node 'reserve' (call 0, at book > reserve): raise ValueError('no rooms')"
+        in notes
+    )
+
+
+def test_the_runner_rejects_a_bad_watchdog() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"^run_with_schedule\(\): watchdog=0 must be a positive, finite number of real seconds, or None to turn it off\.$",
+    ):
+        rtt.run_with_schedule(fulfil_flow, 1, (), watchdog=0)
+
+
+# -- 2. a node that swallows trio.Cancelled under the Flow's timeout ---------------------------
+
+
+def quote_flow(*, swallows: bool) -> rt.Flow[[int], str]:
+    @rt.function_node
+    async def price(item: int) -> str:
+        try:
+            await trio.sleep(item / 10)
+            return f"price of {item}"
+        except trio.Cancelled:
+            if swallows:  # BUG: a timeout returns a stale price instead of stopping
+                return f"stale price of {item}"
+            raise
+
+    @rt.function_node
+    async def quote(item: int) -> str:
+        return await rt.call(price, item)
+
+    return rt.Flow("quote", entry_point=quote, timeout=2)
+
+
+@pytest.mark.parametrize("seed_value", SEEDS)
+def test_a_node_that_swallows_the_timeout_is_found(seed_value: int) -> None:
+    flow = quote_flow(swallows=True)
+
+    @budget(seed_value)
+    @given(st.integers(min_value=0, max_value=40))
+    def the_timeout_stops_every_node(item: int) -> None:
+        rtt.check_structure(rtt.run_with_schedule(flow, item))
+
+    found(
+        the_timeout_stops_every_node,
+        r"^run run-\w+ of flow 'quote': the run timed out after 2 s, but quote > price \(r2\) was running then and "
+        r"ended completed \(with result \"'stale price of \d+'\"\) at 2 s instead of cancelled: it caught "
+        r"trio\.Cancelled and went on\. Let trio\.Cancelled propagate \(catch Exception, not BaseException\)\.$",
+    )
+
+
+@pytest.mark.parametrize("seed_value", SEEDS)
+def test_a_node_that_lets_the_timeout_through_passes(seed_value: int) -> None:
+    flow = quote_flow(swallows=False)
+
+    @budget(seed_value)
+    @given(st.integers(min_value=0, max_value=40))
+    def the_timeout_stops_every_node(item: int) -> None:
+        result = rtt.run_with_schedule(flow, item)
+        rtt.check_structure(result)
+        rtt.check_timeout(result, timeout=2)
+
+    the_timeout_stops_every_node()
+
+
+def test_check_timeout_needs_to_know_the_timeout() -> None:
+    result = rtt.run_with_schedule(quote_flow(swallows=False), 30)
+    assert result.status is rt.Status.TIMED_OUT
+    rtt.check_timeout(result)
+    bare = rt.RunResult(result.state, None, None)
+    bare.state.error = None
+    with pytest.raises(
+        AssertionError,
+        match=r"^run run-\w+ of flow 'quote': the run timed out, but its error does not say after how long; pass timeout=flow\.timeout\.$",
+    ):
+        rtt.check_timeout(bare)
+    rtt.check_structure(bare)  # it cannot tell: the other checks still run
+
+
+# -- 2. the watchdog -----------------------------------------------------------------------------
+
+
+def retry_flow(*, stubborn: bool) -> rt.Flow[[int], str]:
+    @rt.function_node
+    async def poll(n: int) -> str:
+        attempts = 0
+        while attempts < n:  # the service is ready after n polls
+            try:
+                await trio.sleep(1)
+                attempts += 1
+            except trio.Cancelled:
+                if not stubborn:
+                    raise
+                # BUG: a retry loop that retries cancellation too, forever
+        return "ready"
+
+    @rt.function_node
+    async def wait_ready(n: int) -> str:
+        return await rt.call(poll, n)
+
+    return rt.Flow("wait_ready", entry_point=wait_ready, timeout=5)
+
+
+@pytest.mark.parametrize("seed_value", SEEDS)
+def test_a_node_that_swallows_cancellation_in_a_loop_is_stopped_by_the_watchdog(seed_value: int) -> None:
+    flow = retry_flow(stubborn=True)
+
+    @budget(seed_value, shrink=False)  # each failing example costs the watchdog's real time
+    @given(st.integers(min_value=0, max_value=20))
+    def the_run_ends(n: int) -> None:
+        rtt.check_structure(rtt.run_with_schedule(flow, n, watchdog=0.5))
+
+    found(
+        the_run_ends,
+        r"^run_with_schedule\(\) of flow 'wait_ready' was still running after 0\.5 s of real time \(its watchdog\); "
+        r"still running: run-\w+ of flow 'wait_ready': wait_ready > poll \(r2\)\. Cancelled then, it still did not "
+        r"end, so it was abandoned: a node catches trio\.Cancelled \(or BaseException\) and goes on",
+    )
+    assert trio.run(trio.sleep, 0) is None  # the abandoned run left this thread
+
+
+@pytest.mark.parametrize("seed_value", SEEDS)
+def test_a_retry_loop_that_lets_cancellation_through_passes(seed_value: int) -> None:
+    flow = retry_flow(stubborn=False)
+
+    @budget(seed_value)
+    @given(st.integers(min_value=0, max_value=20))
+    def the_run_ends(n: int) -> None:
+        rtt.check_structure(rtt.run_with_schedule(flow, n, watchdog=2))
+
+    the_run_ends()
+
+
+def test_the_watchdog_cancels_a_run_that_waits_forever() -> None:
+    @rt.function_node
+    async def wait_for_approval(order: int) -> str:
+        await trio.Event().wait()  # BUG: nobody ever approves
+        return "approved"
+
+    flow = rt.Flow("approve", entry_point=wait_for_approval)
+    with pytest.raises(
+        AssertionError,
+        match=r"^run_with_schedule\(\) of flow 'approve' was still running after 0\.1 s of real time \(its watchdog\); "
+        r"still running: run-\w+ of flow 'approve': wait_for_approval \(r1\)\. Cancelled then, it ended: it waits "
+        r"for something that never comes \(an event nobody sets, a lock never released, a message never sent\)\.$",
+    ):
+        rtt.run_with_schedule(flow, 1, watchdog=0.1)
