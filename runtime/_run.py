@@ -363,9 +363,12 @@ class NodeActor(actors.Actor[None, object]):
         current_frame.set(Frame(run, self))
         hook = invocation_hook.get(None)
         try:
+            after = None
             if hook is not None:
-                await hook(Invocation("node", self.node.name, self.path, self.args, self.kwargs))
+                after = await hook(Invocation("node", self.node.name, self.path, self.args, self.kwargs))
             result = await self.node.invoke(self.args, self.kwargs)
+            if after is not None:
+                await after(result)
         except BaseException as exc:
             if is_cancellation(exc):
                 await run.record_shielded(

@@ -30,8 +30,10 @@ from ._faults import HandOff as HandOff
 from ._faults import InjectedCancelError as InjectedCancelError
 from ._faults import InjectedError as InjectedError
 from ._faults import Injection as Injection
+from ._faults import caught_exceptions as caught_exceptions
 from ._faults import check_cancellation as check_cancellation
 from ._faults import discover_nodes as discover_nodes
+from ._faults import fault_point as fault_point
 from ._faults import faults as faults
 from ._faults import flow_targets as flow_targets
 from ._faults import inject as inject
@@ -102,6 +104,8 @@ __all__ = [
     "check_cancellation",
     "InjectedError",
     "InjectedCancelError",
+    "fault_point",
+    "caught_exceptions",
     "discover_nodes",
     "flow_targets",
     "schedules",

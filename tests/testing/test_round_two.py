@@ -361,3 +361,197 @@ def test_the_watchdog_cancels_a_run_that_waits_forever() -> None:
         r"for something that never comes \(an event nobody sets, a lock never released, a message never sent\)\.$",
     ):
         rtt.run_with_schedule(flow, 1, watchdog=0.1)
+
+
+# -- 3. a charge retried after it happened (raise after the node ran, caught exception types) ---
+
+
+class GatewayTimeout(Exception):
+    """The payment gateway did not answer in time (the charge may have gone through)."""
+
+
+LEDGER: list[str] = []  # the payment provider's record of charges
+
+
+def pay_flow(*, idempotent: bool) -> rt.Flow[[str], str]:
+    @rt.function_node
+    async def charge(order: str) -> str:
+        if not (idempotent and order in LEDGER):  # the fix: the provider dedupes by order id
+            LEDGER.append(order)
+        return "charged"
+
+    @rt.function_node
+    async def pay(order: str) -> str:
+        for _attempt in range(3):
+            try:
+                return await rt.call(charge, order)
+            except GatewayTimeout:  # BUG (unless idempotent): the charge may have gone through
+                continue
+        return "gave up"
+
+    return rt.Flow("pay", entry_point=pay)
+
+
+def charged_once(flow: rt.Flow[[str], str], seed_value: int) -> Callable[[], None]:
+    @budget(seed_value)
+    @given(rtt.faults(flow=flow))
+    def each_order_is_charged_at_most_once(plan: rtt.FaultPlan) -> None:
+        LEDGER.clear()
+        rtt.run_with_schedule(flow, "order-1", faults=plan)
+        if len(LEDGER) > 1:
+            raise AssertionError(f"order-1 was charged {len(LEDGER)} times")
+
+    return each_order_is_charged_at_most_once
+
+
+@pytest.mark.parametrize("seed_value", SEEDS)
+def test_a_charge_retried_after_its_response_was_lost_is_found(seed_value: int) -> None:
+    flow = pay_flow(idempotent=False)
+    assert rtt.caught_exceptions(flow) == (GatewayTimeout,)
+    notes = found(charged_once(flow, seed_value), r"^order-1 was charged [23] times$")
+    assert "Fault.raising_after(GatewayTimeout('injected fault'))" in notes
+
+
+@pytest.mark.parametrize("seed_value", SEEDS)
+def test_an_idempotent_charge_passes(seed_value: int) -> None:
+    charged_once(pay_flow(idempotent=True), seed_value)()
+
+
+def test_raise_after_runs_the_node_then_loses_its_result() -> None:
+    flow = pay_flow(idempotent=False)
+    LEDGER.clear()
+    result = rtt.run_with_schedule(
+        flow, "o", faults={"charge": rtt.Fault.raising_after(GatewayTimeout("lost"))}
+    )
+    assert LEDGER == ["o", "o", "o"]
+    assert result.result == "gave up"
+    assert [r.status for r in result.state.requests.values()][1:] == [rt.Status.FAILED] * 3
+    fault = rtt.Fault.raising_after(GatewayTimeout("lost"))
+    assert repr(fault) == "Fault.raising_after(GatewayTimeout('lost'))"
+    assert fault.describe() == "run, then raise GatewayTimeout('lost') (its result is lost)"
+
+
+# -- 3. a fault point in the user's own code ------------------------------------------------------
+
+HELD: set[int] = set()  # seats on hold at the venue
+
+
+def seat_flow(*, releases: bool) -> rt.Flow[[int], str]:
+    @rt.function_node
+    async def book(seat: int) -> str:
+        HELD.add(seat)
+        if releases:
+            try:
+                await rtt.fault_point("venue.confirm")
+            except BaseException:
+                HELD.discard(seat)
+                raise
+        else:
+            await rtt.fault_point("venue.confirm")  # BUG: a failed confirm leaves the seat on hold
+        HELD.discard(seat)
+        return f"seat {seat} booked"
+
+    @rt.function_node
+    async def checkout(seat: int) -> str:
+        try:
+            return await rt.call(book, seat)
+        except Exception:
+            return "try another seat"
+
+    return rt.Flow("seats", entry_point=checkout)
+
+
+def no_seat_left_held(flow: rt.Flow[[int], str], seed_value: int) -> Callable[[], None]:
+    @budget(seed_value)
+    @given(st.integers(min_value=1, max_value=100), rtt.faults(flow=flow))
+    def no_seat_is_left_on_hold(seat: int, plan: rtt.FaultPlan) -> None:
+        HELD.clear()
+        rtt.run_with_schedule(flow, seat, faults=plan)
+        if HELD:
+            raise AssertionError(f"seats {sorted(HELD)} are still on hold")
+
+    return no_seat_is_left_on_hold
+
+
+@pytest.mark.parametrize("seed_value", SEEDS)
+def test_a_hold_left_behind_by_a_failed_confirm_is_found(seed_value: int) -> None:
+    flow = seat_flow(releases=False)
+    assert rtt.flow_targets(flow) == ("checkout", "book", "venue.confirm")
+    notes = found(no_seat_left_held(flow, seed_value), r"^seats \[\d+\] are still on hold$")
+    assert "'venue.confirm'" in notes
+
+
+@pytest.mark.parametrize("seed_value", SEEDS)
+def test_a_confirm_that_releases_the_hold_passes(seed_value: int) -> None:
+    no_seat_left_held(seat_flow(releases=True), seed_value)()
+
+
+async def test_a_fault_point_outside_the_kit_does_nothing() -> None:
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await rtt.fault_point("venue.confirm")  # not even a checkpoint: no Cancelled here
+    HELD.clear()
+    assert await seat_flow(releases=False).ainvoke(3) == "seat 3 booked"
+    with pytest.raises(
+        ValueError,
+        match=r"^fault_point\(''\): a fault point needs a non-empty name, e.g\. 'gateway\.confirm'\.$",
+    ):
+        await rtt.fault_point("")
+
+
+def test_a_fault_point_is_a_hand_off_with_a_path() -> None:
+    HELD.clear()
+    injection = rtt.inject({"venue.confirm": rtt.Fault.delaying(2)}, schedule=rtt.Schedule((0, 0, 1)))
+    result = rtt.run_with_schedule(seat_flow(releases=False), 4, injection=injection)
+    assert result.result == "seat 4 booked"
+    assert [h.describe() for h in injection.fired] == [
+        "#2 point 'venue.confirm' (call 0, at checkout > book > venue.confirm): waited 1 s, delay 2 s"
+    ]
+
+
+# -- 3. a routine handler retried by its error strategy -------------------------------------------
+
+
+def charge_graph(*, idempotent: bool) -> rt.Flow:  # type: ignore[type-arg]
+    class Charge(rt.Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.define_slot("input", handler=self.charge)
+            self.set_error_handler(
+                rt.ErrorHandler(
+                    strategy="retry", max_retries=2, retry_delay=0.5, retryable_exceptions=(GatewayTimeout,)
+                )
+            )
+
+        def charge(self, order: str) -> None:
+            if not (idempotent and order in LEDGER):
+                LEDGER.append(order)  # BUG (unless idempotent): retried after the charge went through
+            self.send_output("charged", order=order)
+
+    flow: rt.Flow = rt.Flow(flow_id="charging")  # type: ignore[type-arg]
+    flow.add_routine(Charge(), "charge")
+    return flow
+
+
+def graph_charged_once(flow: rt.Flow, seed_value: int) -> Callable[[], None]:  # type: ignore[type-arg]
+    @budget(seed_value)
+    @given(rtt.faults(flow=flow))
+    def each_order_is_charged_at_most_once(plan: rtt.FaultPlan) -> None:
+        LEDGER.clear()
+        rtt.run_with_schedule(flow, {"order": "order-1"}, faults=plan)
+        if len(LEDGER) > 1:
+            raise AssertionError(f"order-1 was charged {len(LEDGER)} times")
+
+    return each_order_is_charged_at_most_once
+
+
+@pytest.mark.parametrize("seed_value", SEEDS)
+def test_a_routine_handler_retried_after_its_charge_went_through_is_found(seed_value: int) -> None:
+    flow = charge_graph(idempotent=False)
+    assert rtt.caught_exceptions(flow) == (GatewayTimeout,)
+    found(graph_charged_once(flow, seed_value), r"^order-1 was charged [23] times$")
+
+
+@pytest.mark.parametrize("seed_value", SEEDS)
+def test_an_idempotent_routine_handler_passes(seed_value: int) -> None:
+    graph_charged_once(charge_graph(idempotent=True), seed_value)()
