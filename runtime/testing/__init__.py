@@ -51,6 +51,7 @@ from ._graphs import describe_jobs as describe_jobs
 from ._graphs import job_schedules as job_schedules
 from ._graphs import routine_graphs as routine_graphs
 from ._graphs import run_graph_jobs as run_graph_jobs
+from ._races import check_races as check_races
 from ._schedules import Schedule as Schedule
 from ._schedules import check_no_leaks as check_no_leaks
 from ._schedules import run_many_with_schedule as run_many_with_schedule
@@ -74,6 +75,7 @@ __all__ = [
     "check_request_tree",
     "check_events",
     "check_isolation",
+    "check_races",
     "watch_tasks",
     "TaskWatch",
     "run_history",

@@ -33,6 +33,7 @@ from .._node import Node
 from .._routine import current_host
 from .._state import Status
 from ._checkers import _label, _run_name
+from ._races import record_context_writes
 
 if TYPE_CHECKING:
     import contextvars
@@ -813,6 +814,8 @@ class Injection:
             self._runs.add(run_id)
             self.run_ids.append(run_id)
             self._states[run_id] = frame.run.state
+            if frame.run.state.requests or frame.actor is not None:  # a node run: record its context writes
+                record_context_writes(frame.run.state)
         if run_id is not None:
             self._track(run_id, invocation, frame)
         name = invocation.name

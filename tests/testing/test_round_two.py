@@ -555,3 +555,68 @@ def test_a_routine_handler_retried_after_its_charge_went_through_is_found(seed_v
 @pytest.mark.parametrize("seed_value", SEEDS)
 def test_an_idempotent_routine_handler_passes(seed_value: int) -> None:
     graph_charged_once(charge_graph(idempotent=True), seed_value)()
+
+
+# -- 4. two requests of one run racing for a context key -------------------------------------------
+
+
+def price_flow(*, shared_key: bool) -> rt.Flow[[list[int]], object]:
+    @rt.function_node
+    async def price_item(item: int) -> int:
+        await trio.sleep(item / 10)
+        price = item * 3
+        # BUG (shared_key): every item writes the same key; the last one to finish wins
+        rt.context.put("last_price" if shared_key else f"price:{item}", price)
+        return price
+
+    @rt.function_node
+    async def price_all(items: list[int]) -> object:
+        return await rt.call_batch(price_item, items)
+
+    return rt.Flow("pricing", entry_point=price_all)
+
+
+def no_races(flow: rt.Flow[[list[int]], object], seed_value: int) -> Callable[[], None]:
+    @budget(seed_value)
+    @given(st.lists(st.integers(min_value=0, max_value=5), max_size=4, unique=True))
+    def no_two_requests_race(items: list[int]) -> None:
+        rtt.check_races(rtt.run_with_schedule(flow, items))
+
+    return no_two_requests_race
+
+
+@pytest.mark.parametrize("seed_value", SEEDS)
+def test_two_batch_children_writing_one_context_key_are_found(seed_value: int) -> None:
+    found(
+        no_races(price_flow(shared_key=True), seed_value),
+        r"^run run-\w+ of flow 'pricing': price_all > price_item \(r\d\) and price_all > price_item \(r\d\) both "
+        r"wrote rt\.context\['last_price'\] while both were running \([\d.]+-[\d.]+ s and [\d.]+-[\d.]+ s\): the "
+        r"value left depends on the schedule\. Give each its own key, or let their caller write once from their results\.$",
+    )
+
+
+@pytest.mark.parametrize("seed_value", SEEDS)
+def test_batch_children_writing_their_own_keys_pass(seed_value: int) -> None:
+    no_races(price_flow(shared_key=False), seed_value)()
+
+
+def test_writes_one_after_the_other_do_not_race_and_unrecorded_runs_are_refused() -> None:
+    @rt.function_node
+    async def step(i: int) -> int:
+        rt.context.put("last_step", i)
+        return i
+
+    @rt.function_node
+    async def steps(n: int) -> list[int]:
+        rt.context.put("last_step", -1)  # the parent, then its children one at a time
+        return [await rt.call(step, i) for i in range(n)]
+
+    flow = rt.Flow("steps", entry_point=steps)
+    result = rtt.run_with_schedule(flow, 3)
+    rtt.check_races(result)
+    assert result.state.context == {"last_step": 2}
+    with pytest.raises(
+        TypeError,
+        match=r"^check_races\(\): run run-\w+ of flow 'steps' was not recorded: run it with rtt\.run_with_schedule\(\.\.\.\), or start it inside a rtt\.inject\(\.\.\.\) block\.$",
+    ):
+        rtt.check_races(flow.run(3))
