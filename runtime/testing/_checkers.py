@@ -263,11 +263,19 @@ def check_request_tree(result: RunResult[T], *, calls: Iterable[Sequence[str]] |
 
     Raises:
         AssertionError: a violation, naming the requests by path and id.
+        TypeError: *result* is a routine-graph job's, which has no request tree.
 
     .. versionadded:: 0.1
     """
     state = result.state
     requests = state.requests
+    if not requests:  # a node run records its entry point at once
+        msg = (
+            f"check_request_tree(): {_run_name(state)} is a routine-graph job, which has no request tree "
+            "(its routines handle messages, they are not called). Use check_structure(result), check_no_leaks and "
+            "your own invariants; see docs/fuzzing.md, 'Fuzzing your own routine graphs'."
+        )
+        raise TypeError(msg)
     roots = state.roots()
     if len(roots) != 1:
         found = ", ".join(_label(state, r.id) for r in roots) or "none"

@@ -476,24 +476,41 @@ def discover_nodes(entry: Node[..., object]) -> tuple[str, ...]:  # type: ignore
 
     Follows every node a node's function refers to by name (module globals,
     ``module.attribute``, closure variables, default values, and containers
-    of those), recursively. A node reached only through a value computed at
+    of those), recursively, and the entry point of every flow it refers to
+    the same way (a sub-flow run from a node). A node reached only through a value computed at
     run time (passed in as an argument, looked up by a string) is not found:
     see :func:`inject` for how such targets are checked.
 
     .. versionadded:: 0.1
     """
     found: list[str] = []
+    for node in _reachable_nodes(entry):
+        if node.name not in found:
+            found.append(node.name)
+    return tuple(found)
+
+
+def _reachable_nodes(entry: object) -> list[Node[..., object]]:  # type: ignore[explicit-any]  # any signature
+    """The nodes reachable from *entry* by reading code, *entry* first, through sub-flows too.
+
+    A node that runs another flow (``await checkout_flow.ainvoke(...)``, the
+    flow a module global or closure variable) reaches that flow's entry point.
+    """
+    from .._flow import Flow
+
+    found: list[Node[..., object]] = []  # type: ignore[explicit-any]  # any signature
     seen: set[int] = set()
     stack: list[object] = [entry]
     while stack:
         node = stack.pop()
+        if isinstance(node, Flow):
+            node = node.entry_point
         if not isinstance(node, Node) or id(node) in seen:
             continue
         seen.add(id(node))
-        if node.name not in found:
-            found.append(node.name)
-        stack.extend(reversed([obj for obj in _referenced_objects(node.fn) if isinstance(obj, Node)]))
-    return tuple(found)
+        found.append(node)
+        stack.extend(reversed([obj for obj in _referenced_objects(node.fn) if isinstance(obj, Node | Flow)]))
+    return found
 
 
 def _routine_targets(flow: AnyFlow) -> tuple[str, ...] | None:
@@ -520,17 +537,7 @@ def _functions(flow: AnyFlow) -> list[object]:
         ]
     if flow.entry_point is None:
         return []
-    found: list[object] = []
-    seen: set[int] = set()
-    stack: list[object] = [flow.entry_point]
-    while stack:
-        node = stack.pop()
-        if not isinstance(node, Node) or id(node) in seen:
-            continue
-        seen.add(id(node))
-        found.append(node.fn)
-        stack.extend(obj for obj in _referenced_objects(node.fn) if isinstance(obj, Node))
-    return found
+    return [node.fn for node in _reachable_nodes(flow.entry_point)]
 
 
 def _code_of(fn: object) -> tuple[types.CodeType | None, Mapping[str, object], dict[str, object]]:

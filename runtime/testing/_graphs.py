@@ -633,6 +633,21 @@ def _emissions(state: JobState) -> list[tuple[int, str, str, dict[str, object]]]
     ]
 
 
+def _generated(graph: object, api: str) -> None:
+    """Refuse a graph that is not a generated :class:`GraphSpec`, saying what to use instead."""
+    if isinstance(graph, GraphSpec):
+        return
+    what = f"Flow {graph.name!r}, a routine graph of your own" if isinstance(graph, Flow) else f"{graph!r}"
+    msg = (
+        f"{api}(graph, ...): graph is {what}. {api} checks a generated graph (rtt.routine_graphs()) through "
+        "the book-keeping its routines write; for your own graph run it with rtt.run_with_schedule or "
+        "rtt.run_many_with_schedule (tasks and hangs are checked there), and use rtt.check_structure(result), "
+        "rtt.check_no_leaks(results, markers) and your own invariants. See docs/fuzzing.md, "
+        "'Fuzzing your own routine graphs'."
+    )
+    raise TypeError(msg)
+
+
 def check_fifo(graph: GraphSpec, state: JobState) -> None:
     """Check per-connection FIFO order and that the history is consistent with causality.
 
@@ -645,6 +660,7 @@ def check_fifo(graph: GraphSpec, state: JobState) -> None:
 
     .. versionadded:: 0.1
     """
+    _generated(graph, "check_fifo")
     emitted: dict[tuple[str, str], list[str]] = {}
     position: dict[str, int] = {}
     for i, src, event, data in _emissions(state):
@@ -685,6 +701,7 @@ def check_delivery(graph: GraphSpec, state: JobState) -> None:
 
     .. versionadded:: 0.1
     """
+    _generated(graph, "check_delivery")
     targets: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for src, event, dst, slot in graph.connections:
         targets.setdefault((src, event), []).append((dst, slot))
@@ -740,6 +757,7 @@ def check_outcome(graph: GraphSpec, state: JobState, schedule: JobSchedule | Non
 
     .. versionadded:: 0.1
     """
+    _generated(graph, "check_outcome")
     for receipt in _receipts(state):  # a retry of a message being handled may run while paused
         if receipt.get("status") == "paused":
             raise _fail(state, f"{receipt['at']}.{receipt['slot']} started handling {receipt['recv']!r} while the job was paused.")
@@ -783,6 +801,7 @@ def check_jobs_isolated(graph: GraphSpec, states: Mapping[str, JobState]) -> Non
 
     .. versionadded:: 0.1
     """
+    _generated(graph, "check_jobs_isolated")
     for tag, state in states.items():
         for receipt in _receipts(state):
             if receipt["job"] != tag:
@@ -817,6 +836,7 @@ def check_job(graph: GraphSpec, state: JobState, schedule: JobSchedule | None = 
 
     .. versionadded:: 0.1
     """
+    _generated(graph, "check_job")
     check_outcome(graph, state, schedule)
     check_fifo(graph, state)
     check_delivery(graph, state)

@@ -54,7 +54,7 @@ def test_the_readme_fuzz_example_runs_and_finds_its_bug() -> None:
 
 def test_every_fuzzing_doc_snippet_runs() -> None:
     blocks = snippets((REPO / "docs" / "fuzzing.md").read_text())
-    assert len(blocks) == 8
+    assert len(blocks) == 9
     namespace = run_page("fuzzing.md", blocks)
     # The checkout bug, reported as the page shows it.
     notes = fails_with(
@@ -75,5 +75,7 @@ def test_every_fuzzing_doc_snippet_runs() -> None:
     cancelled(autojump_clock=None)  # type: ignore[operator]
     # The retried confirmation, found with the exceptions the code catches.
     fails_with(namespace["test_an_order_is_paid_once"], "o-1 was paid 3 times")
+    # A routine graph of one's own, with faults under its retry strategy.
+    namespace["test_a_graph_charges_each_order_once"]()  # type: ignore[operator]
     # The state machine, briefly.
     run_state_machine_as_test(namespace["Sessions"], settings=settings(FAST, stateful_step_count=5))  # type: ignore[arg-type]

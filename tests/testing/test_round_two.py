@@ -620,3 +620,96 @@ def test_writes_one_after_the_other_do_not_race_and_unrecorded_runs_are_refused(
         match=r"^check_races\(\): run run-\w+ of flow 'steps' was not recorded: run it with rtt\.run_with_schedule\(\.\.\.\), or start it inside a rtt\.inject\(\.\.\.\) block\.$",
     ):
         rtt.check_races(flow.run(3))
+
+
+# -- 5. user graphs: sub-flows found by fault planning, graph checkers refuse what they cannot check
+
+
+RESERVED: list[int] = []
+
+
+@rt.function_node
+async def hold(seat: int) -> str:
+    RESERVED.append(seat)
+    return "held"
+
+
+@rt.function_node
+async def reserve(seat: int) -> str:
+    return await rt.call(hold, seat)
+
+
+reserve_flow = rt.Flow("reserve", entry_point=reserve)
+
+
+def booking_flow(*, honest: bool) -> rt.Flow[[int], str]:
+    @rt.function_node
+    async def book(seat: int) -> str:
+        try:
+            await reserve_flow.ainvoke(seat)  # a sub-flow
+        except Exception:
+            if honest:
+                return "sold out"
+            # BUG: reports a booking although the hold failed
+        return "booked"
+
+    return rt.Flow("booking", entry_point=book)
+
+
+def booked_means_held(flow: rt.Flow[[int], str], seed_value: int) -> Callable[[], None]:
+    @budget(seed_value)
+    @given(st.integers(min_value=1, max_value=50), rtt.faults(flow=flow))
+    def a_booked_seat_is_held(seat: int, plan: rtt.FaultPlan) -> None:
+        RESERVED.clear()
+        result = rtt.run_with_schedule(flow, seat, faults=plan)
+        if result.result == "booked" and seat not in RESERVED:
+            raise AssertionError(f"seat {seat} was booked but never held")
+
+    return a_booked_seat_is_held
+
+
+@pytest.mark.parametrize("seed_value", SEEDS)
+def test_a_bug_around_a_sub_flow_is_found_with_faults_inside_it(seed_value: int) -> None:
+    flow = booking_flow(honest=False)
+    assert rtt.flow_targets(flow) == ("book", "reserve", "hold")
+    found(booked_means_held(flow, seed_value), r"^seat \d+ was booked but never held$")
+
+
+@pytest.mark.parametrize("seed_value", SEEDS)
+def test_an_honest_booking_around_a_sub_flow_passes(seed_value: int) -> None:
+    booked_means_held(booking_flow(honest=True), seed_value)()
+
+
+class Echo(rt.Routine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.define_slot("input", handler=self.echo)
+
+    def echo(self, data: object) -> None:
+        self.send_output("echoed", data=data)
+
+
+def test_graph_checkers_refuse_a_user_graph_and_say_what_to_use() -> None:
+    flow: rt.Flow = rt.Flow(flow_id="echo")  # type: ignore[type-arg]
+    flow.add_routine(Echo(), "echo")
+    result = rtt.run_with_schedule(flow, "hi")
+    assert result.status is rt.Status.COMPLETED
+    rtt.check_structure(result)
+    for checker in (rtt.check_fifo, rtt.check_delivery, rtt.check_outcome, rtt.check_job):
+        name = checker.__name__
+        with pytest.raises(
+            TypeError,
+            match=rf"^{name}\(graph, \.\.\.\): graph is Flow 'echo', a routine graph of your own\. {name} checks a "
+            r"generated graph \(rtt\.routine_graphs\(\)\) through the book-keeping its routines write; for your own "
+            r"graph run it with rtt\.run_with_schedule or rtt\.run_many_with_schedule \(tasks and hangs are checked "
+            r"there\), and use rtt\.check_structure\(result\), rtt\.check_no_leaks\(results, markers\) and your own "
+            r"invariants\. See docs/fuzzing\.md, 'Fuzzing your own routine graphs'\.$",
+        ):
+            checker(flow, result.state)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^check_jobs_isolated\(graph, \.\.\.\): graph is Flow 'echo'"):
+        rtt.check_jobs_isolated(flow, {"a": result.state})  # type: ignore[arg-type]
+    with pytest.raises(
+        TypeError,
+        match=r"^check_request_tree\(\): run \S+ of flow 'echo' is a routine-graph job, which has no request tree ",
+    ):
+        rtt.check_request_tree(result)
