@@ -692,15 +692,22 @@ class HandOff:
     fault: Fault | None
 
     def describe(self) -> str:
-        """One line for a counterexample: ``#3 node 'fetch' (call 1, at main > fetch): raise ...``."""
-        where = " > ".join(self.path)
+        """One line for a counterexample: ``#3 node 'fetch' at main > fetch[1]: held back 0.5 s before it ran``.
+
+        The path ends with the invocation's index among those of its target in
+        its run (``[1]``: the second), which tells ``call_batch`` siblings apart.
+        """
+        if self.kind == "routine" and len(self.path) == 2:
+            where = f"{self.path[0]}.{self.path[1]}[{self.call}]"
+        else:
+            where = f"{' > '.join(self.path)}[{self.call}]"
         what = []
         if self.delay:
-            what.append(f"waited {self.delay:g} s")
+            what.append(f"held back {self.delay:g} s before it ran")
         if self.fault is not None:
             what.append(self.fault.describe())
-        tail = f": {', '.join(what)}" if what else ""
-        return f"#{self.index} {self.kind} {self.name!r} (call {self.call}, at {where}){tail}"
+        tail = f": {', then '.join(what)}" if what else ""
+        return f"#{self.index} {self.kind} {self.name!r} at {where}{tail}"
 
 
 Hook: TypeAlias = "Callable[[Invocation], Awaitable[AfterHook | None]]"

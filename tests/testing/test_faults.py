@@ -212,7 +212,7 @@ async def test_cancel_fault_cancels_every_node_of_the_run(autojump_clock: object
     statuses = {r.status for r in result.state.requests.values()}
     assert statuses == {rt.Status.CANCELLED}
     assert trio.current_time() == 0.0  # nobody waited for the sleeps
-    assert injection.describe() == "#3 node 'leaf' (call 2, at fan > leaf): cancel the run"
+    assert injection.describe() == "#3 node 'leaf' at fan > leaf[2]: cancel the run"
 
 
 async def test_cancel_fault_outside_a_node_run_raises_the_error() -> None:
@@ -274,7 +274,7 @@ def test_sync_invoke_inside_the_block() -> None:
         assert each_flow.invoke(2) == ["ValueError", 10]
     assert injection.seen == {"each", "double"}
     assert [h.describe() for h in injection.fired] == [
-        "#1 node 'double' (call 0, at each > double): raise ValueError('sync')"
+        "#1 node 'double' at each > double[0]: raise ValueError('sync')"
     ]
 
 

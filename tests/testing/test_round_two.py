@@ -214,7 +214,7 @@ def test_a_failing_example_reports_what_the_injection_did() -> None:
 
     notes = found(booking_succeeds, r"^booking returned None$")
     assert (
-        "run_with_schedule() of flow 'book': the hand-offs that waited or faulted:\n#1 node 'reserve' (call 0, at book > reserve): raise ValueError('no rooms')"
+        "run_with_schedule() of flow 'book': the hand-offs that waited or faulted:\n#1 node 'reserve' at book > reserve[0]: raise ValueError('no rooms')"
         in notes
     )
 
@@ -505,7 +505,7 @@ def test_a_fault_point_is_a_hand_off_with_a_path() -> None:
     result = rtt.run_with_schedule(seat_flow(releases=False), 4, injection=injection)
     assert result.result == "seat 4 booked"
     assert [h.describe() for h in injection.fired] == [
-        "#2 point 'venue.confirm' (call 0, at checkout > book > venue.confirm): waited 1 s, delay 2 s"
+        "#2 point 'venue.confirm' at checkout > book > venue.confirm[0]: held back 1 s before it ran, then delay 2 s"
     ]
 
 
@@ -713,3 +713,21 @@ def test_graph_checkers_refuse_a_user_graph_and_say_what_to_use() -> None:
         match=r"^check_request_tree\(\): run \S+ of flow 'echo' is a routine-graph job, which has no request tree ",
     ):
         rtt.check_request_tree(result)
+
+
+# -- 6. readable reports ----------------------------------------------------------------------------
+
+
+def test_a_schedule_names_the_hand_off_it_holds_back_and_batch_siblings_their_index() -> None:
+    injection = rtt.inject(schedule=rtt.Schedule((0, 0, 0.3)))
+    result = rtt.run_with_schedule(price_flow(shared_key=False), [1, 2], injection=injection)
+    assert (
+        injection.describe()
+        == "#2 node 'price_item' at price_all > price_item[1]: held back 0.3 s before it ran"
+    )
+    assert (
+        repr(result)
+        == f"<RunResult of run {result.state.run_id} of flow 'pricing': completed, result=[3, 6], 3 requests>"
+    )
+    long = rtt.run_with_schedule(price_flow(shared_key=False), list(range(200)))
+    assert len(repr(long)) < 320
