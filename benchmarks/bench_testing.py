@@ -1,14 +1,15 @@
 """runtime.testing: generated-run throughput (issue 7's budget).
 
 - generated flow, checked: Hypothesis draws a small flow (``flows()`` over
-  ``call_trees(max_nodes=20)``), builds it, runs it once under
-  ``MockClock(autojump_threshold=0)`` with a task watch, and runs every
+  ``call_trees(max_nodes=20)``), builds it, runs it once with
+  ``run_with_schedule`` (``MockClock(autojump_threshold=0)``, its task watch
+  and its real-time watchdog on, as a user's test runs), and runs every
   checker on it (``GeneratedFlow.check``: structure, request tree, events,
-  outcome). Floor: the same flows, built and run under the same clock, with
-  no drawing and no checks.
+  outcome). Floor: the same flows, built and run with plain ``trio.run``
+  under the same clock, with no drawing, no watch and no checks.
 - with faults and a schedule: as above, plus a drawn fault plan and schedule
-  applied through ``inject()``, and ``check_cancellation``. The outcome check
-  is left out (a fault changes the outcome). Same floor.
+  given to the runner through ``inject()``, and ``check_cancellation``. The
+  outcome check is left out (a fault changes the outcome). Same floor.
 - checked flows per minute: the first figure against the issue's budget of
   1,000 checked flows a minute (60 ms each): ours is the time per checked
   flow, "floor" the 60 ms allowed.
@@ -25,7 +26,6 @@ import trio.testing
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from runtime import RunResult
 from runtime import testing as rtt
 
 from ._harness import Options, Row
@@ -49,12 +49,6 @@ def _clock() -> trio.testing.MockClock:
     return trio.testing.MockClock(autojump_threshold=0)
 
 
-async def _watched(built: rtt.GeneratedFlow) -> tuple[RunResult[int], rtt.TaskWatch]:
-    with rtt.watch_tasks() as tasks:
-        result = await built.arun()
-    return result, tasks
-
-
 def _checked(n: int) -> tuple[float, list[rtt.FlowSpec], int]:
     specs: list[rtt.FlowSpec] = []
     nodes = 0
@@ -66,8 +60,8 @@ def _checked(n: int) -> tuple[float, list[rtt.FlowSpec], int]:
         specs.append(spec)
         nodes += spec.tree.size
         built = spec.build()
-        result, tasks = trio.run(_watched, built, clock=_clock())
-        built.check(result, tasks=tasks)
+        result = rtt.run_with_schedule(built.flow, 0)
+        built.check(result)
 
     start = time.perf_counter()
     run_and_check()
@@ -85,12 +79,11 @@ def _faulted(n: int) -> tuple[float, int]:
         built = spec.build()
         plan = data.draw(rtt.faults(flow=built.flow, max_size=2))
         schedule = data.draw(rtt.schedules(max_size=8))
-        with rtt.inject(plan, schedule=schedule, flow=built.flow) as injection:
-            result, tasks = trio.run(_watched, built, clock=_clock())
+        injection = rtt.inject(plan, schedule=schedule, flow=built.flow)
+        result = rtt.run_with_schedule(built.flow, 0, injection=injection)
         run_id = result.state.run_id
         rtt.check_structure(
             result,
-            tasks=tasks,
             started=[s.label for s in built.started(run_id)],
             finalized=[s.label for s in built.finalized(run_id)],
         )
@@ -125,9 +118,20 @@ def bench_generated_flows(opts: Options) -> list[Row]:
         best_faulted = min(best_faulted, faulted / count)
     mean_nodes = nodes / n
     return [
-        Row(f"generated flow (mean {mean_nodes:.1f} calls), drawn + run + checked", best_checked, best_floor, "s"),
+        Row(
+            f"generated flow (mean {mean_nodes:.1f} calls), drawn + run + checked",
+            best_checked,
+            best_floor,
+            "s",
+        ),
         Row("generated flow with faults + schedule, checked", best_faulted, best_floor, "s"),
-        Row("checked flows: time per flow vs 1,000/min budget", best_checked, _BUDGET_PER_FLOW, "s", budget=1.0),
+        Row(
+            "checked flows: time per flow vs 1,000/min budget",
+            best_checked,
+            _BUDGET_PER_FLOW,
+            "s",
+            budget=1.0,
+        ),
     ]
 
 

@@ -21,10 +21,16 @@ T = TypeVar("T")
 
 cleaned_up: list[str] = []
 
+# Set once lookup_all has taken its fallback. The slow lookup starts its work
+# only then, so it is surely still running when the flaky one fails: with
+# end_on_error=True it is cancelled, whatever the machine's speed.
+fallback_taken = trio.Event()
+
 
 @rt.function_node
 async def slow_lookup(seconds: float) -> str:
     try:
+        await fallback_taken.wait()
         await trio.sleep(seconds)
         return f"looked up in {seconds} s"
     finally:
@@ -40,6 +46,8 @@ async def flaky_lookup() -> str:
 @rt.function_node
 async def lookup_all() -> list[str]:
     """Look up two things at once; fall back if the flaky one fails."""
+    global fallback_taken
+    fallback_taken = trio.Event()  # one per run
     results = []
     async with trio.open_nursery() as nursery:
 
@@ -51,6 +59,7 @@ async def lookup_all() -> list[str]:
             results.append(await rt.call(flaky_lookup))
         except ConnectionError as exc:
             results.append(f"fallback ({exc})")
+            fallback_taken.set()
     return sorted(results)
 
 

@@ -157,6 +157,57 @@ def test_messages_from_one_sender_are_handled_in_send_order(
         assert [seq for sender_, seq in receiver.received if sender_ == who] == list(range(len(plan)))
 
 
+@final
+class Gated(actors.Actor[int, None]):
+    """Handles nothing until its gate opens, then records what it handles."""
+
+    def __init__(self) -> None:
+        self.gate = trio.Event()
+        self.received: list[int] = []
+
+    async def handle(self, message: int) -> None:
+        await self.gate.wait()
+        self.received.append(message)
+
+
+@given(
+    mailbox_size=st.integers(0, 4),
+    waiting_order=st.permutations(range(6)).flatmap(lambda p: st.integers(1, 6).map(lambda n: p[:n])),
+    how=st.sampled_from(["tell", "ask"]),
+)
+def test_senders_waiting_on_a_full_mailbox_are_served_in_the_order_they_began_to_wait(
+    mailbox_size: int, waiting_order: list[int], how: str
+) -> None:
+    """When the mailbox is full, each sender parks; once the actor drains it,
+    the parked senders' messages are handled in the order the senders began to
+    wait (whatever their names or start order), after what was already queued."""
+    gated = Gated()
+
+    async def send(ref: actors.ActorRef[int, None], message: int) -> None:
+        if how == "tell":
+            await ref.tell(message)
+        else:
+            await ref.ask(message)
+
+    async def main() -> None:
+        async with actors.open_system() as system:
+            ref = await system.spawn(gated, mailbox_size=mailbox_size)
+            async with trio.open_nursery() as nursery:
+                queued = [100 + i for i in range(mailbox_size + 1)]  # one in the handler, the rest queued
+                for message in queued:
+                    nursery.start_soon(send, ref, message)
+                    await trio.testing.wait_all_tasks_blocked()
+                for message in waiting_order:  # each parks before the next starts
+                    nursery.start_soon(send, ref, message)
+                    await trio.testing.wait_all_tasks_blocked()
+                gated.gate.set()
+            await trio.testing.wait_all_tasks_blocked()  # the actor handled what the last tells queued
+            assert gated.received == [*queued, *waiting_order]
+            ref.stop_nowait()
+
+    run_with_mock_clock(main)
+
+
 # -- 2. structure: nothing outlives the system block -------------------------
 
 

@@ -51,6 +51,21 @@ def test_fifo_per_connection_and_history_consistent_with_causality(graph: rtt.Gr
     rtt.check_fifo(graph, state)
 
 
+@given(
+    rtt.routine_graphs(
+        max_routines=3, cyclic=st.just(True), pauses=st.just(True), fanouts=st.sampled_from((2, 3))
+    ),
+    rtt.job_schedules(max_pauses=3, cancels=st.just(False)),
+)
+def test_fifo_per_connection_holds_through_pause_and_resume(
+    graph: rtt.GraphSpec, schedule: rtt.JobSchedule
+) -> None:
+    """Per connection, messages are handled in the order their handler emitted them, also when the job
+    is paused and resumed: events deferred while paused are emitted on resume in the order they were deferred."""
+    [state] = _run_jobs(graph, [schedule])
+    rtt.check_fifo(graph, state)
+
+
 @given(rtt.routine_graphs(), st.data())
 def test_exactly_once_delivery_unless_cancelled_then_undelivered_is_accurate(
     graph: rtt.GraphSpec, data: st.DataObject
@@ -104,7 +119,9 @@ def test_a_list_a_routine_makes_in_init_holds_its_own_jobs_calls_only(
 
 
 @given(rtt.routine_graphs(pauses=st.just(False)), rtt.job_schedules(max_pauses=0))
-def test_no_task_of_a_job_is_alive_after_it_however_it_ends(graph: rtt.GraphSpec, schedule: rtt.JobSchedule) -> None:
+def test_no_task_of_a_job_is_alive_after_it_however_it_ends(
+    graph: rtt.GraphSpec, schedule: rtt.JobSchedule
+) -> None:
     """After a job ends (completed, failed, timed out, or cancelled by leaving its block) none of its tasks still runs."""
     note(rtt.describe_jobs(graph, [schedule]))
 

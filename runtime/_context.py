@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, final
 
 import attrs
@@ -16,7 +17,7 @@ import attrs
 from ._exceptions import OutsideRunError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import Mapping
 
     from ._run import NodeActor
     from ._state import JobState
@@ -98,11 +99,16 @@ class Invocation:
     kwargs: Mapping[str, object]
 
 
+#: Awaited once the user's code of an invocation has returned, with its result;
+#: what it raises is raised as if by that code (its result is then lost).
+AfterHook = Callable[[object], Awaitable[None]]
+
 #: Called (and awaited) in the invoking task just before each node or routine
-#: handler runs; what it raises is raised as if by the user's code. Set by
+#: handler runs; what it raises is raised as if by the user's code. It may
+#: return an :data:`AfterHook` to await once that code has returned. Set by
 #: ``runtime.testing`` to inject faults without editing a workflow. Being a
 #: context variable, it reaches exactly the runs started where it is set.
-invocation_hook: contextvars.ContextVar[Callable[[Invocation], Awaitable[None]] | None] = (
+invocation_hook: contextvars.ContextVar[Callable[[Invocation], Awaitable[AfterHook | None]] | None] = (
     contextvars.ContextVar("trioflow_invocation_hook", default=None)
 )
 

@@ -81,7 +81,7 @@ class RunSettings:
 
 
 @final
-@attrs.frozen
+@attrs.frozen(repr=False)
 class RunResult(Generic[T]):
     """How a finished run ended: its state, and its result or error.
 
@@ -110,6 +110,20 @@ class RunResult(Generic[T]):
         if self.error is not None:
             raise self.error
         return self.result  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        # Short: a failing assertion on a result prints this, not the whole state.
+        state = self.state
+        ended = f"error={self.error!r}" if self.error is not None else f"result={_short(self.result)}"
+        return (
+            f"<RunResult of run {state.job_id} of flow {state.flow_name!r}: {state.status.value}, {ended}, "
+            f"{len(state.requests)} requests>"
+        )
+
+
+def _short(value: object, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
 
 
 # -- how a run ends ------------------------------------------------------------------

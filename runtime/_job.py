@@ -179,11 +179,16 @@ class RoutineActor(actors.Actor[_Msg, None]):
         attempt = 0
         while True:
             try:
+                after = None
                 if hook is not None:
-                    await hook(Invocation("routine", self.routine_id, (self.routine_id, slot.name), (), data))
+                    after = await hook(
+                        Invocation("routine", self.routine_id, (self.routine_id, slot.name), (), data)
+                    )
                 result = func(self.routine, **data) if slot._on_routine else func(**data)
                 if slot._is_async or (result is not None and inspect.isawaitable(result)):
-                    await result  # type: ignore[misc]
+                    result = await result  # type: ignore[misc]
+                if after is not None:
+                    await after(result)
             except Exception as exc:
                 action = self._failed(message, exc, attempt)
                 if action is ErrorStrategy.STOP:

@@ -270,8 +270,9 @@ class NodeActor(actors.Actor[None, object]):
         current_frame.set(Frame(run, self))
         hook = invocation_hook.get(None)
         try:
+            after = None
             if hook is not None:
-                await hook(Invocation("node", self.node.name, self.path, self.args, self.kwargs))
+                after = await hook(Invocation("node", self.node.name, self.path, self.args, self.kwargs))
             if self.executor is None:
                 result = await self.node.invoke(self.args, self.kwargs)
             else:
@@ -279,6 +280,8 @@ class NodeActor(actors.Actor[None, object]):
                     self.node, self.args, self.kwargs, node=self.node.name, request=self.request_id
                 )
                 result = await self.executor.run(self.submission)
+            if after is not None:
+                await after(result)
         except BaseException as exc:
             if is_cancellation(exc):
                 ending = None if self.submission is None else self.submission.ending

@@ -19,6 +19,7 @@ from ._checkers import check_events as check_events
 from ._checkers import check_isolation as check_isolation
 from ._checkers import check_request_tree as check_request_tree
 from ._checkers import check_structure as check_structure
+from ._checkers import check_timeout as check_timeout
 from ._checkers import deterministic_scheduling as deterministic_scheduling
 from ._checkers import run_history as run_history
 from ._checkers import watch_tasks as watch_tasks
@@ -29,8 +30,10 @@ from ._faults import HandOff as HandOff
 from ._faults import InjectedCancelError as InjectedCancelError
 from ._faults import InjectedError as InjectedError
 from ._faults import Injection as Injection
+from ._faults import caught_exceptions as caught_exceptions
 from ._faults import check_cancellation as check_cancellation
 from ._faults import discover_nodes as discover_nodes
+from ._faults import fault_point as fault_point
 from ._faults import faults as faults
 from ._faults import flow_targets as flow_targets
 from ._faults import inject as inject
@@ -48,6 +51,7 @@ from ._graphs import describe_jobs as describe_jobs
 from ._graphs import job_schedules as job_schedules
 from ._graphs import routine_graphs as routine_graphs
 from ._graphs import run_graph_jobs as run_graph_jobs
+from ._races import check_races as check_races
 from ._schedules import Schedule as Schedule
 from ._schedules import check_no_leaks as check_no_leaks
 from ._schedules import run_many_with_schedule as run_many_with_schedule
@@ -67,9 +71,11 @@ __all__ = [
     "VISITED",
     # checkers for node runs
     "check_structure",
+    "check_timeout",
     "check_request_tree",
     "check_events",
     "check_isolation",
+    "check_races",
     "watch_tasks",
     "TaskWatch",
     "run_history",
@@ -100,6 +106,8 @@ __all__ = [
     "check_cancellation",
     "InjectedError",
     "InjectedCancelError",
+    "fault_point",
+    "caught_exceptions",
     "discover_nodes",
     "flow_targets",
     "schedules",

@@ -462,8 +462,13 @@ class GeneratedFlow:
         return await self.flow.arun(0)
 
     def run(self) -> RunResult[int]:
-        """Run the flow once in a fresh ``trio.run`` under ``MockClock(autojump_threshold=0)``."""
-        return trio.run(self.arun, clock=trio.testing.MockClock(autojump_threshold=0))
+        """Run the flow once under ``MockClock(autojump_threshold=0)``, with :func:`run_with_schedule`.
+
+        So its task watch and real-time watchdog apply; Trio's scheduler is left alone.
+        """
+        from ._schedules import run_with_schedule
+
+        return run_with_schedule(self.flow, 0, seed=None)  # type: ignore[return-value]
 
     def check(self, result: RunResult[int], *, tasks: TaskWatch | None = None) -> None:
         """Run every checker on *result*, and :meth:`FlowSpec.check_outcome`.

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, TypeVar, final
 import trio
 
 from .._publisher import EventKind
-from .._state import Status
+from .._state import ErrorSummary, Status
 
 if TYPE_CHECKING:
     import random
@@ -146,7 +146,8 @@ def check_structure(
       started) is still running;
     - with *started* and *finalized*: every call that started ran its
       ``finally`` block (compare the two lists your nodes record; they are
-      compared as multisets).
+      compared as multisets);
+    - if the run timed out, :func:`check_timeout`.
 
     Raises:
         AssertionError: a violation, naming the requests, tasks or calls.
@@ -175,6 +176,73 @@ def check_structure(
         if extra:
             calls = ", ".join(sorted(extra))
             raise _fail(state, f"these calls ran their finally block more often than they started: {calls}.")
+    if state.status is Status.TIMED_OUT and _timeout_of(result) is not None:
+        check_timeout(result)
+
+
+_TIMED_OUT_AFTER = re.compile(r"timed out after (\S+) s;")
+
+
+def _timeout_of(result: RunResult[T]) -> float | None:
+    """The timeout a timed-out run passed, as its error states it, or ``None``."""
+    error = result.error if result.error is not None else result.state.error
+    text = error.message if isinstance(error, ErrorSummary) else str(error)
+    found = _TIMED_OUT_AFTER.search(text)
+    return None if found is None else float(found.group(1))
+
+
+def check_timeout(result: RunResult[T], *, timeout: float | None = None) -> None:
+    """Check that a run that timed out really stopped at its deadline.
+
+    When a Flow's ``timeout`` passes, every node of the run is cancelled:
+    each request still running at the deadline must end ``cancelled``. One
+    that ended ``completed`` or ``failed`` after the deadline caught
+    ``trio.Cancelled`` and went on (a bare ``except BaseException``, a
+    ``finally`` that awaits unshielded, a retry loop). Under ``MockClock``
+    such a request typically ends at the deadline itself: after the
+    cancellation, every checkpoint it reaches raises ``Cancelled`` again, so
+    it can only return without one. A node whose own work ends exactly at the
+    deadline is judged the same way: it raced its timeout, a bug waiting for
+    a slower day.
+    :func:`check_structure` applies this to every run that timed out; a run
+    that did not time out passes.
+
+    Args:
+        result: a finished run.
+        timeout: the Flow's ``timeout``; read from the run's
+            :class:`~runtime.RunTimeoutError` when not given.
+
+    Raises:
+        AssertionError: a request went on past the deadline; the message
+            names it by path and says how it ended.
+
+    .. versionadded:: 0.2
+    """
+    state = result.state
+    if state.status is not Status.TIMED_OUT:
+        return
+    if timeout is None:
+        timeout = _timeout_of(result)
+        if timeout is None:
+            raise _fail(state, "the run timed out, but its error does not say after how long; pass timeout=flow.timeout.")
+    late = [
+        r
+        for r in state.requests.values()
+        if r.status in (Status.COMPLETED, Status.FAILED)
+        and r.created_at < timeout
+        and r.finished_at is not None
+        and r.finished_at >= timeout - 1e-9
+    ]
+    if late:
+        request = late[0]
+        assert request.finished_at is not None
+        outcome = "with result " + repr(request.result) if request.status is Status.COMPLETED else "with an error"
+        raise _fail(
+            state,
+            f"the run timed out after {timeout:g} s, but {_label(state, request.id)} was running then and ended "
+            f"{request.status.value} ({outcome}) at {request.finished_at:g} s instead of cancelled: it caught "
+            "trio.Cancelled and went on. Let trio.Cancelled propagate (catch Exception, not BaseException).",
+        )
 
 
 # -- request tree ------------------------------------------------------------------
@@ -195,11 +263,19 @@ def check_request_tree(result: RunResult[T], *, calls: Iterable[Sequence[str]] |
 
     Raises:
         AssertionError: a violation, naming the requests by path and id.
+        TypeError: *result* is a routine-graph job's, which has no request tree.
 
     .. versionadded:: 0.1
     """
     state = result.state
     requests = state.requests
+    if not requests:  # a node run records its entry point at once
+        msg = (
+            f"check_request_tree(): {_run_name(state)} is a routine-graph job, which has no request tree "
+            "(its routines handle messages, they are not called). Use check_structure(result), check_no_leaks and "
+            "your own invariants; see docs/fuzzing.md, 'Fuzzing your own routine graphs'."
+        )
+        raise TypeError(msg)
     roots = state.roots()
     if len(roots) != 1:
         found = ", ".join(_label(state, r.id) for r in roots) or "none"

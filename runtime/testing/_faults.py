@@ -10,10 +10,14 @@ runs. :func:`faults` draws plans from Hypothesis, so a failing plan shrinks.
 
 from __future__ import annotations
 
+import builtins
 import collections
+import contextlib
 import copy
+import dis
 import math
 import types
+import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeGuard, TypeVar, final
 
@@ -23,12 +27,14 @@ import trio.testing
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
-from .._context import Invocation, current_frame, invocation_hook
+from .._context import AfterHook, Frame, Invocation, current_frame, invocation_hook
 from .._exceptions import FaultInjectionError, TrioflowError
 from .._node import Node
+from .._routine import current_host
 from .._run import Run
 from .._state import Status, current_job
 from ._checkers import _label, _run_name
+from ._races import record_context_writes
 
 if TYPE_CHECKING:
     import contextvars
@@ -38,18 +44,18 @@ if TYPE_CHECKING:
 
     from .._core import RunResult
     from .._flow import Flow
-    from .._state import Request
+    from .._state import JobState, Request
     from ._schedules import Schedule
 
 AnyFlow: TypeAlias = "Flow[..., Any]"  # type: ignore[explicit-any]  # a flow of any signature
 
-FaultKind: TypeAlias = Literal["raise", "delay", "cancel"]
-"""What a :class:`Fault` does: ``"raise"``, ``"delay"`` or ``"cancel"``."""
+FaultKind: TypeAlias = Literal["raise", "delay", "cancel", "raise_after"]
+"""What a :class:`Fault` does: ``"raise"``, ``"delay"``, ``"cancel"`` or ``"raise_after"``."""
 
 FaultKey: TypeAlias = "str | tuple[str, int]"
 """A :class:`FaultPlan` key: a target (node name or routine id), or ``(target, call)``."""
 
-_KINDS: tuple[FaultKind, ...] = ("raise", "delay", "cancel")
+_KINDS: tuple[FaultKind, ...] = ("raise", "delay", "cancel", "raise_after")
 
 T = TypeVar("T")
 
@@ -76,10 +82,7 @@ class InjectedCancelError(TrioflowError):
 def _is_delay(value: object) -> TypeGuard[int | float]:
     """Whether *value* is a delay: a finite number of seconds, 0 or more (not a bool)."""
     return (
-        not isinstance(value, bool)
-        and isinstance(value, int | float)
-        and math.isfinite(value)
-        and value >= 0
+        not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value) and value >= 0
     )
 
 
@@ -95,11 +98,17 @@ def _check_delay(seconds: object, where: str) -> float:
 class Fault:
     """One fault: what happens when an invocation it targets is about to run.
 
-    Build one with :meth:`raising`, :meth:`delaying` or :meth:`cancelling`.
+    Build one with :meth:`raising`, :meth:`raising_after`, :meth:`delaying`
+    or :meth:`cancelling`.
 
     - ``"raise"``: a fresh copy of :attr:`exception` is raised in the invoking
       task instead of running the node or handler, exactly as if the user's code
       had raised it: it reaches the caller (or the routine's error strategy).
+    - ``"raise_after"``: the target runs to its end (its side effects happen),
+      then a fresh copy of :attr:`exception` is raised in its place, as if
+      the reply was lost on the way back: the caller (or the routine's error
+      strategy, e.g. a retry) sees a failure of work that was done. The
+      fault behind double charges and duplicate messages.
     - ``"delay"``: the invocation waits :attr:`seconds` (``trio.sleep``, so under
       ``MockClock`` it costs no real time), then runs normally.
     - ``"cancel"``: the whole run is cancelled at this invocation. Trio forbids
@@ -116,8 +125,8 @@ class Fault:
       ``cancelled``, running handlers cancelled, undelivered messages listed.
 
     Attributes:
-        kind: ``"raise"``, ``"delay"`` or ``"cancel"``.
-        exception: the exception a ``"raise"`` fault raises (a template: each
+        kind: ``"raise"``, ``"delay"``, ``"cancel"`` or ``"raise_after"``.
+        exception: the exception a ``"raise"`` or ``"raise_after"`` fault raises (a template: each
             firing raises a copy, so notes and tracebacks never pile up on it).
         seconds: how long a ``"delay"`` fault waits.
 
@@ -130,9 +139,9 @@ class Fault:
 
     def __attrs_post_init__(self) -> None:
         if self.kind not in _KINDS:
-            msg = f"Fault(kind={self.kind!r}): the kinds are 'raise', 'delay' and 'cancel'."
+            msg = f"Fault(kind={self.kind!r}): the kinds are 'raise', 'delay', 'cancel' and 'raise_after'."
             raise InvalidArgument(msg)
-        if self.kind == "raise":
+        if self.kind in ("raise", "raise_after"):
             if not isinstance(self.exception, Exception):
                 msg = (
                     f"Fault.raising({self.exception!r}): give an exception instance, e.g. ValueError('boom'). "
@@ -140,7 +149,7 @@ class Fault:
                 )
                 raise InvalidArgument(msg)
         elif self.exception is not None:
-            msg = f"Fault(kind={self.kind!r}) takes no exception; only a 'raise' fault does."
+            msg = f"Fault(kind={self.kind!r}) takes no exception; only a 'raise' or 'raise_after' fault does."
             raise InvalidArgument(msg)
         _check_delay(self.seconds, f"Fault(kind={self.kind!r}, seconds={self.seconds!r})")
         if self.kind != "delay" and self.seconds:
@@ -155,6 +164,17 @@ class Fault:
             hypothesis.errors.InvalidArgument: *exception* is not an ``Exception`` instance.
         """
         return cls("raise", exception=exception)
+
+    @classmethod
+    def raising_after(cls, exception: Exception) -> Fault:
+        """A fault that lets the target run, then raises (a copy of) *exception* in place of its result.
+
+        Raises:
+            hypothesis.errors.InvalidArgument: *exception* is not an ``Exception`` instance.
+
+        .. versionadded:: 0.2
+        """
+        return cls("raise_after", exception=exception)
 
     @classmethod
     def delaying(cls, seconds: float) -> Fault:
@@ -173,6 +193,8 @@ class Fault:
     def __repr__(self) -> str:
         if self.kind == "raise":
             return f"Fault.raising({self.exception!r})"
+        if self.kind == "raise_after":
+            return f"Fault.raising_after({self.exception!r})"
         if self.kind == "delay":
             return f"Fault.delaying({self.seconds!r})"
         return "Fault.cancelling()"
@@ -181,6 +203,8 @@ class Fault:
         """The fault in words: ``raise ValueError('boom')``, ``delay 0.5 s``, ``cancel the run``."""
         if self.kind == "raise":
             return f"raise {self.exception!r}"
+        if self.kind == "raise_after":
+            return f"run, then raise {self.exception!r} (its result is lost)"
         if self.kind == "delay":
             return f"delay {self.seconds:g} s"
         return "cancel the run"
@@ -189,6 +213,8 @@ class Fault:
         self, invocation: Invocation, *, on_cancel: Callable[[CancelPoint], None] | None = None
     ) -> None:
         """Do the fault in the invoking task, just before *invocation* runs.
+
+        A ``"raise_after"`` fault does nothing here: see :meth:`after`.
 
         Args:
             invocation: what is about to run.
@@ -204,8 +230,20 @@ class Fault:
         elif self.kind == "raise":
             assert self.exception is not None
             raise _fresh_copy(self.exception)
-        else:
+        elif self.kind == "cancel":
             await _cancel_run(invocation, on_cancel)
+
+    def after(self) -> None:
+        """Do the fault once the target has returned: a ``"raise_after"`` fault raises here.
+
+        Raises:
+            Exception: a copy of :attr:`exception` (``"raise_after"``).
+
+        .. versionadded:: 0.2
+        """
+        if self.kind == "raise_after":
+            assert self.exception is not None
+            raise _fresh_copy(self.exception)
 
 
 async def _cancel_run(invocation: Invocation, on_cancel: Callable[[CancelPoint], None] | None) -> None:
@@ -240,7 +278,11 @@ async def _cancel_run(invocation: Invocation, on_cancel: Callable[[CancelPoint],
     if job is not None:
         job.cancel(reason)
     elif run is not None:
-        run.abort(InjectedCancelError(f"A cancel fault cancelled the run when {invocation.kind} {invocation.name!r} was about to run (at {where})."))
+        run.abort(
+            InjectedCancelError(
+                f"A cancel fault cancelled the run when {invocation.kind} {invocation.name!r} was about to run (at {where})."
+            )
+        )
     # This task is cancelled with every other one of the run or job, before
     # the target's code starts.
     await trio.sleep_forever()
@@ -433,24 +475,41 @@ def discover_nodes(entry: Node[..., object]) -> tuple[str, ...]:  # type: ignore
 
     Follows every node a node's function refers to by name (module globals,
     ``module.attribute``, closure variables, default values, and containers
-    of those), recursively. A node reached only through a value computed at
+    of those), recursively, and the entry point of every flow it refers to
+    the same way (a sub-flow run from a node). A node reached only through a value computed at
     run time (passed in as an argument, looked up by a string) is not found:
     see :func:`inject` for how such targets are checked.
 
     .. versionadded:: 0.1
     """
     found: list[str] = []
+    for node in _reachable_nodes(entry):
+        if node.name not in found:
+            found.append(node.name)
+    return tuple(found)
+
+
+def _reachable_nodes(entry: object) -> list[Node[..., object]]:  # type: ignore[explicit-any]  # any signature
+    """The nodes reachable from *entry* by reading code, *entry* first, through sub-flows too.
+
+    A node that runs another flow (``await checkout_flow.ainvoke(...)``, the
+    flow a module global or closure variable) reaches that flow's entry point.
+    """
+    from .._flow import Flow
+
+    found: list[Node[..., object]] = []  # type: ignore[explicit-any]  # any signature
     seen: set[int] = set()
     stack: list[object] = [entry]
     while stack:
         node = stack.pop()
+        if isinstance(node, Flow):
+            node = node.entry_point
         if not isinstance(node, Node) or id(node) in seen:
             continue
         seen.add(id(node))
-        if node.name not in found:
-            found.append(node.name)
-        stack.extend(reversed([obj for obj in _referenced_objects(node.fn) if isinstance(obj, Node)]))
-    return tuple(found)
+        found.append(node)
+        stack.extend(reversed([obj for obj in _referenced_objects(node.fn) if isinstance(obj, Node | Flow)]))
+    return found
 
 
 def _routine_targets(flow: AnyFlow) -> tuple[str, ...] | None:
@@ -465,20 +524,135 @@ def _routine_targets(flow: AnyFlow) -> tuple[str, ...] | None:
     return tuple(targets)
 
 
+def _functions(flow: AnyFlow) -> list[object]:
+    """The user functions of *flow*: its nodes' (reachable from the entry point) or its routines' handlers."""
+    routines = flow.routines
+    if routines:
+        return [
+            slot._func
+            for routine in routines.values()
+            for slot in routine.slots.values()
+            if slot._func is not None
+        ]
+    if flow.entry_point is None:
+        return []
+    return [node.fn for node in _reachable_nodes(flow.entry_point)]
+
+
+def _code_of(fn: object) -> tuple[types.CodeType | None, Mapping[str, object], dict[str, object]]:
+    """*fn*'s code, globals and closure values (by free variable name)."""
+    fn = getattr(fn, "__func__", fn)
+    while (wrapped := getattr(fn, "__wrapped__", None)) is not None and wrapped is not fn:
+        fn = wrapped
+    code = getattr(fn, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return None, {}, {}
+    cells: dict[str, object] = {}
+    for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or (), strict=False):
+        try:
+            cells[name] = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+    return code, getattr(fn, "__globals__", {}), cells
+
+
+def _all_code(code: types.CodeType) -> Iterator[types.CodeType]:
+    stack = [code]
+    while stack:
+        current = stack.pop(0)
+        yield current
+        stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+
+
+def _scan(flow: AnyFlow) -> tuple[list[type[Exception]], list[str]]:
+    """The exception classes *flow*'s functions catch by name, and the fault points they declare."""
+    caught: dict[type[Exception], None] = {}
+    points: dict[str, None] = {}
+    for routine in flow.routines.values():  # what a retry strategy retries counts as caught
+        handler = routine.get_error_handler()
+        for retryable in () if handler is None else handler.retryable_exceptions:
+            if issubclass(retryable, Exception) and retryable is not Exception:
+                caught[retryable] = None
+    for fn in _functions(flow):
+        fn_caught, fn_points = _scan_function(fn)
+        caught.update(dict.fromkeys(fn_caught))
+        points.update(dict.fromkeys(fn_points))
+    return list(caught), list(points)
+
+
+_SCANNED: weakref.WeakKeyDictionary[object, tuple[tuple[type[Exception], ...], tuple[str, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _scan_function(fn: object) -> tuple[tuple[type[Exception], ...], tuple[str, ...]]:
+    """What one function catches by name and the fault points it declares (read once per function)."""
+    try:
+        return _SCANNED[fn]
+    except (KeyError, TypeError):
+        pass
+    caught: dict[type[Exception], None] = {}
+    points: dict[str, None] = {}
+    code, fn_globals, cells = _code_of(fn)
+    for current in () if code is None else _all_code(code):
+        loaded: list[object] = []
+        point_next = False
+        for ins in dis.get_instructions(current):
+            op, arg = ins.opname, ins.argval
+            if op in ("LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLOSURE"):
+                name = str(arg)
+                loaded.append(cells.get(name, fn_globals.get(name, getattr(builtins, name, None))))
+                point_next = point_next or name == "fault_point"
+            elif op in ("LOAD_ATTR", "LOAD_METHOD") and loaded:
+                loaded[-1] = getattr(loaded[-1], str(arg), None)
+                point_next = point_next or arg == "fault_point"
+            elif op == "LOAD_CONST" and point_next and isinstance(arg, str):
+                points[arg] = None
+                point_next = False
+            elif op == "CHECK_EXC_MATCH":
+                for value in loaded:
+                    if isinstance(value, type) and issubclass(value, Exception) and value is not Exception:
+                        caught[value] = None
+                loaded = []
+            elif op == "PUSH_EXC_INFO":
+                loaded = []
+    found = (tuple(caught), tuple(points))
+    with contextlib.suppress(TypeError):  # not weak-referenceable: read again next time
+        _SCANNED[fn] = found
+    return found
+
+
+def caught_exceptions(flow: AnyFlow) -> tuple[type[Exception], ...]:
+    """The exception classes *flow*'s code catches by name (``except GatewayTimeout:``), in code order.
+
+    Reads the code of the nodes reachable from the entry point (as
+    :func:`discover_nodes` does), or of a routine graph's handlers, whose
+    ``ErrorHandler(retryable_exceptions=...)`` count first;
+    ``except Exception`` is left out (every fault's exception is one). What
+    :func:`faults` draws exceptions from by default.
+
+    .. versionadded:: 0.2
+    """
+    return tuple(_scan(flow)[0])
+
+
 def flow_targets(flow: AnyFlow) -> tuple[str, ...]:
     """What faults can target in *flow*: routine ids (and ``routine.slot``), or node names.
 
     For a routine graph these are exact. For a node flow they are the nodes
-    :func:`discover_nodes` finds from the entry point.
+    :func:`discover_nodes` finds from the entry point. Either way, then the
+    fault points the code declares (``await rtt.fault_point("gateway.confirm")``)
+    with a literal name.
 
     .. versionadded:: 0.1
     """
     routine_targets = _routine_targets(flow)
+    points = tuple(_scan(flow)[1])
     if routine_targets is not None:
-        return routine_targets
+        return routine_targets + points
     if flow.entry_point is None:
-        return ()
-    return discover_nodes(flow.entry_point)
+        return points
+    return discover_nodes(flow.entry_point) + points
 
 
 def _quote_all(names: Iterable[str]) -> str:
@@ -517,18 +691,25 @@ class HandOff:
     fault: Fault | None
 
     def describe(self) -> str:
-        """One line for a counterexample: ``#3 node 'fetch' (call 1, at main > fetch): raise ...``."""
-        where = " > ".join(self.path)
+        """One line for a counterexample: ``#3 node 'fetch' at main > fetch[1]: held back 0.5 s before it ran``.
+
+        The path ends with the invocation's index among those of its target in
+        its run (``[1]``: the second), which tells ``call_batch`` siblings apart.
+        """
+        if self.kind == "routine" and len(self.path) == 2:
+            where = f"{self.path[0]}.{self.path[1]}[{self.call}]"
+        else:
+            where = f"{' > '.join(self.path)}[{self.call}]"
         what = []
         if self.delay:
-            what.append(f"waited {self.delay:g} s")
+            what.append(f"held back {self.delay:g} s before it ran")
         if self.fault is not None:
             what.append(self.fault.describe())
-        tail = f": {', '.join(what)}" if what else ""
-        return f"#{self.index} {self.kind} {self.name!r} (call {self.call}, at {where}){tail}"
+        tail = f": {', then '.join(what)}" if what else ""
+        return f"#{self.index} {self.kind} {self.name!r} at {where}{tail}"
 
 
-Hook: TypeAlias = "Callable[[Invocation], Awaitable[None]]"
+Hook: TypeAlias = "Callable[[Invocation], Awaitable[AfterHook | None]]"
 
 
 @final
@@ -555,8 +736,10 @@ class Injection:
         "_calls",
         "_deferred",
         "_known",
+        "_open",
         "_previous",
         "_runs",
+        "_states",
         "_token",
         "_where",
         "cancels",
@@ -583,6 +766,9 @@ class Injection:
         self._deferred = deferred
         self._where = where
         self._runs: set[str] = set()
+        self._states: dict[str, JobState] = {}
+        # What was invoked, to say what is still running: by invoker, (run id, label, still running?).
+        self._open: dict[int, tuple[str, tuple[str, ...], str, Callable[[], bool]]] = {}
         self._calls: collections.Counter[tuple[str | None, str]] = collections.Counter()
         self._previous: Hook | None = None
         self._token: contextvars.Token[Hook | None] | None = None
@@ -630,14 +816,21 @@ class Injection:
                 )
                 raise FaultInjectionError(msg)
 
-    async def _hook(self, invocation: Invocation) -> None:
+    async def _hook(self, invocation: Invocation) -> AfterHook | None:
         # Book-keeping first, before any checkpoint, so that call indexes and
         # hand-off indexes follow the order in which the runtime invokes, in
         # this block and in any it is nested in.
-        run_id = _current_run_id()
+        frame = current_frame.get(None)
+        run_id = None if frame is None else frame.run.state.job_id
         if run_id is not None and run_id not in self._runs:
+            assert frame is not None
             self._runs.add(run_id)
             self.run_ids.append(run_id)
+            self._states[run_id] = frame.run.state
+            if frame.run.state.requests or frame.actor is not None:  # a node run: record its context writes
+                record_context_writes(frame.run.state)
+        if run_id is not None:
+            self._track(run_id, invocation, frame)
         name = invocation.name
         key = (run_id, name)
         call = self._calls[key]
@@ -649,12 +842,66 @@ class Injection:
         delay = 0.0 if schedule is None else schedule.delay_at(index)
         self.trace.append(HandOff(index, invocation.kind, name, invocation.path, run_id, call, delay, fault))
         previous = self._previous
-        if previous is not None:
-            await previous(invocation)
+        outer_after = None if previous is None else await previous(invocation)
         if delay:
             await trio.sleep(delay)
         if fault is not None:
             await fault.apply(invocation, on_cancel=self._record_cancel)
+        if outer_after is None and (fault is None or fault.kind != "raise_after"):
+            return None
+
+        async def after(result: object) -> None:
+            if outer_after is not None:
+                await outer_after(result)
+            if fault is not None:
+                fault.after()
+
+        return after
+
+    def _track(self, run_id: str, invocation: Invocation, frame: Frame | None) -> None:
+        actor = None if frame is None else frame.actor
+        if invocation.kind == "node" and actor is not None:
+            ref = actor.ref
+            label = f"{' > '.join(actor.path)} ({actor.request_id})"
+            self._open[id(actor)] = (run_id, actor.path, label, lambda: ref.is_alive)
+            return
+        host = current_host.get(None)
+        if host is not None:
+            label = f"routine {invocation.name!r} (slot {invocation.path[-1]!r})"
+            self._open[id(host)] = (
+                run_id,
+                invocation.path,
+                label,
+                lambda: bool(getattr(host, "busy", False)),
+            )
+
+    def running(self) -> list[str]:
+        """What the block's runs are still doing: one line per run (or job) that has not ended.
+
+        Names the deepest node requests still running by path (``pay >
+        charge (r2)``; not the callers waiting for them) and the routines busy
+        in a handler (``routine 'charge' (slot 'input')``).
+        The runners' watchdog reports it.
+        """
+        lines = []
+        for run_id in self.run_ids:
+            state = self._states[run_id]
+            if state.status.is_final:
+                continue
+            live = [
+                (path, label)
+                for rid, path, label, is_running in self._open.values()
+                if rid == run_id and is_running()
+            ]
+            # A caller waiting for its callee is not news: name the deepest.
+            names = [
+                label
+                for path, label in live
+                if not any(p[: len(path)] == path and p != path for p, _ in live)
+            ]
+            doing = ", ".join(names) if names else "no node or handler is running (it waits outside them)"
+            lines.append(f"{run_id} of flow {state.flow_name!r}: {doing}")
+        return lines
 
     def _record_cancel(self, point: CancelPoint) -> None:
         self.cancels.setdefault(point.run_id, point)
@@ -662,7 +909,9 @@ class Injection:
 
 def _ending(request: Request) -> str:
     if request.error is not None:
-        return f"{request.status.value} with {request.error.type.rsplit('.', 1)[-1]}({request.error.message!r})"
+        return (
+            f"{request.status.value} with {request.error.type.rsplit('.', 1)[-1]}({request.error.message!r})"
+        )
     if request.result is not None:
         return f"{request.status.value} with result {request.result}"
     return request.status.value
@@ -694,7 +943,9 @@ def check_cancellation(result: RunResult[T], injection: Injection) -> None:
     state = result.state
     where = _run_name(state)
     if not state.status.is_final or state.finished_at is None:
-        msg = f"{where} has not finished (its status is {state.status.value!r}); check a run once it has ended."
+        msg = (
+            f"{where} has not finished (its status is {state.status.value!r}); check a run once it has ended."
+        )
         raise AssertionError(msg)
     point = injection.cancels.get(state.run_id)
     if point is None:
@@ -707,13 +958,6 @@ def check_cancellation(result: RunResult[T], injection: Injection) -> None:
                 "it caught trio.Cancelled and went on instead of letting the cancellation propagate."
             )
             raise AssertionError(msg)
-
-
-def _current_run_id() -> str | None:
-    frame = current_frame.get(None)
-    if frame is not None:
-        return frame.run.state.job_id
-    return None
 
 
 def inject(
@@ -774,12 +1018,16 @@ def inject(
         if unknown:
             msg = f"inject(): {where} has no node {_quote_all(unknown)}; its nodes are {_quote_all(known)}."
             raise FaultInjectionError(msg)
-    elif flow is not None:
+    elif flow is not None and targets:
         where = f"Flow {flow.name!r}"
         routine_targets = _routine_targets(flow)
         if routine_targets is not None:
-            known = frozenset(routine_targets)
-            unknown = targets - known
+            known = frozenset(flow_targets(flow))
+            # A dotted name that is no routine's may be a fault point reached through a helper.
+            deferred = frozenset(
+                t for t in targets - known if "." in t and t.split(".", 1)[0] not in flow.routines
+            )
+            unknown = targets - known - deferred
             if unknown:
                 ids = [t for t in routine_targets if "." not in t or t.split(".", 1)[0] not in known]
                 msg = (
@@ -795,6 +1043,50 @@ def inject(
             known = frozenset(flow_targets(flow))
             deferred = targets - known
     return Injection(plan, schedule, known, deferred, where)
+
+
+# -- fault points ------------------------------------------------------------
+
+
+async def fault_point(name: str) -> None:
+    """A point in your own code where the kit may inject a fault: ``await rtt.fault_point("gateway.confirm")``.
+
+    Outside an :func:`inject` block (in production, in ordinary tests) it
+    does nothing at all, not even a checkpoint. Inside one it is a hand-off
+    like a node call: a :class:`FaultPlan` targets it by *name* (a
+    ``"raise"`` fault raises here, a ``"delay"`` waits, a ``"cancel"``
+    cancels the run; ``"raise_after"`` raises here too), a schedule delays
+    it, and :func:`faults` draws it from :func:`flow_targets` when *name* is
+    a literal in a node or handler's code. Name points ``area.step``; a name
+    must not be a node name or routine id.
+
+    Args:
+        name: the point, e.g. ``"gateway.confirm"``.
+
+    Raises:
+        Exception: the fault's exception, in a block whose plan targets *name*.
+        ValueError: *name* is empty.
+
+    .. versionadded:: 0.2
+    """
+    if not isinstance(name, str) or not name:
+        msg = f"fault_point({name!r}): a fault point needs a non-empty name, e.g. 'gateway.confirm'."
+        raise ValueError(msg)
+    hook = invocation_hook.get(None)
+    if hook is None:
+        return
+    frame = current_frame.get(None)
+    actor = None if frame is None else frame.actor
+    host = current_host.get(None)
+    if actor is not None:
+        path = (*actor.path, name)
+    elif host is not None:
+        path = (host.routine_id, name)
+    else:
+        path = (name,)
+    after = await hook(Invocation("point", name, path, (), {}))
+    if after is not None:
+        await after(None)
 
 
 # -- strategies --------------------------------------------------------------
@@ -820,6 +1112,19 @@ def check_sizes(min_size: object, max_size: object, api: str) -> None:
 
 
 _DEFAULT_EXCEPTIONS: SearchStrategy[Exception] = st.just(InjectedError("injected fault"))
+
+
+def _exceptions_for(flow: AnyFlow) -> SearchStrategy[Exception]:
+    """:class:`InjectedError`, then an instance of each class *flow* catches that can be built from a message."""
+    instances: list[Exception] = [InjectedError("injected fault")]
+    for cls in caught_exceptions(flow):
+        try:
+            instances.append(cls("injected fault"))
+        except Exception:  # a class that needs other arguments: give it yourself with exceptions=
+            continue
+    return st.sampled_from(instances)
+
+
 _DEFAULT_DELAYS: SearchStrategy[float] = st.integers(min_value=0, max_value=10).map(lambda n: n / 10)
 _DEFAULT_KINDS: SearchStrategy[FaultKind] = st.sampled_from(_KINDS)
 _DEFAULT_CALLS: SearchStrategy[int | None] = st.none() | st.integers(min_value=0, max_value=3)
@@ -830,7 +1135,7 @@ def faults(
     targets: SearchStrategy[str] | None = None,
     flow: AnyFlow | None = None,
     kinds: SearchStrategy[FaultKind] = _DEFAULT_KINDS,
-    exceptions: SearchStrategy[Exception] = _DEFAULT_EXCEPTIONS,
+    exceptions: SearchStrategy[Exception] | None = None,
     delays: SearchStrategy[float] = _DEFAULT_DELAYS,
     calls: SearchStrategy[int | None] = _DEFAULT_CALLS,
     min_size: int = 0,
@@ -848,8 +1153,12 @@ def faults(
     Args:
         targets: node names or routine ids to put faults at.
         flow: the workflow; its targets are used when *targets* is not given.
-        kinds: which faults: ``"raise"``, ``"delay"``, ``"cancel"``.
-        exceptions: exception instances for ``"raise"`` faults.
+        kinds: which faults: ``"raise"``, ``"delay"``, ``"cancel"``, ``"raise_after"``.
+        exceptions: exception instances for ``"raise"`` and ``"raise_after"``
+            faults. By default, with *flow*: :class:`InjectedError`, then one
+            instance of each exception class the workflow's code catches by
+            name (:func:`caught_exceptions`), so a fault reaches an
+            ``except GatewayTimeout:``; without *flow*, :class:`InjectedError` only.
         delays: seconds for ``"delay"`` faults.
         calls: call indexes (from 0), or ``None`` for every invocation.
         min_size: the fewest faults in a plan.
@@ -864,6 +1173,8 @@ def faults(
     .. versionadded:: 0.1
     """
     check_sizes(min_size, max_size, "faults()")
+    if exceptions is None:
+        exceptions = _DEFAULT_EXCEPTIONS if flow is None else _exceptions_for(flow)
     for name, value in (("kinds", kinds), ("exceptions", exceptions), ("delays", delays), ("calls", calls)):
         _check_strategy(value, name)
     if targets is None:
@@ -890,12 +1201,16 @@ def faults(
         kind = draw(kinds)
         if kind == "raise":
             fault = Fault.raising(draw(exceptions))
+        elif kind == "raise_after":
+            fault = Fault.raising_after(draw(exceptions))
         elif kind == "delay":
             fault = Fault.delaying(_check_delay(draw(delays), "faults(): delays drew a bad value"))
         elif kind == "cancel":
             fault = Fault.cancelling()
         else:
-            msg = f"faults(): kinds drew {kind!r}; the kinds are 'raise', 'delay' and 'cancel'."
+            msg = (
+                f"faults(): kinds drew {kind!r}; the kinds are 'raise', 'delay', 'cancel' and 'raise_after'."
+            )
             raise InvalidArgument(msg)
         return (target if call is None else (target, call)), fault
 

@@ -60,6 +60,11 @@ _SLOTS = ("in", "alt")
 _EVENTS = ("out", "side")
 
 
+def _token_number(token: str) -> int:
+    """The emitting routine's counter in a token: ``4`` for ``"r1.out#4"`` (its call order)."""
+    return int(token.rpartition("#")[2])
+
+
 def _token_source(token: str) -> tuple[str, str] | None:
     """``("r1", "out")`` for the token ``"r1.out#4"``; ``None`` for the entry token."""
     head, sep, _ = token.rpartition("#")
@@ -326,6 +331,7 @@ def routine_graphs(
     pauses: SearchStrategy[bool] | None = None,
     timeouts: SearchStrategy[float | None] | None = None,
     max_steps: SearchStrategy[int] | None = None,
+    fanouts: SearchStrategy[int] | None = None,
 ) -> SearchStrategy[GraphSpec]:
     """A strategy for :class:`GraphSpec` values: random routine graphs to run as jobs.
 
@@ -341,6 +347,10 @@ def routine_graphs(
         timeouts: the Flow's timeout (default: mostly ``None``).
         max_steps: the Flow's ``max_steps`` (default: mostly 10,000, sometimes
             small enough to stop a job).
+        fanouts: how many messages a routine emits per event for each message
+            it handles (default: mostly 1, sometimes 0 or 2). More than one
+            puts several messages on one connection at once: what ordering
+            properties need.
 
     Raises:
         hypothesis.errors.InvalidArgument: a count below 1 or out of order, or
@@ -360,6 +370,7 @@ def routine_graphs(
     pauses = st.booleans() if pauses is None else pauses
     timeouts = _TIMEOUTS if timeouts is None else timeouts
     max_steps = st.sampled_from((10_000, 10_000, 10_000, 12)) if max_steps is None else max_steps
+    fanouts = st.sampled_from((1, 1, 2, 0)) if fanouts is None else fanouts
     for name, value in (
         ("cyclic", cyclic),
         ("strategies", strategies),
@@ -367,6 +378,7 @@ def routine_graphs(
         ("pauses", pauses),
         ("timeouts", timeouts),
         ("max_steps", max_steps),
+        ("fanouts", fanouts),
     ):
         _check_strategy(value, name, api)
 
@@ -391,7 +403,7 @@ def routine_graphs(
                     events=_EVENTS[: draw(st.integers(1, 2))],
                     is_async=is_async,
                     delay=draw(_DELAYS) if is_async else 0.0,
-                    fanout=draw(st.sampled_from((1, 1, 2, 0))),
+                    fanout=draw(fanouts),
                     strategy=strategy,
                     max_retries=retries,
                     retry_delay=draw(st.sampled_from((0.0, 0.25))) if retries else 0.0,
@@ -637,18 +649,36 @@ def _emissions(state: JobState) -> list[tuple[int, str, str, dict[str, object]]]
     ]
 
 
+def _generated(graph: object, api: str) -> None:
+    """Refuse a graph that is not a generated :class:`GraphSpec`, saying what to use instead."""
+    if isinstance(graph, GraphSpec):
+        return
+    what = f"Flow {graph.name!r}, a routine graph of your own" if isinstance(graph, Flow) else f"{graph!r}"
+    msg = (
+        f"{api}(graph, ...): graph is {what}. {api} checks a generated graph (rtt.routine_graphs()) through "
+        "the book-keeping its routines write; for your own graph run it with rtt.run_with_schedule or "
+        "rtt.run_many_with_schedule (tasks and hangs are checked there), and use rtt.check_structure(result), "
+        "rtt.check_no_leaks(results, markers) and your own invariants. See docs/fuzzing.md, "
+        "'Fuzzing your own routine graphs'."
+    )
+    raise TypeError(msg)
+
+
 def check_fifo(graph: GraphSpec, state: JobState) -> None:
     """Check per-connection FIFO order and that the history is consistent with causality.
 
     For each connection, the messages its slot handled are the first ones
-    emitted on it, in emission order. Each emission comes after the emission
-    of the message whose handler made it.
+    emitted on it, in emission order: the order the emitting handler called
+    ``emit`` (or ``emit_deferred_event``) in, as the handler itself numbers
+    its messages, not the engine's record; the history must agree. Each
+    emission comes after the emission of the message whose handler made it.
 
     Raises:
         AssertionError: names the connection and the tokens out of order.
 
     .. versionadded:: 0.1
     """
+    _generated(graph, "check_fifo")
     emitted: dict[tuple[str, str], list[str]] = {}
     position: dict[str, int] = {}
     for i, src, event, data in _emissions(state):
@@ -667,12 +697,23 @@ def check_fifo(graph: GraphSpec, state: JobState) -> None:
         received.setdefault((*origin, str(receipt["at"]), str(receipt["slot"])), []).append(token)
     for src, event, dst, slot in graph.connections:
         got = received.get((src, event, dst, slot), [])
-        sent = emitted.get((src, event), [])
+        recorded = emitted.get((src, event), [])
+        # The order the emitting handler called emit in, from the handler
+        # itself (its per-routine counter in each token), not from the engine's
+        # record: an engine that reorders both its record and its delivery
+        # (e.g. deferred events on resume) is still caught.
+        sent = sorted(recorded, key=_token_number)
         if got != sent[: len(got)]:
             raise _fail(
                 state,
                 f"connection {src}.{event} -> {dst}.{slot} handled {got}, but {src!r} emitted {sent} in that "
                 "order: messages of one connection must be handled in emission order.",
+            )
+        if recorded != sent:
+            raise _fail(
+                state,
+                f"the history records {src!r} emitting {recorded} on {event!r}, but its handler emitted {sent} in "
+                "that order: the engine reordered its emissions.",
             )
 
 
@@ -689,6 +730,7 @@ def check_delivery(graph: GraphSpec, state: JobState) -> None:
 
     .. versionadded:: 0.1
     """
+    _generated(graph, "check_delivery")
     targets: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for src, event, dst, slot in graph.connections:
         targets.setdefault((src, event), []).append((dst, slot))
@@ -744,6 +786,7 @@ def check_outcome(graph: GraphSpec, state: JobState, schedule: JobSchedule | Non
 
     .. versionadded:: 0.1
     """
+    _generated(graph, "check_outcome")
     for receipt in _receipts(state):  # a retry of a message being handled may run while paused
         if receipt.get("status") == "paused":
             raise _fail(state, f"{receipt['at']}.{receipt['slot']} started handling {receipt['recv']!r} while the job was paused.")
@@ -789,6 +832,7 @@ def check_jobs_isolated(graph: GraphSpec, states: Mapping[str, JobState]) -> Non
 
     .. versionadded:: 0.1
     """
+    _generated(graph, "check_jobs_isolated")
     for tag, state in states.items():
         for receipt in _receipts(state):
             if receipt["job"] != tag:
@@ -830,6 +874,7 @@ def check_job(graph: GraphSpec, state: JobState, schedule: JobSchedule | None = 
 
     .. versionadded:: 0.1
     """
+    _generated(graph, "check_job")
     check_outcome(graph, state, schedule)
     check_fifo(graph, state)
     check_delivery(graph, state)

@@ -10,17 +10,20 @@ interleaving shrinks to the fewest, shortest delays and replays exactly.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, TypeVar, final
 
 import attrs
 import trio
 import trio.testing
+from hypothesis import Verbosity, currently_in_test_context, note, settings
 from hypothesis import strategies as st
+from hypothesis.control import _current_build_context
 from hypothesis.errors import InvalidArgument
 
 from ._checkers import deterministic_scheduling
-from ._faults import FaultPlan, _check_strategy, _is_delay, check_sizes, inject
+from ._faults import FaultPlan, Injection, _check_strategy, _is_delay, check_sizes, inject
+from ._watchdog import DEFAULT_WATCHDOG, RunTasks, check_watchdog, run_guarded
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -108,33 +111,84 @@ def run_with_schedule(
     *args: object,
     schedule: Schedule | None = None,
     faults: FaultPlan | Mapping[FaultKey, Fault] | None = None,
+    nodes: Iterable[str] | None = None,
+    injection: Injection | None = None,
     seed: int | None = 0,
+    check_tasks: bool = True,
+    watchdog: float | None = DEFAULT_WATCHDOG,
     **kwargs: object,
 ) -> RunResult[object]:
     """Run *flow* once under ``MockClock``, with *schedule* and *faults*, and return its result.
 
-    Synchronous: calls ``trio.run(..., clock=MockClock(autojump_threshold=0))``,
-    so sleeps and timeouts take no real time, and returns the finished run's
-    :class:`~runtime.RunResult` (a node's error is in it, not raised). Targets
-    in *faults* are checked against *flow* as :func:`inject` does.
+    Synchronous: runs Trio on the calling thread with
+    ``MockClock(autojump_threshold=0)``, so sleeps and timeouts take no real
+    time, and returns the finished run's :class:`~runtime.RunResult` (a
+    node's error is in it, not raised). Targets in *faults* are checked
+    against *flow* (or *nodes*) as :func:`inject` does.
+
+    Besides running, it checks what only the runner can see:
+
+    - with *check_tasks* (the default), no task the run started is still
+      running once it has ended, wherever it was started: a system task
+      (``trio.lowlevel.spawn_system_task``), or a nursery that outlives the
+      node (kept in a global, or taken from another run);
+    - with *watchdog* (the default: a few seconds of real time), the run
+      ends: a run still going when the time is up (a node waits for
+      something that never comes, or swallows ``trio.Cancelled`` in a loop)
+      is cancelled, abandoned if it ignores that, and fails with the
+      requests still running, by path, instead of hanging the test.
+
+    Inside a Hypothesis test, the hand-offs that waited or faulted
+    (:meth:`Injection.describe`) are added to the failing example's report
+    with :func:`hypothesis.note`. To read the :class:`Injection` afterwards
+    (for :func:`~runtime.testing.check_cancellation`), build it yourself
+    with :func:`inject` and pass it as *injection*::
+
+        injection = rtt.inject(plan, schedule=schedule, flow=flow)
+        result = rtt.run_with_schedule(flow, order, injection=injection)
+        rtt.check_cancellation(result, injection)
 
     Args:
         flow: the workflow.
         args: positional arguments for its entry point (or a routine graph's entry).
         schedule: delays at hand-offs.
         faults: a fault plan.
+        nodes: every node name the workflow has, when some are not reachable
+            from its entry point's code (see :func:`inject`).
+        injection: an :func:`inject` block to run in, instead of *schedule*,
+            *faults* and *nodes*.
         seed: seeds Trio's scheduler (:func:`~runtime.testing.deterministic_scheduling`)
             so that the run replays exactly; ``None`` leaves the scheduler alone.
+        check_tasks: fail if a task of the run outlives it.
+        watchdog: real seconds the run may take; ``None`` turns the watchdog off.
         kwargs: keyword arguments for the entry point.
 
     Raises:
+        AssertionError: a task of the run outlived it, or the watchdog fired;
+            the message names the tasks (and who started them) or the requests.
         FaultInjectionError: *faults* names a node or routine *flow* does not have.
         InvokeInsideTrioError: called inside a running Trio program; use
             ``with inject(...): await flow.arun(...)`` there.
+        ValueError: *injection* given with *schedule*, *faults* or *nodes*;
+            a *watchdog* that is not a positive number.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+        Watches tasks and runs a watchdog by default; *nodes*, *injection*,
+        *check_tasks* and *watchdog*.
     """
-    results = run_many_with_schedule(flow, [args], [kwargs], schedule=schedule, faults=faults, seed=seed)
+    results = run_many_with_schedule(
+        flow,
+        [args],
+        [kwargs],
+        schedule=schedule,
+        faults=faults,
+        nodes=nodes,
+        injection=injection,
+        seed=seed,
+        check_tasks=check_tasks,
+        watchdog=watchdog,
+    )
     return results[0]
 
 
@@ -145,13 +199,18 @@ def run_many_with_schedule(
     *,
     schedule: Schedule | None = None,
     faults: FaultPlan | Mapping[FaultKey, Fault] | None = None,
+    nodes: Iterable[str] | None = None,
+    injection: Injection | None = None,
     seed: int | None = 0,
+    check_tasks: bool = True,
+    watchdog: float | None = DEFAULT_WATCHDOG,
 ) -> list[RunResult[object]]:
     """Start one run of *flow* per argument set, all at once, under ``MockClock``.
 
-    The runs are concurrent in one ``trio.run``, in one :func:`inject` block, so
+    The runs are concurrent in one Trio run, in one :func:`inject` block, so
     *schedule* interleaves their hand-offs: the way to fuzz isolation between
-    runs (or jobs) of one flow.
+    runs (or jobs) of one flow. Tasks are watched and the watchdog runs as
+    for :func:`run_with_schedule` (the watchdog's time is for all the runs).
 
     Args:
         flow: the workflow.
@@ -159,49 +218,129 @@ def run_many_with_schedule(
         kwargs: one mapping of keyword arguments per run (default: none).
         schedule: delays at hand-offs, counted across all the runs.
         faults: a fault plan, applied to every run (call indexes count per run).
+        nodes: as for :func:`run_with_schedule`.
+        injection: as for :func:`run_with_schedule`.
         seed: as for :func:`run_with_schedule`.
+        check_tasks: as for :func:`run_with_schedule`.
+        watchdog: as for :func:`run_with_schedule`.
 
     Returns:
         One :class:`~runtime.RunResult` per argument set, in the same order.
 
     Raises:
-        ValueError: *kwargs* is not as long as *args*.
+        AssertionError: as for :func:`run_with_schedule`.
+        ValueError: *kwargs* is not as long as *args*, or as for :func:`run_with_schedule`.
         FaultInjectionError: *faults* names a node or routine *flow* does not have.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+        Watches tasks and runs a watchdog by default; *nodes*, *injection*,
+        *check_tasks* and *watchdog*.
     """
+    api = "run_with_schedule()" if len(args) == 1 else "run_many_with_schedule()"
     arg_sets = [tuple(a) for a in args]
     kwarg_sets = [dict(k) for k in kwargs] if kwargs is not None else [{} for _ in arg_sets]
     if len(kwarg_sets) != len(arg_sets):
         msg = f"run_many_with_schedule(): {len(arg_sets)} argument sets but {len(kwarg_sets)} keyword sets; give one of each per run."
         raise ValueError(msg)
+    budget = check_watchdog(watchdog, api)
     from .._util import check_not_in_trio
 
     check_not_in_trio(
         "run_with_schedule(flow, ...)",
         instead="`with rtt.inject(faults, schedule=schedule, flow=flow): await flow.arun(...)` in Trio code",
     )
-    injection = inject(faults, schedule=schedule, flow=flow)
+    if injection is None:
+        injection = inject(faults, schedule=schedule, flow=flow, nodes=nodes)
+    elif schedule is not None or faults is not None or nodes is not None:
+        msg = (
+            f"{api}: injection= already holds the faults, schedule and node list; "
+            "give those to inject() instead of passing them here too."
+        )
+        raise ValueError(msg)
+    block = injection
+    tasks = RunTasks() if check_tasks else None
 
     async def main() -> list[RunResult[object]]:
         results: list[RunResult[object] | None] = [None] * len(arg_sets)
+        errors: list[Exception] = []
+
+        leaks: list[str] = []
 
         async def one(i: int) -> None:
-            results[i] = await flow._arun(arg_sets[i], kwarg_sets[i])
+            if tasks is not None:
+                tasks.add_root(i)
+            try:
+                results[i] = result = await flow._arun(arg_sets[i], kwarg_sets[i])
+            except Exception as exc:
+                errors.append(exc)
+                return
+            alive = [] if tasks is None else tasks.alive(i)
+            if alive:  # at the run's end, while the other runs go on
+                state = result.state
+                leaks.append(
+                    f"run {state.job_id} of flow {state.flow_name!r} ended {state.status.value}, yet tasks it "
+                    f"started are still running: {', '.join(alive)}. Every task a node (or handler) starts must "
+                    "end before it returns: start it in a nursery the node opens (async with trio.open_nursery()), "
+                    "not with spawn_system_task or in a nursery kept from elsewhere."
+                )
 
-        with injection:
-            if len(arg_sets) == 1:
-                await one(0)  # a single run raises its own error, not a group
-            else:
-                async with trio.open_nursery() as nursery:
-                    for i in range(len(arg_sets)):
-                        nursery.start_soon(one, i)
-        return [r for r in results if r is not None]
+        with block:
+            async with trio.open_nursery() as nursery:
+                for i in range(len(arg_sets)):
+                    nursery.start_soon(one, i, name=f"{api} run #{i}")
+        if errors:
+            if len(errors) == 1:
+                raise errors[0]  # a single run raises its own error, not a group
+            msg = f"{api}: {len(errors)} runs raised"
+            raise ExceptionGroup(msg, errors)
+        if leaks:
+            raise AssertionError(leaks[0])
+        done = [r for r in results if r is not None]
+        return done
 
-    if seed is None:
-        return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
-    with deterministic_scheduling(seed):
-        return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+    what = f"{api} of flow {flow.name!r}"
+    try:
+        if seed is None:
+            return run_guarded(
+                main,
+                clock=_clock(),
+                watchdog=budget,
+                running=block.running,
+                what=what,
+                instruments=_instruments(tasks),
+            )
+        with deterministic_scheduling(seed):
+            return run_guarded(
+                main,
+                clock=_clock(),
+                watchdog=budget,
+                running=block.running,
+                what=what,
+                instruments=_instruments(tasks),
+            )
+    finally:
+        note_injection(block, what)
+
+
+def _clock() -> trio.testing.MockClock:
+    return trio.testing.MockClock(autojump_threshold=0)
+
+
+def _instruments(tasks: RunTasks | None) -> tuple[trio.abc.Instrument, ...]:
+    return () if tasks is None else (tasks,)
+
+
+def note_injection(injection: Injection, what: str) -> None:
+    """Add what *injection* did to the report of a failing Hypothesis example (a no-op elsewhere)."""
+    if not currently_in_test_context() or not any(h.delay or h.fault is not None for h in injection.trace):
+        return
+    context = _current_build_context.value
+    default = settings.default
+    verbose = default is not None and default.verbosity >= Verbosity.verbose
+    if context is None or not (context.is_final or verbose):
+        return  # only the failing example's report shows notes: skip describing the others
+    note(f"{what}: the hand-offs that waited or faulted:\n{injection.describe()}")
 
 
 # -- isolation between concurrent runs -------------------------------------------------

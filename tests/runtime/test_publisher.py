@@ -191,17 +191,31 @@ async def test_leaving_a_stream_early_cancels_the_run(
 
 
 async def test_a_blocking_subscriber_holds_the_run_back(autojump_clock: trio.abc.Clock) -> None:
+    # More events than the subscriber's buffer and the run's queues (the
+    # publisher's and the coordinator's mailboxes) hold, so the run must wait.
+    n = 2000
+    sent_at: list[float] = []  # when each broadcast returned, on Trio's clock
+
     @rt.function_node
     async def burst() -> int:
-        for i in range(50):
+        for i in range(n):
             await rt.broadcast(i)
-        return 50
+            sent_at.append(trio.current_time())
+        return n
 
+    start = trio.current_time()
     async with rt.Flow("burst", entry_point=burst)._open_stream((), {}, buffer=2) as events:
         await trio.sleep(10)  # the run waits for us: nothing is lost
+        held_back = len(sent_at)
         seen = [event async for event in events]
-    assert [e.data for e in seen if e.kind is K.STREAM] == list(range(50))
-    assert seen[-1].data == {"status": "completed", "result": "50", "error": None}
+    assert [e.data for e in seen if e.kind is K.STREAM] == list(range(n))
+    assert seen[-1].data == {"status": "completed", "result": str(n), "error": None}
+    # The run waited: while we slept it got only as far as the queues allow,
+    # and the rest of its broadcasts returned once we read, 10 s later.
+    assert 0 < held_back < n
+    assert sent_at[:held_back] == [start] * held_back
+    assert sent_at[held_back:] == [start + 10] * (n - held_back)
+    assert seen[-1].offset == 10
 
 
 async def test_overflow_fail_raises_after_the_received_events(autojump_clock: trio.abc.Clock) -> None:

@@ -108,7 +108,7 @@ async def test_schedule_in_trio_code_through_inject(autojump_clock: object) -> N
     assert trio.current_time() == 5.0
     assert result.result == [0]
     assert [(h.name, h.delay) for h in injection.trace] == [("fan", 0.0), ("leaf", 4.0)]
-    assert injection.describe() == "#1 node 'leaf' (call 0, at fan > leaf): waited 4 s"
+    assert injection.describe() == "#1 node 'leaf' at fan > leaf[0]: held back 4 s before it ran"
 
 
 def test_schedule_and_faults_together() -> None:
