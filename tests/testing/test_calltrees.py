@@ -68,7 +68,12 @@ def test_trees_shrink_to_a_lone_entry_point_that_returns() -> None:
 
 
 def test_a_failing_tree_shrinks_small() -> None:
-    tree = find(rtt.call_trees(), lambda t: any(c.raises is KeyError and c.batched for c in t.calls()))
+    # Derandomized: how far a search shrinks is what is checked, so it must not depend on CI's seed.
+    tree = find(
+        rtt.call_trees(),
+        lambda t: any(c.raises is KeyError and c.batched for c in t.calls()),
+        settings=settings(database=None, derandomize=True),
+    )
     assert tree.size <= 3
     (culprit,) = [c for c in tree.calls() if c.raises is KeyError]
     assert culprit.batched

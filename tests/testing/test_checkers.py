@@ -346,7 +346,7 @@ def _isolation_violation(spec: rtt.FlowSpec) -> str | None:
 
 def test_the_kit_finds_a_runtime_that_copies_context_shallowly(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runtime._context, "copy", types.SimpleNamespace(deepcopy=copy.copy, Error=copy.Error))
-    spec = find(rtt.flows(), lambda s: _isolation_violation(s) is not None, settings=settings(database=None))
+    spec = find(rtt.flows(), lambda s: _isolation_violation(s) is not None, settings=settings(database=None, derandomize=True))
     assert repr(spec) == "FlowSpec(timeout=None, end_on_error=False, context={},\n  n0: returns 1+\n)"
     message = _isolation_violation(spec)
     assert message is not None
