@@ -154,3 +154,54 @@ def test_a_jobs_history_is_reproducible_under_mock_clock(
         return [(h.routine_id, h.event_name, h.data, h.offset) for h in state.history]
 
     assert history() == history()
+
+
+@given(
+    writes=st.lists(st.tuples(st.sampled_from(["a", "b", "c"]), st.integers(0, 3)), min_size=1, max_size=6),
+    delays=st.lists(st.sampled_from([0.0, 0.5, 1.0]), min_size=2, max_size=4),
+)
+def test_concurrent_jobs_never_see_each_others_context(
+    writes: list[tuple[str, int]], delays: list[float]
+) -> None:
+    """Each job's handlers read and write their own deep copy of the Flow's context (``rt.context``).
+
+    Jobs of one flow run at once, interleaved by delays; each appends its own tag to a nested list
+    and sets keys. Every job must read back exactly what it wrote, and the Flow's dict never changes.
+    """
+
+    class Writer(rt.Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.define_slot("go", handler=self.go)
+
+        async def go(self, tag: int = 0, delay: float = 0.0) -> None:
+            for key, value in writes:
+                seen = rt.context.get("seen")
+                assert isinstance(seen, list)
+                seen.append(tag)  # in place: a shared or shallow copy would leak it
+                rt.context.put(key, (tag, value))
+                await trio.sleep(delay)
+            rt.context.put("done", tag)
+
+    flow: rt.Flow[..., object] = rt.Flow(flow_id="context-isolation", context={"seen": [], "nested": {"x": [1]}})
+    flow.add_routine(Writer(), "writer")
+    states: list[rt.JobState] = []
+
+    async def main() -> None:
+        async def one(tag: int, delay: float) -> None:
+            states.append(await flow.aexecute("writer", {"tag": tag, "delay": delay}))
+
+        async with trio.open_nursery() as nursery:
+            for tag, delay in enumerate(delays):
+                nursery.start_soon(one, tag, delay)
+
+    _mock_run(main)
+    assert len(states) == len(delays)
+    for state in states:
+        assert state.status is rt.Status.COMPLETED
+        tag = state.context["done"]
+        assert state.context["seen"] == [tag] * len(writes)
+        last = dict(writes)
+        for key, value in last.items():
+            assert state.context[key] == (tag, value)
+    assert flow.context == {"seen": [], "nested": {"x": [1]}}
