@@ -13,10 +13,12 @@ A record is an :class:`~runtime.Event`. Its kinds, and what ``data`` holds:
 =====================  ==================================================================
 ``run_started``        the flow's name. Always the first record of a run.
 ``request_created``    a node request was made (``request_id``, ``parent_id``, ``node``);
-                       it starts at once.
+                       it starts at once. ``data`` names its executor (``None``: the loop).
 ``request_succeeded``  the request returned; ``data`` is the result's summary.
 ``request_failed``     the request raised; ``data`` is its :class:`~runtime.ErrorSummary`.
-``request_cancelled``  the request was cancelled (or never started before its run ended).
+``request_cancelled``  the request was cancelled (or never started before its run ended);
+                       ``data`` is ``Status.KILLED`` or ``Status.ORPHANED`` when its
+                       executor ended the work so, else ``None``.
 ``stream``             ``rt.broadcast(item)`` (``data`` the item), or a routine's
                        ``send_output`` (``{"output_type", "data"}``).
 ``log``                an entry of the run's shared log: ``rt.log``, or
