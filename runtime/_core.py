@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar, final
 import attrs
 
 from ._exceptions import RunCancelledError, RunTimeoutError
-from ._serialize import write_state_file
+from ._serialize import state_file_name, write_state_file
 from ._state import ErrorSummary, JobState, Status
 
 if TYPE_CHECKING:
@@ -73,11 +73,16 @@ class RunSettings:
     timeout: float | None
     end_on_error: bool
     save_state: bool
-    state_path: pathlib.Path
+    state_dir: pathlib.Path
     subscribers: tuple[Callable[[Event], object], ...]
     recorders: tuple[Recorder, ...]
     context: dict[str, object]
     executor: Executor | None = None
+
+    @property
+    def state_path(self) -> pathlib.Path:
+        """Where ``save_state`` writes: worked out only when a run is saved."""
+        return self.state_dir / state_file_name(self.name)
 
 
 @final

@@ -364,7 +364,7 @@ class Flow(Generic[P, T]):
             timeout=self.timeout,
             end_on_error=self.end_on_error,
             save_state=self.save_state,
-            state_path=self.state_path,
+            state_dir=self.state_dir,
             subscribers=self.subscribers,
             recorders=self.recorders,
             executor=self.executor,
