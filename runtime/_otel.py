@@ -1,8 +1,9 @@
-"""OpenTelemetry traces of runs: a subscriber that turns each run into a trace.
+"""OpenTelemetry traces of runs: a recorder (or subscriber) that turns each run into a trace.
 
 Needs the optional extra ``trioflow[otel]`` (``opentelemetry-api``; an SDK
 such as ``opentelemetry-sdk`` to export). Attach a :class:`TraceExporter` to a
-flow, ``rt.Flow(..., subscribers=[TraceExporter()])``, and each run becomes a
+flow as a recorder, ``rt.Flow(..., recorders=[TraceExporter()])`` (or as a
+live subscriber, ``subscribers=[...]``, which costs the run more), and each run becomes a
 trace: one span for the run, one per request (its parent the calling
 request's span, so the spans form the request tree), and one per routine
 event of a graph job. A failed request or run gets status ``ERROR`` with the
@@ -22,6 +23,8 @@ from ._publisher import EventKind
 from ._state import ErrorSummary
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from opentelemetry.trace import Span, Tracer, TracerProvider
 
     from ._context import RequestMetadata
@@ -85,8 +88,10 @@ class TraceExporter:
     def _time(self, run: _RunTrace, offset: float) -> int:
         return run.base_ns + int(offset * 1e9)
 
-    def _start_run(self, event: Event) -> _RunTrace:
-        base_ns = time.time_ns() - int(event.offset * 1e9)
+    def _start_run(self, event: Event, anchor: float | None = None) -> _RunTrace:
+        # The run's start on the wall clock: now, less how far into the run the
+        # newest record at hand (*anchor*, else this one) was made.
+        base_ns = time.time_ns() - int((event.offset if anchor is None else anchor) * 1e9)
         attributes: dict[str, str] = {"trioflow.run_id": event.run_id}
         if isinstance(event.data, str) and event.kind is EventKind.RUN_STARTED:
             attributes["trioflow.flow"] = event.data
@@ -100,6 +105,19 @@ class TraceExporter:
         root = self._tracer.start_span(name, attributes=attributes, start_time=base_ns)
         run = self._runs[event.run_id] = _RunTrace(root, base_ns)
         return run
+
+    async def record(self, records: Sequence[Event]) -> None:
+        """Take the next records of one run, in order (the recorder interface).
+
+        A recorder gets a run's records in batches, not one by one as it
+        goes: it costs the run less than a live subscriber. Span times come
+        from the records' offsets, anchored on the wall clock when the batch
+        arrives.
+        """
+        for event in records:
+            if event.run_id not in self._runs:
+                self._start_run(event, anchor=records[-1].offset)
+            self(event)
 
     def __call__(self, event: Event) -> None:
         """Take one event of a run (the subscriber interface)."""

@@ -10,6 +10,7 @@ except ImportError:  # nothing is skipped silently: without the extra these test
 import trio
 import trio.testing
 from hypothesis import given
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -34,13 +35,17 @@ def _by_request(spans: tuple[ReadableSpan, ...]) -> dict[str, ReadableSpan]:
     }
 
 
-@given(spec=flows())
-def test_the_spans_of_a_generated_flow_form_exactly_its_request_tree(spec: FlowSpec) -> None:
+@given(spec=flows(), attach=st.sampled_from(["recorder", "subscriber"]))
+def test_the_spans_of_a_generated_flow_form_exactly_its_request_tree(spec: FlowSpec, attach: str) -> None:
     """Invariant: one root span per run, one span per request, each request span's parent is its
-    calling request's span (the entry point's is the run's), and failed requests are errors."""
+    calling request's span (the entry point's is the run's), and failed requests are errors;
+    the same whether the exporter is attached as a recorder (batched) or a live subscriber."""
     exporter, memory = _tracing()
     generated = spec.build()
-    generated.flow.subscribers = (*generated.flow.subscribers, exporter)
+    if attach == "recorder":
+        generated.flow.recorders = (exporter,)
+    else:
+        generated.flow.subscribers = (*generated.flow.subscribers, exporter)
     result = generated.run()
     spans = memory.get_finished_spans()
     roots = [s for s in spans if s.parent is None]
