@@ -4,7 +4,7 @@ A job is one :func:`actors.open_system` block, run by the task that started
 the job (the *supervisor*)::
 
     supervisor          owns the deadline; waits for the job to end, then winds it down
-    ├── Publisher       broadcasts the job's events (only when somebody subscribes)
+    ├── Publisher       hands the job's records to its subscribers and recorders (when it has any)
     └── RoutineActor    one per routine, on the job's own instance of the routine
 
 Delivery. ``emit`` records the emission and queues one message per connected
@@ -15,6 +15,11 @@ waiting for room in the next one's mailbox parks the message in the
 receiver's *overflow* queue instead of deadlocking; a receiver moves its
 overflow into its own mailbox as room appears, and while its overflow is
 not empty every sender parks behind it, so order is kept.
+
+Records. Every change of the job's state (emissions, routine states, shared
+data, log entries, outputs, undelivered messages) is made where it happens and
+recorded on the job's :class:`~runtime._record.RunLog`, the record path node
+runs share.
 
 Termination. ``_inflight`` counts messages queued but not yet handled: it
 goes up when a message is queued (inside ``emit``, before the handler
