@@ -79,10 +79,16 @@ from ._exceptions import (
     StepLimitError as StepLimitError,
 )
 from ._exceptions import (
+    StoreError as StoreError,
+)
+from ._exceptions import (
     SubscriberOverflowError as SubscriberOverflowError,
 )
 from ._exceptions import (
     TrioflowError as TrioflowError,
+)
+from ._exceptions import (
+    UnknownRunError as UnknownRunError,
 )
 from ._exceptions import (
     UnserializableValueError as UnserializableValueError,
@@ -147,6 +153,8 @@ from ._state import (
 from ._state import (
     Status as Status,
 )
+from .store import SQLiteStore as SQLiteStore
+from .store import Store as Store
 
 __all__ = [
     # nodes and runs
@@ -163,6 +171,8 @@ __all__ = [
     "Flow",
     "RunResult",
     "Recorder",
+    "Store",
+    "SQLiteStore",
     "session",
     # executors
     "Executor",
@@ -221,7 +231,9 @@ __all__ = [
     "SessionClosedError",
     "StateFileError",
     "StepLimitError",
+    "StoreError",
     "SubscriberOverflowError",
+    "UnknownRunError",
     "UnserializableValueError",
     "WorkflowBuildError",
     "TrioflowDeprecationWarning",
@@ -233,7 +245,7 @@ from types import FunctionType as _FunctionType
 for _name in __all__:
     _obj = globals()[_name]
     # Show public classes and functions as runtime.X, like trio's fixup_module_metadata.
-    if isinstance(_obj, type | _FunctionType) and _obj.__module__.startswith("runtime._"):
+    if isinstance(_obj, type | _FunctionType) and _obj.__module__.startswith(("runtime._", "runtime.store._")):
         _obj.__module__ = "runtime"
 del _name, _obj, _FunctionType
 

@@ -62,6 +62,26 @@ class StateFileError(TrioflowError, ValueError):
     """A state document is corrupt, or of a format version this runtime cannot read."""
 
 
+class StoreError(TrioflowError, RuntimeError):
+    """A run store cannot be opened, read or written: its path, its schema, or its state.
+
+    .. versionadded:: 0.1
+    """
+
+
+@final
+class UnknownRunError(StoreError, KeyError):
+    """A run store has no run of the id asked for; the message names the nearest ids it has.
+
+    A :class:`KeyError`, so ``except KeyError`` catches it; its ``str`` is the message itself.
+
+    .. versionadded:: 0.1
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 @final
 class UnserializableValueError(TrioflowError, TypeError):
     """A value in a run's state cannot be written as JSON.

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from ._routine import ErrorHandler, ErrorStrategy, Routine
     from ._state import JobState
     from ._util import AnyFlow
+    from .store import Store
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -146,6 +147,9 @@ class Flow(Generic[P, T]):
             of every run (node runs and graph jobs alike), in order, in
             batches: a durable store, an exporter. See ``runtime._record``
             for the record kinds and their order.
+        store: a :class:`~runtime.Store` (e.g. :class:`~runtime.SQLiteStore`)
+            that keeps every record of every run as it happens; it is added
+            to the recorders. Open it (``async with store:``) around the runs.
         max_steps: routine graphs only: the most handler calls one job may make
             before it fails with :class:`~runtime.StepLimitError`. ``None``
             (the default): no limit; a cycle that never stops then runs until
@@ -162,8 +166,9 @@ class Flow(Generic[P, T]):
             subscriber that is not callable, a *save_state* or
             *end_on_error* that is not a bool); *entry_point* is not a node;
             or a *context* value can be neither deep-copied nor is wrapped in
-            :class:`~runtime.Shared`; *executor* is not an executor. The
-            message names the setting.
+            :class:`~runtime.Shared`; *executor* is not an executor; a
+            *store* that is not a :class:`~runtime.Store`. The message names
+            the setting.
         ValueError: an empty name, or a non-positive *timeout* or *max_steps*.
 
     .. versionadded:: 0.1
@@ -182,6 +187,7 @@ class Flow(Generic[P, T]):
         state_dir: str | os.PathLike[str] = ".trioflow",
         subscribers: Sequence[Callable[[Event], object]] = (),
         recorders: Sequence[Recorder] = (),
+        store: Store | None = None,
         max_steps: int | None = None,
         executor: Executor | None = None,
     ) -> None:
@@ -210,7 +216,12 @@ class Flow(Generic[P, T]):
         self.end_on_error = end_on_error
         self.state_dir = pathlib.Path(state_dir)
         self.subscribers = _as_subscribers(name, subscribers)
-        self.recorders = tuple(recorders)
+        if store is not None and not callable(getattr(store, "records", None)):
+            msg = f"Flow({name!r}, store={store!r}): a store is an rt.Store, e.g. rt.SQLiteStore('runs.db')."
+            raise TypeError(msg)
+        #: The store that keeps every run of this flow, if any (it is also one of :attr:`recorders`).
+        self.store = store
+        self.recorders = (*recorders, store) if store is not None else tuple(recorders)
         for recorder in self.recorders:
             if not callable(getattr(recorder, "record", None)):
                 msg = f"Flow({name!r}, recorders=[..., {recorder!r}, ...]): a recorder has an async record(records) method (see rt.Recorder)."

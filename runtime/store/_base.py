@@ -1,0 +1,63 @@
+"""The store protocol, and what a store says of a run."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, final
+
+import attrs
+
+if TYPE_CHECKING:
+    import datetime
+    from collections.abc import Sequence
+
+    from .._publisher import Event
+    from .._state import JobState, Status
+
+
+@final
+@attrs.frozen
+class RunSummary:
+    """One stored run, as :meth:`Store.runs` lists it.
+
+    Attributes:
+        run_id: the run's id.
+        flow: the flow's name.
+        status: the run's status; ``running`` for a run that has not
+            finished (or whose process died before it did).
+        started: when the store saw the run start (aware, UTC).
+        duration: seconds from start to finish on the run's clock, or
+            ``None`` until it finished.
+        owner_pid: the id of the process that ran it.
+
+    .. versionadded:: 0.1
+    """
+
+    run_id: str
+    flow: str
+    status: Status
+    started: datetime.datetime
+    duration: float | None
+    owner_pid: int
+
+
+class Store(Protocol):
+    """Where runs are kept: a :class:`~runtime.Recorder` that can also be read.
+
+    .. versionadded:: 0.1
+    """
+
+    async def record(self, records: Sequence[Event]) -> None:
+        """Keep *records*, the next records of one run, in order."""
+        ...
+
+    async def runs(self, flow: str | None = None, status: Status | str | None = None) -> list[RunSummary]:
+        """The stored runs, newest first; only *flow*'s, or only those in *status*, if given."""
+        ...
+
+    async def records(self, run_id: str) -> list[Event]:
+        """The stored records of *run_id*, in order."""
+        ...
+
+    async def state(self, run_id: str) -> JobState:
+        """The state of *run_id*, rebuilt by applying its stored records in order."""
+        ...

@@ -1,0 +1,513 @@
+"""SQLiteStore: every record of every run in one SQLite file (WAL mode).
+
+One writer actor, owned by the store's ``async with`` block, holds the write
+connection and commits each batch of records it is told as one transaction,
+in a worker thread (the event loop never waits on disk). Reads open their own
+connection, also in a worker thread, and need no open block: another process
+can read a store while runs are written to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import difflib
+import json
+import os
+import pathlib
+import sqlite3
+from typing import TYPE_CHECKING, final
+
+import trio
+
+import actors
+
+from .._exceptions import StoreError, UnknownRunError
+from .._publisher import Event, EventKind
+from .._serialize import _converter, _Walker
+from .._state import Delivery, ErrorSummary, HistoryEntry, JobState, Request, Status
+from ._base import RunSummary
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from types import TracebackType
+
+#: Forward-only schema migrations: step *i* takes a database from version *i* to *i + 1*.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE runs ("
+        " run_id TEXT PRIMARY KEY, flow TEXT NOT NULL, status TEXT NOT NULL,"
+        " started_offset REAL NOT NULL, finished_offset REAL,"
+        " started_wall TEXT NOT NULL, finished_wall TEXT, owner_pid INTEGER NOT NULL)",
+        "CREATE INDEX runs_by_flow ON runs (flow)",
+        "CREATE TABLE records ("
+        " run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, offset REAL NOT NULL,"
+        " request_id TEXT, parent_id TEXT, node TEXT, data TEXT NOT NULL, unserializable TEXT,"
+        " PRIMARY KEY (run_id, seq)) WITHOUT ROWID",
+    ),
+)
+
+SCHEMA_VERSION = len(_MIGRATIONS)
+"""The schema version this runtime writes; it reads this one and every older one (migrating it)."""
+
+_WRITER_MAILBOX = 64
+
+
+def _utc(timestamp: float) -> datetime.datetime:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+
+
+# -- encoding records --------------------------------------------------------
+
+
+def _encode(event: Event) -> tuple[str, str | None]:
+    """The record's data as JSON text, and the paths of values stored as their repr (JSON), if any."""
+    data = event.data
+    kind = event.kind
+    walker = _Walker(run_id=event.run_id, strict=False)
+    plain: object
+    if kind is EventKind.REQUEST_FAILED and isinstance(data, ErrorSummary):
+        plain = _converter.unstructure(data)
+    elif kind is EventKind.REQUEST_CANCELLED and isinstance(data, Status):
+        plain = data.value
+    elif kind is EventKind.RUN_FINISHED and isinstance(data, dict):
+        status, error = data.get("status"), data.get("error")
+        plain = {
+            "status": str(status) if isinstance(status, Status) else walker.walk(status, "$.data.status"),
+            "result": walker.walk(data.get("result"), "$.data.result"),
+            "error": _converter.unstructure(error)
+            if isinstance(error, ErrorSummary)
+            else walker.walk(error, "$.data.error"),
+        }
+    else:
+        plain = walker.walk(data, "$.data")
+    bad = json.dumps(walker.bad_paths) if walker.bad_paths else None
+    return json.dumps(plain, separators=(",", ":")), bad
+
+
+def _error(value: object) -> ErrorSummary | None:
+    if not isinstance(value, dict):
+        return None
+    return ErrorSummary(str(value.get("type")), str(value.get("message")), tuple(value.get("path") or ()))
+
+
+def _decode(kind: EventKind, data: object) -> object:
+    """The record's data as the run recorded it (summaries and statuses as their types)."""
+    if kind is EventKind.REQUEST_FAILED:
+        return _error(data)
+    if kind is EventKind.REQUEST_CANCELLED and isinstance(data, str):
+        return Status(data)
+    if kind is EventKind.RUN_FINISHED and isinstance(data, dict):
+        status = data.get("status")
+        return {
+            "status": Status(status) if isinstance(status, str) else status,
+            "result": data.get("result"),
+            "error": _error(data.get("error")),
+        }
+    return data
+
+
+# -- rebuilding a state ------------------------------------------------------
+
+
+def _rebuild(run_id: str, flow: str, started: datetime.datetime, records: Sequence[Event]) -> JobState:
+    """Apply *records* in order to an empty state of *run_id*."""
+    state = JobState(job_id=run_id, flow_id=flow, created_at=started)
+    state._clock.anchor = started
+    requests = state.requests
+    for record in records:
+        kind, data, offset = record.kind, record.data, record.offset
+        if kind is EventKind.RUN_STARTED:
+            state.started_at = started
+            state.status = Status.RUNNING
+        elif kind is EventKind.REQUEST_CREATED:
+            assert record.request_id is not None
+            requests[record.request_id] = Request(
+                id=record.request_id,
+                parent_id=record.parent_id,
+                node=record.node or "",
+                status=Status.RUNNING,
+                created_at=offset,
+                started_at=offset,
+                executor=data if isinstance(data, str) else None,
+            )
+        elif kind in _OUTCOMES and record.request_id in requests:
+            request = requests[record.request_id]
+            request.status = data if isinstance(data, Status) else _OUTCOMES[kind]
+            request.finished_at = offset
+            if kind is EventKind.REQUEST_SUCCEEDED:
+                request.result = data if isinstance(data, str) else None
+            elif kind is EventKind.REQUEST_FAILED:
+                request.error = data if isinstance(data, ErrorSummary) else None
+        elif kind is EventKind.LOG and isinstance(data, dict):
+            if record.request_id is not None:
+                data = {"request": record.request_id, "node": record.node, **data}
+            if "timestamp" in data:
+                state.shared_log.append(data)
+            else:
+                state._append_log(data, offset)
+        elif kind is EventKind.ROUTINE_EVENT and isinstance(data, dict):
+            state.history.append(
+                HistoryEntry(
+                    routine_id=record.node or "",
+                    event_name=str(data.get("event")),
+                    data=dict(data.get("data") or {}),
+                    timestamp=state._wall_time(offset),
+                    offset=offset,
+                )
+            )
+        elif kind is EventKind.ROUTINE_STATE and isinstance(data, dict):
+            state.routine_states.setdefault(record.node or "", {}).update(data)
+        elif kind is EventKind.SHARED_DATA and isinstance(data, dict):
+            state.shared_data[str(data.get("key"))] = data.get("value")
+        elif kind is EventKind.UNDELIVERED and isinstance(data, dict):
+            state.undelivered.append(Delivery(**data))
+        elif kind is EventKind.RUN_FINISHED and isinstance(data, dict):
+            status = data.get("status")
+            state.status = status if isinstance(status, Status) else Status.FAILED
+            result = data.get("result")
+            state.result = result if isinstance(result, str) or result is None else repr(result)
+            error = data.get("error")
+            state.error = error if isinstance(error, ErrorSummary) else None
+            state.finished_at = state._wall_time(offset)
+    return state
+
+
+_OUTCOMES = {
+    EventKind.REQUEST_SUCCEEDED: Status.COMPLETED,
+    EventKind.REQUEST_FAILED: Status.FAILED,
+    EventKind.REQUEST_CANCELLED: Status.CANCELLED,
+}
+
+
+# -- connections -------------------------------------------------------------
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+    if has_meta is None:
+        return 0
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _connect(path: pathlib.Path, *, write: bool) -> sqlite3.Connection:
+    """Open *path* (creating and migrating it if *write*); refuse a newer schema."""
+    _check_path(path)
+    try:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    except sqlite3.Error as exc:
+        msg = f"Cannot open the run store {str(path)!r}: {exc}. Give the path of a SQLite file in a writable directory."
+        raise StoreError(msg) from exc
+    try:
+        conn.execute("PRAGMA busy_timeout = 5000")
+        version = _schema_version(conn)
+        if version > SCHEMA_VERSION:
+            msg = (
+                f"The run store {str(path)!r} has schema version {version}, newer than version "
+                f"{SCHEMA_VERSION}, the newest this trioflow reads. Upgrade trioflow to read it, or give another path."
+            )
+            raise StoreError(msg)
+        if write:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            for step in range(version, SCHEMA_VERSION):
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in _MIGRATIONS[step]:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(step + 1),)
+                )
+                conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        conn.close()
+        msg = f"Cannot use the run store {str(path)!r}: {exc}. Give the path of a trioflow run store (a SQLite file), or a new path."
+        raise StoreError(msg) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _check_path(path: pathlib.Path) -> None:
+    if path.is_dir():
+        msg = f"The run store path {str(path)!r} is a directory. Give the path of a file in it, e.g. {str(path / 'runs.db')!r}."
+        raise StoreError(msg)
+
+
+def _write(conn: sqlite3.Connection, records: Sequence[Event], started_wall: dict[str, float]) -> None:
+    """Commit *records* (in order) and their runs' rows as one transaction."""
+    rows = []
+    for event in records:
+        data, bad = _encode(event)
+        rows.append(
+            (
+                event.run_id,
+                event.seq,
+                event.kind.value,
+                event.offset,
+                event.request_id,
+                event.parent_id,
+                event.node,
+                data,
+                bad,
+            )
+        )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for event in records:
+            if event.kind is EventKind.RUN_STARTED:
+                wall = started_wall[event.run_id]
+                conn.execute(
+                    "INSERT INTO runs (run_id, flow, status, started_offset, started_wall, owner_pid)"
+                    " VALUES (?, ?, 'running', ?, ?, ?)",
+                    (event.run_id, str(event.data), event.offset, _utc(wall).isoformat(), os.getpid()),
+                )
+        conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        for event in records:
+            if event.kind is EventKind.RUN_FINISHED and isinstance(event.data, dict):
+                row = conn.execute(
+                    "SELECT started_offset, started_wall FROM runs WHERE run_id = ?", (event.run_id,)
+                ).fetchone()
+                finished = datetime.datetime.fromisoformat(row[1]) + datetime.timedelta(
+                    seconds=event.offset - row[0]
+                )
+                conn.execute(
+                    "UPDATE runs SET status = ?, finished_offset = ?, finished_wall = ? WHERE run_id = ?",
+                    (str(event.data.get("status")), event.offset, finished.isoformat(), event.run_id),
+                )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+@final
+class _Writer(actors.Actor[list[Event], None]):
+    """Owns the write connection; commits each batch it is told as one transaction, off the loop."""
+
+    shielded = True
+    keeps_nursery = False
+    mailbox_size = _WRITER_MAILBOX
+
+    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection) -> None:
+        self._store = store
+        self._conn = conn
+
+    async def handle(self, message: list[Event]) -> None:
+        store = self._store
+        walls = {
+            e.run_id: store._started_wall.pop(e.run_id, _now())
+            for e in message
+            if e.kind is EventKind.RUN_STARTED
+        }
+        await trio.to_thread.run_sync(_write, self._conn, message, walls)
+        store.committed += len(message)
+        if store._on_commit is not None:
+            store._on_commit(store.committed)
+
+
+@final
+class SQLiteStore:
+    """A run store in one SQLite file, in WAL mode: ``Flow(..., store=SQLiteStore(path))``.
+
+    Open it around the runs it keeps; its writer lives as long as the block::
+
+        store = rt.SQLiteStore("runs.db")
+        async with store:
+            await flow.arun(...)  # a Flow made with store=store
+        print(await store.runs())
+
+    Each batch of records a run hands the store is committed as one
+    transaction, a run's records in order; a crash loses at most the batches
+    not yet committed, never the order. Values that are not JSON are stored
+    as their ``repr``, and the record notes their paths (``$.data...``).
+    Reading (:meth:`runs`, :meth:`records`, :meth:`state`) needs no open
+    block.
+
+    Args:
+        path: the database file; created (with its directory's files for
+            WAL) if missing.
+        on_commit: called on the loop after each commit with the number of
+            records this store has committed so far (a progress display, a
+            test's synchronization).
+
+    Raises:
+        StoreError: *path* is a directory.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, on_commit: Callable[[int], object] | None = None
+    ) -> None:
+        self.path = pathlib.Path(path)
+        _check_path(self.path)
+        #: Records committed by this store object so far.
+        self.committed = 0
+        self._on_commit = on_commit
+        self._writer: actors.ActorRef[list[Event], None] | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._started_wall: dict[str, float] = {}
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r})"
+
+    async def __aenter__(self) -> SQLiteStore:
+        if self._stack is not None:
+            msg = f"{self!r} is already open. Open a store once, around all the runs it keeps."
+            raise StoreError(msg)
+        conn = await trio.to_thread.run_sync(lambda: _connect(self.path, write=True))
+        stack = contextlib.AsyncExitStack()
+        try:
+            stack.callback(conn.close)
+            system = await stack.enter_async_context(actors.open_system())
+            self._writer = await system.spawn(_Writer(self, conn), name="store-writer")
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        stack, self._stack = self._stack, None
+        self._writer = None
+        assert stack is not None
+        return await stack.__aexit__(exc_type, exc, tb)
+
+    async def record(self, records: Sequence[Event]) -> None:
+        """Hand *records* to the writer, waiting only while its mailbox is full.
+
+        Raises:
+            StoreError: the store is not open.
+        """
+        writer = self._writer
+        if writer is None:
+            msg = f"{self!r} is not open, so it cannot keep run {records[0].run_id!r}. Run the flow inside async with store: ..."
+            raise StoreError(msg)
+        if records[0].kind is EventKind.RUN_STARTED:
+            # The run's wall clock: now, less how far into the run the batch's last record is.
+            self._started_wall[records[0].run_id] = _now() - records[-1].offset
+        await writer.tell(list(records))
+
+    # -- reading ---------------------------------------------------------------
+
+    def _read(self, work: Callable[[sqlite3.Connection], object]) -> object:
+        if not self.path.exists():
+            msg = f"The run store {str(self.path)!r} does not exist. Give the path of a store a flow has written."
+            raise StoreError(msg)
+        conn = _connect(self.path, write=False)
+        try:
+            return work(conn)
+        except sqlite3.Error as exc:
+            msg = (
+                f"Cannot read the run store {str(self.path)!r}: {exc}. Give the path of a trioflow run store."
+            )
+            raise StoreError(msg) from exc
+        finally:
+            conn.close()
+
+    async def runs(self, flow: str | None = None, status: Status | str | None = None) -> list[RunSummary]:
+        """The stored runs, newest first; only *flow*'s, or only those in *status*, if given.
+
+        Raises:
+            StoreError: the database cannot be read, or is of a newer schema.
+            ValueError: *status* is not a status.
+        """
+        wanted = None if status is None else Status(status)
+        query = (
+            "SELECT run_id, flow, status, started_offset, finished_offset, started_wall, owner_pid FROM runs"
+        )
+        clauses, params = [], []
+        if flow is not None:
+            clauses.append("flow = ?")
+            params.append(flow)
+        if wanted is not None:
+            clauses.append("status = ?")
+            params.append(wanted.value)
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        query += " ORDER BY rowid DESC"
+        rows = await trio.to_thread.run_sync(self._read, lambda conn: conn.execute(query, params).fetchall())
+        assert isinstance(rows, list)
+        return [
+            RunSummary(
+                run_id=run_id,
+                flow=flow_name,
+                status=Status(run_status),
+                started=datetime.datetime.fromisoformat(started_wall),
+                duration=None if finished is None else finished - started,
+                owner_pid=pid,
+            )
+            for run_id, flow_name, run_status, started, finished, started_wall, pid in rows
+        ]
+
+    def _load(self, conn: sqlite3.Connection, run_id: str) -> tuple[str, datetime.datetime, list[Event]]:
+        run = conn.execute("SELECT flow, started_wall FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if run is None:
+            ids = [row[0] for row in conn.execute("SELECT run_id FROM runs")]
+            nearest = difflib.get_close_matches(run_id, ids, n=3, cutoff=0.0)
+            hint = (
+                f"The nearest it has: {', '.join(repr(i) for i in nearest)}."
+                if nearest
+                else "It has no runs."
+            )
+            msg = f"The run store {str(self.path)!r} has no run {run_id!r}. {hint}"
+            raise UnknownRunError(msg)
+        rows = conn.execute(
+            "SELECT seq, kind, offset, request_id, parent_id, node, data FROM records WHERE run_id = ? ORDER BY seq",
+            (run_id,),
+        ).fetchall()
+        records = []
+        for seq, kind, offset, request_id, parent_id, node, data in rows:
+            event_kind = EventKind(kind)
+            records.append(
+                Event(
+                    run_id,
+                    seq,
+                    event_kind,
+                    offset,
+                    request_id,
+                    parent_id,
+                    node,
+                    _decode(event_kind, json.loads(data)),
+                )
+            )
+        return run[0], datetime.datetime.fromisoformat(run[1]), records
+
+    async def records(self, run_id: str) -> list[Event]:
+        """The stored records of *run_id*, in order (results and errors as the run recorded them).
+
+        Raises:
+            UnknownRunError: the store has no run *run_id*; the message names the nearest ids.
+            StoreError: the database cannot be read, or is of a newer schema.
+        """
+        loaded = await trio.to_thread.run_sync(self._read, lambda conn: self._load(conn, run_id))
+        assert isinstance(loaded, tuple)
+        return loaded[2]  # type: ignore[no-any-return]
+
+    async def state(self, run_id: str) -> JobState:
+        """The state of *run_id*, rebuilt by applying its stored records in order.
+
+        It has what the records carry: the request tree, the history, routine
+        states, shared data and log, undelivered messages, and the status,
+        result and error (not the run's context or metrics).
+
+        Raises:
+            UnknownRunError: the store has no run *run_id*; the message names the nearest ids.
+            StoreError: the database cannot be read, or is of a newer schema.
+        """
+        loaded = await trio.to_thread.run_sync(self._read, lambda conn: self._load(conn, run_id))
+        assert isinstance(loaded, tuple)
+        flow, started, records = loaded
+        return _rebuild(run_id, flow, started, records)
+
+
+def _now() -> float:
+    return datetime.datetime.now(datetime.UTC).timestamp()
