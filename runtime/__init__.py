@@ -245,7 +245,9 @@ from types import FunctionType as _FunctionType
 for _name in __all__:
     _obj = globals()[_name]
     # Show public classes and functions as runtime.X, like trio's fixup_module_metadata.
-    if isinstance(_obj, type | _FunctionType) and _obj.__module__.startswith(("runtime._", "runtime.store._")):
+    if isinstance(_obj, type | _FunctionType) and _obj.__module__.startswith(
+        ("runtime._", "runtime.store._")
+    ):
         _obj.__module__ = "runtime"
 del _name, _obj, _FunctionType
 

@@ -71,15 +71,6 @@ def _encode(event: Event) -> tuple[str, str | None]:
         plain = _converter.unstructure(data)
     elif kind is EventKind.REQUEST_CANCELLED and isinstance(data, Status):
         plain = data.value
-    elif kind is EventKind.RUN_FINISHED and isinstance(data, dict):
-        status, error = data.get("status"), data.get("error")
-        plain = {
-            "status": str(status) if isinstance(status, Status) else walker.walk(status, "$.data.status"),
-            "result": walker.walk(data.get("result"), "$.data.result"),
-            "error": _converter.unstructure(error)
-            if isinstance(error, ErrorSummary)
-            else walker.walk(error, "$.data.error"),
-        }
     else:
         plain = walker.walk(data, "$.data")
     bad = json.dumps(walker.bad_paths) if walker.bad_paths else None
@@ -93,18 +84,11 @@ def _error(value: object) -> ErrorSummary | None:
 
 
 def _decode(kind: EventKind, data: object) -> object:
-    """The record's data as the run recorded it (summaries and statuses as their types)."""
+    """The record's data as the run recorded it (error summaries and statuses as their types)."""
     if kind is EventKind.REQUEST_FAILED:
         return _error(data)
     if kind is EventKind.REQUEST_CANCELLED and isinstance(data, str):
         return Status(data)
-    if kind is EventKind.RUN_FINISHED and isinstance(data, dict):
-        status = data.get("status")
-        return {
-            "status": Status(status) if isinstance(status, str) else status,
-            "result": data.get("result"),
-            "error": _error(data.get("error")),
-        }
     return data
 
 
@@ -165,11 +149,14 @@ def _rebuild(run_id: str, flow: str, started: datetime.datetime, records: Sequen
             state.undelivered.append(Delivery(**data))
         elif kind is EventKind.RUN_FINISHED and isinstance(data, dict):
             status = data.get("status")
-            state.status = status if isinstance(status, Status) else Status.FAILED
+            state.status = Status(status) if isinstance(status, str) else Status.FAILED
             result = data.get("result")
             state.result = result if isinstance(result, str) or result is None else repr(result)
+            # The record carries the error as "type: message", not where it was raised.
             error = data.get("error")
-            state.error = error if isinstance(error, ErrorSummary) else None
+            if isinstance(error, str):
+                error_type, _, message = error.partition(": ")
+                state.error = ErrorSummary(error_type, message)
             state.finished_at = state._wall_time(offset)
     return state
 
@@ -497,7 +484,8 @@ class SQLiteStore:
 
         It has what the records carry: the request tree, the history, routine
         states, shared data and log, undelivered messages, and the status,
-        result and error (not the run's context or metrics).
+        result and error (the run's error without its path; not the run's
+        context or metrics).
 
         Raises:
             UnknownRunError: the store has no run *run_id*; the message names the nearest ids.
