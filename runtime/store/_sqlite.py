@@ -51,7 +51,8 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(_MIGRATIONS)
 """The schema version this runtime writes; it reads this one and every older one (migrating it)."""
 
-_WRITER_MAILBOX = 64
+#: Records queued for the writer beyond which recorders wait (backpressure on the runs).
+_MAX_QUEUED = 8192
 
 
 def _utc(timestamp: float) -> datetime.datetime:
@@ -61,9 +62,15 @@ def _utc(timestamp: float) -> datetime.datetime:
 # -- encoding records --------------------------------------------------------
 
 
+_SCALARS = frozenset({str, int, bool, type(None)})
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _encode(event: Event) -> tuple[str, str | None]:
     """The record's data as JSON text, and the paths of values stored as their repr (JSON), if any."""
     data = event.data
+    if type(data) in _SCALARS:  # most records: a summary, an executor's name, nothing
+        return _dumps(data), None
     kind = event.kind
     walker = _Walker(run_id=event.run_id, strict=False)
     plain: object
@@ -74,7 +81,7 @@ def _encode(event: Event) -> tuple[str, str | None]:
     else:
         plain = walker.walk(data, "$.data")
     bad = json.dumps(walker.bad_paths) if walker.bad_paths else None
-    return json.dumps(plain, separators=(",", ":")), bad
+    return _dumps(plain), bad
 
 
 def _error(value: object) -> ErrorSummary | None:
@@ -223,9 +230,9 @@ def _check_path(path: pathlib.Path) -> None:
         raise StoreError(msg)
 
 
-def _write(conn: sqlite3.Connection, records: Sequence[Event], started_wall: dict[str, float]) -> None:
-    """Commit *records* (in order) and their runs' rows as one transaction."""
-    rows = []
+def _rows(records: Sequence[Event]) -> str:
+    """The ``records`` table's rows of *records*, as one JSON array (SQLite unpacks it, without the GIL)."""
+    rows: list[tuple[object, ...]] = []
     for event in records:
         data, bad = _encode(event)
         rows.append(
@@ -241,6 +248,21 @@ def _write(conn: sqlite3.Connection, records: Sequence[Event], started_wall: dic
                 bad,
             )
         )
+    return _dumps(rows)
+
+
+_INSERT_ROWS = "INSERT INTO records SELECT {} FROM json_each(?)".format(
+    ", ".join(f"json_extract(value, '$[{i}]')" for i in range(9))
+)
+
+
+def _write(
+    conn: sqlite3.Connection,
+    records: Sequence[Event],
+    rows: list[tuple[object, ...]],
+    started_wall: dict[str, float],
+) -> None:
+    """Commit *rows* of *records* (in order) and their runs' rows as one transaction."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         for event in records:
@@ -251,7 +273,7 @@ def _write(conn: sqlite3.Connection, records: Sequence[Event], started_wall: dic
                     " VALUES (?, ?, 'running', ?, ?, ?)",
                     (event.run_id, str(event.data), event.offset, _utc(wall).isoformat(), os.getpid()),
                 )
-        conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        conn.execute(_INSERT_ROWS, (rows,))
         for event in records:
             if event.kind is EventKind.RUN_FINISHED and isinstance(event.data, dict):
                 row = conn.execute(
@@ -271,26 +293,29 @@ def _write(conn: sqlite3.Connection, records: Sequence[Event], started_wall: dic
 
 
 @final
-class _Writer(actors.Actor[list[Event], None]):
-    """Owns the write connection; commits each batch it is told as one transaction, off the loop."""
+class _Writer(actors.Actor[None, None]):
+    """Owns the write connection; each message wakes it to commit every record queued so far, as one transaction, off the loop."""
 
     shielded = True
     keeps_nursery = False
-    mailbox_size = _WRITER_MAILBOX
+    mailbox_size = 2  # at most one wake-up waits while one is handled
 
     def __init__(self, store: SQLiteStore, conn: sqlite3.Connection) -> None:
         self._store = store
         self._conn = conn
 
-    async def handle(self, message: list[Event]) -> None:
+    async def handle(self, message: None) -> None:
         store = self._store
+        batch = store._take()
         walls = {
             e.run_id: store._started_wall.pop(e.run_id, _now())
-            for e in message
+            for e in batch
             if e.kind is EventKind.RUN_STARTED
         }
-        await trio.to_thread.run_sync(_write, self._conn, message, walls)
-        store.committed += len(message)
+        # Encoding is Python work: done here, it does not contend with the loop for the GIL.
+        rows = _rows(batch)
+        await trio.to_thread.run_sync(_write, self._conn, batch, rows, walls)
+        store.committed += len(batch)
         if store._on_commit is not None:
             store._on_commit(store.committed)
 
@@ -334,9 +359,13 @@ class SQLiteStore:
         #: Records committed by this store object so far.
         self.committed = 0
         self._on_commit = on_commit
-        self._writer: actors.ActorRef[list[Event], None] | None = None
+        self._writer: actors.ActorRef[None, None] | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._started_wall: dict[str, float] = {}
+        # The records waiting for the writer's next transaction, and whether it was woken for them.
+        self._queued: list[Event] = []
+        self._woken = False
+        self._taken = trio.Event()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -369,7 +398,7 @@ class SQLiteStore:
         return await stack.__aexit__(exc_type, exc, tb)
 
     async def record(self, records: Sequence[Event]) -> None:
-        """Hand *records* to the writer, waiting only while its mailbox is full.
+        """Queue *records* for the writer's next transaction; wait only while its queue is full.
 
         Raises:
             StoreError: the store is not open.
@@ -381,7 +410,21 @@ class SQLiteStore:
         if records[0].kind is EventKind.RUN_STARTED:
             # The run's wall clock: now, less how far into the run the batch's last record is.
             self._started_wall[records[0].run_id] = _now() - records[-1].offset
-        await writer.tell(list(records))
+        self._queued.extend(records)
+        if not self._woken:
+            self._woken = True
+            writer.tell_nowait(None)
+        while len(self._queued) > _MAX_QUEUED:
+            # Backpressure: the writer is busy with the last transaction; wait until it takes these.
+            await self._taken.wait()
+
+    def _take(self) -> list[Event]:
+        """The writer's side of the queue: every queued record, in order; wakes the waiting recorders."""
+        batch, self._queued = self._queued, []
+        self._woken = False
+        self._taken.set()
+        self._taken = trio.Event()
+        return batch
 
     # -- reading ---------------------------------------------------------------
 

@@ -1,0 +1,128 @@
+"""Durable runs (issue 16): what keeping every record in a SQLite run store costs.
+
+- records committed per second by the store: the records of a run of
+  ``rt.call_batch`` of 1,000 calls (collected once), handed to an
+  ``rt.SQLiteStore`` in the publisher's batches, timed until its block has
+  committed every one, per record. Floor: 20 µs a record, the 50,000
+  records/s budget; the ratio must stay at or below 1.
+- the same run with the store attached, end to end (the engine's own work
+  included), per record: reported, no budget.
+- a durable run of 1,000 sequential ``rt.call``, per call (until every record
+  is committed). Floor: the same run in memory. Budget 2x.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import tempfile
+import time
+from typing import TYPE_CHECKING
+
+import trio
+
+import runtime as rt
+
+from ._harness import Options, Row, trio_best_of, trio_best_of_pair
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+_CALLS = 1_000
+_RECORDS_PER_SECOND = 50_000
+
+
+async def _trivial(i: int) -> int:
+    return i
+
+
+trivial = rt.function_node(_trivial)
+
+
+@rt.function_node
+async def _batch(n: int) -> int:
+    await rt.call_batch(trivial, range(n))
+    return n
+
+
+@rt.function_node
+async def _call_loop(n: int) -> int:
+    for i in range(n):
+        await rt.call(trivial, i)
+    return n
+
+
+async def _stored(entry: rt.Node[[int], int], n: int, counted: list[int] | None = None) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = rt.SQLiteStore(pathlib.Path(tmp) / "runs.db")
+        flow = rt.Flow("bench-store", entry_point=entry, store=store)
+        async with store:
+            start = time.perf_counter()
+            await flow.ainvoke(n)
+        elapsed = time.perf_counter() - start
+        if counted is not None:
+            counted.append(store.committed)
+    return elapsed
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.batches: list[list[rt.Event]] = []
+
+    async def record(self, records: Sequence[rt.Event]) -> None:
+        self.batches.append(list(records))
+
+
+async def _collect(n: int) -> list[list[rt.Event]]:
+    collect = _Collect()
+    await rt.Flow("bench-store", entry_point=_batch, recorders=[collect]).ainvoke(n)
+    return collect.batches
+
+
+async def _commit(batches: list[list[rt.Event]]) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        store = rt.SQLiteStore(pathlib.Path(tmp) / "runs.db")
+        async with store:
+            start = time.perf_counter()
+            for batch in batches:
+                await store.record(batch)
+        elapsed = time.perf_counter() - start
+        assert store.committed == sum(map(len, batches))
+    return elapsed
+
+
+async def _in_memory(entry: rt.Node[[int], int], n: int) -> float:
+    flow = rt.Flow("bench-store", entry_point=entry)
+    start = time.perf_counter()
+    await flow.ainvoke(n)
+    return time.perf_counter() - start
+
+
+def bench_store(opts: Options) -> list[Row]:
+    n = opts.scale(_CALLS * 10) // 10 or 1
+    batches = trio.run(_collect, n)
+    records = sum(map(len, batches))
+    per_record = trio_best_of(opts.repeat, lambda: _commit(batches)) / records
+    counted: list[int] = []
+    end_to_end = trio_best_of(opts.repeat, lambda: _stored(_batch, n, counted)) / counted[-1]
+    ours, floor = trio_best_of_pair(
+        opts.repeat, lambda: _stored(_call_loop, n), lambda: _in_memory(_call_loop, n)
+    )
+    return [
+        Row(
+            f"records committed by the store, call_batch of {n} ({1 / per_record:,.0f}/s; per record)",
+            per_record,
+            1 / _RECORDS_PER_SECOND,
+            "s",
+            budget=1.0,
+        ),
+        Row(
+            f"  the same run end to end, engine included ({1 / end_to_end:,.0f}/s; per record)",
+            end_to_end,
+            1 / _RECORDS_PER_SECOND,
+            "s",
+        ),
+        Row(f"durable run of {n} sequential rt.call (per call)", ours / n, floor / n, "s", budget=2.0),
+    ]
+
+
+BENCHMARKS = [bench_store]
