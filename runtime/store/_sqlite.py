@@ -259,7 +259,7 @@ _INSERT_ROWS = "INSERT INTO records SELECT {} FROM json_each(?)".format(
 def _write(
     conn: sqlite3.Connection,
     records: Sequence[Event],
-    rows: list[tuple[object, ...]],
+    rows: str,
     started_wall: dict[str, float],
 ) -> None:
     """Commit *rows* of *records* (in order) and their runs' rows as one transaction."""
