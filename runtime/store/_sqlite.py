@@ -287,8 +287,13 @@ def _write(
                     (str(event.data.get("status")), event.offset, finished.isoformat(), event.run_id),
                 )
         conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
+    except BaseException as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.Error):
+            runs = ", ".join(sorted({repr(e.run_id) for e in records}))
+            msg = f"Cannot write the records of run {runs} to the run store: {exc}. Check the database file and its disk; the store has stopped."
+            raise StoreError(msg) from exc
         raise
 
 
@@ -406,6 +411,9 @@ class SQLiteStore:
         writer = self._writer
         if writer is None:
             msg = f"{self!r} is not open, so it cannot keep run {records[0].run_id!r}. Run the flow inside async with store: ..."
+            raise StoreError(msg)
+        if not writer.is_alive:
+            msg = f"{self!r} has stopped writing (its writer failed: {writer.failure!r}), so it cannot keep run {records[0].run_id!r}. Open the store again."
             raise StoreError(msg)
         if records[0].kind is EventKind.RUN_STARTED:
             # The run's wall clock: now, less how far into the run the batch's last record is.

@@ -374,3 +374,23 @@ async def test_a_store_state_can_be_read_after_a_crash(tmp_path: Path) -> None:
     assert stored.status is rt.Status.RUNNING
     assert stored.requests == result.state.requests
     assert stored.requests["r1"].status is rt.Status.COMPLETED
+
+
+async def test_a_write_that_fails_stops_the_store_with_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    store = rt.SQLiteStore(path)
+    flow = rt.Flow("broken", entry_point=root, store=store)
+    with pytest.RaisesGroup(
+        pytest.RaisesExc(
+            rt.StoreError,
+            match=r"^Cannot write the records of run '[^']+' to the run store: no such table: records\. "
+            r"Check the database file and its disk; the store has stopped\.\n"
+            r"Escalated by actor 'store-writer' \(supervision: escalate\)\.$",
+        ),
+        flatten_subgroups=True,
+    ):
+        async with store:
+            with sqlite3.connect(path) as conn:
+                conn.execute("DROP TABLE records")
+            assert await flow.ainvoke(2) == [0, 2]  # the run goes on; its recorder failed
+            await trio.sleep_forever()  # the writer's failure ends the store's block
