@@ -1,8 +1,10 @@
 """SQLiteStore: every record of every run in one SQLite file (WAL mode).
 
 One writer actor, owned by the store's ``async with`` block, holds the write
-connection and commits each batch of records it is told as one transaction,
-in a worker thread (the event loop never waits on disk). Reads open their own
+connection. Runs queue their records with the store; the writer commits all
+that is queued as one transaction, in a worker thread (the event loop never
+waits on disk; SQLite unpacks the rows from one JSON text, so the thread
+holds the GIL little). Reads open their own
 connection, also in a worker thread, and need no open block: another process
 can read a store while runs are written to it.
 """
@@ -336,9 +338,10 @@ class SQLiteStore:
             await flow.arun(...)  # a Flow made with store=store
         print(await store.runs())
 
-    Each batch of records a run hands the store is committed as one
-    transaction, a run's records in order; a crash loses at most the batches
-    not yet committed, never the order. Values that are not JSON are stored
+    The writer commits everything the runs queued since its last commit
+    as one transaction (a batch a run hands the store is never split), each
+    run's records in order; a crash loses at most what was not yet
+    committed, and leaves every run's records a gap-free prefix. Values that are not JSON are stored
     as their ``repr``, and the record notes their paths (``$.data...``).
     Reading (:meth:`runs`, :meth:`records`, :meth:`state`) needs no open
     block.
@@ -406,7 +409,7 @@ class SQLiteStore:
         """Queue *records* for the writer's next transaction; wait only while its queue is full.
 
         Raises:
-            StoreError: the store is not open.
+            StoreError: the store is not open, or its writer failed.
         """
         writer = self._writer
         if writer is None:
