@@ -394,3 +394,30 @@ async def test_a_write_that_fails_stops_the_store_with_a_clear_error(tmp_path: P
                 conn.execute("DROP TABLE records")
             assert await flow.ainvoke(2) == [0, 2]  # the run goes on; its recorder failed
             await trio.sleep_forever()  # the writer's failure ends the store's block
+
+
+async def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    path.write_text("not a database, " * 100)
+    with pytest.raises(
+        rt.StoreError,
+        match=rf"^Cannot use the run store '{path}': file is not a database\. Give the path of a trioflow "
+        r"run store \(a SQLite file\), or a new path\.$",
+    ):
+        async with rt.SQLiteStore(path):
+            pass
+    assert path.read_text() == "not a database, " * 100
+
+
+async def test_a_store_is_opened_once_at_a_time(tmp_path: Path) -> None:
+    store = rt.SQLiteStore(tmp_path / "runs.db")
+    async with store:
+        with pytest.raises(
+            rt.StoreError,
+            match=rf"^SQLiteStore\('{tmp_path / 'runs.db'}'\) is already open\. "
+            r"Open a store once, around all the runs it keeps\.$",
+        ):
+            async with store:
+                pass
+    async with store:  # and again once it was closed
+        pass
