@@ -329,7 +329,7 @@ _CRASHING = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("after", [1, 700, 3000])
+@pytest.mark.parametrize("after", [1, 2, 100, 255, 256, 257, 700, 1500, 3000, 4500])
 def test_a_run_killed_mid_write_leaves_a_sound_database_and_gap_free_records(
     tmp_path: Path, after: int
 ) -> None:
