@@ -48,7 +48,7 @@ from ._exceptions import JobStateError, RunCancelledError, StepLimitError
 from ._publisher import Event, EventKind, Publisher
 from ._record import RunLog
 from ._routine import ErrorStrategy, ExecutionContext, current_host
-from ._state import Delivery, JobState, Status, _isolate, current_job, summarize
+from ._state import OUTPUT_KEY, Delivery, JobState, Status, _isolate, current_job, summarize
 from ._util import NoPublicConstructor
 
 if TYPE_CHECKING:
@@ -63,8 +63,6 @@ if TYPE_CHECKING:
 ENTRY_SOURCE = "(entry)"
 ENTRY_EVENT = "(start)"
 
-#: The shared-data key under which ``send_output`` collects a job's outputs.
-OUTPUT_KEY = "output_log"
 
 _ROUTINE_MAILBOX = 64
 

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 _RESULT_LIMIT = 200
 
+#: The shared-data key under which a routine job keeps its ``send_output`` outputs.
+OUTPUT_KEY = "output_log"
+
 
 def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)

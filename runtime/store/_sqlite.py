@@ -27,7 +27,7 @@ import actors
 from .._exceptions import StoreError, UnknownRunError
 from .._publisher import Event, EventKind
 from .._serialize import _converter, _Walker
-from .._state import Delivery, ErrorSummary, HistoryEntry, JobState, Request, Status
+from .._state import OUTPUT_KEY, Delivery, ErrorSummary, HistoryEntry, JobState, Request, Status
 from ._base import RunSummary
 
 if TYPE_CHECKING:
@@ -127,12 +127,26 @@ def _rebuild(run_id: str, flow: str, started: datetime.datetime, records: Sequen
             )
         elif kind in _OUTCOMES and record.request_id in requests:
             request = requests[record.request_id]
-            request.status = data if isinstance(data, Status) else _OUTCOMES[kind]
+            # A cancelled request's data names how its executor ended it (killed, orphaned), if not plainly.
+            ending = data if kind is EventKind.REQUEST_CANCELLED and isinstance(data, str) else None
+            request.status = Status(ending) if ending is not None else _OUTCOMES[kind]
             request.finished_at = offset
             if kind is EventKind.REQUEST_SUCCEEDED:
                 request.result = data if isinstance(data, str) else None
             elif kind is EventKind.REQUEST_FAILED:
                 request.error = data if isinstance(data, ErrorSummary) else None
+        elif kind is EventKind.STREAM and record.request_id is None and isinstance(data, dict):
+            # A routine's send_output: the job keeps its outputs in its shared data.
+            outputs = state.shared_data.setdefault(OUTPUT_KEY, [])
+            assert isinstance(outputs, list)
+            outputs.append(
+                {
+                    "routine_id": record.node,
+                    "output_type": data.get("output_type"),
+                    "data": data.get("data"),
+                    "timestamp": state._wall_time(offset).isoformat(),
+                }
+            )
         elif kind is EventKind.LOG and isinstance(data, dict):
             if record.request_id is not None:
                 data = {"request": record.request_id, "node": record.node, **data}

@@ -8,25 +8,12 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 import trio.testing
+from recording import Collect, Counter, fan_into_slow
 
 import runtime as rt
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-
-class Collect:
-    """Keeps every batch it is given."""
-
-    def __init__(self) -> None:
-        self.batches: list[list[rt.Event]] = []
-
-    async def record(self, records: Sequence[rt.Event]) -> None:
-        self.batches.append(list(records))
-
-    @property
-    def records(self) -> list[rt.Event]:
-        return [r for batch in self.batches for r in batch]
 
 
 @rt.function_node
@@ -65,21 +52,6 @@ async def test_a_recorder_gets_every_record_of_a_node_run_in_order_without_a_sub
 
 
 async def test_a_recorder_gets_a_graph_jobs_state_changes_made_by_handlers() -> None:
-    class Counter(rt.Routine):
-        def __init__(self) -> None:
-            super().__init__()
-            self.define_slot("input", handler=self.count)
-            self.define_event("counted", ["n"])
-
-        def count(self, data: int = 0, **kwargs: object) -> None:
-            ctx = self.get_execution_context()
-            assert ctx is not None
-            ctx.job_state.update_routine_state(ctx.routine_id, {"seen": data})
-            ctx.job_state.update_shared_data("last", data)
-            ctx.job_state.append_to_shared_log({"message": "counted"})
-            self.emit("counted", n=data)
-            self.send_output("total", n=data)
-
     recorder = Collect()
     flow: rt.Flow[..., object] = rt.Flow(flow_id="graph-recorded", recorders=[recorder])
     flow.add_routine(Counter(), "counter")
@@ -100,29 +72,8 @@ async def test_a_recorder_gets_a_graph_jobs_state_changes_made_by_handlers() -> 
 async def test_a_cancelled_job_records_what_it_never_delivered(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    class Slow(rt.Routine):
-        def __init__(self) -> None:
-            super().__init__()
-            self.define_slot("input", handler=self.wait)
-
-        async def wait(self, **kwargs: object) -> None:
-            await trio.sleep(10)
-
-    class Fan(rt.Routine):
-        def __init__(self) -> None:
-            super().__init__()
-            self.define_slot("trigger", handler=self.go)
-            self.define_event("out", ["i"])
-
-        def go(self) -> None:
-            for i in range(3):
-                self.emit("out", i=i)
-
     recorder = Collect()
-    flow: rt.Flow[..., object] = rt.Flow(flow_id="undelivered", recorders=[recorder])
-    flow.add_routine(Fan(), "fan")
-    flow.add_routine(Slow(), "slow")
-    flow.connect("fan", "out", "slow", "input")
+    flow = fan_into_slow(recorders=[recorder])
     async with flow.open_job("fan") as job:
         await trio.sleep(1)
         job.cancel()
