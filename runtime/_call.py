@@ -18,14 +18,14 @@ if TYPE_CHECKING:
 
     from ._context import RoutineCaller
     from ._node import Node
-    from ._run import NodeActor
+    from ._run import NodeActor, RunRoot
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _caller(api: str, arg: object, *, node_arg: bool = True) -> NodeActor:
-    """The node actor running the calling task, or an :class:`OutsideRunError` for *api*.
+def _caller(api: str, arg: object, *, node_arg: bool = True) -> NodeActor | RunRoot:
+    """The node actor running the calling task (or the run's root, in an ``rt.Session`` block), or an :class:`OutsideRunError` for *api*.
 
     *arg* is the call's first argument, for the message: a node when
     *node_arg*, else a value (``rt.broadcast``'s item, ``rt.log``'s message).
@@ -39,6 +39,8 @@ def _caller(api: str, arg: object, *, node_arg: bool = True) -> NodeActor:
             "or run a node flow from the handler with await rt.Flow(...).ainvoke(...)."
         )
         raise RoutineCallError(msg)
+    if frame is not None and frame.actor is None and frame.root is not None:
+        return frame.root
     if frame is None or frame.actor is None:
         if node_arg:
             label = entry = getattr(arg, "name", None) or getattr(arg, "__name__", None) or repr(arg)
@@ -136,7 +138,7 @@ async def broadcast(item: object) -> None:
         return
     actor = _caller("rt.broadcast", item, node_arg=False)
     await trio.lowlevel.checkpoint_if_cancelled()
-    await actor.run.record(EventKind.STREAM, actor.request_id, actor.parent_id, actor.node.name, item)
+    await actor.run.record(EventKind.STREAM, actor.request_id, actor.parent_id, actor.node_name, item)
 
 
 _node_logger = logging.getLogger("runtime.node")
@@ -167,7 +169,7 @@ async def log(message: str, *, level: int = logging.INFO, **data: object) -> Non
         return
     actor = _caller("rt.log", message, node_arg=False)
     await trio.lowlevel.checkpoint_if_cancelled()
-    _node_logger.log(level, "%s [%s %s]: %s", actor.run.flow_name, actor.node.name, actor.request_id, message)
+    _node_logger.log(level, "%s [%s %s]: %s", actor.run.flow_name, actor.node_name, actor.request_id, message)
     # Copied now: the node may change its objects after the entry is recorded.
     entry = {"level": logging.getLevelName(level), "message": message, **copy.deepcopy(data)}
-    await actor.run.record(EventKind.LOG, actor.request_id, actor.parent_id, actor.node.name, entry)
+    await actor.run.record(EventKind.LOG, actor.request_id, actor.parent_id, actor.node_name, entry)

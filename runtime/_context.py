@@ -19,7 +19,7 @@ from ._exceptions import OutsideRunError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from ._run import NodeActor
+    from ._run import NodeActor, RunRoot
     from ._state import JobState
 
 T = TypeVar("T")
@@ -68,11 +68,16 @@ class RunInfo(Protocol):
 
 @attrs.define(slots=True)
 class Frame:
-    """Where the current task is: which run, and which node actor or routine (if any)."""
+    """Where the current task is: which run, and which node actor or routine (if any).
+
+    ``root`` is set in the task that holds a node run's block (an
+    ``rt.Session`` block's own code): ``rt.call`` there makes a top-level request.
+    """
 
     run: RunInfo
     actor: NodeActor | None
     routine: RoutineCaller | None = None
+    root: RunRoot | None = None
 
 
 current_frame: contextvars.ContextVar[Frame] = contextvars.ContextVar("trioflow_frame")

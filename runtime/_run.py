@@ -1,12 +1,17 @@
-"""One run of a node flow, as actors.
+"""One run of a node flow: a block in the caller's task, and an actor per node.
 
-A run is a tree of actors in one :func:`actors.open_system` block::
+A run is :func:`open_run`: an async context manager that owns the run in
+the task that enters it (no actor of its own)::
 
-    RunActor            owns the run's cancel scope (timeout, end_on_error)
-    ├── Publisher       hands the run's records to its consumers, when it has any
-    └── NodeActor       the entry point's request
-        └── NodeActor   each rt.call: a child actor in its caller's nursery
-            └── ...     (rt.call_batch: children in a nursery of the batch)
+    caller's task         the run's cancel scope (timeout, end_on_error), its RunLog, its ending
+    └── actor system      a nursery opened in the caller's task
+        ├── Publisher     hands the run's records to its consumers, when it has any
+        └── NodeActor     each top-level request: the entry point's (a Flow run),
+            │             or each rt.call of an rt.Session block (RunRoot makes them)
+            └── NodeActor each rt.call: a child actor in its caller's nursery
+                └── ...   (rt.call_batch: children in a nursery of the batch)
+
+:func:`run_flow` is :func:`open_run` and one top-level call.
 
 Each node actor writes the changes it makes (its request created, succeeded,
 failed or cancelled, its logs and streamed items) into the run's state at
@@ -15,20 +20,28 @@ passes them to the publisher in order (in batches when no subscriber watches
 live). The publisher is shielded: when the run is cancelled from outside it
 still tells its consumers how the run ended, then stops with it. A run with
 no subscriber and no recorder has no publisher.
+
+The run's cancel scope is entered after the system's nursery, so it covers
+the block's code and not the nodes: a top-level call whose wait is cut short
+(timeout, end_on_error, a cancel from outside) cancels its request and waits
+for it, shielded, so every request has ended, its ``finally`` blocks run,
+before the run's ending is written; :meth:`Run.abort` cancels the top-level
+requests directly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import TYPE_CHECKING, final
 
-import outcome
 import trio
 
 import actors
 
 from ._context import Frame, Invocation, RequestMetadata, copy_context, current_frame, invocation_hook
 from ._core import RunResult, cancelled_error, end_state, new_run_id, save_state, timeout_error
+from ._exceptions import OutsideRunError
 from ._executor import Submission
 from ._node import DEFAULT_THREADS
 from ._publisher import Event, EventKind, Publisher
@@ -36,7 +49,10 @@ from ._record import RunLog
 from ._state import ErrorSummary, JobState, Request, Status, summarize
 
 if TYPE_CHECKING:
+    import contextvars
     from collections.abc import Callable, Mapping, Sequence
+    from contextlib import AbstractAsyncContextManager
+    from types import TracebackType
 
     from ._core import RunSettings
     from ._executor import Executor
@@ -67,13 +83,18 @@ class Run:
     __slots__ = (
         "_ids",
         "end_on_error",
+        "ended",
         "entry",
+        "error",
         "executor",
         "first_error",
         "flow_name",
         "log",
         "metadata",
         "nodes_scope",
+        "outcome",
+        "result",
+        "root",
         "state",
         "timeout",
     )
@@ -97,6 +118,14 @@ class Run:
         self.first_error: BaseException | None = None
         self.nodes_scope: trio.CancelScope | None = None
         self.entry: actors.ActorRef[None, object] | None = None
+        #: Makes the run's top-level requests, once the run has begun (see :func:`open_run`).
+        self.root: RunRoot | None = None
+        #: The entry point's result, or the error it raised (``end_on_error`` aside): set by the run's caller.
+        self.result: object = None
+        self.error: BaseException | None = None
+        #: How the run ended, once it has; whether it has.
+        self.outcome: RunResult[object] | None = None
+        self.ended = False
         self.log = RunLog(state.job_id)
         self._ids = 0
 
@@ -205,8 +234,8 @@ class Run:
     def abort(self, exc: BaseException) -> None:
         """``end_on_error``: remember the first failure and cancel every node of the run.
 
-        The nodes are cancelled here, as the failure happens, not once the run
-        actor wakes: a caller waiting for the failed child is then cancelled
+        The nodes are cancelled here, as the failure happens, not once the
+        run's caller wakes: a caller waiting for the failed child is then cancelled
         before the child's error could reach it, so no ``except`` of a parent
         runs (see :meth:`NodeActor.child_failed`).
         """
@@ -216,6 +245,9 @@ class Run:
             self.nodes_scope.cancel()
         if self.entry is not None:
             self.entry.cancel()
+        if self.root is not None:
+            for ref in self.root.live:
+                ref.cancel()
 
 
 _REQUEST_OUTCOMES = {
@@ -258,6 +290,11 @@ class NodeActor(actors.Actor[None, object]):
         self.args = args
         self.kwargs = kwargs
         self.executor = run.executor_for(node)
+
+    @property
+    def node_name(self) -> str:
+        """The name of the node this request runs."""
+        return self.node.name
 
     @property
     def executor_name(self) -> str | None:
@@ -431,100 +468,355 @@ class NodeActor(actors.Actor[None, object]):
         return child
 
 
-class RunActor(actors.Actor[None, "RunResult[object]"]):
-    """The run itself: owns its cancel scope and its book-keeping actors.
 
-    Its children are the publisher (if the run has consumers) and the entry
-    node; it handles one message, the run, and ends once they have.
+class RunRoot:
+    """The top of a run: makes its top-level requests, as a node actor makes its children.
+
+    The entry point's request of a Flow run is one; in an ``rt.Session``
+    block every ``rt.call`` made by the block's own code is one. Each is a
+    :class:`NodeActor` spawned into the run's actor system (or, in a
+    synchronous session block, which has none, into a system of the call's
+    own, opened in the calling task). It lives in the caller's task: this
+    object is no actor, and costs no task.
     """
 
-    mailbox_size = 1
+    __slots__ = ("live", "run", "system")
 
-    def __init__(
-        self,
-        run: Run,
-        entry: AnyNode,
-        args: tuple[object, ...],
-        kwargs: Mapping[str, object],
-        callbacks: Sequence[Callable[[Event], object]],
-        subscriptions: Sequence[Subscription],
-        recorders: Sequence[Recorder],
-    ) -> None:
+    #: What a node actor has and the root has not: a request, a node of its own.
+    request_id = None
+    parent_id = None
+    node_name = None
+
+    def __init__(self, run: Run, system: actors.ActorSystem | None) -> None:
         self.run = run
-        self.entry = entry
-        self.args = args
-        self.kwargs = kwargs
-        self.callbacks = callbacks
-        self.subscriptions = subscriptions
-        self.recorders = recorders
+        self.system = system
+        #: The top-level requests running now: :meth:`Run.abort` cancels them.
+        self.live: set[actors.ActorRef[None, object]] = set()
 
-    async def handle(self, message: None) -> RunResult[object]:
-        self.ref.stop_nowait()  # one run per actor: end (with the children) once it is handled
+    def _child(self, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]) -> NodeActor:
+        run = self.run
+        if run.ended:
+            msg = (
+                f"rt.call({node.name}) was called after its run {run.state.job_id} (of {run.flow_name!r}) ended. "
+                "Make the call inside the `with rt.Session(...)` block, or start a new run."
+            )
+            raise OutsideRunError(msg)
+        return NodeActor(run, node, run.next_request_id(), None, (node.name,), args, kwargs)
+
+    def _spawn(self, system: actors.ActorSystem, child: NodeActor) -> actors.ActorRef[None, object]:
+        self.run.record_nowait(
+            EventKind.REQUEST_CREATED, child.request_id, None, child.node.name, child.executor_name
+        )
+        ref = system.spawn_nowait(child, name=f"{child.node.name} ({child.request_id})")
+        self.live.add(ref)
+        return ref
+
+    async def call(self, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]) -> object:
+        """Run *node* as a top-level request of the run and return its result.
+
+        As :meth:`NodeActor.call`: the request never outlives the call; if the
+        caller is cancelled, so is the request, and this returns only once it
+        has ended.
+        """
+        child = self._child(node, args, kwargs)
+        run = self.run
+        if self.system is None:
+            # A synchronous session block: the request gets a system of its own,
+            # in this task, inside the run's cancel scope.
+            async with actors.open_system() as system:
+                ref = self._spawn(system, child)
+                reply = ref.ask_nowait(None)
+            self.live.discard(ref)
+        else:
+            ref = self._spawn(self.system, child)
+            reply = ref.ask_nowait(None)
+            try:
+                if run.flush_due:
+                    await run.flush()
+                return await reply.wait()
+            except Exception:
+                await self.child_failed()
+                raise
+            finally:
+                self.live.discard(ref)
+                if not reply.done:  # this wait was cancelled: the request goes with it
+                    ref.cancel()
+                    with trio.CancelScope(shield=True):
+                        await ref.wait_stopped()
+        try:
+            return await reply.wait()
+        except Exception:
+            await self.child_failed()
+            raise
+
+    async def child_failed(self) -> None:
+        """As :meth:`NodeActor.child_failed`: with ``end_on_error``, the caller sees the run's cancellation."""
+        if self.run.first_error is not None:
+            await trio.lowlevel.checkpoint()
+
+    async def call_batch(
+        self, node: AnyNode, arg_sets: Sequence[tuple[object, ...]], *, return_exceptions: bool
+    ) -> list[object]:
+        """As :meth:`NodeActor.call_batch`, with the requests at the top of the run."""
+        if self.system is None:
+            async with actors.open_system() as system:
+                return await self._batch(system, node, arg_sets, return_exceptions=return_exceptions)
+        return await self._batch(self.system, node, arg_sets, return_exceptions=return_exceptions)
+
+    async def _batch(
+        self,
+        system: actors.ActorSystem,
+        node: AnyNode,
+        arg_sets: Sequence[tuple[object, ...]],
+        *,
+        return_exceptions: bool,
+    ) -> list[object]:
+        failures: list[BaseException] = []
+        children: list[NodeActor] = []
+        refs: list[actors.ActorRef[None, object]] = []
+        replies: list[actors.Reply[object]] = []
+
+        def on_failure(exc: BaseException) -> None:
+            if not failures:
+                failures.append(exc)
+                for ref in refs:
+                    ref.cancel()
+
+        try:
+            for args in arg_sets:
+                child = self._child(node, args, {})
+                child.keeps_nursery = False
+                if not return_exceptions:
+                    child.on_failure = on_failure
+                children.append(child)
+                ref = self._spawn(system, child)
+                refs.append(ref)
+                replies.append(ref.ask_nowait(None))
+                if self.run.flush_due:
+                    await self.run.flush()
+            for reply in replies:
+                with contextlib.suppress(Exception):
+                    await reply.wait()
+        finally:
+            self.live.difference_update(refs)
+            if not all(reply.done for reply in replies):  # cancelled: the requests go with it
+                for ref in refs:
+                    ref.cancel()
+                with trio.CancelScope(shield=True):
+                    for ref in refs:
+                        await ref.wait_stopped()
+        if failures:
+            await self.child_failed()
+            for child in children:
+                if not child.started:
+                    await self.run.record(
+                        EventKind.REQUEST_CANCELLED, child.request_id, None, child.node.name, None
+                    )
+            raise failures[0]
+        results: list[object] = []
+        for reply in replies:
+            try:
+                results.append(await reply.wait())
+            except Exception as exc:
+                await self.child_failed()
+                if not return_exceptions:
+                    raise
+                results.append(exc)
+        return results
+
+
+def new_run(settings: RunSettings, metadata: RequestMetadata | None = None, *, where: str | None = None) -> Run:
+    """A run of *settings*, not started yet: its id, its state (a copy of the context), its :class:`Run`."""
+    run_id = metadata.run_id if metadata is not None and metadata.run_id else new_run_id()
+    context = copy_context(settings.context, where=where or f"Flow({settings.name!r}) run") if settings.context else {}
+    state = JobState(job_id=run_id, flow_id=settings.name, context=context)
+    return Run(
+        state=state,
+        flow_name=settings.name,
+        timeout=settings.timeout,
+        end_on_error=settings.end_on_error,
+        metadata=metadata if metadata is not None else RequestMetadata(run_id=run_id),
+        executor=settings.executor,
+    )
+
+
+@final
+class OpenRun:
+    """A run in the caller's task: what :func:`open_run` returns.
+
+    Entered with ``async with``, it opens the run's actor system (a nursery in
+    the caller's task) for the publisher, when the run has consumers, and the
+    top-level requests; then the run's cancel scope (its timeout, and
+    ``end_on_error``'s abort) around the block. Leaving it ends the run: the
+    top-level requests have ended with the block (each call waits for its
+    request), so the run's ending is written (status, error, ``run_finished``),
+    handed to the publisher (shielded: consumers learn how a run cancelled from
+    outside ended), the system is left, and the state saved.
+
+    Entered with a plain ``with`` (the synchronous ``rt.Session`` form), it
+    opens only the cancel scope: a run without consumers, whose top-level
+    requests each open an actor system of their own.
+
+    How the run ended is in ``run.outcome`` once the block is left. An error
+    of the block's own code propagates; the run's timeout, and the first
+    failure under ``end_on_error``, are caught here (the block sees only their
+    cancellation) and left in ``run.outcome.error`` for the caller to raise.
+    """
+
+    __slots__ = ("_frame_token", "_publisher", "_scope", "_settings", "_subscriptions", "_system_cm", "run")
+
+    def __init__(self, run: Run, settings: RunSettings, subscriptions: Sequence[Subscription]) -> None:
+        self.run = run
+        self._settings = settings
+        self._system_cm: AbstractAsyncContextManager[actors.ActorSystem] | None = None
+        self._publisher: actors.ActorRef[list[Event], None] | None = None
+        self._scope: trio.CancelScope | None = None
+        self._frame_token: contextvars.Token[Frame] | None = None
+        self._subscriptions = subscriptions
+
+    @property
+    def consumers(self) -> bool:
+        """Whether anybody consumes the run's records (then it needs a publisher, so ``async with``)."""
+        settings = self._settings
+        return bool(settings.subscribers or settings.recorders or self._subscriptions)
+
+    def _begin(self, system: actors.ActorSystem | None) -> None:
+        run = self.run
+        settings = self._settings
+        live = bool(settings.subscribers or self._subscriptions)
+        if system is not None and (live or settings.recorders):
+            self._publisher = system.spawn_nowait(
+                Publisher(settings.subscribers, self._subscriptions, settings.recorders), name="publisher"
+            )
+        run.root = RunRoot(run, system)
+        run.start(self._publisher, live=live)
+        self._frame_token = current_frame.set(Frame(run, None, None, run.root))
+        deadline = math.inf if run.timeout is None else trio.current_time() + run.timeout
+        scope = self._scope = run.nodes_scope = trio.CancelScope(deadline=deadline)
+        scope.__enter__()
+        run.record_nowait(EventKind.RUN_STARTED, data=run.flow_name)
+
+    def _end(self, exc: BaseException | None) -> BaseException | None:
+        """Leave the cancel scope and write how the run ended; return what escapes the block."""
         run = self.run
         state = run.state
-        status = Status.FAILED
+        scope = self._scope
+        assert scope is not None
+        escaping: BaseException | None = None
+        if exc is None:
+            scope.__exit__(None, None, None)
+        else:
+            try:
+                caught = scope.__exit__(type(exc), exc, exc.__traceback__)
+            except BaseException as raised:  # the scope took its Cancelled out of a group
+                escaping = raised
+            else:
+                escaping = None if caught else exc
+        run.ended = True
         result: object = None
-        error: BaseException | None = None
-        entry: actors.ActorRef[None, object] | None = None
-        reply: actors.Reply[object] | None = None
-        live = bool(self.callbacks or self.subscriptions)
-        publisher = (
-            self.spawn_nowait(Publisher(self.callbacks, self.subscriptions, self.recorders), name="publisher")
-            if live or self.recorders
-            else None
-        )
-        run.start(publisher, live=live)
-        current_frame.set(Frame(run, None))
-        deadline = math.inf if run.timeout is None else trio.current_time() + run.timeout
+        error: BaseException | None
+        if escaping is not None:
+            if isinstance(escaping, Exception) and not is_cancellation(escaping):
+                status, error = Status.FAILED, escaping  # the block's own error
+            else:  # cancelled from outside
+                status, error = Status.CANCELLED, cancelled_error(state, "node", escaping)
+        elif run.first_error is not None:  # end_on_error: the scope caught the abort's cancellation
+            status, error = Status.FAILED, run.first_error
+        elif exc is not None:  # the scope caught its own cancellation: the timeout
+            status, error = Status.TIMED_OUT, timeout_error(state, run.timeout, "node")
+        elif run.error is not None:
+            status, error = Status.FAILED, run.error
+        else:
+            status, error, result = Status.COMPLETED, None, run.result
+        run.end_unfinished()
+        summary = summarize(result) if status is Status.COMPLETED else None
+        finished = end_state(state, status, error, summary)
+        state.finished_at = state._wall_time(run.offset())
+        run.record_nowait(EventKind.RUN_FINISHED, data=finished)
+        run.outcome = RunResult(state, result, error)
+        return escaping
+
+    def _leave(self) -> None:
+        if self._frame_token is not None:
+            current_frame.reset(self._frame_token)
+            self._frame_token = None
+        if self._settings.save_state:
+            save_state(self._settings, self.run.state)
+
+    async def __aenter__(self) -> Run:
+        self._system_cm = cm = actors.open_system()
+        system = await cm.__aenter__()
         try:
-            with trio.CancelScope(deadline=deadline) as scope:
-                run.nodes_scope = scope
-                run.record_nowait(EventKind.RUN_STARTED, data=run.flow_name)
-                request_id = run.next_request_id()
-                node_actor = NodeActor(
-                    run, self.entry, request_id, None, (self.entry.name,), self.args, self.kwargs
-                )
-                if run.record_nowait(
-                    EventKind.REQUEST_CREATED, request_id, None, self.entry.name, node_actor.executor_name
-                ):
-                    await run.flush()
-                entry = self.spawn_nowait(node_actor, name=f"{self.entry.name} ({request_id})")
-                run.entry = entry
-                reply = entry.ask_nowait(None)
-                try:
-                    result = await reply.wait()
-                    status = Status.COMPLETED
-                except Exception as exc:
-                    error = exc
-            if run.first_error is not None:
-                status, error, result = Status.FAILED, run.first_error, None
-            elif scope.cancelled_caught:
-                status, result = Status.TIMED_OUT, None
-                error = timeout_error(state, run.timeout, "node")
-        except BaseException as exc:
-            status = Status.CANCELLED
-            error = cancelled_error(state, "node", exc)
+            self._begin(system)
+        except BaseException:
+            await cm.__aexit__(None, None, None)
             raise
-        finally:
-            # Scopes only where a wait is left, so the common end costs none.
-            if reply is not None and not reply.done:
-                assert entry is not None
-                # The wait was cut short (timeout, end_on_error, outside cancel): the
-                # entry node and everything under it end, finally blocks run,
-                # before the run's last record.
-                entry.cancel()
-                with trio.CancelScope(shield=True):
-                    await entry.wait_stopped()
-            run.end_unfinished()
-            summary = summarize(result) if status is Status.COMPLETED else None
-            finished = end_state(state, status, error, summary)
-            state.finished_at = state._wall_time(run.offset())
-            run.record_nowait(EventKind.RUN_FINISHED, data=finished)
+        return self.run
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        assert self._system_cm is not None
+        try:
+            escaping = self._end(exc)
+            publisher = self._publisher
             if publisher is not None:
-                await run.log.flush_shielded()
-                # The publisher hands on what it holds; this actor ends only once it has.
-                publisher.stop_nowait()
-        return RunResult(state, result, error)
+                try:
+                    await self.run.log.flush_shielded()
+                finally:
+                    # The publisher hands on what it holds; leaving the system waits for it.
+                    publisher.stop_nowait()
+            # Every top-level request has ended with the block: this waits only
+            # for the publisher, whatever escapes (the body's error is raised as
+            # it is, never in a nursery's group).
+            await self._system_cm.__aexit__(None, None, None)
+        finally:
+            self._leave()
+        if escaping is None:
+            return True
+        if escaping is exc:
+            return False
+        raise escaping
+
+    def __enter__(self) -> Run:
+        if self.consumers:
+            msg = (
+                f"A synchronous `with` run of {self.run.flow_name!r} cannot feed subscribers or recorders: "
+                "delivering them the run's end needs to await. Use `async with` instead."
+            )
+            raise TypeError(msg)
+        self._begin(None)
+        return self.run
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        try:
+            escaping = self._end(exc)
+        finally:
+            self._leave()
+        if escaping is None:
+            return True
+        if escaping is exc:
+            return False
+        raise escaping
+
+
+def open_run(
+    settings: RunSettings,
+    *,
+    metadata: RequestMetadata | None = None,
+    subscriptions: Sequence[Subscription] = (),
+    where: str | None = None,
+) -> OpenRun:
+    """One run of the flow *settings* describe, in the caller's task: ``async with open_run(s) as run:``.
+
+    The primitive every node run is built on (see :class:`OpenRun`): the
+    block is the run. Its top-level requests are made through ``run.root``
+    (``rt.call`` in the block does so). *where* names the API for a context
+    that cannot be copied.
+    """
+    return OpenRun(new_run(settings, metadata, where=where), settings, subscriptions)
 
 
 async def run_flow(
@@ -537,34 +829,24 @@ async def run_flow(
     subscriptions: Sequence[Subscription] = (),
     on_result: Callable[[RunResult[object]], object] | None = None,
 ) -> RunResult[object]:
-    """Run *entry* once as a run of the flow *settings* describe, in its own actor system.
+    """Run *entry* once as a run of the flow *settings* describe: :func:`open_run` and one top-level call.
 
     *on_result* gets the run's result as soon as the run has ended on its
-    own, even if this call is then cancelled while the run's actors wind
-    down: a session counts the run by how it really ended.
+    own, even if this call is then cancelled while the run's publisher
+    winds down: a session counts the run by how it really ended.
     """
     entry.check_arguments(args, kwargs)
-    run_id = metadata.run_id if metadata is not None and metadata.run_id else new_run_id()
-    context = copy_context(settings.context, where=f"Flow({settings.name!r}) run")
-    state = JobState(job_id=run_id, flow_id=settings.name, context=context)
-    run = Run(
-        state=state,
-        flow_name=settings.name,
-        timeout=settings.timeout,
-        end_on_error=settings.end_on_error,
-        metadata=metadata if metadata is not None else RequestMetadata(run_id=state.job_id),
-        executor=settings.executor,
-    )
-    actor = RunActor(run, entry, args, kwargs, settings.subscribers, subscriptions, settings.recorders)
-    reply: actors.Reply[RunResult[object]] | None = None
+    block = open_run(settings, metadata=metadata, subscriptions=subscriptions)
+    run = block.run
     try:
-        async with actors.open_system() as system:
-            # The run actor stops after its one run; leaving the block waits for it.
-            reply = (await system.spawn(actor, name=f"run {state.job_id}")).ask_nowait(None)
-        return await reply.wait()
+        async with block:
+            try:
+                run.result = await run.root.call(entry, args, kwargs)  # type: ignore[union-attr]
+            except Exception as exc:
+                run.error = exc
     finally:
-        # A value: the run ended on its own (an outside cancel makes the run actor raise).
-        if on_result is not None and reply is not None and isinstance(reply.outcome, outcome.Value):
-            on_result(reply.outcome.value)
-        if settings.save_state:
-            save_state(settings, state)
+        outcome = run.outcome
+        if on_result is not None and outcome is not None and outcome.status is not Status.CANCELLED:
+            on_result(outcome)
+    assert run.outcome is not None
+    return run.outcome

@@ -1,4 +1,4 @@
-"""One run as actors: the run actor, its publisher, one actor per request."""
+"""One run as actors: a block in the caller's task, its publisher, one actor per request."""
 
 import pathlib
 
@@ -39,15 +39,15 @@ async def test_each_request_is_an_actor_in_its_callers_nursery() -> None:
         seen["live"] = [task.name for task in rtt.current_tasks()]
         await rt.call(middle)
 
-    result = await rt.Flow("tree", entry_point=top).arun()
-    run_task = f"run {result.state.run_id}"
-    assert seen["top"][:2] == ["top (r1)", run_task]
-    assert seen["middle"][:3] == ["middle (r2)", "top (r1)", run_task]
-    assert seen["leaf"][:4] == ["leaf (r3)", "middle (r2)", "top (r1)", run_task]
+    await rt.Flow("tree", entry_point=top).arun()
+    # The run is a block in the caller's task: the entry point's actor is a child of it.
+    caller = trio.lowlevel.current_task().name
+    assert seen["top"][:2] == ["top (r1)", caller]
+    assert seen["middle"][:3] == ["middle (r2)", "top (r1)", caller]
+    assert seen["leaf"][:4] == ["leaf (r3)", "middle (r2)", "top (r1)", caller]
     # The run writes its records into its state as they happen: nobody consumes
     # them, so there is no publisher, and no book-keeping actor at all.
     assert set(seen["live"]) - {"<init>", "<TrioToken.run_sync_soon task>"} == {
-        run_task,
         "top (r1)",
         "pytest_trio.plugin._trio_test_runner_factory.<locals>._bootstrap_fixtures_and_run_test",
         "<test 'test_each_request_is_an_actor_in_its_callers_nursery'>",
