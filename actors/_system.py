@@ -192,6 +192,19 @@ class ActorSystem(metaclass=NoPublicConstructor):
         """Cancel every actor of the system at once."""
         self._nursery.cancel_scope.cancel()
 
+    @property
+    def cancel_scope(self) -> trio.CancelScope:
+        """The cancel scope of the system's block: the block's own code and every actor of the system.
+
+        Cancelling it is :meth:`cancel`, and cancels the code of the
+        ``async with`` block too (a shielded actor goes on until stopped); a
+        deadline set on it is a timeout for the block. It is the cancel scope
+        of the nursery the block opens, so using it costs no scope of one's own.
+
+        .. versionadded:: 0.2
+        """
+        return self._nursery.cancel_scope
+
     def _stop_all(self) -> None:
         self._closing = True
         for cell in list(self._live.values()):

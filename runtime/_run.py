@@ -684,34 +684,57 @@ class OpenRun:
         run = self.run
         settings = self._settings
         live = bool(settings.subscribers or self._subscriptions)
+        run.root = RunRoot(run, system)
+        self._frame_token = current_frame.set(Frame(run, None, None, run.root))
         if system is not None and (live or settings.recorders):
             self._publisher = system.spawn_nowait(
                 Publisher(settings.subscribers, self._subscriptions, settings.recorders), name="publisher"
             )
-        run.root = RunRoot(run, system)
         run.start(self._publisher, live=live)
-        self._frame_token = current_frame.set(Frame(run, None, None, run.root))
-        deadline = math.inf if run.timeout is None else trio.current_time() + run.timeout
-        scope = self._scope = run.nodes_scope = trio.CancelScope(deadline=deadline)
-        scope.__enter__()
+        if system is not None:
+            # The system's own scope is the run's: it covers the block and the
+            # nodes, and the publisher is shielded from it. No scope of its own.
+            scope = system.cancel_scope
+            if run.timeout is not None:
+                scope.deadline = trio.current_time() + run.timeout
+        else:
+            deadline = math.inf if run.timeout is None else trio.current_time() + run.timeout
+            scope = trio.CancelScope(deadline=deadline)
+            scope.__enter__()
+        self._scope = run.nodes_scope = scope
         run.record_nowait(EventKind.RUN_STARTED, data=run.flow_name)
 
-    def _end(self, exc: BaseException | None) -> BaseException | None:
-        """Leave the cancel scope and write how the run ended; return what escapes the block."""
+    def _end(self, exc: BaseException | None, *, own_scope: bool) -> tuple[bool, BaseException | None]:
+        """Write how the run ended; return whether the block's cancellation is the run's own, and what escapes.
+
+        With *own_scope* (the synchronous form) the run's cancel scope is left
+        here; otherwise it is the system's, left with the system.
+        """
         run = self.run
         state = run.state
         scope = self._scope
         assert scope is not None
-        escaping: BaseException | None = None
-        if exc is None:
-            scope.__exit__(None, None, None)
-        else:
-            try:
-                caught = scope.__exit__(type(exc), exc, exc.__traceback__)
-            except BaseException as raised:  # the scope took its Cancelled out of a group
-                escaping = raised
+        ours = False
+        escaping: BaseException | None = exc
+        if own_scope:
+            if exc is None:
+                scope.__exit__(None, None, None)
             else:
-                escaping = None if caught else exc
+                try:
+                    ours = scope.__exit__(type(exc), exc, exc.__traceback__)
+                except BaseException as raised:  # the scope took its Cancelled out of a group
+                    escaping = raised
+                else:
+                    escaping = None if ours else exc
+        elif (
+            exc is not None
+            and is_cancellation(exc)
+            and (run.first_error is not None or trio.current_time() >= scope.deadline)
+        ):
+            # The abort, or the timeout (a nursery's scope is cancelled by any
+            # child's Cancelled too, so cancel_called cannot tell): the system's
+            # scope catches it as the system is left.
+            ours, escaping = True, None
         run.ended = True
         result: object = None
         error: BaseException | None
@@ -720,9 +743,9 @@ class OpenRun:
                 status, error = Status.FAILED, escaping  # the block's own error
             else:  # cancelled from outside
                 status, error = Status.CANCELLED, cancelled_error(state, "node", escaping)
-        elif run.first_error is not None:  # end_on_error: the scope caught the abort's cancellation
+        elif run.first_error is not None:  # end_on_error: the run's scope caught the abort's cancellation
             status, error = Status.FAILED, run.first_error
-        elif exc is not None:  # the scope caught its own cancellation: the timeout
+        elif exc is not None:  # the run's scope caught its own cancellation: the timeout
             status, error = Status.TIMED_OUT, timeout_error(state, run.timeout, "node")
         elif run.error is not None:
             status, error = Status.FAILED, run.error
@@ -734,7 +757,7 @@ class OpenRun:
         state.finished_at = state._wall_time(run.offset())
         run.record_nowait(EventKind.RUN_FINISHED, data=finished)
         run.outcome = RunResult(state, result, error)
-        return escaping
+        return ours, escaping
 
     def _leave(self) -> None:
         if self._frame_token is not None:
@@ -756,9 +779,10 @@ class OpenRun:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool:
-        assert self._system_cm is not None
+        system_cm = self._system_cm
+        assert system_cm is not None
         try:
-            escaping = self._end(exc)
+            ours, escaping = self._end(exc, own_scope=False)
             publisher = self._publisher
             if publisher is not None:
                 try:
@@ -767,16 +791,16 @@ class OpenRun:
                     # The publisher hands on what it holds; leaving the system waits for it.
                     publisher.stop_nowait()
             # Every top-level request has ended with the block: this waits only
-            # for the publisher, whatever escapes (the body's error is raised as
-            # it is, never in a nursery's group).
-            await self._system_cm.__aexit__(None, None, None)
+            # for the publisher. A cancellation goes in, for the system's scope
+            # to catch its own; the block's own error never does (a nursery
+            # would put it in a group): it is raised as it is.
+            if ours or (escaping is not None and is_cancellation(escaping)):
+                await system_cm.__aexit__(exc_type, exc, tb)
+            else:
+                await system_cm.__aexit__(None, None, None)
         finally:
             self._leave()
-        if escaping is None:
-            return True
-        if escaping is exc:
-            return False
-        raise escaping
+        return escaping is None
 
     def __enter__(self) -> Run:
         if self.consumers:
@@ -792,7 +816,7 @@ class OpenRun:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> bool:
         try:
-            escaping = self._end(exc)
+            _, escaping = self._end(exc, own_scope=True)
         finally:
             self._leave()
         if escaping is None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TypeVar, final
 
 import trio
 
+from .._context import current_frame
 from .._publisher import EventKind
 from .._state import ErrorSummary, Status
 
@@ -71,6 +72,9 @@ class TaskWatch(trio.abc.Instrument):
     def __init__(self) -> None:
         self._spawner: dict[trio.lowlevel.Task, trio.lowlevel.Task | None] = {}
         self._alive: set[trio.lowlevel.Task] = set()
+        # The tasks a node run's block started (its top-level requests and
+        # publisher), by run id: a node run has no task of its own.
+        self._roots: dict[str, list[trio.lowlevel.Task]] = collections.defaultdict(list)
 
     def task_spawned(self, task: trio.lowlevel.Task) -> None:
         try:
@@ -79,19 +83,26 @@ class TaskWatch(trio.abc.Instrument):
             spawner = None
         self._spawner[task] = spawner
         self._alive.add(task)
+        # Called in the spawning task: its frame says whether a run's block spawns.
+        frame = current_frame.get(None)
+        if frame is not None and frame.root is not None:
+            self._roots[frame.run.state.job_id].append(task)
 
     def task_exited(self, task: trio.lowlevel.Task) -> None:
         self._alive.discard(task)
 
     def run_tasks(self, run_id: str) -> list[trio.lowlevel.Task]:
-        """The tasks of run *run_id* this watch saw start, its own task first.
+        """The tasks of run *run_id* this watch saw start, its first ones first.
+
+        A node run's first tasks are those its block (in the caller's task)
+        started: its top-level requests and its publisher.
 
         Raises:
             AssertionError: the watch saw no task of the run: it was opened
                 after the run started, or closed before.
         """
         name = f"run {run_id}"
-        roots = [task for task in self._spawner if task.name == name]
+        roots = [task for task in self._spawner if task.name == name] + self._roots.get(run_id, [])
         if not roots:
             msg = (
                 f"watch_tasks() saw no task of run {run_id}: open it before the run starts "
