@@ -46,6 +46,9 @@ from ._exceptions import (
     JobStateError as JobStateError,
 )
 from ._exceptions import (
+    NestedRunError as NestedRunError,
+)
+from ._exceptions import (
     NodeArgumentError as NodeArgumentError,
 )
 from ._exceptions import (
@@ -222,6 +225,7 @@ __all__ = [
     "JobStateError",
     "NodeArgumentError",
     "NotANodeError",
+    "NestedRunError",
     "OutsideRunError",
     "OutsideTrioError",
     "RoutineCallError",

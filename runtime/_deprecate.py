@@ -5,33 +5,19 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
-import warnings
 from typing import TYPE_CHECKING, ParamSpec, TypeVar, final
 
 import attrs
+
+# Written in _util, so that every layer can warn; kept importable from here.
+from ._util import TrioflowDeprecationWarning as TrioflowDeprecationWarning
+from ._util import warn_deprecated as warn_deprecated
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-class TrioflowDeprecationWarning(DeprecationWarning):
-    """A trioflow API is deprecated; the message names its replacement.
-
-    .. versionadded:: 0.1
-    """
-
-
-def warn_deprecated(
-    thing: str, *, version: str, instead: str, issue: int | None = None, stacklevel: int = 3
-) -> None:
-    """Warn that *thing* is deprecated since *version*; use *instead*."""
-    msg = f"{thing} is deprecated since trioflow {version}; use {instead} instead."
-    if issue is not None:
-        msg += f" (https://github.com/trioflow/trioflow/issues/{issue})"
-    warnings.warn(msg, TrioflowDeprecationWarning, stacklevel=stacklevel)
 
 
 @final

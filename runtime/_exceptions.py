@@ -35,6 +35,14 @@ class RoutineCallError(TrioflowError, RuntimeError):
 
 
 @final
+class NestedRunError(TrioflowError, RuntimeError):
+    """A block that is a run of its own (``rt.Session``) was entered inside another run.
+
+    .. versionadded:: 0.2
+    """
+
+
+@final
 class InvokeInsideTrioError(TrioflowError, RuntimeError):
     """A synchronous entry point was called inside a running Trio program."""
 

@@ -31,7 +31,6 @@ requests directly.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import TYPE_CHECKING, final
 
@@ -57,7 +56,7 @@ if TYPE_CHECKING:
     from ._core import RunSettings
     from ._executor import Executor
     from ._node import AnyNode
-    from ._publisher import Recorder, Subscription
+    from ._publisher import Subscription
 
 _PATH_NOTED = "__trioflow_request_path__"
 
@@ -468,7 +467,6 @@ class NodeActor(actors.Actor[None, object]):
         return child
 
 
-
 class RunRoot:
     """The top of a run: makes its top-level requests, as a node actor makes its children.
 
@@ -575,6 +573,7 @@ class RunRoot:
         children: list[NodeActor] = []
         refs: list[actors.ActorRef[None, object]] = []
         replies: list[actors.Reply[object]] = []
+        got: list[object] = []  # each result, or the exception in its place
 
         def on_failure(exc: BaseException) -> None:
             if not failures:
@@ -595,11 +594,13 @@ class RunRoot:
                 if self.run.flush_due:
                     await self.run.flush()
             for reply in replies:
-                with contextlib.suppress(Exception):
-                    await reply.wait()
+                try:
+                    got.append(await reply.wait())
+                except Exception as exc:
+                    got.append(_Failed(exc))
         finally:
             self.live.difference_update(refs)
-            if not all(reply.done for reply in replies):  # cancelled: the requests go with it
+            if len(got) < len(replies):  # cancelled: the requests go with it
                 for ref in refs:
                     ref.cancel()
                 with trio.CancelScope(shield=True):
@@ -614,21 +615,37 @@ class RunRoot:
                     )
             raise failures[0]
         results: list[object] = []
-        for reply in replies:
-            try:
-                results.append(await reply.wait())
-            except Exception as exc:
+        for value in got:
+            if isinstance(value, _Failed):
                 await self.child_failed()
                 if not return_exceptions:
-                    raise
-                results.append(exc)
+                    raise value.error
+                results.append(value.error)
+            else:
+                results.append(value)
         return results
 
 
-def new_run(settings: RunSettings, metadata: RequestMetadata | None = None, *, where: str | None = None) -> Run:
+@final
+class _Failed:
+    """A batch request's exception, held in its place among the results."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def new_run(
+    settings: RunSettings, metadata: RequestMetadata | None = None, *, where: str | None = None
+) -> Run:
     """A run of *settings*, not started yet: its id, its state (a copy of the context), its :class:`Run`."""
     run_id = metadata.run_id if metadata is not None and metadata.run_id else new_run_id()
-    context = copy_context(settings.context, where=where or f"Flow({settings.name!r}) run") if settings.context else {}
+    context = (
+        copy_context(settings.context, where=where or f"Flow({settings.name!r}) run")
+        if settings.context
+        else {}
+    )
     state = JobState(job_id=run_id, flow_id=settings.name, context=context)
     return Run(
         state=state,

@@ -52,6 +52,7 @@ from ._holder import (
 )
 from ._metrics import WorkflowMetrics
 from ._publisher import Subscription
+from ._session_block import SessionBlock
 from ._util import NoPublicConstructor, check_in_trio
 
 if TYPE_CHECKING:
@@ -527,9 +528,29 @@ class _Opener(Generic[T]):
         session._close()
 
 
+class _SessionType(NoPublicConstructor):
+    """``rt.Session``'s metaclass: a lease comes from ``manager.session()``; calling the class builds a block.
+
+    ``rt.Session(...)`` is Railtracks' deprecated form of one run (see
+    ``_session_block``); a lease never had a public constructor, so the call
+    is free for it. ``isinstance(x, rt.Session)`` holds for both.
+    """
+
+    def __call__(cls, *args: object, **kwargs: object) -> SessionBlock:  # type: ignore[override]
+        return SessionBlock(*args, **kwargs)  # type: ignore[arg-type]
+
+    def __instancecheck__(cls, instance: object) -> bool:
+        return isinstance(instance, SessionBlock) or super().__instancecheck__(instance)
+
+
 @final
-class Session(Generic[T], metaclass=NoPublicConstructor):
+class Session(Generic[T], metaclass=_SessionType):
     """A lease on a workflow for one request; from :meth:`SessionManager.session`.
+
+    Calling ``rt.Session(...)`` does not make a lease: it is Railtracks'
+    deprecated ``Session`` block: one run of the ``rt.call`` requests made in it
+    (``async with rt.Session(timeout=30): await rt.call(node)``); see
+    ``docs/``. Use :class:`~runtime.Flow` in new code.
 
     Good only inside its ``async with`` block. Each :meth:`run` or
     :meth:`stream` is an independent run of the workflow, with this session's

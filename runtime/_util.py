@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 import trio
@@ -82,3 +83,20 @@ class NoPublicConstructor(type):
 
     def _create(cls: type[T], *args: object, **kwargs: object) -> T:
         return super().__call__(*args, **kwargs)  # type: ignore[misc, no-any-return]
+
+
+class TrioflowDeprecationWarning(DeprecationWarning):
+    """A trioflow API is deprecated; the message names its replacement.
+
+    .. versionadded:: 0.1
+    """
+
+
+def warn_deprecated(
+    thing: str, *, version: str, instead: str, issue: int | None = None, stacklevel: int = 3
+) -> None:
+    """Warn that *thing* is deprecated since *version*; use *instead*."""
+    msg = f"{thing} is deprecated since trioflow {version}; use {instead} instead."
+    if issue is not None:
+        msg += f" (https://github.com/trioflow/trioflow/issues/{issue})"
+    warnings.warn(msg, TrioflowDeprecationWarning, stacklevel=stacklevel)

@@ -947,9 +947,12 @@ async def test_metrics_are_frozen_snapshots_that_add_up(autojump_clock: trio.tes
         assert metrics.mean_queue_time == 0.0
 
 
-async def test_the_session_is_not_publicly_constructible() -> None:
-    with pytest.raises(TypeError, match=r"^runtime\.Session has no public constructor\.$"):
-        rt.Session()
+async def test_calling_session_builds_railtracks_block_not_a_lease() -> None:
+    """A lease only comes from manager.session(); calling rt.Session is Railtracks' deprecated block."""
+    with pytest.warns(rt.TrioflowDeprecationWarning, match=r"^rt\.Session\(\.\.\.\) is deprecated"):
+        block = rt.Session()
+    assert isinstance(block, rt.Session)
+    assert not hasattr(block, "workflow")
 
 
 @pytest.mark.parametrize("seed", range(8))

@@ -1,0 +1,286 @@
+"""``rt.Session(...)`` as a block: Railtracks' deprecated form of one run, both ``with`` and ``async with``."""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+import trio.testing
+
+import runtime as rt
+
+if TYPE_CHECKING:
+    import pathlib
+
+pytestmark = pytest.mark.filterwarnings("ignore::runtime.TrioflowDeprecationWarning")
+
+
+@rt.function_node
+async def add(a: int, b: int) -> int:
+    await rt.broadcast(a + b)
+    return a + b
+
+
+@rt.function_node
+async def boom() -> None:
+    msg = "boom"
+    raise ValueError(msg)
+
+
+finally_ran: list[str] = []
+
+
+@rt.function_node
+async def slow() -> None:
+    try:
+        await trio.sleep(100)
+    finally:
+        finally_ran.append("slow")
+
+
+async def test_every_call_in_the_block_is_a_top_level_request_of_one_run() -> None:
+    events: list[rt.Event] = []
+    items: list[object] = []
+    async with rt.Session(
+        name="demo", context={"k": 1}, subscribers=[events.append], broadcast_callback=items.append
+    ) as session:
+        x = await rt.call(add, 1, 2)
+        y = await rt.call(add, x, 2)
+        batch = await rt.call_batch(add, [1, 2], [3, 4])
+        assert rt.context.get("k") == 1
+        rt.context.put("k", 2)
+        await rt.log("from the block")
+    assert (x, y, batch) == (3, 5, [4, 6])
+    state = session.state
+    assert state.status is rt.Status.COMPLETED
+    assert state.run_id == session.identifier
+    assert state.flow_name == "demo"
+    assert state.context == {"k": 2}
+    assert [r.node for r in state.roots()] == ["add", "add", "add", "add"]
+    assert all(r.parent_id is None for r in state.requests.values())
+    assert state.get_shared_log()[0]["message"] == "from the block"
+    assert state.get_shared_log()[0]["request"] is None
+    # Same records as a Flow run: run_started first, run_finished last, numbered without gaps.
+    assert events[0].kind is rt.EventKind.RUN_STARTED
+    assert events[-1].kind is rt.EventKind.RUN_FINISHED
+    assert events[-1].data == {"status": "completed", "result": "None", "error": None}
+    assert [e.seq for e in events] == list(range(len(events)))
+    assert sorted(items) == [3, 4, 5, 6]  # type: ignore[type-var]
+
+
+async def test_a_plain_with_is_honoured_inside_trio() -> None:
+    with rt.Session(context={"k": "v"}) as session:
+        assert await rt.call(add, 5, 5) == 10
+        assert rt.context.get("k") == "v"
+    assert session.state.status is rt.Status.COMPLETED
+    assert [r.status for r in session.state.requests.values()] == [rt.Status.COMPLETED]
+
+
+@pytest.mark.parametrize("form", ["with", "async with"])
+async def test_the_timeout_cancels_every_request_and_raises(
+    form: str, autojump_clock: trio.testing.MockClock, tmp_path: pathlib.Path
+) -> None:
+    finally_ran.clear()
+    session = rt.Session(name="t", timeout=5, save_state=True, state_dir=tmp_path)
+    start = trio.current_time()
+
+    async def block() -> None:
+        if form == "with":
+            with session:
+                await rt.call(add, 1, 1)
+                await rt.call(slow)
+        else:
+            async with session:
+                await rt.call(add, 1, 1)
+                await rt.call(slow)
+
+    with pytest.raises(
+        rt.RunTimeoutError, match=r"^Flow 't' \(run run-[0-9a-f]{12}\) timed out after 5 s; every node of it"
+    ):
+        await block()
+    assert trio.current_time() - start == 5
+    assert finally_ran == ["slow"]
+    assert session.state.status is rt.Status.TIMED_OUT
+    assert [r.status for r in session.state.requests.values()] == [rt.Status.COMPLETED, rt.Status.CANCELLED]
+    assert rt.read_state_file(tmp_path / "t.json").status is rt.Status.TIMED_OUT
+
+
+@pytest.mark.parametrize("form", ["with", "async with"])
+async def test_end_on_error_ends_the_block_at_the_first_failure(form: str) -> None:
+    after: list[str] = []
+    session = rt.Session(end_on_error=True)
+
+    async def call_boom() -> None:
+        try:
+            await rt.call(boom)
+        except ValueError:
+            after.append("caught")  # never: the block sees the run's cancellation
+
+    async def block() -> None:
+        if form == "with":
+            with session:
+                await call_boom()
+        else:
+            async with session:
+                await call_boom()
+
+    with pytest.raises(ValueError, match=r"^boom"):
+        await block()
+    assert after == []
+    assert session.state.status is rt.Status.FAILED
+    assert session.state.error is not None
+    assert session.state.error.message == "boom"
+
+
+async def test_without_end_on_error_the_block_catches_a_failure() -> None:
+    async with rt.Session() as session:
+        with pytest.raises(ValueError, match=r"^boom"):
+            await rt.call(boom)
+        assert await rt.call(add, 1, 1) == 2
+    assert session.state.status is rt.Status.COMPLETED
+
+
+async def test_an_error_of_the_block_fails_the_run_and_propagates_as_it_is() -> None:
+    session = rt.Session()
+
+    async def block() -> None:
+        async with session:
+            await rt.call(add, 1, 1)
+            raise KeyError("mine")
+
+    with pytest.raises(KeyError, match="mine"):
+        await block()
+    assert session.state.status is rt.Status.FAILED
+    assert session.state.error is not None
+    assert session.state.error.type == "KeyError"
+
+
+async def test_a_cancel_from_outside_ends_the_run_cancelled_and_consumers_hear_it(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    finally_ran.clear()
+    events: list[rt.Event] = []
+    with trio.move_on_after(3) as scope:
+        async with rt.Session(subscribers=[events.append]) as session:
+            await rt.call(slow)
+    assert scope.cancelled_caught
+    assert finally_ran == ["slow"]
+    assert session.state.status is rt.Status.CANCELLED
+    assert events[-1].kind is rt.EventKind.RUN_FINISHED
+    assert isinstance(events[-1].data, dict)
+    assert events[-1].data["status"] == "cancelled"
+
+
+async def test_a_session_inside_a_run_is_refused() -> None:
+    @rt.function_node
+    async def outer() -> None:
+        async with rt.Session():
+            pass
+
+    with pytest.raises(
+        rt.NestedRunError, match=r"^`async with rt\.Session\(\.\.\.\)` was entered inside run run-"
+    ):
+        await rt.Flow("outer", entry_point=outer).ainvoke()
+
+
+async def test_a_session_inside_a_session_is_refused() -> None:
+    async with rt.Session(name="a"):
+        with pytest.raises(rt.NestedRunError, match=r"it cannot nest in another"), rt.Session():
+            pass
+
+
+def test_a_plain_with_outside_trio_says_what_to_write() -> None:
+    with (
+        pytest.raises(
+            rt.OutsideTrioError, match=r"^`with rt\.Session\(\.\.\.\)` was entered outside a Trio run"
+        ),
+        rt.Session(),
+    ):
+        pass
+
+
+async def test_a_plain_with_cannot_feed_consumers() -> None:
+    with (
+        pytest.raises(TypeError, match=r"Write `async with rt\.Session\(\.\.\.\)` instead\.$"),
+        rt.Session(subscribers=[print]),
+    ):
+        pass
+
+
+async def test_a_session_is_entered_once() -> None:
+    session = rt.Session()
+    async with session:
+        pass
+    with pytest.raises(RuntimeError, match=r"was entered already: make a new rt\.Session"):
+        async with session:
+            pass
+
+
+async def test_a_call_after_the_block_says_the_run_ended() -> None:
+    async with trio.open_nursery() as nursery:
+        async with rt.Session():
+            done = trio.Event()
+
+            async def later() -> None:
+                await done.wait()
+                with pytest.raises(
+                    rt.OutsideRunError, match=r"^rt\.call\(add\) was called after its run run-"
+                ):
+                    await rt.call(add, 1, 1)
+
+            nursery.start_soon(later)
+        done.set()
+
+
+def test_rt_session_warns_as_deprecated_pointing_at_flow() -> None:
+    with pytest.warns(
+        rt.TrioflowDeprecationWarning,
+        match=r"^rt\.Session\(\.\.\.\) is deprecated since trioflow 0\.2; use rt\.Flow\(name, entry_point=node, \.\.\.\)",
+    ) as caught:
+        rt.Session()
+    assert caught[0].filename == __file__  # the warning points at the caller
+
+
+async def test_railtracks_attributes_work_or_say_what_to_read() -> None:
+    async with rt.Session(name="n", flow_name="f", flow_id="id-1") as session:
+        await rt.call(add, 1, 1)
+    assert (session.name, session.flow_name, session.flow_id) == ("n", "f", "id-1")
+    assert session._identifier == session.identifier == session.state.run_id
+    with pytest.raises(AttributeError, match=r"^rt\.Session has no \.info .*read session\.state"):
+        _ = session.info
+    with pytest.raises(AttributeError, match=r"^rt\.Session has no payload\(\): read session\.state"):
+        session.payload()
+    with pytest.raises(RuntimeError, match=r"has no state yet: enter it first"):
+        _ = rt.Session().state
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"timeout": 0}, ValueError, r"^rt\.Session\(timeout=0\): timeout must be a positive number"),
+        ({"timeout": "5"}, TypeError, r"^rt\.Session\(timeout='5'\): timeout must be"),
+        ({"context": [1]}, TypeError, r"^rt\.Session\(context=\[1\]\): context must be a dict"),
+        (
+            {"end_on_error": 1},
+            TypeError,
+            r"^rt\.Session\(end_on_error=1\): end_on_error must be True or False\.$",
+        ),
+        ({"name": ""}, TypeError, r"^rt\.Session\(name=''\): name must be a non-empty string"),
+    ],
+)
+def test_bad_settings_name_the_setting(kwargs: dict[str, object], error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        rt.Session(**kwargs)  # type: ignore[arg-type]
+
+
+def test_the_deprecation_is_the_only_warning_of_a_good_session() -> None:
+    async def main() -> None:
+        async with rt.Session():
+            await rt.call(add, 1, 1)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trio.run(main)
+    assert [type(w.message) for w in caught] == [rt.TrioflowDeprecationWarning]
