@@ -284,7 +284,7 @@ def bench_job(opts: Options) -> list[Row]:
     ours, floor = _interleaved(2 * opts.repeat, lambda: _job_ours(n), lambda: _job_floor(n))
     kernel, floor2 = _interleaved(opts.repeat, lambda: _job_kernel(n), lambda: _job_floor(n))
     return [
-        Row("job start + finish, two routines", ours / n, floor / n, "s", budget=3.0),
+        Row("job start + finish, two routines", ours / n, floor / n, "s", budget=2.0),
         Row("  of which the actor kernel (2 actors, 1 hop)", kernel / n, floor2 / n, "s"),
     ]
 

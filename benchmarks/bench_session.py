@@ -71,7 +71,7 @@ def _interleaved(repeat: int, ours: Callable[[], Awaitable[float]], floor: Calla
 def bench_sequential(opts: Options) -> Row:
     n = opts.scale(1_000)
     ours, floor = _interleaved(2 * opts.repeat + 1, lambda: _sequential_ours(n), lambda: _sequential_floor(n))
-    return Row("session + lease + run vs ainvoke", ours / n, floor / n, "s", budget=1.5)
+    return Row("session + lease + run vs ainvoke", ours / n, floor / n, "s", budget=1.3)
 
 
 # -- concurrent -----------------------------------------------------------------
