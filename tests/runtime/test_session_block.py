@@ -284,3 +284,20 @@ def test_the_deprecation_is_the_only_warning_of_a_good_session() -> None:
         warnings.simplefilter("always")
         trio.run(main)
     assert [type(w.message) for w in caught] == [rt.TrioflowDeprecationWarning]
+
+
+async def test_the_readme_snippet_runs() -> None:
+    @rt.function_node
+    async def fetch(key: str) -> str:
+        return f"<{key}>"
+
+    @rt.function_node
+    async def parse(text: str) -> str:
+        return f"{text.strip('<>')} in {rt.context.get('lang')}"
+
+    # As in README.md, "Sessions":
+    async with rt.Session(name="demo", timeout=30, context={"lang": "en"}) as session:
+        a = await rt.call(fetch, "x")
+        b = await rt.call(parse, a)  # rt.context works in the block too
+    assert session.state.status is rt.Status.COMPLETED
+    assert b == "x in en"
