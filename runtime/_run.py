@@ -507,6 +507,8 @@ class RunRoot:
         )
         ref = system.spawn_nowait(child, name=f"{child.node.name} ({child.request_id})")
         self.live.add(ref)
+        if self.run.entry is None:  # the run's first request: a Flow run's entry point
+            self.run.entry = ref
         return ref
 
     async def call(self, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]) -> object:
