@@ -34,9 +34,6 @@ from ._exceptions import (
     ExecutorError as ExecutorError,
 )
 from ._exceptions import (
-    FaultInjectionError as FaultInjectionError,
-)
-from ._exceptions import (
     GraphDefinitionError as GraphDefinitionError,
 )
 from ._exceptions import (
@@ -219,7 +216,6 @@ __all__ = [
     "BusyError",
     "EventDataError",
     "ExecutorError",
-    "FaultInjectionError",
     "GraphDefinitionError",
     "InvokeInsideTrioError",
     "JobStateError",
@@ -258,6 +254,12 @@ del _name, _obj, _FunctionType
 # Old names, kept one release with a TrioflowDeprecationWarning on each access.
 __getattr__ = _deprecate_attributes(
     __name__,
-    {"Busy": _DeprecatedAttribute(BusyError, version="0.1", instead="runtime.BusyError", issue=13)},
+    {
+        "Busy": _DeprecatedAttribute(BusyError, version="0.1", instead="runtime.BusyError", issue=13),
+        # Moved to the fuzz kit, which runtime never imports: resolved on access.
+        "FaultInjectionError": _DeprecatedAttribute.moved(
+            "runtime.testing.FaultInjectionError", version="0.1", issue=13
+        ),
+    },
 )
 del _deprecate_attributes, _DeprecatedAttribute

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import sys
 from typing import TYPE_CHECKING, ParamSpec, TypeVar, final
@@ -26,16 +27,34 @@ class DeprecatedAttribute:
     """A module attribute kept under an old name for one release; see :func:`deprecate_attributes`.
 
     Attributes:
-        value: what the old name still gives.
+        value: what the old name still gives (``None`` for a moved attribute).
         version: the trioflow version that deprecated it.
         instead: the replacement, as users write it (``runtime.BusyError``).
         issue: the issue that explains the change.
+        moved_to: for an attribute that moved, its new dotted path, imported on access.
     """
 
     value: object
     version: str
     instead: str
     issue: int | None = None
+    moved_to: str | None = None
+
+    @classmethod
+    def moved(cls, path: str, *, version: str, issue: int | None = None) -> DeprecatedAttribute:
+        """An attribute moved to *path* (``package.module.Name``), imported only when accessed.
+
+        For a name that moved to a package the old one must not import, such as
+        the fuzz kit: the old name resolves *path* on each access.
+        """
+        return cls(None, version=version, instead=path, issue=issue, moved_to=path)
+
+    def resolve(self) -> object:
+        """What the old name gives: :attr:`value`, or the object at :attr:`moved_to`."""
+        if self.moved_to is None:
+            return self.value
+        module, _, name = self.moved_to.rpartition(".")
+        return getattr(importlib.import_module(module), name)
 
 
 def deprecate_attributes(
@@ -57,7 +76,7 @@ def deprecate_attributes(
         warn_deprecated(
             f"{module}.{name}", version=attribute.version, instead=attribute.instead, issue=attribute.issue
         )
-        return attribute.value
+        return attribute.resolve()
 
     return __getattr__
 

@@ -143,11 +143,6 @@ class WorkflowBuildError(TrioflowError, RuntimeError):
 
 
 @final
-class FaultInjectionError(TrioflowError, ValueError):
-    """A fault names a node or routine the workflow does not have."""
-
-
-@final
 class SubscriberOverflowError(TrioflowError):
     """A subscriber with ``overflow="fail"`` fell behind by more than its buffer.
 

@@ -25,6 +25,7 @@ from ._checkers import run_history as run_history
 from ._checkers import watch_tasks as watch_tasks
 from ._faults import CancelPoint as CancelPoint
 from ._faults import Fault as Fault
+from ._faults import FaultInjectionError as FaultInjectionError
 from ._faults import FaultPlan as FaultPlan
 from ._faults import HandOff as HandOff
 from ._faults import InjectedCancelError as InjectedCancelError
@@ -98,6 +99,7 @@ __all__ = [
     # faults and schedules
     "faults",
     "Fault",
+    "FaultInjectionError",
     "FaultPlan",
     "inject",
     "Injection",

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from .._context import AfterHook, Frame, Invocation, current_frame, invocation_hook
-from .._exceptions import FaultInjectionError, TrioflowError
+from .._exceptions import TrioflowError
 from .._node import Node
 from .._routine import current_host
 from .._run import Run
@@ -58,6 +58,16 @@ FaultKey: TypeAlias = "str | tuple[str, int]"
 _KINDS: tuple[FaultKind, ...] = ("raise", "delay", "cancel", "raise_after")
 
 T = TypeVar("T")
+
+
+@final
+class FaultInjectionError(TrioflowError, ValueError):
+    """A fault names a node or routine the workflow does not have.
+
+    .. versionchanged:: 0.1
+        Moved here from ``runtime.FaultInjectionError``, which still works, with
+        a deprecation warning, for one release.
+    """
 
 
 @final

@@ -2,6 +2,8 @@
 
 import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 import trio
@@ -134,3 +136,24 @@ def test_an_unknown_attribute_is_still_an_attribute_error() -> None:
         rt.Bussy  # noqa: B018
     assert info.value.name == "Bussy"
     assert not hasattr(rt, "Bussy")
+
+
+def test_the_old_fault_injection_error_name_warns_and_gives_the_fuzz_kits_class() -> None:
+    with pytest.warns(
+        rt.TrioflowDeprecationWarning,
+        match=(
+            r"^runtime\.FaultInjectionError is deprecated since trioflow 0\.1; "
+            r"use runtime\.testing\.FaultInjectionError instead\. "
+        ),
+    ):
+        old = rt.FaultInjectionError
+    from runtime.testing import FaultInjectionError
+
+    assert old is FaultInjectionError
+    assert issubclass(old, rt.TrioflowError)
+    assert "FaultInjectionError" not in rt.__all__
+
+
+def test_runtime_does_not_import_the_fuzz_kit_for_its_moved_error() -> None:
+    code = "import sys, runtime; assert 'runtime.testing' not in sys.modules, sorted(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)

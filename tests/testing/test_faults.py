@@ -284,7 +284,7 @@ def test_sync_invoke_inside_the_block() -> None:
 def test_unknown_node_in_a_flow_names_the_known_ones() -> None:
     with (
         pytest.raises(
-            rt.FaultInjectionError,
+            rtt.FaultInjectionError,
             match=(
                 r"^inject\(\): Flow 'fan' has no node 'leef': it is not reachable from the entry point's code, "
                 r"and no run in the block invoked it\. The known nodes are 'fan', 'leaf'\. "
@@ -298,7 +298,7 @@ def test_unknown_node_in_a_flow_names_the_known_ones() -> None:
 
 def test_unknown_node_in_an_explicit_list_fails_at_once() -> None:
     with pytest.raises(
-        rt.FaultInjectionError,
+        rtt.FaultInjectionError,
         match=r"^inject\(\): the node list given to inject\(\) has no node 'x', 'y'; its nodes are 'fan', 'leaf'\.$",
     ):
         rtt.inject({"x": Fault.cancelling(), ("y", 2): Fault.cancelling()}, nodes=["fan", "leaf"])
@@ -530,14 +530,14 @@ def test_routine_targets_are_ids_and_slots() -> None:
 
 def test_unknown_routine_id_names_the_known_ones() -> None:
     with pytest.raises(
-        rt.FaultInjectionError,
+        rtt.FaultInjectionError,
         match=(
             r"^inject\(\): Flow 'pipeline' has no routine 'snk'; its routine ids are 'sink', 'src' "
             r"\(a slot is targeted as 'routine\.slot': 'sink\.input', 'src\.trigger'\)\.$"
         ),
     ):
         rtt.inject({"snk": Fault.cancelling()}, flow=graph())
-    with pytest.raises(rt.FaultInjectionError, match=r"has no routine 'sink\.output'"):
+    with pytest.raises(rtt.FaultInjectionError, match=r"has no routine 'sink\.output'"):
         rtt.run_with_schedule(graph(), "go", faults={"sink.output": Fault.cancelling()})
 
 

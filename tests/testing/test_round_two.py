@@ -153,7 +153,7 @@ def test_nodes_names_the_nodes_code_reading_cannot_find() -> None:
     assert result.status is rt.Status.FAILED
     assert str(result.error).startswith("truck broke down")
     with pytest.raises(
-        rt.FaultInjectionError,
+        rtt.FaultInjectionError,
         match=r"^inject\(\): the node list given to inject\(\) has no node 'shipp'; its nodes are 'fulfil', 'pack', 'ship'\.$",
     ):
         rtt.run_with_schedule(

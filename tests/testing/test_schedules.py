@@ -122,7 +122,7 @@ def test_schedule_and_faults_together() -> None:
 
 
 def test_run_with_schedule_checks_fault_targets() -> None:
-    with pytest.raises(rt.FaultInjectionError, match=r"has no node 'laef'.*The known nodes are 'fan', 'leaf'\."):
+    with pytest.raises(rtt.FaultInjectionError, match=r"has no node 'laef'.*The known nodes are 'fan', 'leaf'\."):
         rtt.run_with_schedule(fan_flow, 1, faults={"laef": Fault.cancelling()})
 
 
