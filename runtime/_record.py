@@ -80,9 +80,15 @@ class RunLog:
         self._seq = 0
         self._t0 = 0.0
 
-    def start(self, publisher: actors.ActorRef[list[Event], None] | None, *, live: bool) -> None:
-        """Start the run's clock; records go to *publisher*, one at a time if *live*."""
+    def start(
+        self, publisher: actors.ActorRef[list[Event], None] | None, *, live: bool, seq: int = 0
+    ) -> None:
+        """Start the run's clock; records go to *publisher*, one at a time if *live*, numbered from *seq*.
+
+        A resumed run numbers its records on from its stored ones.
+        """
         self._t0 = trio.current_time()
+        self._seq = seq
         self.publisher = publisher
         self._batch = 1 if live else _QUIET_BATCH
 
@@ -98,6 +104,8 @@ class RunLog:
         request_id: str | None = None,
         parent_id: str | None = None,
         offset: float | None = None,
+        key: str | None = None,
+        value: object = None,
     ) -> bool:
         """Record one change; return whether a :meth:`flush` is due.
 
@@ -117,6 +125,8 @@ class RunLog:
                 parent_id,
                 node,
                 data,
+                key,
+                value,
             )
         )
         self._seq += 1

@@ -29,6 +29,7 @@ import actors
 
 from ._context import Frame, Invocation, RequestMetadata, copy_context, current_frame, invocation_hook
 from ._core import RunResult, cancelled_error, end_state, new_run_id, save_state, timeout_error
+from ._exceptions import DivergenceError, RunPausedError
 from ._executor import Submission
 from ._node import DEFAULT_THREADS
 from ._publisher import Event, EventKind, Publisher
@@ -42,8 +43,26 @@ if TYPE_CHECKING:
     from ._executor import Executor
     from ._node import AnyNode
     from ._publisher import Recorder, Subscription
+    from .store._base import ResumePoint
 
 _PATH_NOTED = "__trioflow_request_path__"
+
+
+def paused_error(run: Run) -> RunPausedError:
+    """The error of a run that paused at ``rt.interrupt``: it carries the run id and the payload."""
+    assert run.interrupted is not None
+    key, payload = run.interrupted
+    run_id = run.state.job_id
+    msg = (
+        f"Run {run_id!r} of flow {run.flow_name!r} paused at rt.interrupt() in {key!r}, waiting for a value "
+        f"(payload: {_short(payload)}). Resume it with flow.resume({run_id!r}, value), from this process or another."
+    )
+    return RunPausedError(msg, run_id=run_id, payload=payload, key=key)
+
+
+def _short(value: object, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
 
 
 def is_cancellation(exc: BaseException) -> bool:
@@ -71,9 +90,12 @@ class Run:
         "executor",
         "first_error",
         "flow_name",
+        "interrupted",
         "log",
         "metadata",
         "nodes_scope",
+        "point",
+        "started_value",
         "state",
         "timeout",
     )
@@ -99,11 +121,17 @@ class Run:
         self.entry: actors.ActorRef[None, object] | None = None
         self.log = RunLog(state.job_id)
         self._ids = 0
+        #: A resumed run's stored history: what its calls replay (see ``runtime.store.ResumePoint``).
+        self.point: ResumePoint | None = None
+        #: The ``run_started`` record's value: the entry's arguments and the definition's fingerprint.
+        self.started_value: object = None
+        #: The interrupt that paused the run, as (its key, its payload), once a node awaits one.
+        self.interrupted: tuple[str, object] | None = None
 
     def start(self, publisher: actors.ActorRef[list[Event], None] | None, *, live: bool) -> None:
         """Start the run's clock; from now on records go to *publisher* (if any)."""
         self.state._start_clock()
-        self.log.start(publisher, live=live)
+        self.log.start(publisher, live=live, seq=0 if self.point is None else self.point.next_seq)
 
     def offset(self) -> float:
         """Seconds since the run started, on Trio's clock."""
@@ -120,6 +148,7 @@ class Run:
         parent_id: str | None = None,
         node: str | None = None,
         data: object = None,
+        key: str | None = None,
     ) -> bool:
         """Apply one change to the run's state and record it, in order; return whether a :meth:`flush` is due.
 
@@ -128,6 +157,7 @@ class Run:
         """
         offset = self.log.offset()
         requests = self.state.requests
+        value: object = None
         if kind is EventKind.REQUEST_CREATED:
             assert request_id is not None
             assert node is not None
@@ -147,6 +177,7 @@ class Run:
             request.status = cancelled_as or _REQUEST_OUTCOMES[kind]
             request.finished_at = offset
             if kind is EventKind.REQUEST_SUCCEEDED:
+                value = data
                 request.result = data = summarize(data)
             elif kind is EventKind.REQUEST_FAILED:
                 assert isinstance(data, BaseException)
@@ -157,7 +188,7 @@ class Run:
         elif kind is EventKind.LOG:
             assert isinstance(data, dict)
             self.state._append_log({"request": request_id, "node": node, **data}, offset)
-        return self.log.add(kind, node, data, request_id, parent_id, offset)
+        return self.log.add(kind, node, data, request_id, parent_id, offset, key, value)
 
     async def record(
         self,
@@ -166,9 +197,10 @@ class Run:
         parent_id: str | None = None,
         node: str | None = None,
         data: object = None,
+        key: str | None = None,
     ) -> None:
         """Like :meth:`record_nowait`; wait only while the publisher's mailbox is full."""
-        if self.record_nowait(kind, request_id, parent_id, node, data):
+        if self.record_nowait(kind, request_id, parent_id, node, data, key):
             await self.log.flush()
 
     @property
@@ -181,10 +213,10 @@ class Run:
         await self.log.flush()
 
     async def record_shielded(
-        self, kind: EventKind, request_id: str, parent_id: str | None, node: str, data: object
+        self, kind: EventKind, request_id: str, parent_id: str | None, node: str, data: object, key: str | None = None
     ) -> None:
         """Like :meth:`record`, from a task that is being cancelled."""
-        if self.record_nowait(kind, request_id, parent_id, node, data):
+        if self.record_nowait(kind, request_id, parent_id, node, data, key):
             await self.log.flush_shielded()
 
     def end_unfinished(self) -> None:
@@ -217,6 +249,44 @@ class Run:
         if self.entry is not None:
             self.entry.cancel()
 
+    def interrupt(self, key: str, payload: object) -> None:
+        """``rt.interrupt``: pause the run at *key* with *payload*; every node of it is cancelled.
+
+        The first interrupt of a run pauses it; the run ends ``paused``.
+        """
+        if self.interrupted is None and self.first_error is None:
+            self.interrupted = (key, payload)
+            if self.nodes_scope is not None:
+                self.nodes_scope.cancel()
+            if self.entry is not None:
+                self.entry.cancel()
+
+    def check_call(self, parent_key: str, position: int, key: str) -> object:
+        """A resumed run's call at *key*: its stored result, or :data:`NOT_STORED`.
+
+        Raises:
+            DivergenceError: the stored history made another call at this
+                place (the run is ended with it).
+        """
+        point = self.point
+        if point is None:
+            return NOT_STORED
+        stored = point.slots.get((parent_key, position), key)
+        if stored != key:
+            msg = (
+                f"Run {point.run_id!r} diverged from its stored history at call {position} of {parent_key!r}: "
+                f"it called {key!r} where the stored run called {stored!r}. A resumed run must make the same calls in "
+                "the same order; resume it with the code that started it, or start a new run."
+            )
+            error = DivergenceError(msg, run_id=point.run_id, expected=stored, found=key)
+            self.abort(error)
+            raise error
+        return point.results.get(key, NOT_STORED)
+
+
+NOT_STORED = object()
+"""No stored result: the call runs."""
+
 
 _REQUEST_OUTCOMES = {
     EventKind.REQUEST_SUCCEEDED: Status.COMPLETED,
@@ -239,6 +309,8 @@ class NodeActor(actors.Actor[None, object]):
     on_failure: Callable[[BaseException], None] | None = None
     #: The call on the node's executor, once made: it says how a cancel ended the work.
     submission: Submission | None = None
+    #: A resumed run's stored result of this call: it is returned, the node does not run.
+    replayed: object = NOT_STORED
 
     def __init__(
         self,
@@ -249,6 +321,7 @@ class NodeActor(actors.Actor[None, object]):
         path: tuple[str, ...],
         args: tuple[object, ...],
         kwargs: Mapping[str, object],
+        key: str | None = None,
     ) -> None:
         self.run = run
         self.node = node
@@ -258,6 +331,10 @@ class NodeActor(actors.Actor[None, object]):
         self.args = args
         self.kwargs = kwargs
         self.executor = run.executor_for(node)
+        #: The call key (see ``Event.key``): the entry's node name, or the parent's key and this call's place.
+        self.key = key if key is not None else node.name
+        self._calls = 0
+        self._interrupts = 0
 
     @property
     def executor_name(self) -> str | None:
@@ -273,7 +350,9 @@ class NodeActor(actors.Actor[None, object]):
             after = None
             if hook is not None:
                 after = await hook(Invocation("node", self.node.name, self.path, self.args, self.kwargs))
-            if self.executor is None:
+            if self.replayed is not NOT_STORED:
+                result = self.replayed
+            elif self.executor is None:
                 result = await self.node.invoke(self.args, self.kwargs)
             else:
                 self.submission = Submission(
@@ -291,6 +370,7 @@ class NodeActor(actors.Actor[None, object]):
                     self.parent_id,
                     self.node.name,
                     None if ending is Status.CANCELLED else ending,
+                    self.key,
                 )
                 raise
             if not hasattr(exc, _PATH_NOTED) and isinstance(exc, Exception):
@@ -299,7 +379,7 @@ class NodeActor(actors.Actor[None, object]):
                     f"raised in node {self.node.name!r}, request path: {' > '.join(self.path)} ({self.request_id})"
                 )
             await run.record_shielded(
-                EventKind.REQUEST_FAILED, self.request_id, self.parent_id, self.node.name, exc
+                EventKind.REQUEST_FAILED, self.request_id, self.parent_id, self.node.name, exc, self.key
             )
             if self.on_failure is not None:
                 self.on_failure(exc)
@@ -309,10 +389,26 @@ class NodeActor(actors.Actor[None, object]):
         finally:
             self.ref.stop_nowait()
         if run.record_nowait(
-            EventKind.REQUEST_SUCCEEDED, self.request_id, self.parent_id, self.node.name, result
+            EventKind.REQUEST_SUCCEEDED, self.request_id, self.parent_id, self.node.name, result, self.key
         ):
             await run.flush()
         return result
+
+    async def interrupt(self, payload: object) -> object:
+        """``rt.interrupt(payload)`` in this node: the value given to resume the run at it.
+
+        Without one (the run's first attempt at it), the run pauses: every
+        node is cancelled, this one too, and the run ends ``paused``.
+        """
+        key = f"{self.key} ! interrupt[{self._interrupts}]"
+        self._interrupts += 1
+        point = self.run.point
+        if point is not None and key in point.answers:
+            await trio.lowlevel.checkpoint()
+            return point.answers[key]
+        self.run.interrupt(key, payload)
+        await trio.sleep_forever()
+        raise AssertionError  # pragma: no cover  # the run's cancel ends the wait
 
     async def call(self, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]) -> object:
         """Run *node* as a child request of this one and return its result.
@@ -323,7 +419,12 @@ class NodeActor(actors.Actor[None, object]):
         if self.keeps_nursery:
             child = self._child(node, args, kwargs)
             if self.run.record_nowait(
-                EventKind.REQUEST_CREATED, child.request_id, self.request_id, node.name, child.executor_name
+                EventKind.REQUEST_CREATED,
+                child.request_id,
+                self.request_id,
+                node.name,
+                child.executor_name,
+                child.key,
             ):
                 await self.run.flush()
             ref = await self.spawn(child, name=f"{node.name} ({child.request_id})")
@@ -407,9 +508,22 @@ class NodeActor(actors.Actor[None, object]):
         return results
 
     def _child(self, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]) -> NodeActor:
-        return NodeActor(
-            self.run, node, self.run.next_request_id(), self.request_id, (*self.path, node.name), args, kwargs
+        position = self._calls
+        self._calls += 1
+        key = f"{self.key} > {node.name}[{position}]"
+        replayed = self.run.check_call(self.key, position, key)
+        child = NodeActor(
+            self.run,
+            node,
+            self.run.next_request_id(),
+            self.request_id,
+            (*self.path, node.name),
+            args,
+            kwargs,
+            key,
         )
+        child.replayed = replayed
+        return child
 
     def _spawn_child(
         self,
@@ -425,7 +539,7 @@ class NodeActor(actors.Actor[None, object]):
         child = self._child(node, args, kwargs)
         child.keeps_nursery = False
         self.run.record_nowait(
-            EventKind.REQUEST_CREATED, child.request_id, self.request_id, node.name, child.executor_name
+            EventKind.REQUEST_CREATED, child.request_id, self.request_id, node.name, child.executor_name, child.key
         )
         nursery.spawn_nowait(child, name=f"{node.name} ({child.request_id})")
         return child
@@ -479,13 +593,19 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
         try:
             with trio.CancelScope(deadline=deadline) as scope:
                 run.nodes_scope = scope
-                run.record_nowait(EventKind.RUN_STARTED, data=run.flow_name)
+                run.log.add(EventKind.RUN_STARTED, None, run.flow_name, value=run.started_value)
                 request_id = run.next_request_id()
                 node_actor = NodeActor(
                     run, self.entry, request_id, None, (self.entry.name,), self.args, self.kwargs
                 )
+                node_actor.replayed = run.check_call("", 0, node_actor.key)
                 if run.record_nowait(
-                    EventKind.REQUEST_CREATED, request_id, None, self.entry.name, node_actor.executor_name
+                    EventKind.REQUEST_CREATED,
+                    request_id,
+                    None,
+                    self.entry.name,
+                    node_actor.executor_name,
+                    node_actor.key,
                 ):
                     await run.flush()
                 entry = self.spawn_nowait(node_actor, name=f"{self.entry.name} ({request_id})")
@@ -498,6 +618,8 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
                     error = exc
             if run.first_error is not None:
                 status, error, result = Status.FAILED, run.first_error, None
+            elif run.interrupted is not None:
+                status, error, result = Status.PAUSED, paused_error(run), None
             elif scope.cancelled_caught:
                 status, result = Status.TIMED_OUT, None
                 error = timeout_error(state, run.timeout, "node")
@@ -518,6 +640,8 @@ class RunActor(actors.Actor[None, "RunResult[object]"]):
             run.end_unfinished()
             summary = summarize(result) if status is Status.COMPLETED else None
             finished = end_state(state, status, error, summary)
+            if run.interrupted is not None and status is Status.PAUSED:
+                finished["interrupt"] = {"key": run.interrupted[0], "payload": run.interrupted[1]}
             state.finished_at = state._wall_time(run.offset())
             run.record_nowait(EventKind.RUN_FINISHED, data=finished)
             if publisher is not None:
@@ -536,15 +660,22 @@ async def run_flow(
     metadata: RequestMetadata | None = None,
     subscriptions: Sequence[Subscription] = (),
     on_result: Callable[[RunResult[object]], object] | None = None,
+    point: ResumePoint | None = None,
+    fingerprint: str | None = None,
 ) -> RunResult[object]:
     """Run *entry* once as a run of the flow *settings* describe, in its own actor system.
 
     *on_result* gets the run's result as soon as the run has ended on its
     own, even if this call is then cancelled while the run's actors wind
-    down: a session counts the run by how it really ended.
+    down: a session counts the run by how it really ended. *point*, for a
+    resumed run, is its stored history (the run keeps its id); *fingerprint*
+    is the flow definition's, recorded for a store.
     """
     entry.check_arguments(args, kwargs)
-    run_id = metadata.run_id if metadata is not None and metadata.run_id else new_run_id()
+    if point is not None:
+        run_id = point.run_id
+    else:
+        run_id = metadata.run_id if metadata is not None and metadata.run_id else new_run_id()
     context = copy_context(settings.context, where=f"Flow({settings.name!r}) run")
     state = JobState(job_id=run_id, flow_id=settings.name, context=context)
     run = Run(
@@ -555,6 +686,14 @@ async def run_flow(
         metadata=metadata if metadata is not None else RequestMetadata(run_id=state.job_id),
         executor=settings.executor,
     )
+    run.point = point
+    if settings.recorders:
+        run.started_value = {
+            "args": args,
+            "kwargs": kwargs,
+            "fingerprint": fingerprint,
+            "attempt": 1 if point is None else point.attempt,
+        }
     actor = RunActor(run, entry, args, kwargs, settings.subscribers, subscriptions, settings.recorders)
     reply: actors.Reply[RunResult[object]] | None = None
     try:
