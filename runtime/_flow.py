@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, cast, final, over
 import trio
 
 from ._context import RequestMetadata, copy_context
-from ._core import RunResult, RunSettings
+from ._core import RunResult, RunSettings, run_state_path
 from ._exceptions import GraphDefinitionError, TrioflowError
 from ._executor import check_executor
 from ._graph import Graph
@@ -148,9 +148,11 @@ class Flow(Generic[P, T]):
             from its own deep copy, except for values wrapped in
             :class:`~runtime.Shared`, which every run shares.
         save_state: write the run's state document when the run ends, however
-            it ends, to :attr:`state_path`: ``<state_dir>/<name>.json`` for a
-            plain name such as ``greet-all``; any other name is mapped to a
-            safe file name in *state_dir* (see :func:`~runtime.state_file_name`).
+            it ends, to its own file (:meth:`run_state_path`), then make
+            :attr:`state_path` the latest run's: ``<state_dir>/<name>.json``
+            for a plain name such as ``greet-all``; any other name is mapped
+            to a safe file name in *state_dir* (see
+            :func:`~runtime.state_file_name`).
         end_on_error: end the whole run at the first failing node, even if a
             parent would have caught the error, and raise it. The callers
             see the run's cancellation, never the error: their ``finally``
@@ -275,6 +277,18 @@ class Flow(Generic[P, T]):
         :attr:`state_dir`.
         """
         return self.state_dir / state_file_name(self.name)
+
+    def run_state_path(self, run_id: str) -> pathlib.Path:
+        """Where ``save_state`` writes run *run_id*: its own file, never overwritten by another run.
+
+        ``<state_dir>/<name>.runs/<run id>.json``; both names pass through
+        :func:`~runtime.state_file_name`, so a run id a caller chose never
+        leads outside :attr:`state_dir`. :attr:`state_path` holds the latest
+        run to end (a link to its file).
+
+        .. versionadded:: 0.1
+        """
+        return run_state_path(self.state_dir, self.name, run_id)
 
     # -- node runs -----------------------------------------------------------
 
