@@ -29,6 +29,9 @@ from ._exceptions import (
     DirectNodeCallWarning as DirectNodeCallWarning,
 )
 from ._exceptions import (
+    DivergenceError as DivergenceError,
+)
+from ._exceptions import (
     EventDataError as EventDataError,
 )
 from ._exceptions import (
@@ -62,10 +65,16 @@ from ._exceptions import (
     RemoteError as RemoteError,
 )
 from ._exceptions import (
+    ResumeError as ResumeError,
+)
+from ._exceptions import (
     RoutineCallError as RoutineCallError,
 )
 from ._exceptions import (
     RunCancelledError as RunCancelledError,
+)
+from ._exceptions import (
+    RunPausedError as RunPausedError,
 )
 from ._exceptions import (
     RunTimeoutError as RunTimeoutError,
@@ -81,15 +90,6 @@ from ._exceptions import (
 )
 from ._exceptions import (
     StoreError as StoreError,
-)
-from ._exceptions import (
-    RunPausedError as RunPausedError,
-)
-from ._exceptions import (
-    ResumeError as ResumeError,
-)
-from ._exceptions import (
-    DivergenceError as DivergenceError,
 )
 from ._exceptions import (
     SubscriberOverflowError as SubscriberOverflowError,

@@ -736,7 +736,12 @@ class Flow(Generic[P, T]):
         try:
             async with _run_store(store) as own:
                 result = await run_flow(
-                    self._settings(own), entry, point.args, point.kwargs, point=point, fingerprint=self.fingerprint
+                    self._settings(own),
+                    entry,
+                    point.args,
+                    point.kwargs,
+                    point=point,
+                    fingerprint=self.fingerprint,
                 )
         finally:
             store.end_resume(run_id)

@@ -213,7 +213,13 @@ class Run:
         await self.log.flush()
 
     async def record_shielded(
-        self, kind: EventKind, request_id: str, parent_id: str | None, node: str, data: object, key: str | None = None
+        self,
+        kind: EventKind,
+        request_id: str,
+        parent_id: str | None,
+        node: str,
+        data: object,
+        key: str | None = None,
     ) -> None:
         """Like :meth:`record`, from a task that is being cancelled."""
         if self.record_nowait(kind, request_id, parent_id, node, data, key):
@@ -539,7 +545,12 @@ class NodeActor(actors.Actor[None, object]):
         child = self._child(node, args, kwargs)
         child.keeps_nursery = False
         self.run.record_nowait(
-            EventKind.REQUEST_CREATED, child.request_id, self.request_id, node.name, child.executor_name, child.key
+            EventKind.REQUEST_CREATED,
+            child.request_id,
+            self.request_id,
+            node.name,
+            child.executor_name,
+            child.key,
         )
         nursery.spawn_nowait(child, name=f"{node.name} ({child.request_id})")
         return child

@@ -78,8 +78,15 @@ class Store(Protocol):
         """Keep *records*, the next records of one run, in order."""
         ...
 
-    async def runs(self, flow: str | None = None, status: Status | str | None = None) -> list[RunSummary]:
-        """The stored runs, newest first; only *flow*'s, or only those in *status*, if given."""
+    async def runs(
+        self,
+        flow: str | None = None,
+        status: Status | str | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[RunSummary]:
+        """The stored runs, newest first; only *flow*'s, or only those in *status*, if given; *limit* runs after *offset*."""
         ...
 
     async def records(self, run_id: str) -> list[Event]:

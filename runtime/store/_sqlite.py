@@ -558,8 +558,18 @@ class SQLiteStore:
         finally:
             conn.close()
 
-    async def runs(self, flow: str | None = None, status: Status | str | None = None) -> list[RunSummary]:
+    async def runs(
+        self,
+        flow: str | None = None,
+        status: Status | str | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[RunSummary]:
         """The stored runs, newest first; only *flow*'s, or only those in *status*, if given.
+
+        *limit* and *offset* page through them: at most *limit* runs, after
+        skipping the *offset* newest.
 
         Raises:
             StoreError: the database cannot be read, or is of a newer schema.
@@ -570,7 +580,8 @@ class SQLiteStore:
             "SELECT run_id, flow, status, started_offset, finished_offset, started_wall, owner_pid, attempt"
             " FROM runs"
         )
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[object] = []
         if flow is not None:
             clauses.append("flow = ?")
             params.append(flow)
@@ -580,6 +591,9 @@ class SQLiteStore:
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
         query += " ORDER BY rowid DESC"
+        if limit is not None or offset:
+            query += " LIMIT ? OFFSET ?"
+            params += [-1 if limit is None else limit, offset]
         rows = await trio.to_thread.run_sync(self._read, lambda conn: conn.execute(query, params).fetchall())
         assert isinstance(rows, list)
         return [
@@ -654,7 +668,6 @@ class SQLiteStore:
         assert isinstance(loaded, tuple)
         flow, started, records = loaded
         return _rebuild(run_id, flow, started, records)
-
 
     # -- resuming ----------------------------------------------------------------
 
@@ -751,7 +764,9 @@ class SQLiteStore:
                 msg = f"{where} is {status}, not paused at rt.interrupt(), so there is nothing to give a value to. Resume it without one: flow.resume({run_id!r})."
                 raise ResumeError(msg)
             try:
-                answers[str(interrupt.get("key"))] = _Walker(run_id=run_id, strict=True).walk(answer, "$.value")
+                answers[str(interrupt.get("key"))] = _Walker(run_id=run_id, strict=True).walk(
+                    answer, "$.value"
+                )
             except UnserializableValueError as exc:
                 msg = f"Cannot resume run {run_id!r} with this value: {exc.path} is not a JSON value, and a run store keeps JSON. Give a JSON value (dict, list, str, number, bool, None)."
                 raise ResumeError(msg) from None
