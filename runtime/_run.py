@@ -267,6 +267,41 @@ class Run:
             if self.entry is not None:
                 self.entry.cancel()
 
+    def replay_calls(self, key: str, request_id: str) -> None:
+        """Record again the calls that the replayed call *key* (now *request_id*) made, as stored.
+
+        They are not run: their records, with their stored outcomes, make the
+        resumed run's request tree the whole tree.
+        """
+        assert self.point is not None
+        point = self.point
+        for child_key, node, executor, kind, data in point.children.get(key, ()):
+            assert isinstance(child_key, str)
+            assert isinstance(node, str)
+            assert isinstance(kind, EventKind)
+            child_id = self.next_request_id()
+            offset = self.log.offset()
+            self.state.requests[child_id] = Request(
+                id=child_id,
+                parent_id=request_id,
+                node=node,
+                status=Status.RUNNING,
+                created_at=offset,
+                started_at=offset,
+                executor=executor if isinstance(executor, str) else None,
+            )
+            self.log.add(EventKind.REQUEST_CREATED, node, executor, child_id, request_id, offset, child_key)
+            self.replay_calls(child_key, child_id)
+            request = self.state.requests[child_id]
+            request.status = data if isinstance(data, Status) else _REQUEST_OUTCOMES[kind]
+            request.finished_at = offset
+            if kind is EventKind.REQUEST_SUCCEEDED:
+                request.result = data if isinstance(data, str) else None
+            elif kind is EventKind.REQUEST_FAILED:
+                request.error = data if isinstance(data, ErrorSummary) else None
+            value = point.results.get(child_key) if kind is EventKind.REQUEST_SUCCEEDED else None
+            self.log.add(kind, node, data, child_id, request_id, offset, child_key, value)
+
     def check_call(self, parent_key: str, position: int, key: str) -> object:
         """A resumed run's call at *key*: its stored result, or :data:`NOT_STORED`.
 
@@ -354,10 +389,11 @@ class NodeActor(actors.Actor[None, object]):
         hook = invocation_hook.get(None)
         try:
             after = None
-            if hook is not None:
+            if hook is not None and self.replayed is NOT_STORED:
                 after = await hook(Invocation("node", self.node.name, self.path, self.args, self.kwargs))
-            if self.replayed is not NOT_STORED:
+            if self.replayed is not NOT_STORED:  # a stored result: the node does not run
                 result = self.replayed
+                run.replay_calls(self.key, self.request_id)
             elif self.executor is None:
                 result = await self.node.invoke(self.args, self.kwargs)
             else:

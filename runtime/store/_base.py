@@ -56,6 +56,10 @@ class ResumePoint:
         results: the stored result of every call that completed, by call key.
         slots: the call key stored at each place, by ``(parent key, position)``.
         answers: the value given for each interrupt, by its key.
+        children: for each call with a stored result, the calls it made, in
+            order, as ``(key, node, executor, outcome kind, outcome data)``:
+            a replayed call records them again, so the resumed run's request
+            tree is the whole tree.
     """
 
     run_id: str
@@ -66,6 +70,7 @@ class ResumePoint:
     results: Mapping[str, object]
     slots: Mapping[tuple[str, int], str]
     answers: Mapping[str, object]
+    children: Mapping[str, tuple[tuple[object, ...], ...]] = attrs.field(factory=dict)
 
 
 class Store(Protocol):

@@ -781,21 +781,40 @@ class SQLiteStore:
         slots: dict[tuple[str, int], str] = {}
         keys: dict[tuple[int, str], str] = {}
         positions: dict[tuple[int, str], int] = {}
-        for kind, request_id, parent_id, key, record_attempt, value in conn.execute(
-            "SELECT kind, request_id, parent_id, call_key, attempt, value FROM records"
-            " WHERE run_id = ? AND kind IN ('request_created', 'request_succeeded') AND call_key IS NOT NULL"
-            " ORDER BY seq",
+        # Each attempt's calls under each call key, as made: what a replayed call's subtree was.
+        made: dict[tuple[int, str], list[tuple[int, str]]] = {}
+        calls: dict[tuple[int, str], list[object]] = {}
+        ended_in: dict[str, int] = {}
+        for kind, request_id, parent_id, node, key, record_attempt, data, value in conn.execute(
+            "SELECT kind, request_id, parent_id, node, call_key, attempt, data, value FROM records"
+            " WHERE run_id = ? AND kind IN ('request_created', 'request_succeeded', 'request_failed',"
+            " 'request_cancelled') AND call_key IS NOT NULL ORDER BY seq",
             (run_id,),
         ):
-            if kind == EventKind.REQUEST_SUCCEEDED:
-                if value is not None:
+            event_kind = EventKind(kind)
+            if event_kind is not EventKind.REQUEST_CREATED:
+                call = calls.get((record_attempt, request_id))
+                if call is not None:
+                    call[3:] = [event_kind, _decode(event_kind, json.loads(data))]
+                if event_kind is EventKind.REQUEST_SUCCEEDED and value is not None:
                     results[key] = json.loads(value)
+                    ended_in[key] = record_attempt
                 continue
             keys[record_attempt, request_id] = key
+            calls[record_attempt, request_id] = [key, node, json.loads(data)]
             if parent_id is not None and (record_attempt, parent_id) in keys:
+                parent_key = keys[record_attempt, parent_id]
                 position = positions.get((record_attempt, parent_id), 0)
                 positions[record_attempt, parent_id] = position + 1
-                slots[keys[record_attempt, parent_id], position] = key
+                slots[parent_key, position] = key
+                made.setdefault((record_attempt, parent_key), []).append((record_attempt, request_id))
+        children = {
+            parent_key: tuple(
+                tuple(calls[call]) for call in made[made_in, parent_key] if len(calls[call]) == 5
+            )
+            for parent_key, made_in in ended_in.items()
+            if (made_in, parent_key) in made
+        }
         conn.execute(
             "UPDATE runs SET status = 'running', owner_pid = ?, attempt = ?, answers = ? WHERE run_id = ?",
             (os.getpid(), attempt + 1, _dumps(answers), run_id),
@@ -809,6 +828,7 @@ class SQLiteStore:
             results=results,
             slots=slots,
             answers=answers,
+            children=children,
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -113,6 +114,49 @@ async def test_a_resumed_run_replays_completed_calls_and_runs_the_rest(tmp_path:
         attempts = {a for (a,) in conn.execute("SELECT DISTINCT attempt FROM records")}
     assert seqs == list(range(len(seqs)))  # the attempt's records go on after the stored ones
     assert attempts == {1, 2}
+
+
+@rt.function_node
+async def group(base: int) -> int:
+    await rt.log("group", base=base)
+    values = [await rt.call(item, base + 1), await rt.call(item, base + 2)]
+    with contextlib.suppress(RuntimeError):
+        await rt.call(item, -base)  # fails, caught: a failed call inside a completed one
+    return sum(values)
+
+
+@rt.function_node
+async def groups(n: int) -> object:
+    total = sum([await rt.call(group, 10 * i) for i in range(n)])
+    return {"total": total, "answer": await rt.interrupt("ok?")}
+
+
+async def test_a_replayed_call_records_its_stored_subtree_so_the_tree_is_whole(tmp_path: Path) -> None:
+    """Invariant: however many attempts, the resumed run's request tree is the uncrashed run's."""
+    store = rt.SQLiteStore(tmp_path / "runs.db")
+    flow = rt.Flow("groups", entry_point=groups, store=store)
+    broken.update({0, -10, -20, 22})
+    first = await flow.arun(3)
+    assert first.status is rt.Status.FAILED  # item 22 failed: group 20 failed
+    broken.discard(22)
+    ran.clear()
+    with pytest.raises(rt.RunPausedError):
+        await flow.aresume(first.state.run_id)
+    assert ran == ["item 22", "item -20"]  # groups 0 and 10 and item 21 were replayed, subtrees and all
+    ran.clear()
+    assert await flow.aresume(first.state.run_id, "yes") == {
+        "total": 10 * (1 + 2 + 11 + 12 + 21 + 22),
+        "answer": "yes",
+    }
+    assert ran == []
+    stored = await store.state(first.state.run_id)
+    uncrashed = await rt.Flow("groups", entry_point=groups, store=rt.SQLiteStore(tmp_path / "other.db")).arun(
+        3
+    )
+    assert _tree(stored)[1:] == _tree(uncrashed.state)[1:]  # all but the root, which paused there
+    assert [r.error for r in stored.requests.values() if r.error] == [
+        r.error for r in uncrashed.state.requests.values() if r.error and r.node == "item"
+    ]
 
 
 async def test_a_result_that_is_not_json_is_not_replayed_but_run_again(tmp_path: Path) -> None:
