@@ -535,7 +535,12 @@ class NodeActor(actors.Actor[None, object]):
             for child in children:
                 if not child.started:
                     await self.run.record(
-                        EventKind.REQUEST_CANCELLED, child.request_id, self.request_id, child.node.name, None
+                        EventKind.REQUEST_CANCELLED,
+                        child.request_id,
+                        self.request_id,
+                        child.node.name,
+                        None,
+                        child.key,
                     )
             raise failures[0]
         results: list[object] = []

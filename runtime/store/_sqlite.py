@@ -398,6 +398,7 @@ class _Writer(actors.Actor[None, None]):
 
     async def handle(self, message: None) -> None:
         store = self._store
+        store._busy = True
         batch = store._take()
         walls = {
             e.run_id: store._started_wall.pop(e.run_id, _now())
@@ -414,7 +415,12 @@ class _Writer(actors.Actor[None, None]):
         for event in batch:
             if event.kind is EventKind.RUN_FINISHED:
                 store._attempts.pop(event.run_id, None)
-        await trio.to_thread.run_sync(_write, self._conn, batch, rows, walls)
+        try:
+            await trio.to_thread.run_sync(_write, self._conn, batch, rows, walls)
+        finally:
+            store._busy = False
+            store._done.set()
+            store._done = trio.Event()
         store.committed += len(batch)
         if store._on_commit is not None:
             store._on_commit(store.committed)
@@ -470,6 +476,9 @@ class SQLiteStore:
         self._queued: list[Event] = []
         self._woken = False
         self._taken = trio.Event()
+        # Whether the writer is committing a batch, and the event it sets after each commit.
+        self._busy = False
+        self._done = trio.Event()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -696,6 +705,11 @@ class SQLiteStore:
                 not paused at one), or its arguments or *answer* are not JSON.
             StoreError: the database cannot be read or written.
         """
+        while (
+            self._writer is not None and self._writer.is_alive and (self._queued or self._woken or self._busy)
+        ):
+            # The run's last attempt may still be queued here: its records must be read whole.
+            await self._done.wait()
         point = await trio.to_thread.run_sync(self._begin_resume, run_id, flow, fingerprint, answer)
         assert isinstance(point, ResumePoint)
         return point
