@@ -316,6 +316,18 @@ def test_an_interrupt_pauses_the_run_and_a_value_resumes_it(tmp_path: Path) -> N
     assert (tmp_path / "runs.db").exists()
 
 
+async def test_a_run_paused_and_resumed_inside_one_open_store_block(tmp_path: Path) -> None:
+    """The resume waits for the store to commit the paused attempt's records before it reads them."""
+    store = rt.SQLiteStore(tmp_path / "runs.db")
+    flow = rt.Flow("orders", entry_point=order, store=store)
+    async with store:
+        paused = await flow.arun(2)
+        assert paused.status is rt.Status.PAUSED
+        assert await flow.aresume(paused.state.run_id, "ok") == {"amount": 20, "answer": "ok"}
+    (summary,) = await store.runs()
+    assert (summary.status, summary.attempts) == (rt.Status.COMPLETED, 2)
+
+
 def test_invoke_of_a_run_that_pauses_raises_with_the_run_id_and_payload(tmp_path: Path) -> None:
     flow = rt.Flow("orders", entry_point=order, store=True, state_dir=tmp_path)
     with pytest.raises(rt.RunPausedError) as caught:
