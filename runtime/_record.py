@@ -32,6 +32,13 @@ A record is an :class:`~runtime.Event`. Its kinds, and what ``data`` holds:
 ``run_finished``       ``{"status", "result", "error"}``. Always the last record.
 =====================  ==================================================================
 
+A node request's records also carry its call key (``Event.key``: the
+parent's key, the node's name and its place among the parent's calls), and
+``request_succeeded`` and ``run_started`` carry, for a durable store, the
+full value behind the summary (``Event.value``: the result; the entry's
+arguments, the definition's fingerprint and the attempt). A resumed run
+(``Flow.resume``) numbers its records on from the stored ones.
+
 Order guarantees, the contract every consumer builds on:
 
 - a run's records are numbered from 0 (``seq``) without gaps, in the order
