@@ -79,8 +79,9 @@ class Event:
             durable store finds a call's stored result by it.
         value: the full value behind *data*'s summary, for a durable store:
             for ``request_succeeded`` the result, for ``run_started`` the
-            entry's arguments and the flow's definition fingerprint
-            (``{"args", "kwargs", "fingerprint"}``). Not compared, not shown.
+            entry's arguments, the flow's definition fingerprint
+            and the attempt (``{"args", "kwargs", "fingerprint", "attempt"}``).
+            Not compared, not shown.
 
     .. versionadded:: 0.1
     """
