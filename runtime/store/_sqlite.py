@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import difflib
+import functools
 import json
 import os
 import pathlib
@@ -282,36 +283,84 @@ def _value(event: Event) -> str | None:
     return _dumps(plain)
 
 
-def _rows(records: Sequence[Event], attempts: Mapping[str, int]) -> str:
-    """The ``records`` table's rows of *records*, as one JSON array (SQLite unpacks it, without the GIL)."""
-    rows: list[tuple[object, ...]] = []
+def _boxed(event: Event) -> list[object] | None:
+    """The result of a ``request_succeeded`` record as ``[result]``, if it is JSON; else ``None``.
+
+    Boxed, so SQLite's ``json_extract`` gives the ``value`` column JSON text
+    whatever the result (a bare string would come out unquoted), and the
+    result is encoded once, with its row.
+    """
+    value = event.value
+    if type(value) in _SCALARS:
+        return [value]
+    try:
+        return [_Walker(run_id=event.run_id, strict=True).walk(value, "$.value")]
+    except UnserializableValueError:
+        return None
+
+
+_BASE_COLUMNS = (
+    "run_id",
+    "seq",
+    "kind",
+    "offset",
+    "request_id",
+    "parent_id",
+    "node",
+    "data",
+    "call_key",
+    "value",
+)
+#: Columns almost every row leaves empty: a batch's rows carry them only if some row of it fills one.
+_RARE_COLUMNS = ("unserializable", "attempt")
+
+
+def _rows(records: Sequence[Event], attempts: Mapping[str, int]) -> tuple[str, bool]:
+    """The ``records`` table's rows of *records*, as one JSON array (SQLite unpacks it, without the GIL).
+
+    Also whether the rows carry the rare columns (values stored as their
+    repr, a resumed run's attempt): SQLite parses a row's text once per
+    column it extracts, so a batch without them leaves them out. A call key
+    is stored with the request's creation only (its other records name the
+    request); a result (``[result]``, see :func:`_boxed`) only with ``request_succeeded``.
+    """
+    rows: list[list[object]] = []
+    rare: list[tuple[str | None, int]] = []
+    has_rare = False
+    created, succeeded = EventKind.REQUEST_CREATED, EventKind.REQUEST_SUCCEEDED
     for event in records:
         data, bad = _encode(event)
+        kind = event.kind
         rows.append(
-            (
+            [
                 event.run_id,
                 event.seq,
-                event.kind.value,
+                kind.value,
                 event.offset,
                 event.request_id,
                 event.parent_id,
                 event.node,
                 data,
-                bad,
-                event.key,
-                attempts.get(event.run_id, 1),
-                _value(event),
-            )
+                event.key if kind is created else None,
+                _boxed(event) if kind is succeeded else None,
+            ]
         )
-    return _dumps(rows)
+        attempt = attempts.get(event.run_id, 1) if attempts else 1
+        rare.append((bad, attempt))
+        if bad is not None or attempt != 1:
+            has_rare = True
+    if has_rare:
+        for row, (bad, attempt) in zip(rows, rare, strict=True):
+            row += (bad, attempt)
+    return _dumps(rows), has_rare
 
 
-_COLUMNS = (
-    "run_id, seq, kind, offset, request_id, parent_id, node, data, unserializable, call_key, attempt, value"
-)
-_INSERT_ROWS = "INSERT INTO records ({}) SELECT {} FROM json_each(?)".format(
-    _COLUMNS, ", ".join(f"json_extract(value, '$[{i}]')" for i in range(12))
-)
+@functools.cache
+def _insert_rows(has_rare: bool) -> str:
+    """The statement inserting rows that carry the rare columns or not."""
+    columns = [*_BASE_COLUMNS, *(_RARE_COLUMNS if has_rare else ())]
+    extracts = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(columns)))
+    return f"INSERT INTO records ({', '.join(columns)}) SELECT {extracts} FROM json_each(?)"
 
 
 def _write(
@@ -319,6 +368,7 @@ def _write(
     records: Sequence[Event],
     rows: str,
     started_wall: dict[str, float],
+    has_rare: bool = True,
 ) -> None:
     """Commit *rows* of *records* (in order) and their runs' rows as one transaction."""
     conn.execute("BEGIN IMMEDIATE")
@@ -352,7 +402,7 @@ def _write(
                         " finished_wall = NULL, owner_pid = ?, interrupt = NULL WHERE run_id = ?",
                         (event.offset - since, os.getpid(), event.run_id),
                     )
-        conn.execute(_INSERT_ROWS, (rows,))
+        conn.execute(_insert_rows(has_rare), (rows,))
         for event in records:
             if event.kind is EventKind.RUN_FINISHED and isinstance(event.data, dict):
                 row = conn.execute(
@@ -411,12 +461,12 @@ class _Writer(actors.Actor[None, None]):
                 attempt = event.value.get("attempt")
                 if isinstance(attempt, int) and attempt > 1:
                     store._attempts[event.run_id] = attempt
-        rows = _rows(batch, store._attempts)
+        rows, has_rare = _rows(batch, store._attempts)
         for event in batch:
             if event.kind is EventKind.RUN_FINISHED:
                 store._attempts.pop(event.run_id, None)
         try:
-            await trio.to_thread.run_sync(_write, self._conn, batch, rows, walls)
+            await trio.to_thread.run_sync(_write, self._conn, batch, rows, walls, has_rare)
         finally:
             store._busy = False
             store._done.set()
@@ -802,17 +852,22 @@ class SQLiteStore:
         for kind, request_id, parent_id, node, key, record_attempt, data, value in conn.execute(
             "SELECT kind, request_id, parent_id, node, call_key, attempt, data, value FROM records"
             " WHERE run_id = ? AND kind IN ('request_created', 'request_succeeded', 'request_failed',"
-            " 'request_cancelled') AND call_key IS NOT NULL ORDER BY seq",
+            " 'request_cancelled') ORDER BY seq",
             (run_id,),
         ):
             event_kind = EventKind(kind)
             if event_kind is not EventKind.REQUEST_CREATED:
+                # A request's outcome names it; its key was stored with its creation.
                 call = calls.get((record_attempt, request_id))
-                if call is not None:
-                    call[3:] = [event_kind, _decode(event_kind, json.loads(data))]
-                if event_kind is EventKind.REQUEST_SUCCEEDED and value is not None:
-                    results[key] = json.loads(value)
-                    ended_in[key] = record_attempt
+                if call is None:
+                    continue
+                call[3:] = [event_kind, _decode(event_kind, json.loads(data))]
+                boxed = None if value is None else json.loads(value)
+                if event_kind is EventKind.REQUEST_SUCCEEDED and isinstance(boxed, list):
+                    results[str(call[0])] = boxed[0]
+                    ended_in[str(call[0])] = record_attempt
+                continue
+            if key is None:
                 continue
             keys[record_attempt, request_id] = key
             calls[record_attempt, request_id] = [key, node, json.loads(data)]
