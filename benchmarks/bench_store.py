@@ -9,13 +9,20 @@
   included), per record: reported, no budget.
 - a durable run of 1,000 sequential ``rt.call``, per call (until every record
   is committed). Floor: the same run in memory. Budget 2x.
+- memory kept per stored run: Python memory (``tracemalloc``) still held after
+  1,000 more runs written to one store (measured once its block has closed, so
+  its queue is empty), per run. Floor: 64 B, less than
+  one dict entry, so anything the store kept per run would pass it.
+  Budget 1x: memory does not grow with the number of stored runs.
 """
 
 from __future__ import annotations
 
+import gc
 import pathlib
 import tempfile
 import time
+import tracemalloc
 from typing import TYPE_CHECKING
 
 import trio
@@ -97,6 +104,28 @@ async def _in_memory(entry: rt.Node[[int], int], n: int) -> float:
     return time.perf_counter() - start
 
 
+_KEPT_FLOOR = 64
+
+
+async def _kept_per_run(runs: int) -> float:
+    """Bytes of Python memory still held after *runs* more runs written to one store, per run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = rt.SQLiteStore(pathlib.Path(tmp) / "runs.db")
+        flow = rt.Flow("bench-store", entry_point=_call_loop, store=store)
+        # Measured between closed blocks, when the writer has committed everything queued.
+        for warm in (True, False):
+            async with store:
+                for _ in range(20 if warm else runs):  # the first runs fill caches, once
+                    await flow.ainvoke(3)
+            gc.collect()
+            if warm:
+                tracemalloc.start()
+                before, _ = tracemalloc.get_traced_memory()
+        after, _ = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return max(after - before, 0) / runs
+
+
 def bench_store(opts: Options) -> list[Row]:
     n = opts.scale(_CALLS * 10) // 10 or 1
     batches = trio.run(_collect, n)
@@ -107,6 +136,8 @@ def bench_store(opts: Options) -> list[Row]:
     ours, floor = trio_best_of_pair(
         opts.repeat, lambda: _stored(_call_loop, n), lambda: _in_memory(_call_loop, n)
     )
+    kept_runs = max(opts.scale(1000), 100)
+    kept = trio.run(_kept_per_run, kept_runs)
     return [
         Row(
             f"records committed by the store, call_batch of {n} ({1 / per_record:,.0f}/s; per record)",
@@ -122,6 +153,13 @@ def bench_store(opts: Options) -> list[Row]:
             "s",
         ),
         Row(f"durable run of {n} sequential rt.call (per call)", ours / n, floor / n, "s", budget=2.0),
+        Row(
+            f"memory kept per stored run, {kept_runs} runs in one store",
+            kept,
+            _KEPT_FLOOR,
+            "B",
+            budget=1.0,
+        ),
     ]
 
 

@@ -68,11 +68,12 @@ def test_distinct_flow_names_give_distinct_files_even_ignoring_case(first: str, 
 
 @given(name=flow_names)
 def test_a_saved_run_writes_only_its_state_file_inside_the_state_dir(name: str) -> None:
-    """Running a flow with save_state writes one file, in the state dir, and nothing else anywhere."""
+    """Running a flow with save_state writes its run's file and the flow's latest, in the state dir, and nothing else anywhere."""
     with tempfile.TemporaryDirectory() as sandbox:
         state_dir = pathlib.Path(sandbox) / "deep" / "state"
         flow = rt.Flow(name, entry_point=rt.function_node(lambda: 1), save_state=True, state_dir=state_dir)
-        assert flow.run().status is rt.Status.COMPLETED
-        written = [p for p in pathlib.Path(sandbox).rglob("*") if p.is_file()]
-        assert written == [flow.state_path]
+        result = flow.run()
+        assert result.status is rt.Status.COMPLETED
+        written = sorted(p for p in pathlib.Path(sandbox).rglob("*") if p.is_file())
+        assert written == sorted([flow.state_path, flow.run_state_path(result.state.run_id)])
         assert rt.read_state_file(flow.state_path).flow_name == name

@@ -11,6 +11,7 @@ concurrency, with each run's state isolated in a :class:`JobState`.
 from ._call import broadcast as broadcast
 from ._call import call as call
 from ._call import call_batch as call_batch
+from ._call import interrupt as interrupt
 from ._call import log as log
 from ._context import RequestMetadata as RequestMetadata
 from ._context import Shared as Shared
@@ -26,6 +27,9 @@ from ._exceptions import (
 )
 from ._exceptions import (
     DirectNodeCallWarning as DirectNodeCallWarning,
+)
+from ._exceptions import (
+    DivergenceError as DivergenceError,
 )
 from ._exceptions import (
     EventDataError as EventDataError,
@@ -61,10 +65,16 @@ from ._exceptions import (
     RemoteError as RemoteError,
 )
 from ._exceptions import (
+    ResumeError as ResumeError,
+)
+from ._exceptions import (
     RoutineCallError as RoutineCallError,
 )
 from ._exceptions import (
     RunCancelledError as RunCancelledError,
+)
+from ._exceptions import (
+    RunPausedError as RunPausedError,
 )
 from ._exceptions import (
     RunTimeoutError as RunTimeoutError,
@@ -164,6 +174,7 @@ __all__ = [
     "call_batch",
     "broadcast",
     "log",
+    "interrupt",
     "context",
     "Shared",
     "request",
@@ -232,6 +243,9 @@ __all__ = [
     "StateFileError",
     "StepLimitError",
     "StoreError",
+    "ResumeError",
+    "DivergenceError",
+    "RunPausedError",
     "SubscriberOverflowError",
     "UnknownRunError",
     "UnserializableValueError",

@@ -173,3 +173,32 @@ async def log(message: str, *, level: int = logging.INFO, **data: object) -> Non
     # Copied now: the node may change its objects after the entry is recorded.
     entry = {"level": logging.getLevelName(level), "message": message, **copy.deepcopy(data)}
     await actor.run.record(EventKind.LOG, actor.request_id, actor.parent_id, actor.node_name, entry)
+
+
+async def interrupt(payload: object = None) -> object:
+    """Pause the run here until somebody answers *payload*; return the answer.
+
+    The first time a run reaches this call, the run pauses: every node of it
+    is cancelled (their ``finally`` blocks run), the run ends with status
+    ``paused``, and its store keeps it with *payload*. ``flow.run(...)``
+    returns a :class:`~runtime.RunResult` whose state says ``paused``;
+    ``flow.invoke(...)`` raises :class:`~runtime.RunPausedError`, carrying
+    the run id and *payload*. Later, from this process or another,
+    ``flow.resume(run_id, value)`` runs the flow again: calls that completed
+    are replayed from the store, and this call returns *value*.
+
+    The run's flow needs a store (``Flow(..., store=...)``) to be resumed.
+    Code before the interrupt in this node runs again on resume (nodes run
+    at least once; see ``docs/durable.md``).
+
+    Args:
+        payload: what the run waits on, for whoever answers (a JSON value,
+            to be kept by a store).
+
+    Raises:
+        OutsideRunError: called outside a run (or in a routine handler).
+
+    .. versionadded:: 0.1
+    """
+    actor = _caller("rt.interrupt", payload, node_arg=False)
+    return await actor.interrupt(payload)

@@ -5,6 +5,9 @@
     python -m runtime run examples/greet.py:flow --arg name=Alice
     python -m runtime show .trioflow/greet-flow.json [--json] [--only failed] [--svg out.svg] [--mermaid]
     python -m runtime report .trioflow/greet-flow.json -o run.html
+    python -m runtime runs [--db .trioflow/runs.db] [--flow NAME] [--status S] [--limit N --page K]
+    python -m runtime show RUN_ID --db .trioflow/runs.db
+    python -m runtime resume examples/greet.py:flow RUN_ID [--value JSON]
 
 A thin front end: the views live in their own modules (``_show`` for text and
 JSON, ``_picture`` for SVG and Mermaid, ``_report`` for HTML, ``_progress``
@@ -32,14 +35,14 @@ import sys
 import types
 import typing
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import cattrs
 import cattrs.errors
 import outcome
 import trio
 
-from ._exceptions import StateFileError, TrioflowError
+from ._exceptions import RunPausedError, StateFileError, StoreError, TrioflowError
 from ._flow import Flow
 from ._picture import graph_svg, mermaid, timeline_svg
 from ._progress import Progress, arun_with_progress
@@ -47,9 +50,10 @@ from ._report import render_report
 from ._serialize import DEFAULT_MAX_STATE_BYTES, describe_structure_error, read_state_file, structure_json
 from ._show import format_duration, render_json, render_run, terminal_safe
 from ._state import Status
+from .store import SQLiteStore
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Callable, Sequence
     from types import ModuleType
 
     from ._core import RunResult
@@ -60,6 +64,8 @@ if TYPE_CHECKING:
 __all__ = ["convert_args", "format_duration", "main", "parse_arg", "render_run", "terminal_safe"]
 
 PROG = "python -m runtime"
+
+T = TypeVar("T")
 
 _EXIT_FAILED = 1
 _EXIT_USAGE = 2
@@ -326,8 +332,76 @@ def _connections(args: argparse.Namespace) -> list[tuple[str, str, str, str]]:
     return load_flow(args.flow).connections if args.flow else []
 
 
+def _stored(work: Callable[[SQLiteStore], Awaitable[T]], db: str) -> T:
+    """Run *work* on the run store *db*, turning its errors into command errors."""
+    if not pathlib.Path(db).exists():
+        msg = f"Run store {db}: no such file. Give the path of a store a flow has written (--db PATH)."
+        raise CommandError(msg)
+    try:
+        return trio.run(work, SQLiteStore(db))
+    except StoreError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _load_state(args: argparse.Namespace) -> JobState:
+    """The run to show: a state file, or with ``--db`` a run id in a run store (also while it runs)."""
+    if args.db is None:
+        return _read_state(args.file, args.max_bytes)
+    run_id: str = args.file
+    return _stored(lambda store: store.state(run_id), args.db)
+
+
+def _command_runs(args: argparse.Namespace) -> int:
+    limit: int = args.limit
+    offset = (args.page - 1) * limit
+    runs = _stored(
+        lambda store: store.runs(flow=args.flow, status=args.status, limit=limit, offset=offset), args.db
+    )
+    if not runs:
+        print("no runs" + (" on this page" if args.page > 1 else ""))
+        return 0
+    rows = [("RUN", "FLOW", "STATUS", "ATTEMPTS", "STARTED (UTC)", "DURATION")]
+    for run in runs:
+        rows.append(
+            (
+                run.run_id,
+                run.flow,
+                run.status.value,
+                str(run.attempts),
+                run.started.strftime("%Y-%m-%d %H:%M:%S"),
+                "-" if run.duration is None else format_duration(run.duration),
+            )
+        )
+    cells = [[terminal_safe(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(rows[0]))]
+    for row in cells:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def _command_resume(args: argparse.Namespace) -> int:
+    flow = load_flow(args.target)
+    value: object = ...
+    if args.value is not None:
+        try:
+            value = json.loads(args.value)
+        except json.JSONDecodeError as exc:
+            msg = (
+                f"--value {args.value!r} is not JSON ({exc.msg}); give a JSON value, e.g. --value '\"yes\"'."
+            )
+            raise CommandError(msg) from exc
+    try:
+        result = trio.run(flow._aresume, args.run_id, value)
+    except TrioflowError as exc:  # no store, an unknown or finished run, a held one: nothing ran
+        raise CommandError(str(exc)) from exc
+    print(render_run(result.state))
+    if isinstance(result.error, RunPausedError):
+        print(terminal_safe(str(result.error)))
+    return 0 if result.status is Status.COMPLETED else _EXIT_FAILED
+
+
 def _command_show(args: argparse.Namespace) -> int:
-    state = _read_state(args.file, args.max_bytes)
+    state = _load_state(args)
     only = [Status(value) for value in args.only] if args.only else None
     connections = _connections(args)
     if args.svg:
@@ -355,7 +429,7 @@ def terminal_safe_lines(text: str) -> str:
 
 
 def _command_report(args: argparse.Namespace) -> int:
-    state = _read_state(args.file, args.max_bytes)
+    state = _load_state(args)
     _write_output(args.output, render_report(state, _connections(args)), "report")
     return 0
 
@@ -372,7 +446,14 @@ def _positive_int(text: str) -> int:
 
 
 def _add_state_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", metavar="STATE.json", help="e.g. .trioflow/greet-flow.json")
+    parser.add_argument(
+        "file", metavar="STATE.json|RUN_ID", help="e.g. .trioflow/greet-flow.json; with --db, a run id"
+    )
+    parser.add_argument(
+        "--db",
+        metavar="PATH",
+        help="read run RUN_ID from this run store (e.g. .trioflow/runs.db) instead of a file",
+    )
     parser.add_argument(
         "--max-bytes",
         type=_positive_int,
@@ -441,7 +522,47 @@ def build_parser() -> argparse.ArgumentParser:
     _add_state_arguments(report)
     report.add_argument("-o", "--output", required=True, metavar="OUT.html", help="where to write the page")
     report.set_defaults(handler=_command_report)
+    runs = commands.add_parser(
+        "runs",
+        help="list the runs kept in a run store, newest first",
+        description="List the runs a store keeps (Flow(store=...)), newest first, a page at a time.",
+    )
+    runs.add_argument(
+        "--db", default=".trioflow/runs.db", metavar="PATH", help="the run store (default %(default)s)"
+    )
+    runs.add_argument("--flow", metavar="NAME", help="only this flow's runs")
+    runs.add_argument(
+        "--status",
+        choices=[status.value for status in Status],
+        metavar="STATUS",
+        help="only runs in this status",
+    )
+    runs.add_argument(
+        "--limit", type=_positive_count, default=20, metavar="N", help="runs per page (default 20)"
+    )
+    runs.add_argument("--page", type=_positive_count, default=1, metavar="K", help="which page (default 1)")
+    runs.set_defaults(handler=_command_runs)
+    resume = commands.add_parser(
+        "resume",
+        help="resume a stored run: replay what completed, run the rest",
+        description="Load FILE.py, and resume run RUN_ID of the rt.Flow named FLOW in it from the flow's store.",
+    )
+    resume.add_argument("target", metavar="FILE.py:FLOW", help="the file and the name of the flow in it")
+    resume.add_argument("run_id", metavar="RUN_ID", help="the run to resume")
+    resume.add_argument("--value", metavar="JSON", help="the value for the rt.interrupt() the run paused at")
+    resume.set_defaults(handler=_command_resume)
     return parser
+
+
+def _positive_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        msg = f"{text!r} is not a positive whole number"
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

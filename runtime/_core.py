@@ -20,6 +20,8 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import shutil
+import uuid
 from typing import TYPE_CHECKING, Generic, TypeVar, final
 
 import attrs
@@ -80,8 +82,12 @@ class RunSettings:
 
     @property
     def state_path(self) -> pathlib.Path:
-        """Where ``save_state`` writes: worked out only when a run is saved."""
+        """Where ``save_state`` keeps the flow's latest run: worked out only when a run is saved."""
         return self.state_dir / state_file_name(self.name)
+
+    def run_state_path(self, run_id: str) -> pathlib.Path:
+        """Where ``save_state`` writes run *run_id*: its own file, in a directory of the flow's runs."""
+        return run_state_path(self.state_dir, self.name, run_id)
 
 
 @final
@@ -182,18 +188,44 @@ def cancelled_error(state: JobState, unit: str, cause: BaseException | None = No
     return error
 
 
-def save_state(settings: RunSettings, state: JobState) -> None:
-    """Write *state* to the Flow's state file; a failed write is logged, never raised.
+def run_state_path(state_dir: pathlib.Path, flow_name: str, run_id: str) -> pathlib.Path:
+    """The state file of run *run_id* of flow *flow_name*: ``<state_dir>/<flow file stem>.runs/<run id>.json``.
 
-    The run's own outcome is what the caller gets: a full disk must not
-    turn a finished run into an ``OSError``.
+    Both names pass through :func:`~runtime.state_file_name`, so a run id
+    (which a caller may choose) never leads outside *state_dir*.
     """
+    return state_dir / (state_file_name(flow_name).removesuffix(".json") + ".runs") / state_file_name(run_id)
+
+
+def save_state(settings: RunSettings, state: JobState) -> None:
+    """Write *state* to its run's own state file, then make it the Flow's latest; a failed write is logged, never raised.
+
+    Each run writes its own file (:meth:`RunSettings.run_state_path`), so
+    concurrent runs of one flow never overwrite each other; the Flow's state
+    file (:attr:`RunSettings.state_path`) is then replaced, atomically, by a
+    link to it (a copy where links are not possible): it always holds one
+    whole run, the latest to end. The run's own outcome is what the caller
+    gets: a full disk must not turn a finished run into an ``OSError``.
+    """
+    latest = settings.state_path
     try:
-        write_state_file(state, settings.state_path, strict=False)
+        own = write_state_file(state, settings.run_state_path(state.job_id), strict=False)
+        if latest.exists() or latest.is_symlink():
+            _state_logger.warning("State file %s already exists, overwriting.", os.fspath(latest))
+        tmp = latest.parent / f".{latest.name}.{uuid.uuid4().hex}.tmp"
+        try:
+            os.link(own, tmp)
+        except OSError:
+            shutil.copyfile(own, tmp)
+        try:
+            os.replace(tmp, latest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     except OSError:
         _state_logger.exception(
             "Could not save the state of run %s of flow %r to %s.",
             state.job_id,
             settings.name,
-            settings.state_path,
+            latest,
         )

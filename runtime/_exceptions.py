@@ -91,6 +91,52 @@ class UnknownRunError(StoreError, KeyError):
 
 
 @final
+class ResumeError(StoreError, ValueError):
+    """A stored run cannot be resumed: it completed, belongs to another flow or definition, or is held.
+
+    .. versionadded:: 0.1
+    """
+
+
+@final
+class DivergenceError(TrioflowError, RuntimeError):
+    """A resumed run made another call than its stored history at the same place.
+
+    Attributes:
+        run_id: the run.
+        expected: the stored call key at that place.
+        found: the call key the code made there.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, message: str, *, run_id: str, expected: str, found: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.expected = expected
+        self.found = found
+
+
+@final
+class RunPausedError(TrioflowError):
+    """A run paused at ``rt.interrupt(payload)``: resume it with ``flow.resume(run_id, value)``.
+
+    Attributes:
+        run_id: the paused run.
+        payload: what the node passed to ``rt.interrupt``.
+        key: the interrupt's call key.
+
+    .. versionadded:: 0.1
+    """
+
+    def __init__(self, message: str, *, run_id: str, payload: object, key: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.payload = payload
+        self.key = key
+
+
+@final
 class UnserializableValueError(TrioflowError, TypeError):
     """A value in a run's state cannot be written as JSON.
 

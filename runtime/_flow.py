@@ -14,18 +14,19 @@ engine imports this module.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pathlib
 import reprlib
 import types
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, cast, final
+from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, cast, final, overload
 
 import trio
 
 from ._context import RequestMetadata, copy_context
-from ._core import RunResult, RunSettings
+from ._core import RunResult, RunSettings, run_state_path
 from ._exceptions import GraphDefinitionError, TrioflowError
 from ._executor import check_executor
 from ._graph import Graph
@@ -34,6 +35,7 @@ from ._publisher import Overflow, Subscription
 from ._run import run_flow
 from ._serialize import state_file_name
 from ._util import check_in_trio, check_not_in_trio
+from .store import SQLiteStore
 
 if TYPE_CHECKING:
     import threading
@@ -104,6 +106,20 @@ def _check_settings(
         raise TypeError(msg)
 
 
+@contextlib.asynccontextmanager
+async def _run_store(store: Store | None) -> AsyncIterator[Store | None]:
+    """The store one run writes to: *store* if it is open (the caller's ``async with store:``), else its own opening of the same file.
+
+    Each run that opens the store has its own writer and connection for the
+    run's length, so concurrent runs of a flow never share an opening.
+    """
+    if not isinstance(store, SQLiteStore) or store.is_open:
+        yield store
+        return
+    async with SQLiteStore(store.path, on_commit=store._on_commit) as own:
+        yield own
+
+
 def _as_subscribers(name: str, subscribers: object) -> tuple[Callable[[Event], object], ...]:
     """*subscribers* as a tuple, or an error naming the first that is not a callable."""
     if isinstance(subscribers, str | bytes | Mapping) or not isinstance(subscribers, Iterable):
@@ -132,9 +148,11 @@ class Flow(Generic[P, T]):
             from its own deep copy, except for values wrapped in
             :class:`~runtime.Shared`, which every run shares.
         save_state: write the run's state document when the run ends, however
-            it ends, to :attr:`state_path`: ``<state_dir>/<name>.json`` for a
-            plain name such as ``greet-all``; any other name is mapped to a
-            safe file name in *state_dir* (see :func:`~runtime.state_file_name`).
+            it ends, to its own file (:meth:`run_state_path`), then make
+            :attr:`state_path` the latest run's: ``<state_dir>/<name>.json``
+            for a plain name such as ``greet-all``; any other name is mapped
+            to a safe file name in *state_dir* (see
+            :func:`~runtime.state_file_name`).
         end_on_error: end the whole run at the first failing node, even if a
             parent would have caught the error, and raise it. The callers
             see the run's cancellation, never the error: their ``finally``
@@ -149,7 +167,11 @@ class Flow(Generic[P, T]):
             for the record kinds and their order.
         store: a :class:`~runtime.Store` (e.g. :class:`~runtime.SQLiteStore`)
             that keeps every record of every run as it happens; it is added
-            to the recorders. Open it (``async with store:``) around the runs.
+            to the recorders. ``True``: a :class:`~runtime.SQLiteStore` at
+            ``<state_dir>/runs.db``. A node run opens the store for itself
+            unless it is open (``async with store:`` around many runs saves
+            opening it per run). Runs kept in a store can be resumed
+            (:meth:`resume`).
         max_steps: routine graphs only: the most handler calls one job may make
             before it fails with :class:`~runtime.StepLimitError`. ``None``
             (the default): no limit; a cycle that never stops then runs until
@@ -187,7 +209,7 @@ class Flow(Generic[P, T]):
         state_dir: str | os.PathLike[str] = ".trioflow",
         subscribers: Sequence[Callable[[Event], object]] = (),
         recorders: Sequence[Recorder] = (),
-        store: Store | None = None,
+        store: Store | bool | None = None,
         max_steps: int | None = None,
         executor: Executor | None = None,
     ) -> None:
@@ -216,8 +238,10 @@ class Flow(Generic[P, T]):
         self.end_on_error = end_on_error
         self.state_dir = pathlib.Path(state_dir)
         self.subscribers = _as_subscribers(name, subscribers)
-        if store is not None and not callable(getattr(store, "records", None)):
-            msg = f"Flow({name!r}, store={store!r}): a store is an rt.Store, e.g. rt.SQLiteStore('runs.db')."
+        if store is True:
+            store = SQLiteStore(pathlib.Path(state_dir) / "runs.db")
+        if store is not None and (store is False or not callable(getattr(store, "records", None))):
+            msg = f"Flow({name!r}, store={store!r}): a store is an rt.Store, e.g. rt.SQLiteStore('runs.db'), or True for <state_dir>/runs.db."
             raise TypeError(msg)
         #: The store that keeps every run of this flow, if any (it is also one of :attr:`recorders`).
         self.store = store
@@ -253,6 +277,18 @@ class Flow(Generic[P, T]):
         :attr:`state_dir`.
         """
         return self.state_dir / state_file_name(self.name)
+
+    def run_state_path(self, run_id: str) -> pathlib.Path:
+        """Where ``save_state`` writes run *run_id*: its own file, never overwritten by another run.
+
+        ``<state_dir>/<name>.runs/<run id>.json``; both names pass through
+        :func:`~runtime.state_file_name`, so a run id a caller chose never
+        leads outside :attr:`state_dir`. :attr:`state_path` holds the latest
+        run to end (a link to its file).
+
+        .. versionadded:: 0.1
+        """
+        return run_state_path(self.state_dir, self.name, run_id)
 
     # -- node runs -----------------------------------------------------------
 
@@ -368,8 +404,11 @@ class Flow(Generic[P, T]):
     ) -> None:
         await self._arun(args, kwargs, metadata=metadata, subscriptions=(subscription,))
 
-    def _settings(self) -> RunSettings:
-        """The Flow's settings as they are now, for one run."""
+    def _settings(self, store: Store | None = None) -> RunSettings:
+        """The Flow's settings as they are now, for one run (which writes to *store*, the flow's store or its own opening of it)."""
+        recorders = self.recorders
+        if store is not self.store:
+            recorders = tuple(store if r is self.store and store is not None else r for r in recorders)
         return RunSettings(
             name=self.name,
             timeout=self.timeout,
@@ -377,7 +416,7 @@ class Flow(Generic[P, T]):
             save_state=self.save_state,
             state_dir=self.state_dir,
             subscribers=self.subscribers,
-            recorders=self.recorders,
+            recorders=recorders,
             executor=self.executor,
             context=self.context,
         )
@@ -400,25 +439,29 @@ class Flow(Generic[P, T]):
         report = cast("Callable[[RunResult[object]], object] | None", on_result)
         if self._graph.routines:
             self._check_one_kind("invoke")
-            result = await self._graph.arun(
-                self._settings(),
-                self._any(),
-                args,
-                kwargs,
-                metadata=metadata,
-                subscriptions=subscriptions,
-                on_result=report,
-            )
+            async with _run_store(self.store) as store:
+                result = await self._graph.arun(
+                    self._settings(store),
+                    self._any(),
+                    args,
+                    kwargs,
+                    metadata=metadata,
+                    subscriptions=subscriptions,
+                    on_result=report,
+                )
         else:
-            result = await run_flow(
-                self._settings(),
-                self._entry("invoke"),
-                args,
-                kwargs,
-                metadata=metadata,
-                subscriptions=subscriptions,
-                on_result=report,
-            )
+            entry = self._entry("invoke")
+            async with _run_store(self.store) as store:
+                result = await run_flow(
+                    self._settings(store),
+                    entry,
+                    args,
+                    kwargs,
+                    metadata=metadata,
+                    subscriptions=subscriptions,
+                    on_result=report,
+                    fingerprint=self.fingerprint if self.recorders else None,
+                )
         return cast("RunResult[T]", result)
 
     def _any(self) -> AnyFlow:
@@ -611,16 +654,112 @@ class Flow(Generic[P, T]):
         """
         self._graph.running_job("pause()", job_state).pause(reason)
 
-    def resume(self, job_state: JobState) -> JobState:
-        """Resume the paused job of *job_state* and return the state.
+    @overload
+    def resume(self, job_state: JobState, /) -> JobState: ...
+    @overload
+    def resume(self, run_id: str, value: object = ..., /) -> T: ...
+    def resume(self, target: JobState | str, value: object = ..., /) -> JobState | T:
+        """Resume a stored run by its id (from any process), or the paused running job of a ``JobState``.
+
+        ``flow.resume(run_id)`` runs the stored run *run_id* again, as
+        :meth:`aresume` does, and returns its result as :meth:`invoke` does.
+        ``flow.resume(run_id, value)`` resumes a run paused at
+        :func:`~runtime.interrupt`, which then returns *value*.
+
+        ``flow.resume(job_state)`` (Routilux) resumes the paused job of
+        *job_state*, running in this process, and returns the state.
 
         Raises:
             JobStateError: the job is not running, or not paused.
+            ResumeError, UnknownRunError, DivergenceError, RunPausedError:
+                as for :meth:`aresume`.
 
         .. versionadded:: 0.1
         """
-        self._graph.running_job("resume()", job_state).resume()
-        return job_state
+        if isinstance(target, str):
+            check_not_in_trio(
+                f"Flow({self.name!r}).resume({target!r})", instead=f"await Flow({self.name!r}).aresume(...)"
+            )
+            return trio.run(self._aresume_unwrapped, target, value)
+        self._graph.running_job("resume()", target).resume()
+        return target
+
+    async def _aresume_unwrapped(self, run_id: str, value: object) -> T:
+        return (await self._aresume(run_id, value)).unwrap()
+
+    async def aresume(self, run_id: str, value: object = ...) -> T:
+        """Resume the stored run *run_id*: run it again, replaying what completed; return its result.
+
+        The run keeps its id and its stored arguments; its records go on
+        after the stored ones, as a new attempt. Each call whose result the
+        store holds (matched by its call key, see :attr:`Event.key
+        <runtime.Event.key>`) returns that result without running its node;
+        every other call runs, so a call that was in flight when the run
+        stopped runs again (at least once, never exactly once). A run paused
+        at :func:`~runtime.interrupt` needs *value*, which that call returns.
+
+        Args:
+            run_id: the stored run's id.
+            value: the value for the interrupt the run paused at, if it did.
+
+        Returns:
+            The entry point's result, as :meth:`ainvoke` returns it.
+
+        Raises:
+            TrioflowError: the flow has no store, or is a routine graph
+                (resuming jobs is not supported yet).
+            UnknownRunError: the store has no run *run_id* (the nearest ids are named).
+            ResumeError: the run completed, belongs to another flow, was
+                started by another definition of this one, is being run by
+                another process, or waits for a value (or got one it does
+                not wait for).
+            DivergenceError: the code made another call than the stored
+                run at the same place.
+            RunPausedError: the run paused again at an interrupt.
+            Exception: the node error that ended the run.
+
+        .. versionadded:: 0.1
+        """
+        check_in_trio(f"Flow({self.name!r}).aresume(...)")
+        return (await self._aresume(run_id, value)).unwrap()
+
+    async def _aresume(self, run_id: str, value: object) -> RunResult[T]:
+        store = self.store
+        if store is None:
+            msg = f"Flow({self.name!r}).resume({run_id!r}): this flow has no store, so it keeps no runs to resume. Make it with Flow(..., store=True) or store=rt.SQLiteStore(path)."
+            raise TrioflowError(msg)
+        if self._graph.routines:
+            msg = f"Flow({self.name!r}).resume({run_id!r}): resuming a routine graph's job from a store is not supported yet; only node flows resume. Pause and resume a running job with Job.pause() and Job.resume()."
+            raise TrioflowError(msg)
+        entry = self._entry("resume")
+        point = await store.begin_resume(run_id, flow=self.name, fingerprint=self.fingerprint, answer=value)
+        try:
+            async with _run_store(store) as own:
+                result = await run_flow(
+                    self._settings(own),
+                    entry,
+                    point.args,
+                    point.kwargs,
+                    point=point,
+                    fingerprint=self.fingerprint,
+                )
+        finally:
+            store.end_resume(run_id)
+        return cast("RunResult[T]", result)
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of the flow's definition: its name, entry node, routines and connections.
+
+        A store keeps it with each run, and refuses to resume a run with a
+        flow whose fingerprint differs (its code changed shape).
+
+        .. versionadded:: 0.1
+        """
+        parts = [self.name, "" if self.entry_point is None else self.entry_point.name]
+        parts += [f"{rid}:{type(r).__qualname__}" for rid, r in self._graph.routines.items()]
+        parts += ["/".join(c) for c in self._graph.connections]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
     def cancel(self, job_state: JobState, reason: str | None = None) -> None:
         """Cancel the running job of *job_state*; a job that has ended is left as it is.

@@ -71,6 +71,17 @@ class Event:
             ``request_cancelled``, the :class:`~runtime.Status` ``killed`` or
             ``orphaned`` when the executor's cancel ended the work so
             (``None`` for a plain cancel).
+        key: for a node request's records, its call key: the parent's key,
+            then ``" > "``, the node's name and its position among the
+            parent's calls (``price_all > price_item[1]``); the entry
+            request's key is its node's name. The same in every attempt of
+            a run whose code calls the same nodes in the same order: a
+            durable store finds a call's stored result by it.
+        value: the full value behind *data*'s summary, for a durable store:
+            for ``request_succeeded`` the result, for ``run_started`` the
+            entry's arguments, the flow's definition fingerprint
+            and the attempt (``{"args", "kwargs", "fingerprint", "attempt"}``).
+            Not compared, not shown.
 
     .. versionadded:: 0.1
     """
@@ -83,6 +94,8 @@ class Event:
     parent_id: str | None = None
     node: str | None = None
     data: object = None
+    key: str | None = attrs.field(default=None, eq=False)
+    value: object = attrs.field(default=None, eq=False, repr=False)
 
 
 class Recorder(Protocol):

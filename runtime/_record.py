@@ -32,6 +32,13 @@ A record is an :class:`~runtime.Event`. Its kinds, and what ``data`` holds:
 ``run_finished``       ``{"status", "result", "error"}``. Always the last record.
 =====================  ==================================================================
 
+A node request's records also carry its call key (``Event.key``: the
+parent's key, the node's name and its place among the parent's calls), and
+``request_succeeded`` and ``run_started`` carry, for a durable store, the
+full value behind the summary (``Event.value``: the result; the entry's
+arguments, the definition's fingerprint and the attempt). A resumed run
+(``Flow.resume``) numbers its records on from the stored ones.
+
 Order guarantees, the contract every consumer builds on:
 
 - a run's records are numbered from 0 (``seq``) without gaps, in the order
@@ -80,9 +87,15 @@ class RunLog:
         self._seq = 0
         self._t0 = 0.0
 
-    def start(self, publisher: actors.ActorRef[list[Event], None] | None, *, live: bool) -> None:
-        """Start the run's clock; records go to *publisher*, one at a time if *live*."""
+    def start(
+        self, publisher: actors.ActorRef[list[Event], None] | None, *, live: bool, seq: int = 0
+    ) -> None:
+        """Start the run's clock; records go to *publisher*, one at a time if *live*, numbered from *seq*.
+
+        A resumed run numbers its records on from its stored ones.
+        """
         self._t0 = trio.current_time()
+        self._seq = seq
         self.publisher = publisher
         self._batch = 1 if live else _QUIET_BATCH
 
@@ -98,6 +111,8 @@ class RunLog:
         request_id: str | None = None,
         parent_id: str | None = None,
         offset: float | None = None,
+        key: str | None = None,
+        value: object = None,
     ) -> bool:
         """Record one change; return whether a :meth:`flush` is due.
 
@@ -117,6 +132,8 @@ class RunLog:
                 parent_id,
                 node,
                 data,
+                key,
+                value,
             )
         )
         self._seq += 1

@@ -40,7 +40,7 @@ import actors
 
 from ._context import Frame, Invocation, RequestMetadata, copy_context, current_frame, invocation_hook
 from ._core import RunResult, cancelled_error, end_state, new_run_id, save_state, timeout_error
-from ._exceptions import OutsideRunError
+from ._exceptions import DivergenceError, OutsideRunError, RunPausedError
 from ._executor import Submission
 from ._node import DEFAULT_THREADS
 from ._publisher import Event, EventKind, Publisher
@@ -57,8 +57,26 @@ if TYPE_CHECKING:
     from ._executor import Executor
     from ._node import AnyNode
     from ._publisher import Subscription
+    from .store._base import ResumePoint
 
 _PATH_NOTED = "__trioflow_request_path__"
+
+
+def paused_error(run: Run) -> RunPausedError:
+    """The error of a run that paused at ``rt.interrupt``: it carries the run id and the payload."""
+    assert run.interrupted is not None
+    key, payload = run.interrupted
+    run_id = run.state.job_id
+    msg = (
+        f"Run {run_id!r} of flow {run.flow_name!r} paused at rt.interrupt() in {key!r}, waiting for a value "
+        f"(payload: {_short(payload)}). Resume it with flow.resume({run_id!r}, value), from this process or another."
+    )
+    return RunPausedError(msg, run_id=run_id, payload=payload, key=key)
+
+
+def _short(value: object, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-2:]}"
 
 
 def is_cancellation(exc: BaseException) -> bool:
@@ -88,12 +106,15 @@ class Run:
         "executor",
         "first_error",
         "flow_name",
+        "interrupted",
         "log",
         "metadata",
         "nodes_scope",
         "outcome",
+        "point",
         "result",
         "root",
+        "started_value",
         "state",
         "timeout",
     )
@@ -127,11 +148,17 @@ class Run:
         self.ended = False
         self.log = RunLog(state.job_id)
         self._ids = 0
+        #: A resumed run's stored history: what its calls replay (see ``runtime.store.ResumePoint``).
+        self.point: ResumePoint | None = None
+        #: The ``run_started`` record's value: the entry's arguments and the definition's fingerprint.
+        self.started_value: object = None
+        #: The interrupt that paused the run, as (its key, its payload), once a node awaits one.
+        self.interrupted: tuple[str, object] | None = None
 
     def start(self, publisher: actors.ActorRef[list[Event], None] | None, *, live: bool) -> None:
         """Start the run's clock; from now on records go to *publisher* (if any)."""
         self.state._start_clock()
-        self.log.start(publisher, live=live)
+        self.log.start(publisher, live=live, seq=0 if self.point is None else self.point.next_seq)
 
     def offset(self) -> float:
         """Seconds since the run started, on Trio's clock."""
@@ -148,6 +175,7 @@ class Run:
         parent_id: str | None = None,
         node: str | None = None,
         data: object = None,
+        key: str | None = None,
     ) -> bool:
         """Apply one change to the run's state and record it, in order; return whether a :meth:`flush` is due.
 
@@ -156,6 +184,7 @@ class Run:
         """
         offset = self.log.offset()
         requests = self.state.requests
+        value: object = None
         if kind is EventKind.REQUEST_CREATED:
             assert request_id is not None
             assert node is not None
@@ -175,6 +204,7 @@ class Run:
             request.status = cancelled_as or _REQUEST_OUTCOMES[kind]
             request.finished_at = offset
             if kind is EventKind.REQUEST_SUCCEEDED:
+                value = data
                 request.result = data = summarize(data)
             elif kind is EventKind.REQUEST_FAILED:
                 assert isinstance(data, BaseException)
@@ -185,7 +215,7 @@ class Run:
         elif kind is EventKind.LOG:
             assert isinstance(data, dict)
             self.state._append_log({"request": request_id, "node": node, **data}, offset)
-        return self.log.add(kind, node, data, request_id, parent_id, offset)
+        return self.log.add(kind, node, data, request_id, parent_id, offset, key, value)
 
     async def record(
         self,
@@ -194,9 +224,10 @@ class Run:
         parent_id: str | None = None,
         node: str | None = None,
         data: object = None,
+        key: str | None = None,
     ) -> None:
         """Like :meth:`record_nowait`; wait only while the publisher's mailbox is full."""
-        if self.record_nowait(kind, request_id, parent_id, node, data):
+        if self.record_nowait(kind, request_id, parent_id, node, data, key):
             await self.log.flush()
 
     @property
@@ -209,10 +240,16 @@ class Run:
         await self.log.flush()
 
     async def record_shielded(
-        self, kind: EventKind, request_id: str, parent_id: str | None, node: str, data: object
+        self,
+        kind: EventKind,
+        request_id: str,
+        parent_id: str | None,
+        node: str,
+        data: object,
+        key: str | None = None,
     ) -> None:
         """Like :meth:`record`, from a task that is being cancelled."""
-        if self.record_nowait(kind, request_id, parent_id, node, data):
+        if self.record_nowait(kind, request_id, parent_id, node, data, key):
             await self.log.flush_shielded()
 
     def end_unfinished(self) -> None:
@@ -248,6 +285,79 @@ class Run:
             for ref in self.root.live:
                 ref.cancel()
 
+    def interrupt(self, key: str, payload: object) -> None:
+        """``rt.interrupt``: pause the run at *key* with *payload*; every node of it is cancelled.
+
+        The first interrupt of a run pauses it; the run ends ``paused``.
+        """
+        if self.interrupted is None and self.first_error is None:
+            self.interrupted = (key, payload)
+            if self.nodes_scope is not None:
+                self.nodes_scope.cancel()
+            if self.entry is not None:
+                self.entry.cancel()
+
+    def replay_calls(self, key: str, request_id: str) -> None:
+        """Record again the calls that the replayed call *key* (now *request_id*) made, as stored.
+
+        They are not run: their records, with their stored outcomes, make the
+        resumed run's request tree the whole tree.
+        """
+        assert self.point is not None
+        point = self.point
+        for child_key, node, executor, kind, data in point.children.get(key, ()):
+            assert isinstance(child_key, str)
+            assert isinstance(node, str)
+            assert isinstance(kind, EventKind)
+            child_id = self.next_request_id()
+            offset = self.log.offset()
+            self.state.requests[child_id] = Request(
+                id=child_id,
+                parent_id=request_id,
+                node=node,
+                status=Status.RUNNING,
+                created_at=offset,
+                started_at=offset,
+                executor=executor if isinstance(executor, str) else None,
+            )
+            self.log.add(EventKind.REQUEST_CREATED, node, executor, child_id, request_id, offset, child_key)
+            self.replay_calls(child_key, child_id)
+            request = self.state.requests[child_id]
+            request.status = data if isinstance(data, Status) else _REQUEST_OUTCOMES[kind]
+            request.finished_at = offset
+            if kind is EventKind.REQUEST_SUCCEEDED:
+                request.result = data if isinstance(data, str) else None
+            elif kind is EventKind.REQUEST_FAILED:
+                request.error = data if isinstance(data, ErrorSummary) else None
+            value = point.results.get(child_key) if kind is EventKind.REQUEST_SUCCEEDED else None
+            self.log.add(kind, node, data, child_id, request_id, offset, child_key, value)
+
+    def check_call(self, parent_key: str, position: int, key: str) -> object:
+        """A resumed run's call at *key*: its stored result, or :data:`NOT_STORED`.
+
+        Raises:
+            DivergenceError: the stored history made another call at this
+                place (the run is ended with it).
+        """
+        point = self.point
+        if point is None:
+            return NOT_STORED
+        stored = point.slots.get((parent_key, position), key)
+        if stored != key:
+            msg = (
+                f"Run {point.run_id!r} diverged from its stored history at call {position} of {parent_key!r}: "
+                f"it called {key!r} where the stored run called {stored!r}. A resumed run must make the same calls in "
+                "the same order; resume it with the code that started it, or start a new run."
+            )
+            error = DivergenceError(msg, run_id=point.run_id, expected=stored, found=key)
+            self.abort(error)
+            raise error
+        return point.results.get(key, NOT_STORED)
+
+
+NOT_STORED = object()
+"""No stored result: the call runs."""
+
 
 _REQUEST_OUTCOMES = {
     EventKind.REQUEST_SUCCEEDED: Status.COMPLETED,
@@ -270,6 +380,8 @@ class NodeActor(actors.Actor[None, object]):
     on_failure: Callable[[BaseException], None] | None = None
     #: The call on the node's executor, once made: it says how a cancel ended the work.
     submission: Submission | None = None
+    #: A resumed run's stored result of this call: it is returned, the node does not run.
+    replayed: object = NOT_STORED
 
     def __init__(
         self,
@@ -280,6 +392,7 @@ class NodeActor(actors.Actor[None, object]):
         path: tuple[str, ...],
         args: tuple[object, ...],
         kwargs: Mapping[str, object],
+        key: str | None = None,
     ) -> None:
         self.run = run
         self.node = node
@@ -289,6 +402,10 @@ class NodeActor(actors.Actor[None, object]):
         self.args = args
         self.kwargs = kwargs
         self.executor = run.executor_for(node)
+        #: The call key (see ``Event.key``): the entry's node name, or the parent's key and this call's place.
+        self.key = key if key is not None else node.name
+        self._calls = 0
+        self._interrupts = 0
 
     @property
     def node_name(self) -> str:
@@ -307,9 +424,12 @@ class NodeActor(actors.Actor[None, object]):
         hook = invocation_hook.get(None)
         try:
             after = None
-            if hook is not None:
+            if hook is not None and self.replayed is NOT_STORED:
                 after = await hook(Invocation("node", self.node.name, self.path, self.args, self.kwargs))
-            if self.executor is None:
+            if self.replayed is not NOT_STORED:  # a stored result: the node does not run
+                result = self.replayed
+                run.replay_calls(self.key, self.request_id)
+            elif self.executor is None:
                 result = await self.node.invoke(self.args, self.kwargs)
             else:
                 self.submission = Submission(
@@ -327,6 +447,7 @@ class NodeActor(actors.Actor[None, object]):
                     self.parent_id,
                     self.node.name,
                     None if ending is Status.CANCELLED else ending,
+                    self.key,
                 )
                 raise
             if not hasattr(exc, _PATH_NOTED) and isinstance(exc, Exception):
@@ -335,7 +456,7 @@ class NodeActor(actors.Actor[None, object]):
                     f"raised in node {self.node.name!r}, request path: {' > '.join(self.path)} ({self.request_id})"
                 )
             await run.record_shielded(
-                EventKind.REQUEST_FAILED, self.request_id, self.parent_id, self.node.name, exc
+                EventKind.REQUEST_FAILED, self.request_id, self.parent_id, self.node.name, exc, self.key
             )
             if self.on_failure is not None:
                 self.on_failure(exc)
@@ -345,10 +466,26 @@ class NodeActor(actors.Actor[None, object]):
         finally:
             self.ref.stop_nowait()
         if run.record_nowait(
-            EventKind.REQUEST_SUCCEEDED, self.request_id, self.parent_id, self.node.name, result
+            EventKind.REQUEST_SUCCEEDED, self.request_id, self.parent_id, self.node.name, result, self.key
         ):
             await run.flush()
         return result
+
+    async def interrupt(self, payload: object) -> object:
+        """``rt.interrupt(payload)`` in this node: the value given to resume the run at it.
+
+        Without one (the run's first attempt at it), the run pauses: every
+        node is cancelled, this one too, and the run ends ``paused``.
+        """
+        key = f"{self.key} ! interrupt[{self._interrupts}]"
+        self._interrupts += 1
+        point = self.run.point
+        if point is not None and key in point.answers:
+            await trio.lowlevel.checkpoint()
+            return point.answers[key]
+        self.run.interrupt(key, payload)
+        await trio.sleep_forever()
+        raise AssertionError  # pragma: no cover  # the run's cancel ends the wait
 
     async def call(self, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]) -> object:
         """Run *node* as a child request of this one and return its result.
@@ -359,7 +496,12 @@ class NodeActor(actors.Actor[None, object]):
         if self.keeps_nursery:
             child = self._child(node, args, kwargs)
             if self.run.record_nowait(
-                EventKind.REQUEST_CREATED, child.request_id, self.request_id, node.name, child.executor_name
+                EventKind.REQUEST_CREATED,
+                child.request_id,
+                self.request_id,
+                node.name,
+                child.executor_name,
+                child.key,
             ):
                 await self.run.flush()
             ref = await self.spawn(child, name=f"{node.name} ({child.request_id})")
@@ -428,7 +570,12 @@ class NodeActor(actors.Actor[None, object]):
             for child in children:
                 if not child.started:
                     await self.run.record(
-                        EventKind.REQUEST_CANCELLED, child.request_id, self.request_id, child.node.name, None
+                        EventKind.REQUEST_CANCELLED,
+                        child.request_id,
+                        self.request_id,
+                        child.node.name,
+                        None,
+                        child.key,
                     )
             raise failures[0]
         results: list[object] = []
@@ -443,9 +590,22 @@ class NodeActor(actors.Actor[None, object]):
         return results
 
     def _child(self, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]) -> NodeActor:
-        return NodeActor(
-            self.run, node, self.run.next_request_id(), self.request_id, (*self.path, node.name), args, kwargs
+        position = self._calls
+        self._calls += 1
+        key = f"{self.key} > {node.name}[{position}]"
+        replayed = self.run.check_call(self.key, position, key)
+        child = NodeActor(
+            self.run,
+            node,
+            self.run.next_request_id(),
+            self.request_id,
+            (*self.path, node.name),
+            args,
+            kwargs,
+            key,
         )
+        child.replayed = replayed
+        return child
 
     def _spawn_child(
         self,
@@ -461,7 +621,12 @@ class NodeActor(actors.Actor[None, object]):
         child = self._child(node, args, kwargs)
         child.keeps_nursery = False
         self.run.record_nowait(
-            EventKind.REQUEST_CREATED, child.request_id, self.request_id, node.name, child.executor_name
+            EventKind.REQUEST_CREATED,
+            child.request_id,
+            self.request_id,
+            node.name,
+            child.executor_name,
+            child.key,
         )
         nursery.spawn_nowait(child, name=f"{node.name} ({child.request_id})")
         return child
@@ -478,7 +643,7 @@ class RunRoot:
     object is no actor, and costs no task.
     """
 
-    __slots__ = ("live", "run", "system")
+    __slots__ = ("_calls", "live", "run", "system")
 
     #: What a node actor has and the root has not: a request, a node of its own.
     request_id = None
@@ -490,6 +655,7 @@ class RunRoot:
         self.system = system
         #: The top-level requests running now: :meth:`Run.abort` cancels them.
         self.live: set[actors.ActorRef[None, object]] = set()
+        self._calls = 0
 
     def _child(self, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]) -> NodeActor:
         run = self.run
@@ -499,11 +665,19 @@ class RunRoot:
                 "Make the call inside the `with rt.Session(...)` block, or start a new run."
             )
             raise OutsideRunError(msg)
-        return NodeActor(run, node, run.next_request_id(), None, (node.name,), args, kwargs)
+        # Call keys (see ``Event.key``): the first top-level request (a Flow
+        # run's entry point) is keyed by its node's name, later ones by place.
+        position = self._calls
+        self._calls += 1
+        key = node.name if position == 0 else f"{node.name}[{position}]"
+        replayed = run.check_call("", position, key)
+        child = NodeActor(run, node, run.next_request_id(), None, (node.name,), args, kwargs, key)
+        child.replayed = replayed
+        return child
 
     def _spawn(self, system: actors.ActorSystem, child: NodeActor) -> actors.ActorRef[None, object]:
         self.run.record_nowait(
-            EventKind.REQUEST_CREATED, child.request_id, None, child.node.name, child.executor_name
+            EventKind.REQUEST_CREATED, child.request_id, None, child.node.name, child.executor_name, child.key
         )
         ref = system.spawn_nowait(child, name=f"{child.node.name} ({child.request_id})")
         self.live.add(ref)
@@ -553,6 +727,16 @@ class RunRoot:
         """As :meth:`NodeActor.child_failed`: with ``end_on_error``, the caller sees the run's cancellation."""
         if self.run.first_error is not None:
             await trio.lowlevel.checkpoint()
+
+    async def interrupt(self, payload: object) -> object:
+        """``rt.interrupt`` in a session block's own code: refused, a run pauses in a node."""
+        await trio.lowlevel.checkpoint()
+        msg = (
+            f"rt.interrupt({_short(payload)}) was called in the block of run {self.run.state.job_id!r} itself, "
+            "not in a node. A run pauses inside a node: call rt.interrupt() in a @rt.function_node, and run it "
+            "with rt.Flow(..., entry_point=node, store=...) so that flow.resume(run_id, value) can continue it."
+        )
+        raise OutsideRunError(msg)
 
     async def call_batch(
         self, node: AnyNode, arg_sets: Sequence[tuple[object, ...]], *, return_exceptions: bool
@@ -639,17 +823,27 @@ class _Failed:
 
 
 def new_run(
-    settings: RunSettings, metadata: RequestMetadata | None = None, *, where: str | None = None
+    settings: RunSettings,
+    metadata: RequestMetadata | None = None,
+    *,
+    where: str | None = None,
+    point: ResumePoint | None = None,
 ) -> Run:
-    """A run of *settings*, not started yet: its id, its state (a copy of the context), its :class:`Run`."""
-    run_id = metadata.run_id if metadata is not None and metadata.run_id else new_run_id()
+    """A run of *settings*, not started yet: its id, its state (a copy of the context), its :class:`Run`.
+
+    *point*, for a resumed run, is its stored history: the run keeps its id.
+    """
+    if point is not None:
+        run_id = point.run_id
+    else:
+        run_id = metadata.run_id if metadata is not None and metadata.run_id else new_run_id()
     context = (
         copy_context(settings.context, where=where or f"Flow({settings.name!r}) run")
         if settings.context
         else {}
     )
     state = JobState(job_id=run_id, flow_id=settings.name, context=context)
-    return Run(
+    run = Run(
         state=state,
         flow_name=settings.name,
         timeout=settings.timeout,
@@ -657,6 +851,8 @@ def new_run(
         metadata=metadata if metadata is not None else RequestMetadata(run_id=run_id),
         executor=settings.executor,
     )
+    run.point = point
+    return run
 
 
 @final
@@ -721,7 +917,7 @@ class OpenRun:
             scope = trio.CancelScope(deadline=deadline)
             scope.__enter__()
         self._scope = run.nodes_scope = scope
-        run.record_nowait(EventKind.RUN_STARTED, data=run.flow_name)
+        run.log.add(EventKind.RUN_STARTED, None, run.flow_name, value=run.started_value)
 
     def _end(self, exc: BaseException | None, *, own_scope: bool) -> tuple[bool, BaseException | None]:
         """Write how the run ended; return whether the block's cancellation is the run's own, and what escapes.
@@ -748,7 +944,11 @@ class OpenRun:
         elif (
             exc is not None
             and is_cancellation(exc)
-            and (run.first_error is not None or trio.current_time() >= scope.deadline)
+            and (
+                run.first_error is not None
+                or run.interrupted is not None
+                or trio.current_time() >= scope.deadline
+            )
         ):
             # The abort, or the timeout (a nursery's scope is cancelled by any
             # child's Cancelled too, so cancel_called cannot tell): the system's
@@ -764,6 +964,8 @@ class OpenRun:
                 status, error = Status.CANCELLED, cancelled_error(state, "node", escaping)
         elif run.first_error is not None:  # end_on_error: the run's scope caught the abort's cancellation
             status, error = Status.FAILED, run.first_error
+        elif run.interrupted is not None:  # rt.interrupt: the run's scope caught the pause's cancellation
+            status, error = Status.PAUSED, paused_error(run)
         elif exc is not None:  # the run's scope caught its own cancellation: the timeout
             status, error = Status.TIMED_OUT, timeout_error(state, run.timeout, "node")
         elif run.error is not None:
@@ -773,6 +975,8 @@ class OpenRun:
         run.end_unfinished()
         summary = summarize(result) if status is Status.COMPLETED else None
         finished = end_state(state, status, error, summary)
+        if run.interrupted is not None and status is Status.PAUSED:
+            finished["interrupt"] = {"key": run.interrupted[0], "payload": run.interrupted[1]}
         state.finished_at = state._wall_time(run.offset())
         run.record_nowait(EventKind.RUN_FINISHED, data=finished)
         run.outcome = RunResult(state, result, error)
@@ -851,15 +1055,16 @@ def open_run(
     metadata: RequestMetadata | None = None,
     subscriptions: Sequence[Subscription] = (),
     where: str | None = None,
+    point: ResumePoint | None = None,
 ) -> OpenRun:
     """One run of the flow *settings* describe, in the caller's task: ``async with open_run(s) as run:``.
 
     The primitive every node run is built on (see :class:`OpenRun`): the
     block is the run. Its top-level requests are made through ``run.root``
     (``rt.call`` in the block does so). *where* names the API for a context
-    that cannot be copied.
+    that cannot be copied; *point* is a resumed run's stored history.
     """
-    return OpenRun(new_run(settings, metadata, where=where), settings, subscriptions)
+    return OpenRun(new_run(settings, metadata, where=where, point=point), settings, subscriptions)
 
 
 async def run_flow(
@@ -871,16 +1076,27 @@ async def run_flow(
     metadata: RequestMetadata | None = None,
     subscriptions: Sequence[Subscription] = (),
     on_result: Callable[[RunResult[object]], object] | None = None,
+    point: ResumePoint | None = None,
+    fingerprint: str | None = None,
 ) -> RunResult[object]:
     """Run *entry* once as a run of the flow *settings* describe: :func:`open_run` and one top-level call.
 
     *on_result* gets the run's result as soon as the run has ended on its
     own, even if this call is then cancelled while the run's publisher
-    winds down: a session counts the run by how it really ended.
+    winds down: a session counts the run by how it really ended. *point*, for
+    a resumed run, is its stored history (the run keeps its id);
+    *fingerprint* is the flow definition's, recorded for a store.
     """
     entry.check_arguments(args, kwargs)
-    block = open_run(settings, metadata=metadata, subscriptions=subscriptions)
+    block = open_run(settings, metadata=metadata, subscriptions=subscriptions, point=point)
     run = block.run
+    if settings.recorders:
+        run.started_value = {
+            "args": args,
+            "kwargs": kwargs,
+            "fingerprint": fingerprint,
+            "attempt": 1 if point is None else point.attempt,
+        }
     try:
         async with block:
             try:

@@ -8,7 +8,7 @@ import attrs
 
 if TYPE_CHECKING:
     import datetime
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from .._publisher import Event
     from .._state import JobState, Status
@@ -27,7 +27,8 @@ class RunSummary:
         started: when the store saw the run start (aware, UTC).
         duration: seconds from start to finish on the run's clock, or
             ``None`` until it finished.
-        owner_pid: the id of the process that ran it.
+        owner_pid: the id of the process that ran it (its last attempt).
+        attempts: how many times it was started: 1, plus one per resume.
 
     .. versionadded:: 0.1
     """
@@ -38,6 +39,38 @@ class RunSummary:
     started: datetime.datetime
     duration: float | None
     owner_pid: int
+    attempts: int = 1
+
+
+@final
+@attrs.frozen
+class ResumePoint:
+    """What a resumed run takes from its stored history (private to the runtime).
+
+    Attributes:
+        run_id: the run.
+        attempt: the number of the attempt about to start (the first run is 1).
+        next_seq: the number of the attempt's first record.
+        args: the entry's positional arguments, as stored.
+        kwargs: the entry's keyword arguments, as stored.
+        results: the stored result of every call that completed, by call key.
+        slots: the call key stored at each place, by ``(parent key, position)``.
+        answers: the value given for each interrupt, by its key.
+        children: for each call with a stored result, the calls it made, in
+            order, as ``(key, node, executor, outcome kind, outcome data)``:
+            a replayed call records them again, so the resumed run's request
+            tree is the whole tree.
+    """
+
+    run_id: str
+    attempt: int
+    next_seq: int
+    args: tuple[object, ...]
+    kwargs: Mapping[str, object]
+    results: Mapping[str, object]
+    slots: Mapping[tuple[str, int], str]
+    answers: Mapping[str, object]
+    children: Mapping[str, tuple[tuple[object, ...], ...]] = attrs.field(factory=dict)
 
 
 class Store(Protocol):
@@ -50,8 +83,15 @@ class Store(Protocol):
         """Keep *records*, the next records of one run, in order."""
         ...
 
-    async def runs(self, flow: str | None = None, status: Status | str | None = None) -> list[RunSummary]:
-        """The stored runs, newest first; only *flow*'s, or only those in *status*, if given."""
+    async def runs(
+        self,
+        flow: str | None = None,
+        status: Status | str | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[RunSummary]:
+        """The stored runs, newest first; only *flow*'s, or only those in *status*, if given; *limit* runs after *offset*."""
         ...
 
     async def records(self, run_id: str) -> list[Event]:
@@ -60,4 +100,17 @@ class Store(Protocol):
 
     async def state(self, run_id: str) -> JobState:
         """The state of *run_id*, rebuilt by applying its stored records in order."""
+        ...
+
+    async def begin_resume(
+        self, run_id: str, *, flow: str, fingerprint: str, answer: object = ...
+    ) -> ResumePoint:
+        """Take *run_id* for a new attempt (refused while another holds it) and say what it replays.
+
+        *answer*, if given, is the value of the interrupt the run paused at.
+        """
+        ...
+
+    def end_resume(self, run_id: str) -> None:
+        """Release *run_id*, taken by :meth:`begin_resume`: its attempt has ended."""
         ...

@@ -14,24 +14,26 @@ from __future__ import annotations
 import contextlib
 import datetime
 import difflib
+import functools
 import json
 import os
 import pathlib
 import sqlite3
 from typing import TYPE_CHECKING, final
 
+import attrs
 import trio
 
 import actors
 
-from .._exceptions import StoreError, UnknownRunError
+from .._exceptions import ResumeError, StoreError, UnknownRunError, UnserializableValueError
 from .._publisher import Event, EventKind
 from .._serialize import _converter, _Walker
 from .._state import OUTPUT_KEY, Delivery, ErrorSummary, HistoryEntry, JobState, Request, Status
-from ._base import RunSummary
+from ._base import ResumePoint, RunSummary
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from types import TracebackType
 
 #: Forward-only schema migrations: step *i* takes a database from version *i* to *i + 1*.
@@ -47,6 +49,21 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         " run_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, offset REAL NOT NULL,"
         " request_id TEXT, parent_id TEXT, node TEXT, data TEXT NOT NULL, unserializable TEXT,"
         " PRIMARY KEY (run_id, seq)) WITHOUT ROWID",
+    ),
+    (
+        # Durable runs: call keys, attempts and values for resume; interrupts; snapshots.
+        "ALTER TABLE runs ADD COLUMN fingerprint TEXT",
+        "ALTER TABLE runs ADD COLUMN input TEXT",
+        "ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE runs ADD COLUMN interrupt TEXT",
+        "ALTER TABLE runs ADD COLUMN answers TEXT",
+        "ALTER TABLE records ADD COLUMN call_key TEXT",
+        "ALTER TABLE records ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE records ADD COLUMN value TEXT",
+        "CREATE TABLE snapshots ("
+        " run_id TEXT NOT NULL, seq INTEGER NOT NULL, state TEXT NOT NULL,"
+        " PRIMARY KEY (run_id, seq)) WITHOUT ROWID",
+        "CREATE INDEX runs_by_status ON runs (status)",
     ),
 )
 
@@ -112,6 +129,8 @@ def _rebuild(run_id: str, flow: str, started: datetime.datetime, records: Sequen
     for record in records:
         kind, data, offset = record.kind, record.data, record.offset
         if kind is EventKind.RUN_STARTED:
+            # Each attempt (the first run, each resume) runs the flow again: its tree is the run's.
+            requests.clear()
             state.started_at = started
             state.status = Status.RUNNING
         elif kind is EventKind.REQUEST_CREATED:
@@ -246,30 +265,102 @@ def _check_path(path: pathlib.Path) -> None:
         raise StoreError(msg)
 
 
-def _rows(records: Sequence[Event]) -> str:
-    """The ``records`` table's rows of *records*, as one JSON array (SQLite unpacks it, without the GIL)."""
-    rows: list[tuple[object, ...]] = []
+def _value(event: Event) -> str | None:
+    """The JSON text of the record's full value (a result, the entry's arguments); ``None`` if it is not JSON."""
+    value = event.value
+    if event.kind is EventKind.RUN_STARTED:
+        if not isinstance(value, dict):
+            return None
+        value = {"args": list(value.get("args") or ()), "kwargs": dict(value.get("kwargs") or {})}
+    elif event.kind is not EventKind.REQUEST_SUCCEEDED:
+        return None
+    if type(value) in _SCALARS:
+        return _dumps(value)
+    try:
+        plain = _Walker(run_id=event.run_id, strict=True).walk(value, "$.value")
+    except UnserializableValueError:
+        return None
+    return _dumps(plain)
+
+
+def _boxed(event: Event) -> list[object] | None:
+    """The result of a ``request_succeeded`` record as ``[result]``, if it is JSON; else ``None``.
+
+    Boxed, so SQLite's ``json_extract`` gives the ``value`` column JSON text
+    whatever the result (a bare string would come out unquoted), and the
+    result is encoded once, with its row.
+    """
+    value = event.value
+    if type(value) in _SCALARS:
+        return [value]
+    try:
+        return [_Walker(run_id=event.run_id, strict=True).walk(value, "$.value")]
+    except UnserializableValueError:
+        return None
+
+
+_BASE_COLUMNS = (
+    "run_id",
+    "seq",
+    "kind",
+    "offset",
+    "request_id",
+    "parent_id",
+    "node",
+    "data",
+    "call_key",
+    "value",
+)
+#: Columns almost every row leaves empty: a batch's rows carry them only if some row of it fills one.
+_RARE_COLUMNS = ("unserializable", "attempt")
+
+
+def _rows(records: Sequence[Event], attempts: Mapping[str, int]) -> tuple[str, bool]:
+    """The ``records`` table's rows of *records*, as one JSON array (SQLite unpacks it, without the GIL).
+
+    Also whether the rows carry the rare columns (values stored as their
+    repr, a resumed run's attempt): SQLite parses a row's text once per
+    column it extracts, so a batch without them leaves them out. A call key
+    is stored with the request's creation only (its other records name the
+    request); a result (``[result]``, see :func:`_boxed`) only with ``request_succeeded``.
+    """
+    rows: list[list[object]] = []
+    rare: list[tuple[str | None, int]] = []
+    has_rare = False
+    created, succeeded = EventKind.REQUEST_CREATED, EventKind.REQUEST_SUCCEEDED
     for event in records:
         data, bad = _encode(event)
+        kind = event.kind
         rows.append(
-            (
+            [
                 event.run_id,
                 event.seq,
-                event.kind.value,
+                kind.value,
                 event.offset,
                 event.request_id,
                 event.parent_id,
                 event.node,
                 data,
-                bad,
-            )
+                event.key if kind is created else None,
+                _boxed(event) if kind is succeeded else None,
+            ]
         )
-    return _dumps(rows)
+        attempt = attempts.get(event.run_id, 1) if attempts else 1
+        rare.append((bad, attempt))
+        if bad is not None or attempt != 1:
+            has_rare = True
+    if has_rare:
+        for row, (bad, attempt) in zip(rows, rare, strict=True):
+            row += (bad, attempt)
+    return _dumps(rows), has_rare
 
 
-_INSERT_ROWS = "INSERT INTO records SELECT {} FROM json_each(?)".format(
-    ", ".join(f"json_extract(value, '$[{i}]')" for i in range(9))
-)
+@functools.cache
+def _insert_rows(has_rare: bool) -> str:
+    """The statement inserting rows that carry the rare columns or not."""
+    columns = [*_BASE_COLUMNS, *(_RARE_COLUMNS if has_rare else ())]
+    extracts = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(columns)))
+    return f"INSERT INTO records ({', '.join(columns)}) SELECT {extracts} FROM json_each(?)"
 
 
 def _write(
@@ -277,6 +368,7 @@ def _write(
     records: Sequence[Event],
     rows: str,
     started_wall: dict[str, float],
+    has_rare: bool = True,
 ) -> None:
     """Commit *rows* of *records* (in order) and their runs' rows as one transaction."""
     conn.execute("BEGIN IMMEDIATE")
@@ -284,12 +376,33 @@ def _write(
         for event in records:
             if event.kind is EventKind.RUN_STARTED:
                 wall = started_wall[event.run_id]
-                conn.execute(
-                    "INSERT INTO runs (run_id, flow, status, started_offset, started_wall, owner_pid)"
-                    " VALUES (?, ?, 'running', ?, ?, ?)",
-                    (event.run_id, str(event.data), event.offset, _utc(wall).isoformat(), os.getpid()),
-                )
-        conn.execute(_INSERT_ROWS, (rows,))
+                value = event.value if isinstance(event.value, dict) else {}
+                row = conn.execute(
+                    "SELECT started_wall FROM runs WHERE run_id = ?", (event.run_id,)
+                ).fetchone()
+                if row is None:
+                    conn.execute(
+                        "INSERT INTO runs (run_id, flow, status, started_offset, started_wall, owner_pid,"
+                        " fingerprint, input) VALUES (?, ?, 'running', ?, ?, ?, ?, ?)",
+                        (
+                            event.run_id,
+                            str(event.data),
+                            event.offset,
+                            _utc(wall).isoformat(),
+                            os.getpid(),
+                            value.get("fingerprint"),
+                            _value(event),
+                        ),
+                    )
+                else:
+                    # A resumed attempt: its clock starts at 0 again; the run's start stays the first's.
+                    since = wall - datetime.datetime.fromisoformat(row[0]).timestamp()
+                    conn.execute(
+                        "UPDATE runs SET status = 'running', started_offset = ?, finished_offset = NULL,"
+                        " finished_wall = NULL, owner_pid = ?, interrupt = NULL WHERE run_id = ?",
+                        (event.offset - since, os.getpid(), event.run_id),
+                    )
+        conn.execute(_insert_rows(has_rare), (rows,))
         for event in records:
             if event.kind is EventKind.RUN_FINISHED and isinstance(event.data, dict):
                 row = conn.execute(
@@ -298,9 +411,17 @@ def _write(
                 finished = datetime.datetime.fromisoformat(row[1]) + datetime.timedelta(
                     seconds=event.offset - row[0]
                 )
+                interrupt = event.data.get("interrupt")
                 conn.execute(
-                    "UPDATE runs SET status = ?, finished_offset = ?, finished_wall = ? WHERE run_id = ?",
-                    (str(event.data.get("status")), event.offset, finished.isoformat(), event.run_id),
+                    "UPDATE runs SET status = ?, finished_offset = ?, finished_wall = ?, interrupt = ?"
+                    " WHERE run_id = ?",
+                    (
+                        str(event.data.get("status")),
+                        event.offset,
+                        finished.isoformat(),
+                        None if interrupt is None else _encode(attrs.evolve(event, data=interrupt))[0],
+                        event.run_id,
+                    ),
                 )
         conn.execute("COMMIT")
     except BaseException as exc:
@@ -327,6 +448,7 @@ class _Writer(actors.Actor[None, None]):
 
     async def handle(self, message: None) -> None:
         store = self._store
+        store._busy = True
         batch = store._take()
         walls = {
             e.run_id: store._started_wall.pop(e.run_id, _now())
@@ -334,8 +456,21 @@ class _Writer(actors.Actor[None, None]):
             if e.kind is EventKind.RUN_STARTED
         }
         # Encoding is Python work: done here, it does not contend with the loop for the GIL.
-        rows = _rows(batch)
-        await trio.to_thread.run_sync(_write, self._conn, batch, rows, walls)
+        for event in batch:
+            if event.kind is EventKind.RUN_STARTED and isinstance(event.value, dict):
+                attempt = event.value.get("attempt")
+                if isinstance(attempt, int) and attempt > 1:
+                    store._attempts[event.run_id] = attempt
+        rows, has_rare = _rows(batch, store._attempts)
+        for event in batch:
+            if event.kind is EventKind.RUN_FINISHED:
+                store._attempts.pop(event.run_id, None)
+        try:
+            await trio.to_thread.run_sync(_write, self._conn, batch, rows, walls, has_rare)
+        finally:
+            store._busy = False
+            store._done.set()
+            store._done = trio.Event()
         store.committed += len(batch)
         if store._on_commit is not None:
             store._on_commit(store.committed)
@@ -378,19 +513,30 @@ class SQLiteStore:
     ) -> None:
         self.path = pathlib.Path(path)
         _check_path(self.path)
+        self._key = str(self.path.resolve())
         #: Records committed by this store object so far.
         self.committed = 0
         self._on_commit = on_commit
         self._writer: actors.ActorRef[None, None] | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._started_wall: dict[str, float] = {}
+        #: The attempt of each resumed run this store writes (from its run_started record), stamped on its records.
+        self._attempts: dict[str, int] = {}
         # The records waiting for the writer's next transaction, and whether it was woken for them.
         self._queued: list[Event] = []
         self._woken = False
         self._taken = trio.Event()
+        # Whether the writer is committing a batch, and the event it sets after each commit.
+        self._busy = False
+        self._done = trio.Event()
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the store's ``async with`` block is open (its writer runs)."""
+        return self._stack is not None
 
     async def __aenter__(self) -> SQLiteStore:
         if self._stack is not None:
@@ -435,6 +581,9 @@ class SQLiteStore:
         if records[0].kind is EventKind.RUN_STARTED:
             # The run's wall clock: now, less how far into the run the batch's last record is.
             self._started_wall[records[0].run_id] = _now() - records[-1].offset
+            _HELD.add((self._key, records[0].run_id))
+        if records[-1].kind is EventKind.RUN_FINISHED:
+            _HELD.discard((self._key, records[0].run_id))
         self._queued.extend(records)
         if not self._woken:
             self._woken = True
@@ -468,8 +617,18 @@ class SQLiteStore:
         finally:
             conn.close()
 
-    async def runs(self, flow: str | None = None, status: Status | str | None = None) -> list[RunSummary]:
+    async def runs(
+        self,
+        flow: str | None = None,
+        status: Status | str | None = None,
+        *,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[RunSummary]:
         """The stored runs, newest first; only *flow*'s, or only those in *status*, if given.
+
+        *limit* and *offset* page through them: at most *limit* runs, after
+        skipping the *offset* newest.
 
         Raises:
             StoreError: the database cannot be read, or is of a newer schema.
@@ -477,9 +636,11 @@ class SQLiteStore:
         """
         wanted = None if status is None else Status(status)
         query = (
-            "SELECT run_id, flow, status, started_offset, finished_offset, started_wall, owner_pid FROM runs"
+            "SELECT run_id, flow, status, started_offset, finished_offset, started_wall, owner_pid, attempt"
+            " FROM runs"
         )
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[object] = []
         if flow is not None:
             clauses.append("flow = ?")
             params.append(flow)
@@ -489,6 +650,9 @@ class SQLiteStore:
         if clauses:
             query += " WHERE " + " AND ".join(clauses)
         query += " ORDER BY rowid DESC"
+        if limit is not None or offset:
+            query += " LIMIT ? OFFSET ?"
+            params += [-1 if limit is None else limit, offset]
         rows = await trio.to_thread.run_sync(self._read, lambda conn: conn.execute(query, params).fetchall())
         assert isinstance(rows, list)
         return [
@@ -499,22 +663,22 @@ class SQLiteStore:
                 started=datetime.datetime.fromisoformat(started_wall),
                 duration=None if finished is None else finished - started,
                 owner_pid=pid,
+                attempts=attempts,
             )
-            for run_id, flow_name, run_status, started, finished, started_wall, pid in rows
+            for run_id, flow_name, run_status, started, finished, started_wall, pid, attempts in rows
         ]
+
+    def _unknown(self, conn: sqlite3.Connection, run_id: str) -> UnknownRunError:
+        ids = [row[0] for row in conn.execute("SELECT run_id FROM runs")]
+        nearest = difflib.get_close_matches(run_id, ids, n=3, cutoff=0.0)
+        hint = f"The nearest it has: {', '.join(repr(i) for i in nearest)}." if nearest else "It has no runs."
+        msg = f"The run store {str(self.path)!r} has no run {run_id!r}. {hint}"
+        return UnknownRunError(msg)
 
     def _load(self, conn: sqlite3.Connection, run_id: str) -> tuple[str, datetime.datetime, list[Event]]:
         run = conn.execute("SELECT flow, started_wall FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if run is None:
-            ids = [row[0] for row in conn.execute("SELECT run_id FROM runs")]
-            nearest = difflib.get_close_matches(run_id, ids, n=3, cutoff=0.0)
-            hint = (
-                f"The nearest it has: {', '.join(repr(i) for i in nearest)}."
-                if nearest
-                else "It has no runs."
-            )
-            msg = f"The run store {str(self.path)!r} has no run {run_id!r}. {hint}"
-            raise UnknownRunError(msg)
+            raise self._unknown(conn, run_id)
         rows = conn.execute(
             "SELECT seq, kind, offset, request_id, parent_id, node, data FROM records WHERE run_id = ? ORDER BY seq",
             (run_id,),
@@ -563,6 +727,195 @@ class SQLiteStore:
         assert isinstance(loaded, tuple)
         flow, started, records = loaded
         return _rebuild(run_id, flow, started, records)
+
+    # -- resuming ----------------------------------------------------------------
+
+    async def begin_resume(
+        self, run_id: str, *, flow: str, fingerprint: str, answer: object = ...
+    ) -> ResumePoint:
+        """Take *run_id* for a new attempt, in one transaction, and say what the attempt replays.
+
+        The run is marked ``running`` by this process: another process (or
+        another resume in this one) is refused until the attempt ends, or
+        this process dies. Call :meth:`end_resume` when the attempt ends.
+
+        Args:
+            run_id: the run to resume.
+            flow: the resuming flow's name; the run must be one of its runs.
+            fingerprint: the resuming flow's definition fingerprint; it must
+                be the stored one.
+            answer: the value of the interrupt the run paused at (a JSON
+                value); ``...`` (the default) for none.
+
+        Raises:
+            UnknownRunError: the store has no run *run_id* (the message names the nearest ids).
+            ResumeError: the run completed, belongs to another flow or
+                definition, is held by a running process, paused at an
+                interrupt and no *answer* is given (or one is given for a run
+                not paused at one), or its arguments or *answer* are not JSON.
+            StoreError: the database cannot be read or written.
+        """
+        while (
+            self._writer is not None and self._writer.is_alive and (self._queued or self._woken or self._busy)
+        ):
+            # The run's last attempt may still be queued here: its records must be read whole.
+            await self._done.wait()
+        point = await trio.to_thread.run_sync(self._begin_resume, run_id, flow, fingerprint, answer)
+        assert isinstance(point, ResumePoint)
+        return point
+
+    def end_resume(self, run_id: str) -> None:
+        """Release *run_id*, taken by :meth:`begin_resume`, in this process (its attempt has ended)."""
+        _HELD.discard((self._key, run_id))
+
+    def _begin_resume(self, run_id: str, flow: str, fingerprint: str, answer: object) -> ResumePoint:
+        if not self.path.exists():
+            msg = f"The run store {str(self.path)!r} does not exist. Give the path of a store a flow has written."
+            raise StoreError(msg)
+        conn = _connect(self.path, write=True)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                point = self._claim(conn, run_id, flow, fingerprint, answer)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            msg = f"Cannot resume run {run_id!r} from the run store {str(self.path)!r}: {exc}. Check the database file."
+            raise StoreError(msg) from exc
+        finally:
+            conn.close()
+        _HELD.add((self._key, run_id))
+        return point
+
+    def _claim(
+        self, conn: sqlite3.Connection, run_id: str, flow: str, fingerprint: str, answer: object
+    ) -> ResumePoint:
+        row = conn.execute(
+            "SELECT flow, status, fingerprint, input, attempt, owner_pid, interrupt, answers"
+            " FROM runs WHERE run_id = ?",
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            raise self._unknown(conn, run_id)
+        stored_flow, status, stored_fingerprint, input_text, attempt, pid, interrupt_text, answers_text = row
+        where = f"Run {run_id!r} of the run store {str(self.path)!r}"
+        problem = None
+        if stored_flow != flow:
+            problem = f"{where} is a run of flow {stored_flow!r}, not of {flow!r}. Resume it with flow {stored_flow!r}."
+        elif status == Status.COMPLETED:
+            problem = f"{where} completed; there is nothing to resume. Start a new run with flow.invoke(...)."
+        elif stored_fingerprint is not None and stored_fingerprint != fingerprint:
+            problem = (
+                f"{where} was started by another definition of flow {flow!r} (fingerprint {stored_fingerprint}, "
+                f"now {fingerprint}: its nodes or routines changed). Resume it with the code that started it, "
+                "or start a new run."
+            )
+        elif status == Status.RUNNING and _held(self._key, run_id, pid):
+            problem = (
+                f"{where} is being run by process {pid}, which is alive; one process at a time runs a run. "
+                "Wait until it ends (or the process exits), then resume it."
+            )
+        elif input_text is None:
+            problem = f"{where} cannot be started again: its entry's arguments were not JSON values, so the store did not keep them."
+        if problem is not None:
+            raise ResumeError(problem)
+        answers: dict[str, object] = json.loads(answers_text) if answers_text else {}
+        interrupt = json.loads(interrupt_text) if interrupt_text else None
+        if answer is not ...:
+            if status != Status.PAUSED or not isinstance(interrupt, dict):
+                msg = f"{where} is {status}, not paused at rt.interrupt(), so there is nothing to give a value to. Resume it without one: flow.resume({run_id!r})."
+                raise ResumeError(msg)
+            try:
+                answers[str(interrupt.get("key"))] = _Walker(run_id=run_id, strict=True).walk(
+                    answer, "$.value"
+                )
+            except UnserializableValueError as exc:
+                msg = f"Cannot resume run {run_id!r} with this value: {exc.path} is not a JSON value, and a run store keeps JSON. Give a JSON value (dict, list, str, number, bool, None)."
+                raise ResumeError(msg) from None
+        elif status == Status.PAUSED and isinstance(interrupt, dict):
+            msg = f"{where} paused at rt.interrupt() in {interrupt.get('key')!r}, which waits for a value. Resume it with one: flow.resume({run_id!r}, value)."
+            raise ResumeError(msg)
+        arguments = json.loads(input_text)
+        next_seq = conn.execute(
+            "SELECT COALESCE(MAX(seq), -1) + 1 FROM records WHERE run_id = ?", (run_id,)
+        ).fetchone()[0]
+        results: dict[str, object] = {}
+        slots: dict[tuple[str, int], str] = {}
+        keys: dict[tuple[int, str], str] = {}
+        positions: dict[tuple[int, str], int] = {}
+        # Each attempt's calls under each call key, as made: what a replayed call's subtree was.
+        made: dict[tuple[int, str], list[tuple[int, str]]] = {}
+        calls: dict[tuple[int, str], list[object]] = {}
+        ended_in: dict[str, int] = {}
+        for kind, request_id, parent_id, node, key, record_attempt, data, value in conn.execute(
+            "SELECT kind, request_id, parent_id, node, call_key, attempt, data, value FROM records"
+            " WHERE run_id = ? AND kind IN ('request_created', 'request_succeeded', 'request_failed',"
+            " 'request_cancelled') ORDER BY seq",
+            (run_id,),
+        ):
+            event_kind = EventKind(kind)
+            if event_kind is not EventKind.REQUEST_CREATED:
+                # A request's outcome names it; its key was stored with its creation.
+                call = calls.get((record_attempt, request_id))
+                if call is None:
+                    continue
+                call[3:] = [event_kind, _decode(event_kind, json.loads(data))]
+                boxed = None if value is None else json.loads(value)
+                if event_kind is EventKind.REQUEST_SUCCEEDED and isinstance(boxed, list):
+                    results[str(call[0])] = boxed[0]
+                    ended_in[str(call[0])] = record_attempt
+                continue
+            if key is None:
+                continue
+            keys[record_attempt, request_id] = key
+            calls[record_attempt, request_id] = [key, node, json.loads(data)]
+            if parent_id is not None and (record_attempt, parent_id) in keys:
+                parent_key = keys[record_attempt, parent_id]
+                position = positions.get((record_attempt, parent_id), 0)
+                positions[record_attempt, parent_id] = position + 1
+                slots[parent_key, position] = key
+                made.setdefault((record_attempt, parent_key), []).append((record_attempt, request_id))
+        children = {
+            parent_key: tuple(
+                tuple(calls[call]) for call in made[made_in, parent_key] if len(calls[call]) == 5
+            )
+            for parent_key, made_in in ended_in.items()
+            if (made_in, parent_key) in made
+        }
+        conn.execute(
+            "UPDATE runs SET status = 'running', owner_pid = ?, attempt = ?, answers = ? WHERE run_id = ?",
+            (os.getpid(), attempt + 1, _dumps(answers), run_id),
+        )
+        return ResumePoint(
+            run_id=run_id,
+            attempt=attempt + 1,
+            next_seq=next_seq,
+            args=tuple(arguments.get("args") or ()),
+            kwargs=dict(arguments.get("kwargs") or {}),
+            results=results,
+            slots=slots,
+            answers=answers,
+            children=children,
+        )
+
+
+#: The runs this process runs or resumes, as (store path, run id): a resume of one of them is refused.
+_HELD: set[tuple[str, str]] = set()
+
+
+def _held(store: str, run_id: str, pid: int) -> bool:
+    """Whether run *run_id*, stored as running by process *pid*, is still held by it."""
+    if pid == os.getpid():
+        return (store, run_id) in _HELD
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _now() -> float:

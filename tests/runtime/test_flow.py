@@ -563,7 +563,41 @@ def test_save_state_writes_the_state_document(tmp_path: pathlib.Path) -> None:
     saved = rt.read_state_file(path)
     assert saved == result.state
     assert saved.context == {"user_id": "123"}
-    assert [p.name for p in tmp_path.iterdir()] == ["greet-flow.json"]  # no temporary files left
+    # The run's own file, and the flow's latest; no temporary files left.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["greet-flow.json", "greet-flow.runs"]
+    own = tmp_path / "greet-flow.runs" / f"{result.state.run_id}.json"
+    assert list((tmp_path / "greet-flow.runs").iterdir()) == [own]
+    assert flow.run_state_path(result.state.run_id) == own
+    assert rt.read_state_file(own) == result.state
+
+
+def test_concurrent_runs_of_one_flow_save_one_state_file_each(tmp_path: pathlib.Path) -> None:
+    """Invariant: save_state never overwrites one run's file with another's; the flow's file is the latest."""
+
+    async def main() -> list[rt.RunResult[str]]:
+        results: list[rt.RunResult[str]] = []
+
+        async def one(name: str) -> None:
+            results.append(await flow.arun(name))
+
+        async with trio.open_nursery() as nursery:
+            for name in ("a", "b", "c"):
+                nursery.start_soon(one, name)
+        return results
+
+    flow = rt.Flow("many", entry_point=greet, save_state=True, state_dir=tmp_path)
+    results = trio.run(main)
+    for result in results:
+        assert rt.read_state_file(flow.run_state_path(result.state.run_id)) == result.state
+    assert rt.read_state_file(flow.state_path).run_id == results[-1].state.run_id
+
+
+def test_a_run_id_chosen_by_a_caller_stays_inside_the_state_dir(tmp_path: pathlib.Path) -> None:
+    flow = rt.Flow("f", entry_point=greet, save_state=True, state_dir=tmp_path)
+    path = flow.run_state_path("../../etc/passwd")
+    assert path.parent == tmp_path / "f.runs"
+    assert "/" not in path.name
+    assert path.name.startswith("_.._etc_passwd~")
 
 
 def test_save_state_default_directory(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -599,9 +633,10 @@ def test_a_user_chosen_part_of_a_flow_name_cannot_write_outside_the_state_dir(tm
     user_id = "x/../../../escape"  # the per-user builder of examples/sessions.py, with a hostile id
     state_dir = tmp_path / "a" / "b" / "state"
     flow = rt.Flow(f"assistant-{user_id}", entry_point=greet, save_state=True, state_dir=state_dir)
-    flow.invoke("x")
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == [
-        state_dir / "assistant-x_.._.._.._escape~6e8c3956c40f1447.json"
+    run_id = flow.run("x").state.run_id
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file()) == [
+        state_dir / "assistant-x_.._.._.._escape~6e8c3956c40f1447.json",
+        state_dir / "assistant-x_.._.._.._escape~6e8c3956c40f1447.runs" / f"{run_id}.json",
     ]
     assert rt.read_state_file(flow.state_path).flow_name == "assistant-x/../../../escape"
 
@@ -610,8 +645,9 @@ def test_a_flow_name_of_10000_characters_saves_under_the_file_name_limit(tmp_pat
     name = "report-" + "x" * 9993
     flow = rt.Flow(name, entry_point=greet, save_state=True, state_dir=tmp_path)
     flow.invoke("x")
-    (saved,) = tmp_path.iterdir()
+    saved, runs = sorted(tmp_path.iterdir())
     assert saved == flow.state_path
+    assert runs == saved.with_suffix(".runs")
     assert saved.name == "report-" + "x" * 57 + "~" + saved.name[-21:-5] + ".json"
     assert len(saved.name) == 86
     assert rt.read_state_file(saved).flow_name == name
@@ -683,7 +719,7 @@ def test_unserializable_context_is_reported_by_path_and_the_result_is_kept(
     try:
         assert [r.getMessage() for r in caplog.records] == [
             f"Run {result.state.run_id} of flow 'sock': $.context.nested[0].fn, $.context.conn cannot be saved as "
-            f"JSON; the state file {tmp_path / 'sock.json'} keeps their repr instead (listed under its "
+            f"JSON; the state file {flow.run_state_path(result.state.run_id)} keeps their repr instead (listed under its "
             '"unserializable" key).'
         ]
         assert result.status is rt.Status.COMPLETED
@@ -701,7 +737,7 @@ def test_a_state_file_is_never_left_truncated(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     flow = rt.Flow("atomic", entry_point=greet, save_state=True, state_dir=tmp_path)
-    flow.invoke("first")
+    first = flow.run("first")
     before = (tmp_path / "atomic.json").read_text()
 
     def crash(*args: object) -> None:
@@ -718,4 +754,5 @@ def test_a_state_file_is_never_left_truncated(
     ]
     assert isinstance(errors[0].exc_info[1], OSError)  # type: ignore[index]
     assert (tmp_path / "atomic.json").read_text() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["atomic.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["atomic.json", "atomic.runs"]
+    assert [p.name for p in (tmp_path / "atomic.runs").iterdir()] == [f"{first.state.run_id}.json"]

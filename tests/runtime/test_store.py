@@ -243,7 +243,7 @@ async def test_a_store_that_is_not_open_refuses_records_and_the_run_goes_on(tmp_
 def test_a_flow_refuses_a_store_that_is_not_one() -> None:
     with pytest.raises(
         TypeError,
-        match=r"^Flow\('f', store=42\): a store is an rt\.Store, e\.g\. rt\.SQLiteStore\('runs\.db'\)\.$",
+        match=r"^Flow\('f', store=42\): a store is an rt\.Store, e\.g\. rt\.SQLiteStore\('runs\.db'\), or True for <state_dir>/runs\.db\.$",
     ):
         rt.Flow("f", entry_point=root, store=42)  # type: ignore[arg-type]
 
