@@ -37,6 +37,9 @@ from ._exceptions import (
     FaultInjectionError as FaultInjectionError,
 )
 from ._exceptions import (
+    FlowConnectionError as FlowConnectionError,
+)
+from ._exceptions import (
     GraphDefinitionError as GraphDefinitionError,
 )
 from ._exceptions import (
@@ -101,6 +104,9 @@ from ._executor import Submission as Submission
 from ._executor import processes as processes
 from ._executor import threads as threads
 from ._flow import Flow as Flow
+from ._flow import FlowConnection as FlowConnection
+from ._flow import RunContextView as RunContextView
+from ._flow import set_config as set_config
 from ._job import Job as Job
 from ._metrics import WorkflowMetrics as WorkflowMetrics
 from ._node import Node as Node
@@ -169,6 +175,9 @@ __all__ = [
     "request",
     "RequestMetadata",
     "Flow",
+    "FlowConnection",
+    "RunContextView",
+    "set_config",
     "RunResult",
     "Recorder",
     "Store",
@@ -217,6 +226,7 @@ __all__ = [
     "EventDataError",
     "ExecutorError",
     "FaultInjectionError",
+    "FlowConnectionError",
     "GraphDefinitionError",
     "InvokeInsideTrioError",
     "JobStateError",

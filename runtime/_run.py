@@ -547,6 +547,8 @@ async def run_flow(
     run_id = metadata.run_id if metadata is not None and metadata.run_id else new_run_id()
     context = copy_context(settings.context, where=f"Flow({settings.name!r}) run")
     state = JobState(job_id=run_id, flow_id=settings.name, context=context)
+    if settings.on_state is not None:
+        settings.on_state(state)
     run = Run(
         state=state,
         flow_name=settings.name,
