@@ -1042,7 +1042,7 @@ class FlowConnection(Generic[P, T]):
     def _require_state(self, what: str) -> JobState:
         if self._state is None:
             msg = (
-                f"FlowConnection.{what}: nothing has run on this connection yet, so it has no run to read. "
+                f"Nothing has run on this connection yet, so FlowConnection.{what} has no run to read. "
                 "Invoke the connection, not the Flow: conn = flow.connect(); "
                 "result = await conn.ainvoke(...); conn.context.get(key)."
             )
