@@ -46,7 +46,11 @@ def export(repo: str, commit: str, into: pathlib.Path) -> pathlib.Path:
             capture_output=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
-        detail = exc.stderr.decode(errors="replace").strip() if isinstance(exc, subprocess.CalledProcessError) else exc
+        detail = (
+            exc.stderr.decode(errors="replace").strip()
+            if isinstance(exc, subprocess.CalledProcessError)
+            else exc
+        )
         sys.exit(
             f"Cannot export Railtracks' tests from {repo!r} at {commit}: {detail}. "
             "Pass --repo with the git dir of a RailtownAI/railtracks checkout; the harness fetches nothing."
@@ -65,11 +69,19 @@ def normalise(reason: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.compat.railtracks", description=__doc__.splitlines()[0])
-    parser.add_argument("--repo", default=os.environ.get("RAILTRACKS_REPO", DEFAULT_REPO), help="git dir of a railtracks checkout")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.compat.railtracks", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--repo",
+        default=os.environ.get("RAILTRACKS_REPO", DEFAULT_REPO),
+        help="git dir of a railtracks checkout",
+    )
     parser.add_argument("--commit", default=DEFAULT_COMMIT)
     parser.add_argument("--tests", default=str(HERE / "tests.txt"), help="the test ids to run, one a line")
-    parser.add_argument("-v", "--verbose", action="store_true", help="list every failing test under its reason")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="list every failing test under its reason"
+    )
     parser.add_argument("--json", help="also write each test's outcome and reason to this file")
     parser.add_argument("--min", type=int, default=0, help="exit 1 if fewer tests pass")
     args = parser.parse_args(argv)
@@ -84,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         (root / "pytest.ini").write_text("[pytest]\n")
         env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(HERE / "shim"), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+            "PYTHONPATH": os.pathsep.join(
+                [str(HERE / "shim"), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]
+            ),
             "COMPAT_TESTS": str(listed),
             "COMPAT_RESULTS": str(results_path),
             "RAILTRACKS_TEST_MODE": "1",
@@ -105,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, dict[str, str]] = json.loads(results_path.read_text())
 
     for test in wanted:
-        results.setdefault(test, {"outcome": "not collected", "reason": "not collected (its module did not load?)"})
+        results.setdefault(
+            test, {"outcome": "not collected", "reason": "not collected (its module did not load?)"}
+        )
     passed = sorted(t for t in wanted if results[t]["outcome"] == "passed")
     failing = [t for t in wanted if results[t]["outcome"] != "passed"]
     groups: dict[str, list[str]] = collections.defaultdict(list)
