@@ -38,7 +38,7 @@ TESTS_DIR = "packages/railtracks/tests"
 
 def export(repo: str, commit: str, into: pathlib.Path) -> pathlib.Path:
     """Write the integration tests at *commit* of the git dir *repo* under *into*; return the package root."""
-    paths = [f"{TESTS_DIR}/__init__.py", f"{TESTS_DIR}/integration_tests"]
+    paths = [f"{TESTS_DIR}/__init__.py", f"{TESTS_DIR}/conftest.py", f"{TESTS_DIR}/integration_tests"]
     try:
         archive = subprocess.run(
             ["git", f"--git-dir={repo}", "archive", "--format=tar", commit, *paths],

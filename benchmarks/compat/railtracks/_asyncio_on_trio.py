@@ -142,13 +142,30 @@ async def in_nursery(fn: Callable[[], Awaitable[Any]]) -> Any:
             nursery.cancel_scope.cancel()
 
 
+def run_in_trio(fn: Callable[[], Awaitable[Any]]) -> Any:
+    """``trio.run(in_nursery, fn)``, raising a lone error itself, not in the nursery's exception group.
+
+    asyncio raises a coroutine's error as it is; the nursery that hosts
+    ``create_task`` would wrap it in a group.
+    """
+    try:
+        return trio.run(in_nursery, fn)
+    except BaseExceptionGroup as group:
+        error: BaseException = group
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
+        if error is group:
+            raise
+        raise error from None
+
+
 def run(main: Coroutine[Any, Any, Any], *, debug: bool | None = None) -> Any:
     """``asyncio.run``: ``trio.run``."""
 
     async def await_main() -> Any:
         return await main
 
-    return trio.run(in_nursery, await_main)
+    return run_in_trio(await_main)
 
 
 def module() -> types.ModuleType:

@@ -15,11 +15,11 @@ import inspect
 import json
 import os
 import pathlib
+import re
 import sys
 from typing import Any
 
 import pytest
-import trio
 
 from . import _asyncio_on_trio
 
@@ -57,22 +57,16 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if not inspect.iscoroutinefunction(function):
         return None
     kwargs = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
-    try:
-        trio.run(_asyncio_on_trio.in_nursery, functools.partial(function, **kwargs))
-    except BaseExceptionGroup as group:
-        # asyncio raises a test's error itself; the test's nursery wraps it in a group.
-        error: BaseException = group
-        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-            error = error.exceptions[0]
-        if error is group:
-            raise
-        raise error from None
+    _asyncio_on_trio.run_in_trio(functools.partial(function, **kwargs))
     return True
 
 
 def _reason(report: pytest.TestReport) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
     text = crash.message if crash is not None else str(report.longrepr)
+    missing = re.search(r"fixture '[^']+' not found", str(report.longrepr))
+    if missing:
+        text = missing.group(0)
     lines = [line for line in text.splitlines() if line.strip()]
     line = lines[0] if lines else "?"
     if getattr(report, "when", "call") not in ("call", "collect"):

@@ -24,12 +24,13 @@ def _gap(qualname: str) -> CompatGap:
 
 
 class _PlaceholderType(type):
-    """A placeholder class: usable in ``except``/``isinstance``/``import``; anything else raises."""
+    """A placeholder class: usable in ``except``, ``isinstance``, ``import``, as a base class and
+    for its attributes (more placeholders); making an instance raises :class:`CompatGap`."""
 
     def __getattr__(cls, name: str) -> object:
         if name.startswith("__"):
             raise AttributeError(name)
-        raise _gap(f"{cls.__qualname__}.{name}")
+        return placeholder(f"{cls.__qualname__}.{name}")
 
 
 class Placeholder(Exception, metaclass=_PlaceholderType):
