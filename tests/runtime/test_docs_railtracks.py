@@ -24,7 +24,8 @@ def test_every_snippet_runs_and_prints_what_it_says() -> None:
 
     def run() -> None:
         for i, block in enumerate(blocks):
-            exec(compile(block, f"coming-from-railtracks.md snippet #{i}", "exec"), namespace)  # the page's own code
+            # The page's own code, as a reader would run it.
+            exec(compile(block, f"coming-from-railtracks.md snippet #{i}", "exec"), namespace)
 
     with contextlib.redirect_stdout(out):
         contextvars.copy_context().run(run)
