@@ -38,6 +38,9 @@ from ._exceptions import (
     ExecutorError as ExecutorError,
 )
 from ._exceptions import (
+    FlowConnectionError as FlowConnectionError,
+)
+from ._exceptions import (
     GraphDefinitionError as GraphDefinitionError,
 )
 from ._exceptions import (
@@ -111,6 +114,9 @@ from ._executor import Submission as Submission
 from ._executor import processes as processes
 from ._executor import threads as threads
 from ._flow import Flow as Flow
+from ._flow import FlowConnection as FlowConnection
+from ._flow import RunContextView as RunContextView
+from ._flow import set_config as set_config
 from ._job import Job as Job
 from ._metrics import WorkflowMetrics as WorkflowMetrics
 from ._node import Node as Node
@@ -180,6 +186,9 @@ __all__ = [
     "request",
     "RequestMetadata",
     "Flow",
+    "FlowConnection",
+    "RunContextView",
+    "set_config",
     "RunResult",
     "Recorder",
     "Store",
@@ -227,6 +236,7 @@ __all__ = [
     "BusyError",
     "EventDataError",
     "ExecutorError",
+    "FlowConnectionError",
     "GraphDefinitionError",
     "InvokeInsideTrioError",
     "JobStateError",

@@ -88,7 +88,7 @@ async def call(node: object, /, *args: object, **kwargs: object) -> object:
 
 
 async def call_batch(
-    node: object, /, *iterables: Iterable[object], return_exceptions: bool = False
+    node: object, /, *iterables: Iterable[object], return_exceptions: bool = True
 ) -> list[object]:
     """Run *node* once per set of arguments, concurrently; results in argument order.
 
@@ -96,21 +96,34 @@ async def call_batch(
     ``greet("Bob")`` and ``greet("Ann")`` as sibling child requests. Every
     argument set is checked before any child starts.
 
+    .. warning::
+        **A failed call does not raise by default.** As in Railtracks,
+        ``return_exceptions`` defaults to ``True``: a failed call's exception
+        is *returned* in its place in the list
+        (``['ok', ValueError('bad')]``) and the other calls run on. Check the
+        results with ``isinstance(r, Exception)``, or pass
+        ``return_exceptions=False`` to raise the first failure and cancel the
+        other calls, as Trio code usually expects. A Flow with
+        ``end_on_error=True`` still ends the whole run at the first failure
+        either way.
+
     Args:
         node: the node to run.
         iterables: one iterable per positional parameter, zipped together.
-        return_exceptions: put a failed call's exception in its place in the
-            list instead of raising it.
+        return_exceptions: ``True`` (the default): put a failed call's
+            exception in its place in the list. ``False``: raise the first
+            failure once the other calls are cancelled and have ended.
 
     Returns:
-        The results, in the order of the arguments.
+        The results (or, by default, exceptions), in the order of the arguments.
 
     Raises:
-        Exception: the first call to fail (the first in time, not in argument
-            order), once the other calls are cancelled and have ended (unless
-            *return_exceptions*).
+        Exception: with ``return_exceptions=False``, the first call to fail
+            (the first in time, not in argument order).
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+        ``return_exceptions`` defaults to ``True``, as in Railtracks.
     """
     actor = _caller("rt.call_batch", node)
     target = as_node(node, where="rt.call_batch()")

@@ -17,7 +17,7 @@ import attrs
 from ._exceptions import OutsideRunError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import KeysView, Mapping
 
     from ._run import NodeActor, RunRoot
     from ._state import JobState
@@ -204,9 +204,38 @@ class _RunContext:
 
     __slots__ = ()
 
-    def get(self, key: str, default: object = None) -> object:
-        """The value under *key* (a :class:`~runtime.Shared` one unwrapped), or *default*."""
-        return _unwrap(current_run("rt.context.get()").state.context.get(key, default))
+    def get(self, key: str, default: object = _MISSING) -> object:
+        """The value under *key* (a :class:`~runtime.Shared` one unwrapped), or *default*.
+
+        As in Railtracks, a missing key with no *default* is an error, not a
+        silent ``None``; pass ``default=None`` to get ``None`` instead.
+
+        Raises:
+            KeyError: *key* is not in the context and no *default* was given;
+                the message lists the keys that are.
+            OutsideRunError: called outside a run.
+        """
+        ctx = current_run("rt.context.get()").state.context
+        try:
+            value = ctx[key]
+        except KeyError:
+            if default is not _MISSING:
+                return default
+            known = ", ".join(repr(k) for k in ctx) or "none"
+            msg = (
+                f"rt.context.get({key!r}): the run's context has no key {key!r}; its keys are {known}. "
+                f"Pass a default to get one instead: rt.context.get({key!r}, None)."
+            )
+            raise KeyError(msg) from None
+        return _unwrap(value)
+
+    def keys(self) -> KeysView[str]:
+        """The keys of the run's context (a live view).
+
+        Raises:
+            OutsideRunError: called outside a run.
+        """
+        return current_run("rt.context.keys()").state.context.keys()
 
     def put(self, key: str, value: object) -> None:
         """Set *key* to *value* for the rest of this run.

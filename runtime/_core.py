@@ -4,6 +4,8 @@ Both engines (``_run`` for trees of node calls, ``_job`` for routine graphs)
 import this module and neither imports the other nor ``_flow``. It holds:
 
 - run ids (:func:`new_run_id`, :func:`new_job_id`);
+- :class:`RunDefaults`, the settings every Flow falls back on (``rt.set_config``),
+  held in a :class:`~contextvars.ContextVar`;
 - :class:`RunSettings`, the Flow's settings as one frozen value handed to an
   engine for each run, so an engine never reads a Flow;
 - :class:`RunResult`, how a finished run ended, returned by both engines;
@@ -17,11 +19,13 @@ The checks that an entry point runs where it can (``check_not_in_trio``,
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import logging
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Generic, TypeVar, final
 
 import attrs
@@ -32,10 +36,12 @@ from ._state import ErrorSummary, JobState, Status
 
 if TYPE_CHECKING:
     import pathlib
-    from collections.abc import Callable
 
     from ._executor import Executor
     from ._publisher import Event, Recorder
+
+#: What ``rt.broadcast`` items are handed to: ``Flow(broadcast_callback=...)``.
+BroadcastCallback = Callable[[object], object]
 
 T = TypeVar("T")
 
@@ -63,6 +69,33 @@ def new_job_id() -> str:
 
 @final
 @attrs.frozen
+class RunDefaults:
+    """The settings a Flow falls back on for those it was not given (``rt.set_config``).
+
+    Attributes:
+        timeout: seconds a run may take; ``None``: no limit.
+        end_on_error: end the whole run at the first failing node.
+        save_state: write each run's state document when it ends.
+        broadcast_callback: called with every ``rt.broadcast`` item.
+    """
+
+    timeout: float | None = None
+    end_on_error: bool = False
+    save_state: bool = False
+    broadcast_callback: BroadcastCallback | None = None
+
+
+#: The defaults in force: set by ``rt.set_config``, read when a run starts.
+#: A context variable, so Trio tasks (and ``trio.run``) inherit what was set
+#: where they were started, and a setting made in one task never reaches a
+#: sibling task's runs.
+run_defaults: contextvars.ContextVar[RunDefaults] = contextvars.ContextVar(
+    "trioflow_run_defaults", default=RunDefaults()  # noqa: B039 (RunDefaults is frozen)
+)
+
+
+@final
+@attrs.frozen
 class RunSettings:
     """A Flow's run settings, as one value: what an engine needs to run it once.
 
@@ -79,6 +112,9 @@ class RunSettings:
     recorders: tuple[Recorder, ...]
     context: dict[str, object]
     executor: Executor | None = None
+    #: Called by the engine with the run's state as soon as it exists, before
+    #: any node or routine runs: a ``FlowConnection`` reads the live context there.
+    on_state: Callable[[JobState], object] | None = None
 
     @property
     def state_path(self) -> pathlib.Path:

@@ -17,6 +17,8 @@ from ._util import warn_deprecated as warn_deprecated
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
+    from ._flow import FlowConnection
+
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -88,26 +90,40 @@ def session(
     name: str | None = None,
     timeout: float | None = None,
     context: dict[str, object] | None = None,
-    save_state: bool = False,
-    end_on_error: bool = False,
-) -> Callable[P, Awaitable[T]] | Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[T]]]:
+    save_state: bool | None = None,
+    end_on_error: bool | None = None,
+    broadcast_callback: Callable[[object], object] | None = None,
+) -> (
+    Callable[P, Awaitable[tuple[T, FlowConnection[P, T]]]]
+    | Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[tuple[T, FlowConnection[P, T]]]]]
+):
     """Run each call of an async function in its own isolated run (deprecated).
 
     The older form of :class:`~runtime.Flow`: ``@rt.session(timeout=30)`` on an
     ``async def`` makes every call a fresh run with these settings, in which
     ``rt.call`` and ``rt.context`` work. Calls must be awaited from Trio code.
 
+    As in Railtracks 1.7, a call returns two values, ``(result, session)``:
+    the function's result, and the :class:`~runtime.FlowConnection` the run
+    went through (its ``session_id``, ``context``, ``state`` and ``result``).
+    Settings left ``None`` fall back on :func:`~runtime.set_config`.
+
     Raises:
         TypeError: the function is not ``async def``.
 
     .. deprecated:: 0.1
         Use ``rt.Flow(name, entry_point=rt.function_node(fn), ...)``.
+    .. versionchanged:: 0.2
+        A call returns ``(result, session)``, as in Railtracks 1.7.
     """
 
-    def decorate(f: Callable[P, Awaitable[T]], stacklevel: int = 3) -> Callable[P, Awaitable[T]]:
+    def decorate(
+        f: Callable[P, Awaitable[T]], stacklevel: int = 3
+    ) -> Callable[P, Awaitable[tuple[T, FlowConnection[P, T]]]]:
         if not inspect.iscoroutinefunction(f):
             msg = (
-                f"@rt.session only works on async functions, and {getattr(f, '__qualname__', f)!r} is not one. "
+                f"@rt.session: the @session decorator can only be applied to async functions, and "
+                f"{getattr(f, '__qualname__', f)!r} is not one. "
                 "Make it `async def`, or use rt.Flow(name, entry_point=rt.function_node(fn))."
             )
             raise TypeError(msg)
@@ -127,11 +143,13 @@ def session(
             context=context,
             save_state=save_state,
             end_on_error=end_on_error,
+            broadcast_callback=broadcast_callback,
         )
 
         @functools.wraps(f)
-        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await flow.ainvoke(*args, **kwargs)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> tuple[T, FlowConnection[P, T]]:
+            connection = flow.connect()
+            return await connection.ainvoke(*args, **kwargs), connection
 
         return wrapper
 

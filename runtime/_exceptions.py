@@ -44,7 +44,7 @@ class NestedRunError(TrioflowError, RuntimeError):
 
 @final
 class InvokeInsideTrioError(TrioflowError, RuntimeError):
-    """A synchronous entry point was called inside a running Trio program."""
+    """A synchronous entry point was called inside a running Trio program (or asyncio event loop)."""
 
 
 @final
@@ -167,6 +167,14 @@ class JobStateError(TrioflowError, RuntimeError):
 @final
 class StepLimitError(TrioflowError, RuntimeError):
     """A job handled more messages than its ``max_steps``: likely a runaway cycle."""
+
+
+@final
+class FlowConnectionError(TrioflowError, RuntimeError):
+    """A ``FlowConnection`` was read before anything ran on it, or invoked while it was running.
+
+    A ``RuntimeError``, as in Railtracks.
+    """
 
 
 @final

@@ -14,7 +14,11 @@ engine imports this module.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
+import inspect
+import json
+import logging
 import os
 import pathlib
 import reprlib
@@ -25,22 +29,23 @@ from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, cast, final, over
 
 import trio
 
-from ._context import RequestMetadata, copy_context
-from ._core import RunResult, RunSettings, run_state_path
-from ._exceptions import GraphDefinitionError, TrioflowError
+from ._context import RequestMetadata, Shared, copy_context
+from ._core import RunDefaults, RunResult, RunSettings, run_defaults, run_state_path
+from ._exceptions import FlowConnectionError, GraphDefinitionError, TrioflowError
 from ._executor import check_executor
 from ._graph import Graph
 from ._node import Node, as_node
-from ._publisher import Overflow, Subscription
+from ._publisher import EventKind, Overflow, Subscription
 from ._run import run_flow
-from ._serialize import state_file_name
+from ._serialize import dump_state, state_file_name
 from ._util import check_in_trio, check_not_in_trio
 from .store import SQLiteStore
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import AsyncIterator, Callable, Sequence
+    from collections.abc import AsyncIterator, Callable, KeysView, Sequence
 
+    from ._core import BroadcastCallback
     from ._executor import Executor
     from ._job import Job
     from ._node import AnyNode
@@ -52,6 +57,9 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 T = TypeVar("T")
+
+_logger = logging.getLogger("runtime.flow")
+_MISSING = object()
 
 
 def _show(value: object) -> str:
@@ -77,32 +85,36 @@ def _check_settings(
     save_state: object,
     end_on_error: object,
     state_dir: object,
+    where: str | None = None,
 ) -> None:
-    """Raise an error naming the first of ``Flow``'s settings that it does not accept, and what it accepts."""
-    where = f"Flow({name!r}"
+    """Raise an error naming the first of ``Flow``'s settings that it does not accept, and what it accepts.
+
+    *where* starts the message: ``Flow('etl', `` by default, ``rt.set_config(`` for the defaults.
+    """
+    where = f"Flow({name!r}, " if where is None else where
     if timeout is not None:
         if not isinstance(timeout, int | float) or isinstance(timeout, bool):
             msg = (
-                f"{where}, timeout={_show(timeout)}): timeout must be a positive number of seconds, or None."
+                f"{where}timeout={_show(timeout)}): timeout must be a positive number of seconds, or None."
             )
             raise TypeError(msg)
         if not timeout > 0:  # NaN too
-            msg = f"{where}, timeout={timeout!r}): timeout must be a positive number of seconds, or None."
+            msg = f"{where}timeout={timeout!r}): timeout must be a positive number of seconds, or None."
             raise ValueError(msg)
     if context is not None:
         if not isinstance(context, Mapping):
-            msg = f"{where}, context={_show(context)}): context must be a mapping of str keys to values (a dict), or None."
+            msg = f"{where}context={_show(context)}): context must be a mapping of str keys to values (a dict), or None."
             raise TypeError(msg)
         bad = next((key for key in context if not isinstance(key, str)), None)
         if bad is not None:
-            msg = f"{where}, context=...): context keys must be str, not {_show(bad)} ({type(bad).__qualname__})."
+            msg = f"{where}context=...): context keys must be str, not {_show(bad)} ({type(bad).__qualname__})."
             raise TypeError(msg)
     for label, value in (("save_state", save_state), ("end_on_error", end_on_error)):
-        if not isinstance(value, bool):
-            msg = f"{where}, {label}={_show(value)}): {label} must be True or False."
+        if value is not None and not isinstance(value, bool):
+            msg = f"{where}{label}={_show(value)}): {label} must be True or False."
             raise TypeError(msg)
-    if not isinstance(state_dir, str | os.PathLike):
-        msg = f"{where}, state_dir={_show(state_dir)}): state_dir must be a directory path (a str or os.PathLike)."
+    if state_dir is not None and not isinstance(state_dir, str | os.PathLike):
+        msg = f"{where}state_dir={_show(state_dir)}): state_dir must be a directory path (a str or os.PathLike)."
         raise TypeError(msg)
 
 
@@ -118,6 +130,111 @@ async def _run_store(store: Store | None) -> AsyncIterator[Store | None]:
         return
     async with SQLiteStore(store.path, on_commit=store._on_commit) as own:
         yield own
+
+
+def _check_callback(where: str, label: str, callback: object) -> None:
+    """Raise unless *callback* is None or callable."""
+    if callback is not None and not callable(callback):
+        msg = f"{where}{label}={_show(callback)}): {label} must be a function (plain or async), or None."
+        raise TypeError(msg)
+
+
+def _callback_name(callback: object) -> str:
+    """How a user's callback is named in a log line: its qualified name, else its repr."""
+    name = getattr(callback, "__qualname__", None)
+    module = getattr(callback, "__module__", None)
+    if isinstance(name, str):
+        return f"{module}.{name}" if isinstance(module, str) else name
+    return _show(callback)
+
+
+def set_config(
+    *,
+    timeout: float | None = None,
+    end_on_error: bool | None = None,
+    save_state: bool | None = None,
+    broadcast_callback: BroadcastCallback | None = None,
+) -> None:
+    """Set the defaults of every Flow for the settings it was not given (Railtracks' ``rt.set_config``).
+
+    A Flow's own settings win: ``rt.set_config(timeout=30)`` then
+    ``rt.Flow("f", entry_point=n)`` runs with a 30 s timeout, and
+    ``rt.Flow("f", entry_point=n, timeout=5)`` with 5 s. Only the settings
+    passed are changed (``None`` leaves one as it is). The defaults are read
+    when a run starts, so a change applies to the runs started afterwards,
+    never to a run in flight.
+
+    They are held in a :class:`~contextvars.ContextVar`: set at the top of a
+    program, they reach every run it starts (``trio.run`` and Trio tasks
+    inherit them); set inside a Trio task, they reach the runs that task (and
+    the tasks it starts afterwards) starts, never a sibling's.
+
+    Args:
+        timeout: seconds a run may take.
+        end_on_error: end the whole run at the first failing node.
+        save_state: write each run's state document when it ends.
+        broadcast_callback: called (plain or async) with every ``rt.broadcast`` item.
+
+    Raises:
+        TypeError, ValueError: a setting Flow would refuse; the message names it.
+
+    .. versionadded:: 0.2
+    """
+    _check_settings(
+        "",
+        timeout=timeout,
+        context=None,
+        save_state=save_state,
+        end_on_error=end_on_error,
+        state_dir=None,
+        where="rt.set_config(",
+    )
+    _check_callback("rt.set_config(", "broadcast_callback", broadcast_callback)
+    current = run_defaults.get()
+    run_defaults.set(
+        RunDefaults(
+            timeout=current.timeout if timeout is None else timeout,
+            end_on_error=current.end_on_error if end_on_error is None else end_on_error,
+            save_state=current.save_state if save_state is None else save_state,
+            broadcast_callback=current.broadcast_callback if broadcast_callback is None else broadcast_callback,
+        )
+    )
+
+
+@final
+class _BroadcastSubscriber:
+    """A Flow subscriber that hands each ``rt.broadcast`` item to the user's ``broadcast_callback``.
+
+    A callback that raises is logged, naming it, and the run goes on: it is
+    a listener, not part of the workflow.
+    """
+
+    __slots__ = ("callback", "flow_name")
+
+    def __init__(self, callback: BroadcastCallback, flow_name: str) -> None:
+        self.callback = callback
+        self.flow_name = flow_name
+
+    def __repr__(self) -> str:
+        return f"<broadcast_callback {_callback_name(self.callback)} of Flow {self.flow_name!r}>"
+
+    async def __call__(self, event: Event) -> None:
+        if event.kind is not EventKind.STREAM:
+            return
+        try:
+            result = self.callback(event.data)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            _logger.exception(
+                "The broadcast_callback %s of Flow %r raised on the rt.broadcast item #%d of run %s "
+                "(from %s); the run goes on.",
+                _callback_name(self.callback),
+                self.flow_name,
+                event.seq,
+                event.run_id,
+                event.node,
+            )
 
 
 def _as_subscribers(name: str, subscribers: object) -> tuple[Callable[[Event], object], ...]:
@@ -143,24 +260,34 @@ class Flow(Generic[P, T]):
         entry_point: the node a run starts with (node flows).
         timeout: seconds a run may take. When it passes, every node of the run
             is cancelled (their ``finally`` blocks run) before
-            :class:`~runtime.RunTimeoutError` is raised.
+            :class:`~runtime.RunTimeoutError` is raised. ``None``: the
+            default of :func:`~runtime.set_config` (no limit unless set).
         context: the run's global context (``rt.context``); each run starts
             from its own deep copy, except for values wrapped in
             :class:`~runtime.Shared`, which every run shares.
         save_state: write the run's state document when the run ends, however
-            it ends, to its own file (:meth:`run_state_path`), then make
-            :attr:`state_path` the latest run's: ``<state_dir>/<name>.json``
-            for a plain name such as ``greet-all``; any other name is mapped
-            to a safe file name in *state_dir* (see
+            it ends (``None``: the :func:`~runtime.set_config` default, off), to its
+            own file (:meth:`run_state_path`), then make :attr:`state_path` the latest
+            run's: ``<state_dir>/<name>.json`` for a plain name such as ``greet-all``;
+            any other name is mapped to a safe file name in *state_dir* (see
             :func:`~runtime.state_file_name`).
         end_on_error: end the whole run at the first failing node, even if a
-            parent would have caught the error, and raise it. The callers
+            parent would have caught the error, and raise it (``None``: the
+            :func:`~runtime.set_config` default, off). The callers
             see the run's cancellation, never the error: their ``finally``
             blocks run, their ``except`` clauses do not, and they end
             ``cancelled``.
         state_dir: where ``save_state`` writes; default ``.trioflow``.
         subscribers: callbacks (plain or async) called with every
             :class:`~runtime.Event` of every run, in order.
+        broadcast_callback: called (plain or async) with each item a node
+            streams with ``rt.broadcast(item)``, in order (Railtracks' form of
+            a subscriber; ``None``: the :func:`~runtime.set_config` default).
+            One that raises is logged, naming it, and the run goes on.
+        payload_callback: called once each run has ended, however it ended,
+            with the run's state document (:func:`~runtime.dump_state`, values
+            that are not JSON replaced by their repr). One that raises is
+            logged, naming it; the run's outcome is unchanged.
         recorders: :class:`~runtime.Recorder` objects that get every record
             of every run (node runs and graph jobs alike), in order, in
             batches: a durable store, an exporter. See ``runtime._record``
@@ -204,10 +331,12 @@ class Flow(Generic[P, T]):
         flow_id: str | None = None,
         timeout: float | None = None,
         context: Mapping[str, object] | None = None,
-        save_state: bool = False,
-        end_on_error: bool = False,
+        save_state: bool | None = None,
+        end_on_error: bool | None = None,
         state_dir: str | os.PathLike[str] = ".trioflow",
         subscribers: Sequence[Callable[[Event], object]] = (),
+        broadcast_callback: BroadcastCallback | None = None,
+        payload_callback: Callable[[dict[str, object]], object] | None = None,
         recorders: Sequence[Recorder] = (),
         store: Store | bool | None = None,
         max_steps: int | None = None,
@@ -228,14 +357,22 @@ class Flow(Generic[P, T]):
             end_on_error=end_on_error,
             state_dir=state_dir,
         )
+        if state_dir is None:
+            msg = f"Flow({name!r}, state_dir=None): state_dir must be a directory path (a str or os.PathLike)."
+            raise TypeError(msg)
+        _check_callback(f"Flow({name!r}, ", "broadcast_callback", broadcast_callback)
+        _check_callback(f"Flow({name!r}, ", "payload_callback", payload_callback)
         self.name = name
         self.entry_point: Node[P, T] | None = (
             None if entry_point is None else as_node(entry_point, where=f"Flow({name!r}, entry_point=...)")  # type: ignore[assignment]
         )
-        self.timeout = timeout
+        self._timeout = timeout
         self.context: dict[str, object] = copy_context(context or {}, where=f"Flow({name!r}, context=...)")
-        self.save_state = save_state
-        self.end_on_error = end_on_error
+        self._save_state = save_state
+        self._end_on_error = end_on_error
+        self._broadcast_callback = broadcast_callback
+        #: Called with each ended run's state document (see the class docstring).
+        self.payload_callback = payload_callback
         self.state_dir = pathlib.Path(state_dir)
         self.subscribers = _as_subscribers(name, subscribers)
         if store is True:
@@ -257,6 +394,90 @@ class Flow(Generic[P, T]):
     def flow_id(self) -> str:
         """The flow's name (the routine-graph spelling)."""
         return self.name
+
+    # -- settings that fall back on rt.set_config ----------------------------------
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds a run may take: the Flow's own, else the :func:`~runtime.set_config` default.
+
+        Assign a number to change it from the next run on; ``None`` to fall
+        back on the default again.
+        """
+        return run_defaults.get().timeout if self._timeout is None else self._timeout
+
+    @timeout.setter
+    def timeout(self, value: float | None) -> None:
+        _check_settings(self.name, timeout=value, context=None, save_state=None, end_on_error=None, state_dir=None)
+        self._timeout = value
+
+    @property
+    def save_state(self) -> bool:
+        """Whether runs write their state document: the Flow's own, else the :func:`~runtime.set_config` default."""
+        return run_defaults.get().save_state if self._save_state is None else self._save_state
+
+    @save_state.setter
+    def save_state(self, value: bool | None) -> None:
+        _check_settings(self.name, timeout=None, context=None, save_state=value, end_on_error=None, state_dir=None)
+        self._save_state = value
+
+    @property
+    def end_on_error(self) -> bool:
+        """Whether the first failing node ends the run: the Flow's own, else the :func:`~runtime.set_config` default."""
+        return run_defaults.get().end_on_error if self._end_on_error is None else self._end_on_error
+
+    @end_on_error.setter
+    def end_on_error(self, value: bool | None) -> None:
+        _check_settings(self.name, timeout=None, context=None, save_state=None, end_on_error=value, state_dir=None)
+        self._end_on_error = value
+
+    @property
+    def broadcast_callback(self) -> BroadcastCallback | None:
+        """What ``rt.broadcast`` items are handed to: the Flow's own, else the :func:`~runtime.set_config` default."""
+        if self._broadcast_callback is None:
+            return run_defaults.get().broadcast_callback
+        return self._broadcast_callback
+
+    def update_context(self, context: Mapping[str, object]) -> Flow[P, T]:
+        """A new Flow like this one, its context merged with *context* (Railtracks' ``update_context``).
+
+        Keys of *context* override the Flow's; the others are kept. This Flow
+        is not changed. The new Flow shares this one's settings, subscribers,
+        recorders and store.
+
+        Raises:
+            TypeError: *context* is not a mapping of str keys, or a value can
+                be neither deep-copied nor is wrapped in :class:`~runtime.Shared`.
+            GraphDefinitionError: this Flow is a routine graph (build another
+                Flow with the context you want).
+
+        .. versionadded:: 0.2
+        """
+        where = f"Flow({self.name!r}).update_context("
+        _check_settings(
+            self.name, timeout=None, context=context, save_state=None, end_on_error=None, state_dir=None, where=where
+        )
+        if self._graph.routines:
+            msg = (
+                f"{where}...): this Flow is a routine graph, whose routines belong to it alone; "
+                "build another Flow with context=... instead."
+            )
+            raise GraphDefinitionError(msg)
+        new = copy.copy(self)
+        new.context = copy_context({**self.context, **context}, where=f"{where}...)")
+        new._graph = Graph(self.name, max_steps=self._graph.max_steps)
+        return new
+
+    def equality_hash(self) -> str:
+        """A stable hash identifying this flow, as Railtracks computes it: a SHA-256 hex digest of its name.
+
+        As in Railtracks, two flows of the same name give the same hash
+        whatever their other settings (timeout, context, ...), in any process.
+
+        .. versionadded:: 0.2
+        """
+        config = json.dumps({"name": self.name}, sort_keys=True)
+        return hashlib.sha256(config.encode()).hexdigest()
 
     def __repr__(self) -> str:
         kind = (
@@ -404,22 +625,48 @@ class Flow(Generic[P, T]):
     ) -> None:
         await self._arun(args, kwargs, metadata=metadata, subscriptions=(subscription,))
 
-    def _settings(self, store: Store | None = None) -> RunSettings:
-        """The Flow's settings as they are now, for one run (which writes to *store*, the flow's store or its own opening of it)."""
+    def _settings(
+        self, store: Store | None = None, on_state: Callable[[JobState], object] | None = None
+    ) -> RunSettings:
+        """The Flow's settings as they are now (its own, else ``rt.set_config``'s), for one run.
+
+        The run writes to *store*: the flow's store, or its own opening of it.
+        """
         recorders = self.recorders
         if store is not self.store:
             recorders = tuple(store if r is self.store and store is not None else r for r in recorders)
+        defaults = run_defaults.get()
+        subscribers = self.subscribers
+        callback = defaults.broadcast_callback if self._broadcast_callback is None else self._broadcast_callback
+        if callback is not None:
+            subscribers = (*subscribers, _BroadcastSubscriber(callback, self.name))
         return RunSettings(
             name=self.name,
-            timeout=self.timeout,
-            end_on_error=self.end_on_error,
-            save_state=self.save_state,
+            timeout=defaults.timeout if self._timeout is None else self._timeout,
+            end_on_error=defaults.end_on_error if self._end_on_error is None else self._end_on_error,
+            save_state=defaults.save_state if self._save_state is None else self._save_state,
             state_dir=self.state_dir,
-            subscribers=self.subscribers,
+            subscribers=subscribers,
             recorders=recorders,
             executor=self.executor,
             context=self.context,
+            on_state=on_state,
         )
+
+    def _report_payload(self, result: RunResult[object]) -> None:
+        """Hand the ended run's state document to ``payload_callback``; log what it raises."""
+        callback = self.payload_callback
+        if callback is None:
+            return
+        try:
+            callback(dump_state(result.state, strict=False))
+        except Exception:
+            _logger.exception(
+                "The payload_callback %s of Flow %r raised on run %s; the run's outcome is unchanged.",
+                _callback_name(callback),
+                self.name,
+                result.state.job_id,
+            )
 
     async def _arun(
         self,
@@ -429,6 +676,7 @@ class Flow(Generic[P, T]):
         metadata: RequestMetadata | None = None,
         subscriptions: Sequence[Subscription] = (),
         on_result: Callable[[RunResult[T]], object] | None = None,
+        on_state: Callable[[JobState], object] | None = None,
     ) -> RunResult[T]:
         """Run once: the one path every entry point takes, to the engine that fits.
 
@@ -437,11 +685,13 @@ class Flow(Generic[P, T]):
         down: a session counts the run by how it really ended.
         """
         report = cast("Callable[[RunResult[object]], object] | None", on_result)
+        if self.payload_callback is not None:
+            report = self._reporter(report)
         if self._graph.routines:
             self._check_one_kind("invoke")
             async with _run_store(self.store) as store:
                 result = await self._graph.arun(
-                    self._settings(store),
+                    self._settings(store, on_state),
                     self._any(),
                     args,
                     kwargs,
@@ -453,7 +703,7 @@ class Flow(Generic[P, T]):
             entry = self._entry("invoke")
             async with _run_store(self.store) as store:
                 result = await run_flow(
-                    self._settings(store),
+                    self._settings(store, on_state),
                     entry,
                     args,
                     kwargs,
@@ -463,6 +713,18 @@ class Flow(Generic[P, T]):
                     fingerprint=self.fingerprint if self.recorders else None,
                 )
         return cast("RunResult[T]", result)
+
+    def _reporter(
+        self, then: Callable[[RunResult[object]], object] | None
+    ) -> Callable[[RunResult[object]], object]:
+        """*then*, after handing the run's state document to ``payload_callback``."""
+
+        def report(result: RunResult[object]) -> None:
+            self._report_payload(result)
+            if then is not None:
+                then(result)
+
+        return report
 
     def _any(self) -> AnyFlow:
         return cast("AnyFlow", self)
@@ -528,8 +790,47 @@ class Flow(Generic[P, T]):
         self._check_one_kind("add_routine")
         return self._graph.add_routine(routine, routine_id)
 
-    def connect(self, source_id: str, event: str, target_id: str, slot: str) -> None:
+    @overload
+    def connect(self) -> FlowConnection[P, T]: ...
+    @overload
+    def connect(self, source_id: str, event: str, target_id: str, slot: str) -> None: ...
+    def connect(self, *args: str, **kwargs: str) -> FlowConnection[P, T] | None:
+        """``connect()``: a :class:`~runtime.FlowConnection`; ``connect(source_id, event, target_id, slot)``: an edge.
+
+        One name, two forms, told apart by their arguments:
+
+        - ``flow.connect()`` (Railtracks): a new connection that runs the
+          flow as ``invoke``/``ainvoke`` do and keeps the run's context
+          readable, during the run and after it, even after a failure.
+        - ``flow.connect(source_id, event, target_id, slot)`` (Routilux): see
+          :meth:`connect_routines`.
+
+        Raises:
+            TypeError: any other arguments; the message shows both forms.
+
+        .. versionchanged:: 0.2
+            ``connect()`` with no arguments returns a ``FlowConnection``.
+        """
+        if not args and not kwargs:
+            return FlowConnection(self)
+        names = ("source_id", "event", "target_id", "slot")
+        try:
+            bound = inspect.signature(self.connect_routines).bind(*args, **kwargs)
+        except TypeError:
+            given = ", ".join([*map(_show, args), *(f"{k}={_show(v)}" for k, v in kwargs.items())])
+            msg = (
+                f"Flow({self.name!r}).connect({given}): connect takes either no arguments, "
+                "flow.connect() -> a FlowConnection that runs the flow and keeps its context (Railtracks), "
+                f"or four, flow.connect({', '.join(names)}) -> an edge of a routine graph (Routilux)."
+            )
+            raise TypeError(msg) from None
+        self.connect_routines(*bound.args, **bound.kwargs)
+        return None
+
+    def connect_routines(self, source_id: str, event: str, target_id: str, slot: str) -> None:
         """Connect event *event* of routine *source_id* to slot *slot* of routine *target_id*.
+
+        ``flow.connect(source_id, event, target_id, slot)`` does the same.
 
         In a job, every emission of the event is delivered once to the slot,
         in emission order. Cycles are allowed: the Flow's ``timeout``, its
@@ -773,3 +1074,198 @@ class Flow(Generic[P, T]):
     def _job_finished(self, job_id: str) -> threading.Event | None:
         """The event set when this flow's running job *job_id* ends (``JobState.wait_for_completion``)."""
         return self._graph.job_finished(job_id)
+
+
+@final
+class RunContextView:
+    """The context of a :class:`FlowConnection`'s latest run, read (and written) from outside it.
+
+    A live view of the run's context: while the run goes on, it shows what
+    the nodes have put so far; once the run has ended, however it ended,
+    what they left. It reads like ``rt.context``.
+
+    .. versionadded:: 0.2
+    """
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: dict[str, object]) -> None:
+        self._context = context
+
+    def __repr__(self) -> str:
+        return f"<RunContextView keys={list(self._context)!r}>"
+
+    def get(self, key: str, default: object = _MISSING) -> object:
+        """The value under *key* (a :class:`~runtime.Shared` one unwrapped), or *default*.
+
+        Raises:
+            KeyError: *key* is not in the context and no *default* was given.
+        """
+        try:
+            value = self._context[key]
+        except KeyError:
+            if default is not _MISSING:
+                return default
+            known = ", ".join(repr(k) for k in self._context) or "none"
+            msg = f"connection.context.get({key!r}): the run's context has no key {key!r}; its keys are {known}."
+            raise KeyError(msg) from None
+        return value.value if isinstance(value, Shared) else value
+
+    def __getitem__(self, key: str) -> object:
+        return self.get(key)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._context
+
+    def keys(self) -> KeysView[str]:
+        """The keys of the run's context."""
+        return self._context.keys()
+
+    def put(self, key: str, value: object) -> None:
+        """Set *key* in the run's context (seen by the run's nodes if it is still going)."""
+        self._context[key] = value
+
+    def update(self, values: Mapping[str, object]) -> None:
+        """Set every key of *values*."""
+        self._context.update(values)
+
+    def delete(self, key: str) -> None:
+        """Remove *key*.
+
+        Raises:
+            KeyError: *key* is not in the context.
+        """
+        if key not in self._context:
+            msg = f"connection.context.delete({key!r}): the run's context has no key {key!r}."
+            raise KeyError(msg)
+        del self._context[key]
+
+    def as_dict(self) -> dict[str, object]:
+        """A shallow copy of the context, :class:`~runtime.Shared` values unwrapped."""
+        return {k: v.value if isinstance(v, Shared) else v for k, v in self._context.items()}
+
+
+@final
+class FlowConnection(Generic[P, T]):
+    """A connection to a Flow: runs it as ``invoke``/``ainvoke`` do, and keeps the run's context readable.
+
+    Made by ``flow.connect()`` (Railtracks' two-stage invocation)::
+
+        conn = flow.connect()
+        result = await conn.ainvoke("text")
+        conn.context.get("progress")   # the run's context, even if it failed
+
+    One connection runs one invocation at a time; a second one started
+    while the first runs is refused. Reading before anything ran is an error.
+
+    .. versionadded:: 0.2
+    """
+
+    def __init__(self, flow: Flow[P, T]) -> None:
+        self._flow = flow
+        self._state: JobState | None = None
+        self._result: RunResult[T] | None = None
+        self._in_flight = False
+
+    def __repr__(self) -> str:
+        if self._state is None:
+            return f"FlowConnection(flow={self._flow.name!r}, not yet invoked)"
+        return f"FlowConnection(flow={self._flow.name!r}, session_id={self._state.job_id!r})"
+
+    @property
+    def flow(self) -> Flow[P, T]:
+        """The Flow this connection runs."""
+        return self._flow
+
+    @property
+    def connected(self) -> bool:
+        """Whether an invocation has begun on this connection."""
+        return self._state is not None
+
+    def _require_state(self, what: str) -> JobState:
+        if self._state is None:
+            msg = (
+                f"Nothing has run on this connection yet, so FlowConnection.{what} has no run to read. "
+                "Invoke the connection, not the Flow: conn = flow.connect(); "
+                "result = await conn.ainvoke(...); conn.context.get(key)."
+            )
+            raise FlowConnectionError(msg)
+        return self._state
+
+    @property
+    def context(self) -> RunContextView:
+        """The context of the latest run: live while it runs, what it left once it ended.
+
+        Raises:
+            FlowConnectionError: nothing has run on this connection yet.
+        """
+        return RunContextView(self._require_state("context").context)
+
+    @property
+    def session_id(self) -> str:
+        """The id of the latest run (Railtracks' session id).
+
+        Raises:
+            FlowConnectionError: nothing has run on this connection yet.
+        """
+        return self._require_state("session_id").job_id
+
+    @property
+    def state(self) -> JobState:
+        """The latest run's :class:`~runtime.JobState` (live while it runs).
+
+        Raises:
+            FlowConnectionError: nothing has run on this connection yet.
+        """
+        return self._require_state("state")
+
+    @property
+    def result(self) -> RunResult[T] | None:
+        """How the latest run ended, or ``None`` while it runs (or before any run)."""
+        return self._result
+
+    def _started(self, state: JobState) -> None:
+        self._state = state
+
+    async def _arun(self, args: tuple[object, ...], kwargs: Mapping[str, object]) -> RunResult[T]:
+        if self._in_flight:
+            msg = (
+                f"FlowConnection of Flow({self._flow.name!r}) is already running an invocation; a connection "
+                "runs one at a time. Use a separate flow.connect() for each concurrent run."
+            )
+            raise FlowConnectionError(msg)
+        self._in_flight = True
+        self._result = None
+        try:
+            result = await self._flow._arun(args, kwargs, on_state=self._started)
+        finally:
+            self._in_flight = False
+        self._result = result
+        return result
+
+    async def ainvoke(self, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run the flow inside a running Trio program, as :meth:`Flow.ainvoke`, keeping its context here.
+
+        Raises:
+            FlowConnectionError: this connection is already running an invocation.
+            OutsideTrioError: awaited outside Trio (from asyncio, say).
+            Exception: what :meth:`Flow.ainvoke` raises.
+        """
+        check_in_trio(f"FlowConnection of Flow({self._flow.name!r}).ainvoke(...)")
+        return (await self._arun(args, kwargs)).unwrap()
+
+    def invoke(self, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run the flow from synchronous code, as :meth:`Flow.invoke`, keeping its context here.
+
+        Raises:
+            FlowConnectionError: this connection is already running an invocation.
+            InvokeInsideTrioError: called inside a running Trio program or asyncio loop.
+            Exception: what :meth:`Flow.invoke` raises.
+        """
+        check_not_in_trio(
+            f"FlowConnection of Flow({self._flow.name!r}).invoke(...)", instead="await conn.ainvoke(...)"
+        )
+        return trio.run(self._ainvoke_packed, args, kwargs)
+
+    async def _ainvoke_packed(self, args: tuple[object, ...], kwargs: dict[str, object]) -> T:
+        return (await self._arun(args, kwargs)).unwrap()

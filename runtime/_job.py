@@ -444,6 +444,8 @@ class Job(metaclass=NoPublicConstructor):
         self.flow_name = settings.name
         context = copy_context(settings.context, where=f"Flow({settings.name!r}) job")
         self.state = JobState(job_id=job_id, flow_id=settings.name, context=context)
+        if settings.on_state is not None:
+            settings.on_state(self.state)
         #: The metadata of the request that started the job (``rt.request()`` in handlers).
         self.metadata = metadata if metadata is not None else RequestMetadata(run_id=job_id)
         self._registry = running

@@ -843,6 +843,8 @@ def new_run(
         else {}
     )
     state = JobState(job_id=run_id, flow_id=settings.name, context=context)
+    if settings.on_state is not None:
+        settings.on_state(state)
     run = Run(
         state=state,
         flow_name=settings.name,

@@ -21,7 +21,7 @@ AnyFlow: TypeAlias = "Flow[..., object]"  # type: ignore[explicit-any]
 
 
 def check_not_in_trio(call: str, *, instead: str) -> None:
-    """Raise :class:`InvokeInsideTrioError` for *call* if a Trio loop runs in this thread.
+    """Raise :class:`InvokeInsideTrioError` for *call* if a Trio or asyncio loop runs in this thread.
 
     Args:
         call: the synchronous call, as the user wrote it (``Flow('etl').invoke(...)``).
@@ -30,8 +30,23 @@ def check_not_in_trio(call: str, *, instead: str) -> None:
     try:
         trio.lowlevel.current_trio_token()
     except RuntimeError:
+        pass
+    else:
+        msg = f"{call} was called inside a running Trio program, where it would block the loop. Use {instead}."
+        raise InvokeInsideTrioError(msg)
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is None:
         return
-    msg = f"{call} was called inside a running Trio program, where it would block the loop. Use {instead}."
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # no asyncio loop running in this thread
+        return
+    msg = (
+        f"{call} was called inside a running asyncio event loop, where it would block that loop until the "
+        "run ends; trioflow runs on Trio, not asyncio. From asyncio code, run it in a worker thread (which "
+        "starts its own Trio loop): await asyncio.to_thread(flow.invoke, ...); or host Trio in the asyncio "
+        "loop with trio-asyncio: await trio_asyncio.trio_as_aio(flow.ainvoke)(...)."
+    )
     raise InvokeInsideTrioError(msg)
 
 

@@ -408,7 +408,7 @@ class GeneratedFlow:
             spec = specs[item]
             run_id = current_frame.get().run.state.job_id
             started[run_id].append(spec)
-            visited = context.get(VISITED)
+            visited = context.get(VISITED, None)
             if isinstance(visited, list):
                 visited.append(spec.label)  # in place: only this run may see it
             try:

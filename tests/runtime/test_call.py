@@ -137,7 +137,7 @@ async def test_call_batch_first_failure_cancels_its_siblings(autojump_clock: tri
     @rt.function_node
     async def batch() -> object:
         try:
-            return await rt.call_batch(item, [0, 1, 2, 3])
+            return await rt.call_batch(item, [0, 1, 2, 3], return_exceptions=False)
         except ValueError as exc:
             # every sibling already ended when the failure arrives here
             return (str(exc), dict(ended))
@@ -167,7 +167,7 @@ async def test_call_batch_raises_the_first_failure_in_time_not_in_argument_order
 
     @rt.function_node
     async def batch() -> None:
-        await rt.call_batch(fail_after, [5.0, 1.0, 3.0])
+        await rt.call_batch(fail_after, [5.0, 1.0, 3.0], return_exceptions=False)
 
     result = await rt.Flow("b", entry_point=batch).arun()
     assert isinstance(result.error, ValueError)
@@ -193,6 +193,49 @@ async def test_call_batch_return_exceptions_keeps_every_outcome(autojump_clock: 
     assert trio.current_time() == 4.0  # a failure cancels nothing
     statuses = [r.status for r in result.state.requests.values()][1:]
     assert statuses == [rt.Status.FAILED, rt.Status.COMPLETED, rt.Status.FAILED, rt.Status.COMPLETED]
+
+
+async def test_call_batch_returns_exceptions_by_default_as_railtracks_does() -> None:
+    """Railtracks' ``call_batch`` gathers with ``return_exceptions=True`` unless told otherwise."""
+
+    @rt.function_node
+    async def check(x: str) -> str:
+        if x == "bad":
+            raise ValueError("bad input")
+        return x
+
+    @rt.function_node
+    async def batch() -> list[object]:
+        return await rt.call_batch(check, ["ok", "bad", "fine"])
+
+    result = await rt.Flow("b", entry_point=batch).arun()
+    assert result.status is rt.Status.COMPLETED
+    assert result.result is not None
+    assert [repr(r) for r in result.result] == ["'ok'", "ValueError('bad input')", "'fine'"]
+
+
+async def test_call_batch_end_on_error_still_ends_the_run_at_the_first_failure(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    finished: list[str] = []
+
+    @rt.function_node
+    async def check(x: str) -> str:
+        if x == "bad":
+            raise ValueError("bad input")
+        await trio.sleep(10)
+        finished.append(x)
+        return x
+
+    @rt.function_node
+    async def batch() -> list[object]:
+        return await rt.call_batch(check, ["ok", "bad"])
+
+    result = await rt.Flow("b", entry_point=batch, end_on_error=True).arun()
+    assert result.status is rt.Status.FAILED
+    assert isinstance(result.error, ValueError)
+    assert finished == []
+    assert trio.current_time() == 0.0
 
 
 async def test_call_batch_of_nothing_is_an_empty_list() -> None:

@@ -16,7 +16,7 @@ def _flow(node: rt.Node[..., object], **context: object) -> rt.Flow[..., object]
 def test_get_put_update_delete() -> None:
     @rt.function_node
     async def edit() -> dict[str, object]:
-        seen = {"a": rt.context.get("a"), "missing": rt.context.get("missing"), "dflt": rt.context.get("x", 7)}
+        seen = {"a": rt.context.get("a"), "missing": rt.context.get("missing", None), "dflt": rt.context.get("x", 7)}
         rt.context.put("b", 2)
         rt.context.update({"c": 3, "a": 10})
         rt.context.delete("gone")
@@ -35,6 +35,38 @@ def test_get_put_update_delete() -> None:
         "all": {"a": 10, "b": 2, "c": 3},
     }
     assert result.state.context == {"a": 10, "b": 2, "c": 3}
+
+
+def test_get_of_a_missing_key_without_a_default_raises_key_error_listing_the_keys() -> None:
+    @rt.function_node
+    async def read() -> object:
+        return rt.context.get("nope")
+
+    result = _flow(read, a=1, b=2).run()
+    assert isinstance(result.error, KeyError)
+    assert result.error.args[0] == (
+        "rt.context.get('nope'): the run's context has no key 'nope'; its keys are 'a', 'b'. "
+        "Pass a default to get one instead: rt.context.get('nope', None)."
+    )
+
+
+def test_get_with_an_explicit_default_never_raises() -> None:
+    @rt.function_node
+    async def read() -> object:
+        return (rt.context.get("nope", None), rt.context.get("nope", default=0), rt.context.get("a"))
+
+    assert _flow(read, a=1).invoke() == (None, 0, 1)
+
+
+def test_keys_are_a_live_view_of_the_runs_context() -> None:
+    @rt.function_node
+    async def read() -> object:
+        keys = rt.context.keys()
+        before = sorted(keys)
+        rt.context.put("c", 3)
+        return before, sorted(keys), {k: rt.context.get(k) for k in list(rt.context.keys())}
+
+    assert _flow(read, a=1, b=2).invoke() == (["a", "b"], ["a", "b", "c"], {"a": 1, "b": 2, "c": 3})
 
 
 def test_children_share_their_runs_context() -> None:
@@ -211,6 +243,7 @@ def test_request_metadata_carries_the_run_id() -> None:
         (lambda: rt.context.update({"k": 1}), "rt.context.update()"),
         (lambda: rt.context.delete("k"), "rt.context.delete()"),
         (lambda: rt.context.as_dict(), "rt.context.as_dict()"),
+        (lambda: rt.context.keys(), "rt.context.keys()"),
         (lambda: "k" in rt.context, "rt.context"),
         (rt.request, "rt.request()"),
     ],
@@ -223,6 +256,14 @@ def test_outside_a_run(use: object, api: str) -> None:
     with pytest.raises(rt.OutsideRunError) as info:
         use()  # type: ignore[operator]
     assert str(info.value) == expected
+
+
+def test_get_of_a_missing_key_outside_a_run_is_an_outside_run_error_not_a_key_error() -> None:
+    """Railtracks raises its ContextError outside a session, whatever the key: no run, no context."""
+    with pytest.raises(rt.OutsideRunError, match=r"^rt\.context\.get\(\) was called outside a run\. "):
+        rt.context.get("missing")
+    with pytest.raises(rt.OutsideRunError):
+        rt.context.get("missing", None)
 
 
 async def test_outside_a_run_in_trio_too() -> None:

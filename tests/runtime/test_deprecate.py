@@ -53,7 +53,8 @@ def test_session_on_a_sync_function_is_a_type_error() -> None:
 
     with pytest.raises(
         TypeError,
-        match=r"^@rt\.session only works on async functions, and '.*sync_main' is not one\. "
+        match=r"^@rt\.session: the @session decorator can only be applied to async functions, and '.*sync_main' "
+        r"is not one\. "
         r"Make it `async def`, or use rt\.Flow\(name, entry_point=rt\.function_node\(fn\)\)\.$",
     ):
         rt.session(sync_main)  # type: ignore[arg-type]
@@ -69,8 +70,10 @@ async def test_each_call_is_its_own_isolated_run() -> None:
             visits.append(name)
             return await rt.call(greet, name), rt.request().run_id, list(visits)
 
-    first = await main("Ann")
-    second = await main("Bob")
+    first, first_session = await main("Ann")
+    second, second_session = await main("Bob")
+    assert first_session.session_id == first[1]
+    assert second_session.session_id == second[1]
     assert first[0] == "Hello, Ann!"
     assert second[0] == "Hello, Bob!"
     assert first[1] != second[1]
@@ -88,6 +91,23 @@ def test_session_keeps_the_functions_name_and_docstring() -> None:
 
     assert report.__name__ == "report"
     assert report.__doc__ == "Make the daily report."
+
+
+async def test_a_call_returns_the_result_and_the_session_as_railtracks_1_7_does() -> None:
+    with pytest.warns(rt.TrioflowDeprecationWarning):
+
+        @rt.session(context={"user": "ann"})
+        async def main(name: str) -> str:
+            rt.context.put("greeted", name)
+            return await rt.call(greet, name)
+
+    result, session = await main("Ann")
+    assert result == "Hello, Ann!"
+    assert isinstance(session, rt.FlowConnection)
+    assert session.context.as_dict() == {"user": "ann", "greeted": "Ann"}
+    assert session.result is not None
+    assert session.result.status is rt.Status.COMPLETED
+    assert session.state.job_id == session.session_id
 
 
 async def test_session_settings_apply_to_each_run(

@@ -91,6 +91,7 @@ def test_the_run_api_is_exported() -> None:
         "ErrorSummary", "read_state_file", "state_file_name", "write_state_file", "TrioflowError", "OutsideRunError",
         "NotANodeError", "NodeArgumentError", "InvokeInsideTrioError", "RunTimeoutError",
         "RunCancelledError", "StateFileError", "UnserializableValueError", "SubscriberOverflowError",
+        "FlowConnection", "RunContextView", "FlowConnectionError", "set_config",
     }  # fmt: skip
     assert names <= set(runtime.__all__)
 

@@ -1368,7 +1368,7 @@ class Talker(rt.Routine):
         self.define_slot("input", handler=self.talk)
 
     async def talk(self, data: object = None, **kwargs: object) -> None:
-        rt.context.put("seen", [*(rt.context.get("seen") or []), data])  # type: ignore[misc]
+        rt.context.put("seen", [*(rt.context.get("seen", None) or []), data])  # type: ignore[misc]
         await rt.log("handled", item=data, user=rt.request().user_id)
         await rt.broadcast({"item": data})
 

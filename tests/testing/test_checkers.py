@@ -36,7 +36,7 @@ async def leaf(x: int) -> int:
 @rt.function_node
 async def root() -> int:
     first = await rt.call(leaf, 1)
-    rest = await rt.call_batch(leaf, [2, 3])
+    rest = await rt.call_batch(leaf, [2, 3], return_exceptions=False)
     return first + sum(rest)  # type: ignore[arg-type]
 
 

@@ -32,7 +32,7 @@ async def leaf(i: int) -> int:
 
 @rt.function_node
 async def fan(n: int) -> list[object]:
-    return await rt.call_batch(leaf, range(n))
+    return await rt.call_batch(leaf, range(n), return_exceptions=False)
 
 
 @rt.function_node
@@ -627,7 +627,7 @@ async def test_check_cancellation_names_the_node_that_swallowed_it(autojump_cloc
 
     @rt.function_node
     async def trio_of_calls(which: list[str]) -> list[object]:
-        return await rt.call_batch(either, which)
+        return await rt.call_batch(either, which, return_exceptions=False)
 
     flow = rt.Flow("stubborn", entry_point=trio_of_calls)
     with rtt.inject({"leaf": Fault.cancelling()}, flow=flow) as injection:

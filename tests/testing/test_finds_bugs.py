@@ -101,7 +101,7 @@ async def fetch(source: str) -> str:
 
 @rt.function_node
 async def dashboard(sources: list[str]) -> list[object]:
-    return await rt.call_batch(fetch, sources)
+    return await rt.call_batch(fetch, sources, return_exceptions=False)
 
 
 dashboard_flow = rt.Flow("dashboard", entry_point=dashboard)
@@ -140,7 +140,7 @@ def test_the_same_checks_pass_on_a_correct_fetch() -> None:
 
     @rt.function_node(name="dashboard")
     async def careful_dashboard(sources: list[str]) -> list[object]:
-        return await rt.call_batch(careful_fetch, sources)
+        return await rt.call_batch(careful_fetch, sources, return_exceptions=False)
 
     flow = rt.Flow("dashboard", entry_point=careful_dashboard)
 

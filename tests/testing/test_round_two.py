@@ -169,7 +169,7 @@ def test_injection_is_given_to_the_runner_and_read_back() -> None:
 
     @rt.function_node
     async def handle(order: int) -> list[object]:
-        return await rt.call_batch(slow_pack, [order, order])
+        return await rt.call_batch(slow_pack, [order, order], return_exceptions=False)
 
     flow = rt.Flow("handle", entry_point=handle)
     injection = rtt.inject({("slow_pack", 1): rtt.Fault.cancelling()}, flow=flow)
@@ -574,7 +574,7 @@ def price_flow(*, shared_key: bool) -> rt.Flow[[list[int]], object]:
 
     @rt.function_node
     async def price_all(items: list[int]) -> object:
-        return await rt.call_batch(price_item, items)
+        return await rt.call_batch(price_item, items, return_exceptions=False)
 
     return rt.Flow("pricing", entry_point=price_all)
 

@@ -24,7 +24,7 @@ async def leaf(i: int) -> int:
 
 @rt.function_node
 async def fan(n: int) -> list[object]:
-    return await rt.call_batch(leaf, range(n))
+    return await rt.call_batch(leaf, range(n), return_exceptions=False)
 
 
 fan_flow = rt.Flow("fan", entry_point=fan)
@@ -188,7 +188,7 @@ async def release(step: str) -> str:
 @rt.function_node
 async def rollout() -> list[object]:
     # BUG: assumes publish ends before notify reads, with nothing to enforce it.
-    return await rt.call_batch(release, ["publish", "notify"])
+    return await rt.call_batch(release, ["publish", "notify"], return_exceptions=False)
 
 
 rollout_flow = rt.Flow("rollout", entry_point=rollout, context={"config": "v1"})

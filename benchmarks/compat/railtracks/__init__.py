@@ -1,0 +1,1 @@
+"""Railtracks' own integration tests, run on trioflow: see ``__main__``."""
