@@ -25,6 +25,9 @@ from ._exceptions import (
     BusyError as BusyError,
 )
 from ._exceptions import (
+    DefinitionDocumentError as DefinitionDocumentError,
+)
+from ._exceptions import (
     DirectNodeCallWarning as DirectNodeCallWarning,
 )
 from ._exceptions import (
@@ -217,6 +220,7 @@ __all__ = [
     "EventDataError",
     "ExecutorError",
     "FaultInjectionError",
+    "DefinitionDocumentError",
     "GraphDefinitionError",
     "InvokeInsideTrioError",
     "JobStateError",

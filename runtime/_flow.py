@@ -26,7 +26,7 @@ import trio
 
 from ._context import RequestMetadata, copy_context
 from ._core import RunResult, RunSettings
-from ._exceptions import GraphDefinitionError, TrioflowError
+from ._exceptions import DefinitionDocumentError, GraphDefinitionError, JobStateError, TrioflowError
 from ._executor import check_executor
 from ._graph import Graph
 from ._node import Node, as_node
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import threading
     from collections.abc import AsyncIterator, Callable, Sequence
 
+    from ._definition import Allowed
     from ._executor import Executor
     from ._job import Job
     from ._node import AnyNode
@@ -526,6 +527,110 @@ class Flow(Generic[P, T]):
         .. versionadded:: 0.1
         """
         self._graph.set_error_handler(handler)
+
+    # -- definition documents -----------------------------------------------------
+
+    def serialize(self) -> dict[str, object]:
+        """This routine graph's definition as a versioned document of JSON values.
+
+        ``{"format": "trioflow.flow", "version": 1, "flow_id", "entry_id",
+        "timeout", "max_steps", "end_on_error", "error_handler", "routines",
+        "connections"}``: each routine by its class's import path and its
+        constructor arguments, plus what was done to it since (see
+        :meth:`Routine.serialize <runtime.Routine.serialize>`), and each
+        connection as ``{"source", "event", "target", "slot"}``. No job state:
+        a definition is what :meth:`deserialize` needs to rebuild the graph.
+        The flow's wiring (subscribers, recorders, store, executor, context,
+        ``save_state``, ``state_dir``) is not part of it.
+
+        Raises:
+            UnserializableValueError: a constructor argument, config value or
+                attribute is not a JSON value; its ``path`` says which, e.g.
+                ``$.routines.fetch.args[0]``.
+            TypeError: a routine was added as a factory function, or has a
+                slot, defined after construction, whose handler is not one of
+                its methods.
+            GraphDefinitionError: the flow runs nodes (it has an entry point).
+
+        .. versionadded:: 0.1
+        """
+        self._check_one_kind("serialize")
+        from ._definition import dump_flow
+
+        return dump_flow(self._graph, timeout=self.timeout, end_on_error=self.end_on_error)
+
+    def deserialize(self, document: object, *, allow: Allowed = ()) -> Flow[P, T]:
+        """Replace this flow's routine graph by the one *document* defines, and return the flow.
+
+        The flow takes the document's name, routines, connections, entry,
+        error handler, ``timeout``, ``max_steps`` and ``end_on_error``; it
+        keeps its own wiring (subscribers, recorders, store, executor,
+        context, state settings). Each routine is made by calling its class
+        with the constructor arguments the document holds, so loading runs
+        those constructors, and only those of classes the caller allows:
+        loading never imports or runs code the document names on its own.
+        ``runtime.Routine`` and built-in exception classes are always allowed.
+        Nothing is changed if loading fails.
+
+        Args:
+            document: a flow document made by :meth:`serialize` (possibly
+                through JSON).
+            allow: the classes the document may name: ``Routine`` subclasses
+                (and exception classes for retries) themselves, or the names
+                of their modules (``"myapp.routines"``), or the modules. Only
+                an allowed module is imported.
+
+        Raises:
+            DefinitionDocumentError: the document is of another format or
+                version, names a class that is not allowed (the message names
+                it; nothing is imported), or a value does not fit; the message
+                gives its ``$.path``.
+            GraphDefinitionError: a connection names an unknown routine, event
+                or slot (with a note giving its ``$.connections[i]``), or the
+                flow runs nodes.
+            Exception: what a routine's constructor raised.
+
+        .. versionadded:: 0.1
+        """
+        self._check_one_kind("deserialize")
+        if self._graph.running_jobs:
+            msg = f"Flow({self.name!r}).deserialize(): the flow has running jobs; load the definition into a new Flow."
+            raise JobStateError(msg)
+        from ._definition import load_flow
+
+        what = f"a flow document into Flow({self.name!r})"
+        flow, routines, handler = load_flow(document, allow, what)
+        try:
+            _check_name(flow.flow_id)
+            _check_settings(
+                flow.flow_id,
+                timeout=flow.timeout,
+                context=None,
+                save_state=False,
+                end_on_error=flow.end_on_error,
+                state_dir=self.state_dir,
+            )
+            graph = Graph(flow.flow_id, max_steps=flow.max_steps)
+        except (TypeError, ValueError) as exc:
+            msg = f"Cannot load {what}: {exc}"
+            raise DefinitionDocumentError(msg) from None
+        for routine_id, routine in routines.items():
+            graph.add_routine(routine, routine_id)
+        for index, connection in enumerate(flow.connections):
+            try:
+                graph.connect(connection.source, connection.event, connection.target, connection.slot)
+            except GraphDefinitionError as exc:
+                exc.add_note(f"In the flow document, at $.connections[{index}].")
+                raise
+        if flow.entry_id is not None:
+            graph.set_entry(flow.entry_id)
+        if handler is not None:
+            graph.set_error_handler(handler)
+        self.name = flow.flow_id
+        self.timeout = flow.timeout
+        self.end_on_error = flow.end_on_error
+        self._graph = graph
+        return self
 
     def execute(self, entry_id: str, entry_params: Mapping[str, object] | None = None) -> JobState:
         """Run a job from synchronous code, from routine *entry_id*, and return its final state.

@@ -22,7 +22,7 @@ import io
 import math
 import types
 import weakref
-from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeAlias, final
+from typing import TYPE_CHECKING, NamedTuple, Protocol, Self, TypeAlias, final
 
 import attrs
 
@@ -31,6 +31,7 @@ from ._exceptions import EventDataError, GraphDefinitionError, OutsideRunError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
+    from ._definition import Allowed
     from ._state import JobState
     from ._util import AnyFlow
 
@@ -315,6 +316,39 @@ class ErrorHandler:
         """Seconds to wait before retry number *retry* (1 for the first)."""
         return float(self.retry_delay * self.retry_backoff ** (retry - 1))
 
+    def serialize(self) -> dict[str, object]:
+        """These settings as a versioned document of JSON values.
+
+        ``{"format": "trioflow.error_handler", "version": 1, "strategy": "retry",
+        "max_retries": 3, ..., "retryable_exceptions": ["builtins:ValueError"]}``:
+        every setting by its name, exception classes by import path.
+
+        .. versionadded:: 0.1
+        """
+        from . import _definition  # builds on this module
+
+        return _definition.dump_error_handler_doc(self)
+
+    @classmethod
+    def deserialize(cls, document: object, *, allow: Allowed = ()) -> ErrorHandler:
+        """A new handler from a document made by :meth:`serialize`.
+
+        Args:
+            document: an error handler document.
+            allow: exception classes, or module names, that
+                ``retryable_exceptions`` may name besides the built-in ones;
+                only an allowed module is imported.
+
+        Raises:
+            DefinitionDocumentError: another format or version, an unknown
+                setting, a class not allowed, or a value the handler refuses.
+
+        .. versionadded:: 0.1
+        """
+        from . import _definition  # builds on this module
+
+        return _definition.load_error_handler_doc(document, allow)
+
 
 _STOP = ErrorHandler()
 
@@ -552,6 +586,58 @@ class Routine(metaclass=_RoutineMeta):
     def get_error_handler(self) -> ErrorHandler | None:
         """The routine's own :class:`ErrorHandler`, or ``None`` (the flow's default applies)."""
         return self._error_handler
+
+    # -- definition documents -----------------------------------------------------
+
+    def serialize(self) -> dict[str, object]:
+        """This routine's definition as a versioned document of JSON values.
+
+        The document names the routine's class by import path and holds the
+        arguments its constructor was called with, its whole config, its own
+        error handler, the slots and events defined after construction (a
+        handler by method name) and attributes assigned from outside: the
+        routine part of :meth:`Flow.serialize <runtime.Flow.serialize>`, with
+        ``"format": "trioflow.routine"`` and ``"version"``.
+
+        Raises:
+            UnserializableValueError: a constructor argument, config value or
+                attribute is not a JSON value; its ``path`` says which.
+            TypeError: the routine was not made by calling its class, or a
+                slot defined after construction is handled by something other
+                than one of its methods, or merges with a function.
+
+        .. versionadded:: 0.1
+        """
+        from . import _definition  # builds on this module
+
+        return _definition.dump_routine(self)
+
+    def deserialize(self, document: object, *, allow: Allowed = ()) -> Self:
+        """Apply a routine document made by :meth:`serialize` to this routine, and return it.
+
+        The document must be of this routine's class and constructor
+        arguments: its config, error handler, slots, events and attributes
+        are applied as if set on this routine. To build routines from
+        documents, load the whole flow with :meth:`Flow.deserialize
+        <runtime.Flow.deserialize>`.
+
+        Args:
+            document: a routine document.
+            allow: exception classes (or their modules) the error handler's
+                ``retryable_exceptions`` may name, besides the built-in ones.
+
+        Raises:
+            DefinitionDocumentError: the document is of another format or
+                version, of another class or constructor arguments, names a
+                class not allowed, or a value does not fit; the message gives
+                its ``$.path``.
+
+        .. versionadded:: 0.1
+        """
+        from . import _definition  # builds on this module
+
+        _definition.load_routine_into(self, document, allow)
+        return self
 
     # -- inside a job -----------------------------------------------------------
 
