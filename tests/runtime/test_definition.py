@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import pathlib
+import re
 import sys
 
 import pytest
@@ -319,3 +321,14 @@ def test_an_error_handler_round_trips_and_checks_its_settings() -> None:
         rt.ErrorHandler.deserialize({**doc, "retries": 1})
     with pytest.raises(rt.DefinitionDocumentError, match=r"'builtins:print' is not a BaseException subclass"):
         rt.ErrorHandler.deserialize({**doc, "retryable_exceptions": ["builtins:print"]})
+
+
+def test_the_coming_from_routilux_page_snippet_runs_as_shown(capsys: pytest.CaptureFixture[str]) -> None:
+    page = pathlib.Path(__file__).resolve().parents[2] / "docs" / "coming-from-routilux.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.DOTALL)
+    assert len(blocks) == 1
+    namespace: dict[str, object] = {"__name__": "__main__"}
+    exec(compile(blocks[0], "coming-from-routilux.md", "exec"), namespace)  # the page's own code
+    first, second = capsys.readouterr().out.splitlines()
+    assert first == "completed {'value': 12}"
+    assert "the class '__main__:Scale' is not allowed, so nothing was imported." in second
