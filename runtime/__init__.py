@@ -104,6 +104,7 @@ from ._executor import Submission as Submission
 from ._executor import processes as processes
 from ._executor import threads as threads
 from ._flow import Flow as Flow
+from ._graph import Connection as Connection
 from ._job import Job as Job
 from ._metrics import WorkflowMetrics as WorkflowMetrics
 from ._node import Node as Node
@@ -190,6 +191,7 @@ __all__ = [
     "ExecutionContext",
     "ErrorStrategy",
     "ErrorHandler",
+    "Connection",
     "Job",
     # sessions
     "SessionManager",

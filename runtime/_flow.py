@@ -17,8 +17,10 @@ import contextlib
 import os
 import pathlib
 import reprlib
+import time
 import types
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, cast, final
 
@@ -28,7 +30,7 @@ from ._context import RequestMetadata, copy_context
 from ._core import RunResult, RunSettings
 from ._exceptions import DefinitionDocumentError, GraphDefinitionError, JobStateError, TrioflowError
 from ._executor import check_executor
-from ._graph import Graph
+from ._graph import Connection, Graph
 from ._node import Node, as_node
 from ._publisher import Overflow, Subscription
 from ._run import run_flow
@@ -155,6 +157,31 @@ class Flow(Generic[P, T]):
             before it fails with :class:`~runtime.StepLimitError`. ``None``
             (the default): no limit; a cycle that never stops then runs until
             *timeout*, or until the caller cancels it.
+        execution_strategy: routine graphs only: how a job runs its handlers.
+
+            - ``"actors"`` (trioflow's default): each routine is an actor;
+              routines run concurrently, each one message at a time, in
+              order per connection. Handlers run on the Trio loop, so an
+              ``async`` handler that awaits lets the others run, and a plain
+              handler should be quick (it holds the loop while it runs).
+            - ``"sequential"`` (Routilux's default): one handler call at a
+              time in the whole job, in the order the messages were emitted
+              (a job-wide FIFO; the slots one emission reaches, in
+              connection order). A handler that waits for another handler
+              of its own job would wait forever.
+            - ``"concurrent"``: as ``"actors"``, and plain handlers run in
+              worker threads, up to *max_workers* at once, so blocking
+              handlers (``time.sleep``, blocking I/O) overlap. What they do
+              to the job (``emit``, ``send_output``, ``ctx.job_state``
+              updates) is recorded on the loop, in order.
+
+            The default is ``"actors"`` because it is the one that keeps
+            trioflow's guarantees at full speed: routines stay concurrent
+            (unlike ``"sequential"``), and a plain handler costs no thread
+            hop and stays under Trio's clock, so ``MockClock`` tests remain
+            deterministic (unlike ``"concurrent"``).
+        max_workers: ``"concurrent"`` only: worker threads per job (default
+            5). :attr:`max_workers` reads 1 under the other strategies.
         executor: node runs only: where the flow's plain nodes run unless a
             node was given its own executor (``rt.threads()``,
             ``rt.processes()``, ``rt.ray()``); ``None``: in a worker thread.
@@ -170,7 +197,8 @@ class Flow(Generic[P, T]):
             :class:`~runtime.Shared`; *executor* is not an executor; a
             *store* that is not a :class:`~runtime.Store`. The message names
             the setting.
-        ValueError: an empty name, or a non-positive *timeout* or *max_steps*.
+        ValueError: an empty name, a non-positive *timeout* or *max_steps*,
+            an unknown *execution_strategy*, or a *max_workers* below 1.
 
     .. versionadded:: 0.1
     """
@@ -191,6 +219,8 @@ class Flow(Generic[P, T]):
         store: Store | None = None,
         max_steps: int | None = None,
         executor: Executor | None = None,
+        execution_strategy: str = "actors",
+        max_workers: int = 5,
     ) -> None:
         if name is not None and flow_id is not None and name != flow_id:
             msg = f"Flow(name={name!r}, flow_id={flow_id!r}): give one name (flow_id is the routine-graph spelling of name)."
@@ -228,7 +258,9 @@ class Flow(Generic[P, T]):
                 msg = f"Flow({name!r}, recorders=[..., {recorder!r}, ...]): a recorder has an async record(records) method (see rt.Recorder)."
                 raise TypeError(msg)
         self.executor = None if executor is None else check_executor(executor, where=f"Flow({name!r})")
-        self._graph = Graph(name, max_steps=max_steps)
+        self._graph = Graph(
+            name, max_steps=max_steps, execution_strategy=execution_strategy, max_workers=max_workers
+        )
 
     @property
     def flow_id(self) -> str:
@@ -486,23 +518,43 @@ class Flow(Generic[P, T]):
         self._check_one_kind("add_routine")
         return self._graph.add_routine(routine, routine_id)
 
-    def connect(self, source_id: str, event: str, target_id: str, slot: str) -> None:
+    def connect(
+        self,
+        source_id: str,
+        event: str,
+        target_id: str,
+        slot: str,
+        param_mapping: Mapping[str, str] | None = None,
+    ) -> Connection:
         """Connect event *event* of routine *source_id* to slot *slot* of routine *target_id*.
 
         In a job, every emission of the event is delivered once to the slot,
         in emission order. Cycles are allowed: the Flow's ``timeout``, its
         ``max_steps`` (no limit by default) or the caller's cancel scope ends
-        a cycle that never stops.
+        a cycle that never stops. The slot's handler gets what its signature
+        names (see :class:`~runtime.Routine`).
+
+        Args:
+            param_mapping: renames for this connection, event parameter name
+                to slot parameter name: ``{"result": "text"}`` delivers
+                ``emit("out", result=1, n=2)`` as ``text=1, n=2``.
+
+        Returns:
+            The :class:`~runtime.Connection`.
 
         Raises:
             GraphDefinitionError: a routine, the event or the slot does not
                 exist (the message lists the ones that do); the connection
-                already exists; or the event declares a parameter the slot's
-                handler cannot take.
+                already exists; or *param_mapping* renames a parameter the
+                event does not declare, or to a name the slot's handler
+                cannot take.
+            TypeError: *param_mapping* is not a dict of str to str.
 
         .. versionadded:: 0.1
+        .. versionchanged:: 0.2
+           *param_mapping*, and the returned :class:`~runtime.Connection`.
         """
-        self._graph.connect(source_id, event, target_id, slot)
+        return self._graph.connect(source_id, event, target_id, slot, param_mapping)
 
     def set_entry(self, routine_id: str) -> None:
         """Make *routine_id* the routine a job starts with when the flow is run with a message.
@@ -631,6 +683,108 @@ class Flow(Generic[P, T]):
         self.end_on_error = flow.end_on_error
         self._graph = graph
         return self
+
+    @property
+    def error_handler(self) -> ErrorHandler | None:
+        """The flow's default :class:`~runtime.ErrorHandler` (:meth:`set_error_handler`), or ``None``.
+
+        Assigning to it is :meth:`set_error_handler`.
+
+        .. versionadded:: 0.2
+        """
+        return self._graph._error_handler
+
+    @error_handler.setter
+    def error_handler(self, handler: ErrorHandler | None) -> None:
+        if handler is None:
+            self._graph._error_handler = None
+        else:
+            self._graph.set_error_handler(handler)
+
+    @property
+    def execution_strategy(self) -> str:
+        """How the next jobs run their handlers: ``"actors"``, ``"sequential"`` or ``"concurrent"`` (see :class:`Flow`).
+
+        .. versionadded:: 0.2
+        """
+        return self._graph.execution_strategy
+
+    @property
+    def max_workers(self) -> int:
+        """Worker threads per job under ``"concurrent"``; 1 under the other strategies.
+
+        .. versionadded:: 0.2
+        """
+        return self._graph.max_workers
+
+    def set_execution_strategy(self, strategy: str, max_workers: int | None = None) -> None:
+        """Choose how the jobs started from now on run their handlers (see :class:`Flow`).
+
+        Args:
+            strategy: ``"actors"``, ``"sequential"`` or ``"concurrent"``.
+            max_workers: ``"concurrent"`` only: worker threads per job; by default 5.
+
+        Raises:
+            ValueError: an unknown strategy, or *max_workers* below 1.
+
+        .. versionadded:: 0.2
+        """
+        self._graph.set_execution_strategy(strategy, max_workers)
+
+    def wait_for_completion(self, timeout: float | None = None, job_state: JobState | None = None) -> bool:
+        """Wait until this flow's running jobs (or the job of *job_state*) have ended; return whether they did.
+
+        Routilux's deprecated form: ``execute()`` returns once its job has
+        ended, so there is usually nothing to wait for. With *job_state*,
+        this is :meth:`JobState.wait_for_completion
+        <runtime.JobState.wait_for_completion>`; without it, it waits for
+        every job of this flow running in other threads.
+
+        Raises:
+            InvokeInsideTrioError: called inside a running Trio program while
+                a job runs; use ``await job.wait()`` there.
+
+        .. versionadded:: 0.2
+        .. deprecated:: 0.2
+           Use ``JobState.wait_for_completion(flow, job_state, timeout)``.
+        """
+        warnings.warn(
+            f"Flow({self.name!r}).wait_for_completion() is deprecated, as in Routilux: use "
+            "JobState.wait_for_completion(flow, job_state, timeout=...) for one job's state.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        if job_state is not None:
+            return job_state.wait_for_completion(self, job_state, timeout)
+        return self._wait_running(timeout, "wait_for_completion()")
+
+    def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:
+        """Routilux's clean-up: with *wait*, wait (up to *timeout* seconds) for this flow's running jobs.
+
+        A trioflow flow holds no executor or thread between jobs (a job's
+        worker threads end with it), so there is nothing else to release,
+        and the flow can still be used afterwards.
+
+        Raises:
+            InvokeInsideTrioError: *wait* inside a running Trio program while a
+                job runs; leave the job's ``open_job`` block instead.
+
+        .. versionadded:: 0.2
+        """
+        if wait:
+            self._wait_running(timeout, "shutdown()")
+
+    def _wait_running(self, timeout: float | None, api: str) -> bool:
+        jobs = list(self._graph.running_jobs.values())
+        if not jobs:
+            return True
+        check_not_in_trio(f"Flow({self.name!r}).{api}", instead="await job.wait() on each open_job handle")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for job in jobs:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not job.finished_sync.wait(left):
+                return False
+        return True
 
     def execute(self, entry_id: str, entry_params: Mapping[str, object] | None = None) -> JobState:
         """Run a job from synchronous code, from routine *entry_id*, and return its final state.

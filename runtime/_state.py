@@ -15,6 +15,7 @@ import contextvars
 import datetime
 import enum
 import time
+import uuid
 from typing import TYPE_CHECKING, Protocol, final
 
 import attrs
@@ -291,6 +292,10 @@ class _RunClock:
         return anchor + datetime.timedelta(seconds=offset)
 
 
+#: ``JobState(flow_id)``: the flow id was given as the only argument (identity-checked).
+_NO_FLOW = "\x00(flow id not given)"
+
+
 @final
 @attrs.define
 class JobState:
@@ -319,11 +324,16 @@ class JobState:
         undelivered: messages not delivered because the job was cancelled.
         metrics: numeric measurements of the run.
 
+    ``JobState(flow_id)`` (Routilux's form, one argument) makes a fresh
+    state of that flow with a new job id, to fill in or test with.
+
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2
+       ``JobState(flow_id)`` with one argument.
     """
 
     job_id: str
-    flow_id: str
+    flow_id: str = attrs.field(default=_NO_FLOW)
     status: Status = Status.PENDING
     created_at: datetime.datetime = attrs.field(factory=_utc_now)
     started_at: datetime.datetime | None = None
@@ -339,6 +349,12 @@ class JobState:
     undelivered: list[Delivery] = attrs.field(factory=list)
     metrics: dict[str, float] = attrs.field(factory=dict)
     _clock: _RunClock = attrs.field(factory=_RunClock, init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.flow_id is _NO_FLOW:
+            # Routilux's JobState(flow_id): the one argument is the flow's id.
+            self.flow_id = self.job_id
+            self.job_id = f"job-{uuid.uuid4().hex[:12]}"
 
     @property
     def run_id(self) -> str:
