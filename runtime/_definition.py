@@ -4,9 +4,11 @@ A flow definition document is JSON data::
 
     {"format": "trioflow.flow", "version": 1, "flow_id": "etl",
      "entry_id": null, "timeout": null, "max_steps": null, "end_on_error": false,
+     "execution_strategy": "actors", "max_workers": 1,
      "error_handler": null | {handler},
      "routines": {"fetch": {routine}, ...},
-     "connections": [{"source": "fetch", "event": "out", "target": "parse", "slot": "in"}, ...]}
+     "connections": [{"source": "fetch", "event": "out", "target": "parse", "slot": "in",
+                      "param_mapping": {}}, ...]}
 
 A routine is written as its class, by import path (``"myapp.routines:Fetch"``),
 and the arguments its constructor was called with, then what was done to it
@@ -108,6 +110,8 @@ class ConnectionDoc:
     event: str
     target: str
     slot: str
+    #: Renames applied to each message: event parameter -> slot parameter.
+    param_mapping: dict[str, str]
 
 
 @attrs.frozen
@@ -119,6 +123,8 @@ class FlowDoc:
     timeout: float | None
     max_steps: int | None
     end_on_error: bool
+    execution_strategy: str
+    max_workers: int
     error_handler: dict[str, object] | None
     routines: dict[str, RoutineDoc]
     connections: list[ConnectionDoc]
@@ -276,11 +282,16 @@ def dump_flow(graph: Graph, *, timeout: float | None, end_on_error: bool) -> dic
         timeout=timeout,
         max_steps=graph.max_steps,
         end_on_error=end_on_error,
+        execution_strategy=graph.execution_strategy,
+        max_workers=graph.max_workers,
         error_handler=None
         if graph._error_handler is None
         else dump_error_handler(graph._error_handler, "$.error_handler", what),
         routines=routines,
-        connections=[ConnectionDoc(*connection) for connection in graph.connections],
+        connections=[
+            ConnectionDoc(*connection, param_mapping=dict(graph._mappings.get(connection, {})))
+            for connection in graph.connections
+        ],
     )
     return {**_header(FLOW_FORMAT), **typing.cast("dict[str, object]", _unstructure(flow))}
 

@@ -586,11 +586,11 @@ class Flow(Generic[P, T]):
         """This routine graph's definition as a versioned document of JSON values.
 
         ``{"format": "trioflow.flow", "version": 1, "flow_id", "entry_id",
-        "timeout", "max_steps", "end_on_error", "error_handler", "routines",
-        "connections"}``: each routine by its class's import path and its
+        "timeout", "max_steps", "end_on_error", "execution_strategy",
+        "max_workers", "error_handler", "routines", "connections"}``: each routine by its class's import path and its
         constructor arguments, plus what was done to it since (see
         :meth:`Routine.serialize <runtime.Routine.serialize>`), and each
-        connection as ``{"source", "event", "target", "slot"}``. No job state:
+        connection as ``{"source", "event", "target", "slot", "param_mapping"}``. No job state:
         a definition is what :meth:`deserialize` needs to rebuild the graph.
         The flow's wiring (subscribers, recorders, store, executor, context,
         ``save_state``, ``state_dir``) is not part of it.
@@ -615,7 +615,8 @@ class Flow(Generic[P, T]):
         """Replace this flow's routine graph by the one *document* defines, and return the flow.
 
         The flow takes the document's name, routines, connections, entry,
-        error handler, ``timeout``, ``max_steps`` and ``end_on_error``; it
+        error handler, ``timeout``, ``max_steps``, ``end_on_error`` and
+        execution strategy; it
         keeps its own wiring (subscribers, recorders, store, executor,
         context, state settings). Each routine is made by calling its class
         with the constructor arguments the document holds, so loading runs
@@ -662,7 +663,12 @@ class Flow(Generic[P, T]):
                 end_on_error=flow.end_on_error,
                 state_dir=self.state_dir,
             )
-            graph = Graph(flow.flow_id, max_steps=flow.max_steps)
+            graph = Graph(
+                flow.flow_id,
+                max_steps=flow.max_steps,
+                execution_strategy=flow.execution_strategy,
+                max_workers=flow.max_workers,
+            )
         except (TypeError, ValueError) as exc:
             msg = f"Cannot load {what}: {exc}"
             raise DefinitionDocumentError(msg) from None
@@ -670,7 +676,13 @@ class Flow(Generic[P, T]):
             graph.add_routine(routine, routine_id)
         for index, connection in enumerate(flow.connections):
             try:
-                graph.connect(connection.source, connection.event, connection.target, connection.slot)
+                graph.connect(
+                    connection.source,
+                    connection.event,
+                    connection.target,
+                    connection.slot,
+                    param_mapping=connection.param_mapping or None,
+                )
             except GraphDefinitionError as exc:
                 exc.add_note(f"In the flow document, at $.connections[{index}].")
                 raise

@@ -78,6 +78,7 @@ def test_a_flow_document_names_each_routine_by_class_and_constructor_arguments()
         "retry_delay": 1.0,
         "retry_backoff": 2.0,
         "retryable_exceptions": ["builtins:Exception"],
+        "is_critical": False,
     }
     routines = doc["routines"]
     assert isinstance(routines, dict)
@@ -92,6 +93,7 @@ def test_a_flow_document_names_each_routine_by_class_and_constructor_arguments()
             "retry_delay": 1.0,
             "retry_backoff": 2.0,
             "retryable_exceptions": [f"{__name__}:Flaky"],
+            "is_critical": False,
         },
         "slots": [],
         "events": [],
@@ -99,8 +101,9 @@ def test_a_flow_document_names_each_routine_by_class_and_constructor_arguments()
     }
     assert routines["collect"]["class_path"] == f"{__name__}:Collect"
     assert doc["connections"] == [
-        {"source": "scale", "event": "output", "target": "collect", "slot": "input"}
+        {"source": "scale", "event": "output", "target": "collect", "slot": "input", "param_mapping": {}}
     ]
+    assert (doc["execution_strategy"], doc["max_workers"]) == ("actors", 1)
     assert "job_state" not in doc
 
 
@@ -332,3 +335,35 @@ def test_the_coming_from_routilux_page_snippet_runs_as_shown(capsys: pytest.Capt
     first, second = capsys.readouterr().out.splitlines()
     assert first == "completed {'value': 12}"
     assert "the class '__main__:Scale' is not allowed, so nothing was imported." in second
+
+
+class Named(rt.Routine):
+    """Takes ``amount`` where Scale emits ``value``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.define_slot("input", handler=self.take)
+
+    def take(self, amount: int = 0) -> None:
+        self.send_output("amount", amount=amount)
+
+
+def test_param_mappings_and_the_execution_strategy_round_trip() -> None:
+    flow: rt.Flow[..., object] = rt.Flow("mapped", execution_strategy="concurrent", max_workers=3)
+    flow.add_routine(Scale(5), "scale")
+    flow.add_routine(Named(), "named")
+    flow.connect("scale", "output", "named", "input", param_mapping={"value": "amount"})
+    doc = flow.serialize()
+    assert doc["connections"][0]["param_mapping"] == {"value": "amount"}  # type: ignore[index]
+    assert (doc["execution_strategy"], doc["max_workers"]) == ("concurrent", 3)
+    loaded = rt.Flow().deserialize(through_json(doc), allow=[Scale, Named])
+    assert (loaded.execution_strategy, loaded.max_workers) == ("concurrent", 3)
+    assert loaded.serialize() == doc
+    state = loaded.execute("scale", {"value": 2})
+    assert [o["data"] for o in state.get_shared_data("output_log")] == [{"amount": 10}]  # type: ignore[union-attr]
+
+
+def test_an_unknown_execution_strategy_in_a_document_is_refused() -> None:
+    doc = {**build().serialize(), "execution_strategy": "fast"}
+    with pytest.raises(rt.DefinitionDocumentError, match=r"execution_strategy"):
+        rt.Flow().deserialize(doc, allow=[Scale, Collect, Flaky])
