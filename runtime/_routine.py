@@ -435,9 +435,11 @@ class ErrorHandler:
 
         return _definition.dump_error_handler_doc(self)
 
-    @classmethod
-    def deserialize(cls, document: object, *, allow: Allowed = ()) -> ErrorHandler:
-        """A new handler from a document made by :meth:`serialize`.
+    def deserialize(self, document: object, *, allow: Allowed = ()) -> Self:
+        """Take the settings of a document made by :meth:`serialize`, and return this handler.
+
+        Every setting is checked before any is changed; ``retry_count`` is
+        reset, as after :meth:`reset`.
 
         Args:
             document: an error handler document.
@@ -453,7 +455,12 @@ class ErrorHandler:
         """
         from . import _definition  # builds on this module
 
-        return _definition.load_error_handler_doc(document, allow)
+        loaded = _definition.load_error_handler_doc(document, allow)
+        for field in attrs.fields(type(self)):
+            if field.init:
+                object.__setattr__(self, field.name, getattr(loaded, field.name))
+        self.reset()
+        return self
 
 
 _STOP = ErrorHandler()

@@ -313,17 +313,17 @@ def test_an_error_handler_round_trips_and_checks_its_settings() -> None:
     doc = handler.serialize()
     assert doc["format"] == "trioflow.error_handler"
     assert doc["retryable_exceptions"] == ["builtins:KeyError"]
-    assert rt.ErrorHandler.deserialize(through_json(doc)) == handler
+    assert rt.ErrorHandler().deserialize(through_json(doc)) == handler
     with pytest.raises(
         rt.DefinitionDocumentError, match=r"at \$, ErrorHandler\(max_retries=-1\): give a whole number"
     ):
-        rt.ErrorHandler.deserialize({**doc, "max_retries": -1})
+        rt.ErrorHandler().deserialize({**doc, "max_retries": -1})
     with pytest.raises(
         rt.DefinitionDocumentError, match=r"at \$\.retries, ErrorHandler has no setting 'retries'"
     ):
-        rt.ErrorHandler.deserialize({**doc, "retries": 1})
+        rt.ErrorHandler().deserialize({**doc, "retries": 1})
     with pytest.raises(rt.DefinitionDocumentError, match=r"'builtins:print' is not a BaseException subclass"):
-        rt.ErrorHandler.deserialize({**doc, "retryable_exceptions": ["builtins:print"]})
+        rt.ErrorHandler().deserialize({**doc, "retryable_exceptions": ["builtins:print"]})
 
 
 def test_the_coming_from_routilux_page_snippet_runs_as_shown(capsys: pytest.CaptureFixture[str]) -> None:
