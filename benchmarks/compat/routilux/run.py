@@ -144,6 +144,8 @@ def run_suite(work: pathlib.Path, site: pathlib.Path, extra: list[str]) -> pathl
             str(work / "pytest.ini"),
             "--rootdir",
             str(work),
+            "-p",
+            "routilux_compat_plugin",
             f"--junitxml={junit}",
             "--timeout=60",
             "-o",
@@ -195,6 +197,9 @@ def main() -> int:
                 bad = case.find("error")
             if bad is not None:
                 reason = one_line(bad.get("message") or bad.text or "")
+                used = [p.get("value", "") for p in case.iter("property") if p.get("name") == "stand_ins"]
+                if used and "NotInTrioflowError" not in reason and "RoutiluxPrivateError" not in reason:
+                    reason = f"{used[0]} (used inside the job), then {reason}"
                 failed.append((name, reason, group_of(reason)))
             elif case.find("skipped") is not None:
                 skipped += 1

@@ -28,6 +28,11 @@ class NotInTrioflowError(NotImplementedError):
     """A test used a public Routilux name that trioflow has no counterpart for."""
 
 
+#: The stand-ins used since the harness's plugin last cleared it (once per test): a stand-in used
+#: inside a handler fails the job, not the test, and the test then fails on what the job did.
+USED: list[str] = []
+
+
 class _StandIn:
     def __init__(self, name: str, error: type[Exception], why: str) -> None:
         self._name = name
@@ -35,6 +40,7 @@ class _StandIn:
         self._why = why
 
     def _fail(self) -> None:
+        USED.append(f"{self._error.__name__}: {self._name}")
         raise self._error(f"{self._name}: {self._why}")
 
     def __call__(self, *args: object, **kwargs: object) -> object:
@@ -90,6 +96,18 @@ def _alias(cls: type, old: str, new: str) -> None:
     else:
         setattr(cls, old, property(lambda self: getattr(self, new), lambda self, v: setattr(self, new, v)))
 
+
+# Routilux methods that are another spelling of a trioflow accessor.
+_ACCESSORS: dict[type, dict[str, object]] = {
+    runtime.Routine: {
+        "get_slot": lambda self, name: self.slots.get(name),
+        "get_event": lambda self, name: self.events.get(name),
+    },
+}
+for _cls, _methods in _ACCESSORS.items():
+    for _old, _method in _methods.items():
+        if not hasattr(_cls, _old):
+            setattr(_cls, _old, _method)
 
 for _cls, _names in _ALIASES.items():
     for _old, _new in _names.items():
