@@ -798,7 +798,13 @@ class Flow(Generic[P, T]):
                 return False
         return True
 
-    def execute(self, entry_id: str, entry_params: Mapping[str, object] | None = None) -> JobState:
+    def execute(
+        self,
+        entry_id: str,
+        entry_params: Mapping[str, object] | None = None,
+        *,
+        execution_strategy: str | None = None,
+    ) -> JobState:
         """Run a job from synchronous code, from routine *entry_id*, and return its final state.
 
         The job starts by calling the entry routine's first slot with
@@ -819,6 +825,9 @@ class Flow(Generic[P, T]):
         Args:
             entry_id: the routine to start with.
             entry_params: keyword arguments for its first slot (copied).
+            execution_strategy: this job's strategy, instead of the flow's
+                :attr:`execution_strategy` (``"concurrent"`` then uses 5
+                worker threads, unless it is the flow's own strategy).
 
         Returns:
             The job's :class:`~runtime.JobState`.
@@ -828,15 +837,22 @@ class Flow(Generic[P, T]):
                 ``await flow.aexecute(...)``.
             GraphDefinitionError: no routine *entry_id*, or it has no slot.
             TypeError: *entry_params* is not a dict.
+            ValueError: an unknown *execution_strategy*.
             Exception: a routine's constructor (or factory) raised when called
                 again for the job, with a note naming the routine; no routine
                 of the job has run.
 
         .. versionadded:: 0.1
         """
-        return self._graph.execute(self._settings(), self._any(), entry_id, entry_params)
+        return self._graph.execute(self._settings(), self._any(), entry_id, entry_params, execution_strategy)
 
-    async def aexecute(self, entry_id: str, entry_params: Mapping[str, object] | None = None) -> JobState:
+    async def aexecute(
+        self,
+        entry_id: str,
+        entry_params: Mapping[str, object] | None = None,
+        *,
+        execution_strategy: str | None = None,
+    ) -> JobState:
         """Run a job inside a running Trio program; like :meth:`execute`.
 
         Cancelling the caller cancels the job: it is recorded as cancelled
@@ -849,7 +865,9 @@ class Flow(Generic[P, T]):
         .. versionadded:: 0.1
         """
         check_in_trio(f"Flow({self.name!r}).aexecute(...)")
-        return await self._graph.aexecute(self._settings(), self._any(), entry_id, entry_params)
+        return await self._graph.aexecute(
+            self._settings(), self._any(), entry_id, entry_params, execution_strategy
+        )
 
     @contextlib.asynccontextmanager
     async def open_job(

@@ -277,7 +277,17 @@ class Graph:
         detached: bool,
         metadata: RequestMetadata | None = None,
         subscriptions: Sequence[Subscription] = (),
+        strategy: str | None = None,
     ) -> Job:
+        workers = self.max_workers
+        if strategy is None:
+            strategy = self.execution_strategy
+        elif strategy != self.execution_strategy:
+            if strategy not in STRATEGIES:
+                choices = ", ".join(repr(name) for name in STRATEGIES)
+                msg = f"Flow({self.name!r}).{api}(..., execution_strategy={strategy!r}): not an execution strategy; choose one of {choices}."
+                raise ValueError(msg)
+            workers = DEFAULT_WORKERS if strategy == "concurrent" else 1
         if not self.routines:
             msg = f"Flow({self.name!r}).{api}(): the flow has no routines. Add them with add_routine(routine, 'id') first."
             raise GraphDefinitionError(msg)
@@ -308,8 +318,8 @@ class Graph:
             routines=self._props,
             connections=self._connections,
             mappings=self._mappings,
-            strategy=self.execution_strategy,
-            max_workers=self.max_workers,
+            strategy=strategy,
+            max_workers=workers,
             default_handler=self._error_handler or default_error_handler(),
             entry=(entry_id, next(iter(slots)), params),
             detached=detached,
@@ -318,21 +328,35 @@ class Graph:
         )
 
     def execute(
-        self, settings: RunSettings, flow: AnyFlow, entry_id: str, entry_params: Mapping[str, object] | None
+        self,
+        settings: RunSettings,
+        flow: AnyFlow,
+        entry_id: str,
+        entry_params: Mapping[str, object] | None,
+        strategy: str | None = None,
     ) -> JobState:
         """``Flow.execute``: a job in a Trio run of its own."""
         check_not_in_trio(
             f"Flow({self.name!r}).execute(...)", instead=f"await Flow({self.name!r}).aexecute(...)"
         )
-        job = self._new_job(settings, flow, "execute", entry_id, entry_params, detached=True)
+        job = self._new_job(
+            settings, flow, "execute", entry_id, entry_params, detached=True, strategy=strategy
+        )
         trio.run(job._run)
         return job.state
 
     async def aexecute(
-        self, settings: RunSettings, flow: AnyFlow, entry_id: str, entry_params: Mapping[str, object] | None
+        self,
+        settings: RunSettings,
+        flow: AnyFlow,
+        entry_id: str,
+        entry_params: Mapping[str, object] | None,
+        strategy: str | None = None,
     ) -> JobState:
         """``Flow.aexecute``: a job in the calling task."""
-        job = self._new_job(settings, flow, "aexecute", entry_id, entry_params, detached=True)
+        job = self._new_job(
+            settings, flow, "aexecute", entry_id, entry_params, detached=True, strategy=strategy
+        )
         await job._run()
         return job.state
 

@@ -292,8 +292,21 @@ class _RunClock:
         return anchor + datetime.timedelta(seconds=offset)
 
 
-#: ``JobState(flow_id)``: the flow id was given as the only argument (identity-checked).
+#: ``JobState(flow_id)``, ``JobState(flow_id=...)``, ``JobState()``: what was not given (identity-checked).
 _NO_FLOW = "\x00(flow id not given)"
+_NO_ID = "\x00(job id not given)"
+
+
+def _to_status(value: Status | str) -> Status:
+    """*value* as a :class:`Status` (Routilux code assigns ``job_state.status = "running"``)."""
+    if isinstance(value, Status):
+        return value
+    try:
+        return Status(value)
+    except ValueError:
+        choices = ", ".join(repr(s.value) for s in Status)
+        msg = f"JobState.status={value!r}: a status is one of {choices} (or an rt.Status)."
+        raise ValueError(msg) from None
 
 
 @final
@@ -324,17 +337,21 @@ class JobState:
         undelivered: messages not delivered because the job was cancelled.
         metrics: numeric measurements of the run.
 
-    ``JobState(flow_id)`` (Routilux's form, one argument) makes a fresh
-    state of that flow with a new job id, to fill in or test with.
+    ``JobState(flow_id)`` or ``JobState(flow_id=...)`` (Routilux's forms)
+    makes a fresh state of that flow with a new job id, to fill in or test
+    with; ``JobState()`` one of no flow (``flow_id`` ``""``). The status may
+    be set as a string (``state.status = "running"``); it is kept as a
+    :class:`Status`.
 
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2
-       ``JobState(flow_id)`` with one argument.
+       ``JobState(flow_id)``, ``JobState(flow_id=...)``, ``JobState()``; a
+       status set as a string is converted.
     """
 
-    job_id: str
+    job_id: str = attrs.field(default=_NO_ID)
     flow_id: str = attrs.field(default=_NO_FLOW)
-    status: Status = Status.PENDING
+    status: Status = attrs.field(default=Status.PENDING, converter=_to_status)
     created_at: datetime.datetime = attrs.field(factory=_utc_now)
     started_at: datetime.datetime | None = None
     finished_at: datetime.datetime | None = None
@@ -351,7 +368,12 @@ class JobState:
     _clock: _RunClock = attrs.field(factory=_RunClock, init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        if self.flow_id is _NO_FLOW:
+        if self.job_id is _NO_ID:
+            # Routilux's JobState(flow_id=...) or JobState(): a new job id.
+            self.job_id = f"job-{uuid.uuid4().hex[:12]}"
+            if self.flow_id is _NO_FLOW:
+                self.flow_id = ""
+        elif self.flow_id is _NO_FLOW:
             # Routilux's JobState(flow_id): the one argument is the flow's id.
             self.flow_id = self.job_id
             self.job_id = f"job-{uuid.uuid4().hex[:12]}"

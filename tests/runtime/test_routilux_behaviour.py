@@ -6,6 +6,8 @@ pins trioflow's behaviour and says why.
 
 from __future__ import annotations
 
+import pathlib
+import re
 import threading
 import warnings
 
@@ -392,6 +394,20 @@ def test_set_execution_strategy_applies_to_the_next_jobs() -> None:
     assert (flow.execution_strategy, flow.max_workers) == ("sequential", 1)
 
 
+async def test_one_job_may_override_the_strategy() -> None:
+    flow, order = fan("actors")
+    state = await flow.aexecute("start", execution_strategy="sequential")
+    assert state.status is rt.Status.COMPLETED
+    assert order == ["a0", "b0", "a1", "b1", "c0", "d0", "c1", "d1"]
+    assert flow.execution_strategy == "actors"
+    with pytest.raises(
+        ValueError,
+        match=r"^Flow\('fan-actors'\)\.aexecute\(\.\.\., execution_strategy='fast'\): not an execution strategy; "
+        r"choose one of 'actors', 'sequential', 'concurrent'\.$",
+    ):
+        await flow.aexecute("start", execution_strategy="fast")
+
+
 def test_an_unknown_strategy_is_refused() -> None:
     with pytest.raises(
         ValueError,
@@ -596,6 +612,21 @@ def test_jobstate_with_only_a_flow_id_gets_a_new_job_id() -> None:
     assert a.job_id.startswith("job-")
     both = rt.JobState("job-1", "my_flow")
     assert (both.job_id, both.flow_id) == ("job-1", "my_flow")
+    keyword = rt.JobState(flow_id="my_flow")
+    assert keyword.flow_id == "my_flow"
+    assert keyword.job_id.startswith("job-")
+    bare = rt.JobState()
+    assert bare.flow_id == ""
+    assert bare.job_id.startswith("job-")
+
+
+def test_a_status_set_as_a_string_is_kept_as_a_status() -> None:
+    state = rt.JobState(flow_id="f")
+    state.status = "running"  # type: ignore[assignment]
+    assert state.status is rt.Status.RUNNING
+    assert state.status == "running"
+    with pytest.raises(ValueError, match=r"^JobState\.status='done': a status is one of 'pending', "):
+        state.status = "done"  # type: ignore[assignment]
 
 
 async def test_the_entry_routine_records_its_own_status() -> None:
@@ -612,3 +643,15 @@ def test_config_returns_a_copy() -> None:
     assert config == {"name": "test", "timeout": 30}
     config["name"] = "changed"
     assert routine.get_config("name") == "test"
+
+
+# -- the docs page ------------------------------------------------------------------------
+
+
+def test_the_execution_strategies_page_runs() -> None:
+    """Every Python snippet of docs/execution-strategies.md runs (its asserts are its checks)."""
+    page = pathlib.Path(__file__).resolve().parents[2] / "docs" / "execution-strategies.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.DOTALL)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "execution-strategies.md", "exec"), {"__name__": "docs_page"})
