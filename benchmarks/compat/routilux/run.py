@@ -93,6 +93,12 @@ GROUPS: list[tuple[str, str]] = [
         r"has no attribute '(connect|receive|get_slot|get_event|routine|output_params)'",
     ),
     ("a Routilux attribute or method trioflow lacks", r"has no attribute"),
+    (
+        "wait_for_completion on a hand-made state (tests mock Routilux's _task_queue)",
+        r"Should complete successfully",
+    ),
+    ("a status string that is not a status is refused", r"JobState\.status=.*a status is one of"),
+    ("Routilux's error wording", r"Regex pattern did not match|DID NOT RAISE"),
     ("a job's status or result differs", r"^AssertionError|^assert "),
 ]
 
