@@ -71,6 +71,7 @@ GROUPS: list[tuple[str, str]] = [
     ("critical routines (is_critical, set_as_critical)", r"critical|set_as_optional"),
     ("param_mapping / Connection", r"param_mapping|Connection"),
     ("a mutable ErrorHandler", r"FrozenInstanceError|retry_count|'ErrorHandler' object has no attribute"),
+    ("wait_for_completion's polling options (stability_checks, ...)", r"stability_checks|progress_callback"),
     (
         "Flow.wait_for_completion / error_handler / Routine.config",
         r"wait_for_completion|'Flow' object has no attribute 'error_handler'|'config'",
@@ -82,7 +83,7 @@ GROUPS: list[tuple[str, str]] = [
         "execute() returns when the job has ended (nothing left to pause)",
         r"Cannot pause\(\) job .* not a running job",
     ),
-    ("Slot / Event made outside a routine", r"(Slot|RoutineEvent)\.__init__\(\) missing"),
+    ("Slot / Event made outside a routine", r"(Slot|RoutineEvent)\.__init__\(\)"),
     ("a routine called as the entry (Routine.__call__)", r"'\w+' object is not callable"),
     (
         "handlers called by their signature",
