@@ -26,6 +26,9 @@ from ._exceptions import (
     BusyError as BusyError,
 )
 from ._exceptions import (
+    DefinitionDocumentError as DefinitionDocumentError,
+)
+from ._exceptions import (
     DirectNodeCallWarning as DirectNodeCallWarning,
 )
 from ._exceptions import (
@@ -117,6 +120,7 @@ from ._flow import Flow as Flow
 from ._flow import FlowConnection as FlowConnection
 from ._flow import RunContextView as RunContextView
 from ._flow import set_config as set_config
+from ._graph import Connection as Connection
 from ._job import Job as Job
 from ._metrics import WorkflowMetrics as WorkflowMetrics
 from ._node import Node as Node
@@ -207,6 +211,7 @@ __all__ = [
     "ExecutionContext",
     "ErrorStrategy",
     "ErrorHandler",
+    "Connection",
     "Job",
     # sessions
     "SessionManager",
@@ -236,6 +241,7 @@ __all__ = [
     "BusyError",
     "EventDataError",
     "ExecutorError",
+    "DefinitionDocumentError",
     "FlowConnectionError",
     "GraphDefinitionError",
     "InvokeInsideTrioError",

@@ -150,6 +150,15 @@ class UnserializableValueError(TrioflowError, TypeError):
 
 
 @final
+class DefinitionDocumentError(TrioflowError, ValueError):
+    """A flow definition document cannot be loaded: another format or version, a class the
+    caller did not allow, or a value that does not fit; the message names its ``$.path``.
+
+    .. versionadded:: 0.1
+    """
+
+
+@final
 class GraphDefinitionError(TrioflowError, ValueError):
     """A routine graph names an unknown routine, slot or event, or repeats an id."""
 

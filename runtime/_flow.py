@@ -22,8 +22,10 @@ import logging
 import os
 import pathlib
 import reprlib
+import time
 import types
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, cast, final, overload
 
@@ -31,9 +33,15 @@ import trio
 
 from ._context import RequestMetadata, Shared, copy_context
 from ._core import RunDefaults, RunResult, RunSettings, run_defaults, run_state_path
-from ._exceptions import FlowConnectionError, GraphDefinitionError, TrioflowError
+from ._exceptions import (
+    DefinitionDocumentError,
+    FlowConnectionError,
+    GraphDefinitionError,
+    JobStateError,
+    TrioflowError,
+)
 from ._executor import check_executor
-from ._graph import Graph
+from ._graph import Connection, Graph
 from ._node import Node, as_node
 from ._publisher import EventKind, Overflow, Subscription
 from ._run import run_flow
@@ -46,6 +54,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, KeysView, Sequence
 
     from ._core import BroadcastCallback
+    from ._definition import Allowed
     from ._executor import Executor
     from ._job import Job
     from ._node import AnyNode
@@ -303,6 +312,31 @@ class Flow(Generic[P, T]):
             before it fails with :class:`~runtime.StepLimitError`. ``None``
             (the default): no limit; a cycle that never stops then runs until
             *timeout*, or until the caller cancels it.
+        execution_strategy: routine graphs only: how a job runs its handlers.
+
+            - ``"actors"`` (trioflow's default): each routine is an actor;
+              routines run concurrently, each one message at a time, in
+              order per connection. Handlers run on the Trio loop, so an
+              ``async`` handler that awaits lets the others run, and a plain
+              handler should be quick (it holds the loop while it runs).
+            - ``"sequential"`` (Routilux's default): one handler call at a
+              time in the whole job, in the order the messages were emitted
+              (a job-wide FIFO; the slots one emission reaches, in
+              connection order). A handler that waits for another handler
+              of its own job would wait forever.
+            - ``"concurrent"``: as ``"actors"``, and plain handlers run in
+              worker threads, up to *max_workers* at once, so blocking
+              handlers (``time.sleep``, blocking I/O) overlap. What they do
+              to the job (``emit``, ``send_output``, ``ctx.job_state``
+              updates) is recorded on the loop, in order.
+
+            The default is ``"actors"`` because it is the one that keeps
+            trioflow's guarantees at full speed: routines stay concurrent
+            (unlike ``"sequential"``), and a plain handler costs no thread
+            hop and stays under Trio's clock, so ``MockClock`` tests remain
+            deterministic (unlike ``"concurrent"``).
+        max_workers: ``"concurrent"`` only: worker threads per job (default
+            5). :attr:`max_workers` reads 1 under the other strategies.
         executor: node runs only: where the flow's plain nodes run unless a
             node was given its own executor (``rt.threads()``,
             ``rt.processes()``, ``rt.ray()``); ``None``: in a worker thread.
@@ -318,7 +352,8 @@ class Flow(Generic[P, T]):
             :class:`~runtime.Shared`; *executor* is not an executor; a
             *store* that is not a :class:`~runtime.Store`. The message names
             the setting.
-        ValueError: an empty name, or a non-positive *timeout* or *max_steps*.
+        ValueError: an empty name, a non-positive *timeout* or *max_steps*,
+            an unknown *execution_strategy*, or a *max_workers* below 1.
 
     .. versionadded:: 0.1
     """
@@ -341,6 +376,8 @@ class Flow(Generic[P, T]):
         store: Store | bool | None = None,
         max_steps: int | None = None,
         executor: Executor | None = None,
+        execution_strategy: str = "actors",
+        max_workers: int = 5,
     ) -> None:
         if name is not None and flow_id is not None and name != flow_id:
             msg = f"Flow(name={name!r}, flow_id={flow_id!r}): give one name (flow_id is the routine-graph spelling of name)."
@@ -388,7 +425,9 @@ class Flow(Generic[P, T]):
                 msg = f"Flow({name!r}, recorders=[..., {recorder!r}, ...]): a recorder has an async record(records) method (see rt.Recorder)."
                 raise TypeError(msg)
         self.executor = None if executor is None else check_executor(executor, where=f"Flow({name!r})")
-        self._graph = Graph(name, max_steps=max_steps)
+        self._graph = Graph(
+            name, max_steps=max_steps, execution_strategy=execution_strategy, max_workers=max_workers
+        )
 
     @property
     def flow_id(self) -> str:
@@ -793,17 +832,24 @@ class Flow(Generic[P, T]):
     @overload
     def connect(self) -> FlowConnection[P, T]: ...
     @overload
-    def connect(self, source_id: str, event: str, target_id: str, slot: str) -> None: ...
-    def connect(self, *args: str, **kwargs: str) -> FlowConnection[P, T] | None:
-        """``connect()``: a :class:`~runtime.FlowConnection`; ``connect(source_id, event, target_id, slot)``: an edge.
+    def connect(
+        self,
+        source_id: str,
+        event: str,
+        target_id: str,
+        slot: str,
+        param_mapping: Mapping[str, str] | None = None,
+    ) -> Connection: ...
+    def connect(self, *args: object, **kwargs: object) -> FlowConnection[P, T] | Connection:
+        """``connect()``: a :class:`~runtime.FlowConnection`; ``connect(source_id, event, target_id, slot)``: a :class:`~runtime.Connection`.
 
         One name, two forms, told apart by their arguments:
 
         - ``flow.connect()`` (Railtracks): a new connection that runs the
           flow as ``invoke``/``ainvoke`` do and keeps the run's context
           readable, during the run and after it, even after a failure.
-        - ``flow.connect(source_id, event, target_id, slot)`` (Routilux): see
-          :meth:`connect_routines`.
+        - ``flow.connect(source_id, event, target_id, slot, param_mapping=None)``
+          (Routilux): see :meth:`connect_routines`.
 
         Raises:
             TypeError: any other arguments; the message shows both forms.
@@ -813,7 +859,7 @@ class Flow(Generic[P, T]):
         """
         if not args and not kwargs:
             return FlowConnection(self)
-        names = ("source_id", "event", "target_id", "slot")
+        names = ("source_id", "event", "target_id", "slot", "param_mapping=None")
         try:
             bound = inspect.signature(self.connect_routines).bind(*args, **kwargs)
         except TypeError:
@@ -821,13 +867,19 @@ class Flow(Generic[P, T]):
             msg = (
                 f"Flow({self.name!r}).connect({given}): connect takes either no arguments, "
                 "flow.connect() -> a FlowConnection that runs the flow and keeps its context (Railtracks), "
-                f"or four, flow.connect({', '.join(names)}) -> an edge of a routine graph (Routilux)."
+                f"or four or five, flow.connect({', '.join(names)}) -> a Connection of a routine graph (Routilux)."
             )
             raise TypeError(msg) from None
-        self.connect_routines(*bound.args, **bound.kwargs)
-        return None
+        return self.connect_routines(*bound.args, **bound.kwargs)
 
-    def connect_routines(self, source_id: str, event: str, target_id: str, slot: str) -> None:
+    def connect_routines(
+        self,
+        source_id: str,
+        event: str,
+        target_id: str,
+        slot: str,
+        param_mapping: Mapping[str, str] | None = None,
+    ) -> Connection:
         """Connect event *event* of routine *source_id* to slot *slot* of routine *target_id*.
 
         ``flow.connect(source_id, event, target_id, slot)`` does the same.
@@ -835,17 +887,30 @@ class Flow(Generic[P, T]):
         In a job, every emission of the event is delivered once to the slot,
         in emission order. Cycles are allowed: the Flow's ``timeout``, its
         ``max_steps`` (no limit by default) or the caller's cancel scope ends
-        a cycle that never stops.
+        a cycle that never stops. The slot's handler gets what its signature
+        names (see :class:`~runtime.Routine`).
+
+        Args:
+            param_mapping: renames for this connection, event parameter name
+                to slot parameter name: ``{"result": "text"}`` delivers
+                ``emit("out", result=1, n=2)`` as ``text=1, n=2``.
+
+        Returns:
+            The :class:`~runtime.Connection`.
 
         Raises:
             GraphDefinitionError: a routine, the event or the slot does not
                 exist (the message lists the ones that do); the connection
-                already exists; or the event declares a parameter the slot's
-                handler cannot take.
+                already exists; or *param_mapping* renames a parameter the
+                event does not declare, or to a name the slot's handler
+                cannot take.
+            TypeError: *param_mapping* is not a dict of str to str.
 
         .. versionadded:: 0.1
+        .. versionchanged:: 0.2
+           *param_mapping*, and the returned :class:`~runtime.Connection`.
         """
-        self._graph.connect(source_id, event, target_id, slot)
+        return self._graph.connect(source_id, event, target_id, slot, param_mapping)
 
     def set_entry(self, routine_id: str) -> None:
         """Make *routine_id* the routine a job starts with when the flow is run with a message.
@@ -871,7 +936,231 @@ class Flow(Generic[P, T]):
         """
         self._graph.set_error_handler(handler)
 
-    def execute(self, entry_id: str, entry_params: Mapping[str, object] | None = None) -> JobState:
+    # -- definition documents -----------------------------------------------------
+
+    def serialize(self) -> dict[str, object]:
+        """This routine graph's definition as a versioned document of JSON values.
+
+        ``{"format": "trioflow.flow", "version": 1, "flow_id", "entry_id",
+        "timeout", "max_steps", "end_on_error", "execution_strategy",
+        "max_workers", "error_handler", "routines", "connections"}``: each routine by its class's import path and its
+        constructor arguments, plus what was done to it since (see
+        :meth:`Routine.serialize <runtime.Routine.serialize>`), and each
+        connection as ``{"source", "event", "target", "slot", "param_mapping"}``. No job state:
+        a definition is what :meth:`deserialize` needs to rebuild the graph.
+        The flow's wiring (subscribers, recorders, store, executor, context,
+        ``save_state``, ``state_dir``) is not part of it.
+
+        Raises:
+            UnserializableValueError: a constructor argument, config value or
+                attribute is not a JSON value; its ``path`` says which, e.g.
+                ``$.routines.fetch.args[0]``.
+            TypeError: a routine was added as a factory function, or has a
+                slot, defined after construction, whose handler is not one of
+                its methods.
+            GraphDefinitionError: the flow runs nodes (it has an entry point).
+
+        .. versionadded:: 0.1
+        """
+        self._check_one_kind("serialize")
+        from ._definition import dump_flow
+
+        return dump_flow(self._graph, timeout=self.timeout, end_on_error=self.end_on_error)
+
+    def deserialize(self, document: object, *, allow: Allowed = ()) -> Flow[P, T]:
+        """Replace this flow's routine graph by the one *document* defines, and return the flow.
+
+        The flow takes the document's name, routines, connections, entry,
+        error handler, ``timeout``, ``max_steps``, ``end_on_error`` and
+        execution strategy; it
+        keeps its own wiring (subscribers, recorders, store, executor,
+        context, state settings). Each routine is made by calling its class
+        with the constructor arguments the document holds, so loading runs
+        those constructors, and only those of classes the caller allows:
+        loading never imports or runs code the document names on its own.
+        ``runtime.Routine`` and built-in exception classes are always allowed.
+        Nothing is changed if loading fails.
+
+        Args:
+            document: a flow document made by :meth:`serialize` (possibly
+                through JSON).
+            allow: the classes the document may name: ``Routine`` subclasses
+                (and exception classes for retries) themselves, or the names
+                of their modules (``"myapp.routines"``), or the modules. Only
+                an allowed module is imported.
+
+        Raises:
+            DefinitionDocumentError: the document is of another format or
+                version, names a class that is not allowed (the message names
+                it; nothing is imported), or a value does not fit; the message
+                gives its ``$.path``.
+            GraphDefinitionError: a connection names an unknown routine, event
+                or slot (with a note giving its ``$.connections[i]``), or the
+                flow runs nodes.
+            Exception: what a routine's constructor raised.
+
+        .. versionadded:: 0.1
+        """
+        self._check_one_kind("deserialize")
+        if self._graph.running_jobs:
+            msg = f"Flow({self.name!r}).deserialize(): the flow has running jobs; load the definition into a new Flow."
+            raise JobStateError(msg)
+        from ._definition import load_flow
+
+        what = f"a flow document into Flow({self.name!r})"
+        flow, routines, handler = load_flow(document, allow, what)
+        try:
+            _check_name(flow.flow_id)
+            _check_settings(
+                flow.flow_id,
+                timeout=flow.timeout,
+                context=None,
+                save_state=False,
+                end_on_error=flow.end_on_error,
+                state_dir=self.state_dir,
+            )
+            graph = Graph(
+                flow.flow_id,
+                max_steps=flow.max_steps,
+                execution_strategy=flow.execution_strategy,
+                max_workers=flow.max_workers,
+            )
+        except (TypeError, ValueError) as exc:
+            msg = f"Cannot load {what}: {exc}"
+            raise DefinitionDocumentError(msg) from None
+        for routine_id, routine in routines.items():
+            graph.add_routine(routine, routine_id)
+        for index, connection in enumerate(flow.connections):
+            try:
+                graph.connect(
+                    connection.source,
+                    connection.event,
+                    connection.target,
+                    connection.slot,
+                    param_mapping=connection.param_mapping or None,
+                )
+            except GraphDefinitionError as exc:
+                exc.add_note(f"In the flow document, at $.connections[{index}].")
+                raise
+        if flow.entry_id is not None:
+            graph.set_entry(flow.entry_id)
+        if handler is not None:
+            graph.set_error_handler(handler)
+        self.name = flow.flow_id
+        self.timeout = flow.timeout
+        self.end_on_error = flow.end_on_error
+        self._graph = graph
+        return self
+
+    @property
+    def error_handler(self) -> ErrorHandler | None:
+        """The flow's default :class:`~runtime.ErrorHandler` (:meth:`set_error_handler`), or ``None``.
+
+        Assigning to it is :meth:`set_error_handler`.
+
+        .. versionadded:: 0.2
+        """
+        return self._graph._error_handler
+
+    @error_handler.setter
+    def error_handler(self, handler: ErrorHandler | None) -> None:
+        if handler is None:
+            self._graph._error_handler = None
+        else:
+            self._graph.set_error_handler(handler)
+
+    @property
+    def execution_strategy(self) -> str:
+        """How the next jobs run their handlers: ``"actors"``, ``"sequential"`` or ``"concurrent"`` (see :class:`Flow`).
+
+        .. versionadded:: 0.2
+        """
+        return self._graph.execution_strategy
+
+    @property
+    def max_workers(self) -> int:
+        """Worker threads per job under ``"concurrent"``; 1 under the other strategies.
+
+        .. versionadded:: 0.2
+        """
+        return self._graph.max_workers
+
+    def set_execution_strategy(self, strategy: str, max_workers: int | None = None) -> None:
+        """Choose how the jobs started from now on run their handlers (see :class:`Flow`).
+
+        Args:
+            strategy: ``"actors"``, ``"sequential"`` or ``"concurrent"``.
+            max_workers: ``"concurrent"`` only: worker threads per job; by default 5.
+
+        Raises:
+            ValueError: an unknown strategy, or *max_workers* below 1.
+
+        .. versionadded:: 0.2
+        """
+        self._graph.set_execution_strategy(strategy, max_workers)
+
+    def wait_for_completion(self, timeout: float | None = None, job_state: JobState | None = None) -> bool:
+        """Wait until this flow's running jobs (or the job of *job_state*) have ended; return whether they did.
+
+        Routilux's deprecated form: ``execute()`` returns once its job has
+        ended, so there is usually nothing to wait for. With *job_state*,
+        this is :meth:`JobState.wait_for_completion
+        <runtime.JobState.wait_for_completion>`; without it, it waits for
+        every job of this flow running in other threads.
+
+        Raises:
+            InvokeInsideTrioError: called inside a running Trio program while
+                a job runs; use ``await job.wait()`` there.
+
+        .. versionadded:: 0.2
+        .. deprecated:: 0.2
+           Use ``JobState.wait_for_completion(flow, job_state, timeout)``.
+        """
+        warnings.warn(
+            f"Flow({self.name!r}).wait_for_completion() is deprecated, as in Routilux: use "
+            "JobState.wait_for_completion(flow, job_state, timeout=...) for one job's state.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        if job_state is not None:
+            return job_state.wait_for_completion(self, job_state, timeout)
+        return self._wait_running(timeout, "wait_for_completion()")
+
+    def shutdown(self, wait: bool = True, timeout: float | None = None) -> None:
+        """Routilux's clean-up: with *wait*, wait (up to *timeout* seconds) for this flow's running jobs.
+
+        A trioflow flow holds no executor or thread between jobs (a job's
+        worker threads end with it), so there is nothing else to release,
+        and the flow can still be used afterwards.
+
+        Raises:
+            InvokeInsideTrioError: *wait* inside a running Trio program while a
+                job runs; leave the job's ``open_job`` block instead.
+
+        .. versionadded:: 0.2
+        """
+        if wait:
+            self._wait_running(timeout, "shutdown()")
+
+    def _wait_running(self, timeout: float | None, api: str) -> bool:
+        jobs = list(self._graph.running_jobs.values())
+        if not jobs:
+            return True
+        check_not_in_trio(f"Flow({self.name!r}).{api}", instead="await job.wait() on each open_job handle")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for job in jobs:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not job.finished_sync.wait(left):
+                return False
+        return True
+
+    def execute(
+        self,
+        entry_id: str,
+        entry_params: Mapping[str, object] | None = None,
+        *,
+        execution_strategy: str | None = None,
+    ) -> JobState:
         """Run a job from synchronous code, from routine *entry_id*, and return its final state.
 
         The job starts by calling the entry routine's first slot with
@@ -892,6 +1181,9 @@ class Flow(Generic[P, T]):
         Args:
             entry_id: the routine to start with.
             entry_params: keyword arguments for its first slot (copied).
+            execution_strategy: this job's strategy, instead of the flow's
+                :attr:`execution_strategy` (``"concurrent"`` then uses 5
+                worker threads, unless it is the flow's own strategy).
 
         Returns:
             The job's :class:`~runtime.JobState`.
@@ -901,15 +1193,22 @@ class Flow(Generic[P, T]):
                 ``await flow.aexecute(...)``.
             GraphDefinitionError: no routine *entry_id*, or it has no slot.
             TypeError: *entry_params* is not a dict.
+            ValueError: an unknown *execution_strategy*.
             Exception: a routine's constructor (or factory) raised when called
                 again for the job, with a note naming the routine; no routine
                 of the job has run.
 
         .. versionadded:: 0.1
         """
-        return self._graph.execute(self._settings(), self._any(), entry_id, entry_params)
+        return self._graph.execute(self._settings(), self._any(), entry_id, entry_params, execution_strategy)
 
-    async def aexecute(self, entry_id: str, entry_params: Mapping[str, object] | None = None) -> JobState:
+    async def aexecute(
+        self,
+        entry_id: str,
+        entry_params: Mapping[str, object] | None = None,
+        *,
+        execution_strategy: str | None = None,
+    ) -> JobState:
         """Run a job inside a running Trio program; like :meth:`execute`.
 
         Cancelling the caller cancels the job: it is recorded as cancelled
@@ -922,7 +1221,9 @@ class Flow(Generic[P, T]):
         .. versionadded:: 0.1
         """
         check_in_trio(f"Flow({self.name!r}).aexecute(...)")
-        return await self._graph.aexecute(self._settings(), self._any(), entry_id, entry_params)
+        return await self._graph.aexecute(
+            self._settings(), self._any(), entry_id, entry_params, execution_strategy
+        )
 
     @contextlib.asynccontextmanager
     async def open_job(

@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import operator
 import types
-from typing import TYPE_CHECKING, cast
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, cast, final
 
+import attrs
 import trio
 
 from ._core import RunResult, new_job_id
@@ -26,7 +28,7 @@ from ._util import check_not_in_trio
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from ._context import RequestMetadata
     from ._core import RunSettings
@@ -35,8 +37,40 @@ if TYPE_CHECKING:
     from ._util import AnyFlow
 
 
+#: The execution strategies, the default first (see ``Flow``'s docstring).
+STRATEGIES = ("actors", "sequential", "concurrent")
+DEFAULT_STRATEGY = "actors"
+#: Worker threads of a ``"concurrent"`` job when ``max_workers`` is not given (Routilux's default).
+DEFAULT_WORKERS = 5
+
+
 def _names(names: Sequence[str] | Mapping[str, object]) -> str:
     return ", ".join(repr(name) for name in names) or "none"
+
+
+@final
+@attrs.frozen
+class Connection:
+    """A connection of a routine graph: what :meth:`Flow.connect <runtime.Flow.connect>` returns.
+
+    Attributes:
+        source_id: the routine that emits.
+        event: the event it emits.
+        target_id: the routine that receives.
+        slot: the slot that receives.
+        param_mapping: renames applied to every message on this connection,
+            event parameter name to slot parameter name (read-only; empty
+            for none). A renamed parameter reaches the slot under its new
+            name only; the others pass unchanged.
+
+    .. versionadded:: 0.2
+    """
+
+    source_id: str
+    event: str
+    target_id: str
+    slot: str
+    param_mapping: Mapping[str, str] = attrs.field(factory=lambda: types.MappingProxyType({}))
 
 
 class Graph:
@@ -47,7 +81,14 @@ class Graph:
     changed by a job. The public face of every method is the Flow's.
     """
 
-    def __init__(self, name: str, *, max_steps: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_steps: int | None = None,
+        execution_strategy: str = DEFAULT_STRATEGY,
+        max_workers: int = DEFAULT_WORKERS,
+    ) -> None:
         steps: int | None = None
         if max_steps is not None:
             try:
@@ -61,11 +102,18 @@ class Graph:
         #: The most handler calls one job may make before it fails with
         #: StepLimitError; ``None``: no limit.
         self.max_steps: int | None = steps
+        self.execution_strategy = DEFAULT_STRATEGY
+        self.max_workers = 1
+        self.set_execution_strategy(
+            execution_strategy, max_workers, api=f"Flow({name!r}, execution_strategy=..., max_workers=...)"
+        )
         #: The routine a job starts with when ``arun``/``invoke`` (or a session) runs the flow.
         self.entry_id: str | None = None
         self.routines: dict[str, Routine] = {}
         self._props: dict[str, RoutineProps] = {}
         self._connections: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        #: ``param_mapping`` of the connections that have one, by (source, event, target, slot).
+        self._mappings: dict[tuple[str, str, str, str], dict[str, str]] = {}
         self._error_handler: ErrorHandler | None = None
         # The jobs of this graph running now, by id: how flow.pause(job_state)
         # and JobState.wait_for_completion reach a job from its state.
@@ -114,8 +162,15 @@ class Graph:
             raise GraphDefinitionError(msg)
         return routine
 
-    def connect(self, source_id: str, event: str, target_id: str, slot: str) -> None:
-        """``Flow.connect``: check both ends and the parameters, then connect."""
+    def connect(
+        self,
+        source_id: str,
+        event: str,
+        target_id: str,
+        slot: str,
+        param_mapping: Mapping[str, str] | None = None,
+    ) -> Connection:
+        """``Flow.connect``: check both ends and the mapping, then connect."""
         api = f"connect({source_id!r}, {event!r}, {target_id!r}, {slot!r})"
         source = self._routine(api, source_id)
         target = self._routine(api, target_id)
@@ -131,19 +186,72 @@ class Graph:
         if (target_id, slot) in targets:
             msg = f"{api}: these are already connected; each connection delivers every emission once."
             raise GraphDefinitionError(msg)
+        mapping = self._check_mapping(api, source, event, target, slot, param_mapping)
+        targets.append((target_id, slot))
+        if mapping:
+            self._mappings[source_id, event, target_id, slot] = mapping
+        return Connection(source_id, event, target_id, slot, types.MappingProxyType(dict(mapping)))
+
+    @staticmethod
+    def _check_mapping(
+        api: str, source: Routine, event: str, target: Routine, slot: str, param_mapping: object
+    ) -> dict[str, str]:
+        """*param_mapping* as a dict, or an error naming the entry that cannot work."""
+        if param_mapping is None:
+            return {}
+        if not isinstance(param_mapping, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in param_mapping.items()
+        ):
+            msg = (
+                f"{api}: param_mapping={param_mapping!r} must be a dict of event parameter names to slot "
+                "parameter names (str to str), or None."
+            )
+            raise TypeError(msg)
+        mapping = dict(param_mapping)
         declared = source.__dict__["_events"][event].params
+        if declared is not None:
+            unknown = [name for name in mapping if name not in declared]
+            if unknown:
+                carries = ", ".join(repr(p) for p in sorted(declared)) or "no parameters"
+                msg = (
+                    f"{api}: param_mapping renames {', '.join(map(repr, unknown))}, which event {event!r} never "
+                    f"carries; it declares {carries}. Map the event's own parameter names."
+                )
+                raise GraphDefinitionError(msg)
         the_slot = target.__dict__["_slots"][slot]
         accepted = the_slot._params
-        if declared is not None and accepted is not None and not accepted.issuperset(declared):
-            missing = ", ".join(repr(p) for p in sorted(declared - accepted))
-            handler = getattr(the_slot.handler, "__qualname__", repr(the_slot.handler))
-            msg = (
-                f"{api}: event {event!r} of routine {source_id!r} carries {missing}, which the handler of "
-                f"slot {slot!r} of routine {target_id!r} ({handler}) does not accept. Add the parameter(s) "
-                "or **kwargs to the handler."
-            )
-            raise GraphDefinitionError(msg)
-        targets.append((target_id, slot))
+        if the_slot.handler is not None and accepted is not None:
+            bad = [name for name in mapping.values() if name not in accepted]
+            if bad:
+                handler = getattr(the_slot.handler, "__qualname__", repr(the_slot.handler))
+                takes = ", ".join(repr(p) for p in sorted(accepted)) or "no parameters"
+                msg = (
+                    f"{api}: param_mapping maps to {', '.join(map(repr, bad))}, which the handler of slot "
+                    f"{slot!r} ({handler}) cannot take; it takes {takes}. Map to one of those, or add the "
+                    "parameter (or **kwargs) to the handler."
+                )
+                raise GraphDefinitionError(msg)
+        return mapping
+
+    def set_execution_strategy(
+        self, strategy: str, max_workers: int | None = None, *, api: str | None = None
+    ) -> None:
+        """``Flow.set_execution_strategy``: check, then keep, how the next jobs run their handlers."""
+        where = api or f"Flow({self.name!r}).set_execution_strategy({strategy!r}, max_workers={max_workers!r})"
+        if strategy not in STRATEGIES:
+            choices = ", ".join(repr(name) for name in STRATEGIES)
+            msg = f"{where}: {strategy!r} is not an execution strategy; choose one of {choices}."
+            raise ValueError(msg)
+        if max_workers is not None and (
+            not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1
+        ):
+            msg = f"{where}: max_workers={max_workers!r} must be a whole number of worker threads, 1 or more."
+            raise ValueError(msg)
+        self.execution_strategy = strategy
+        if strategy == "concurrent":
+            self.max_workers = DEFAULT_WORKERS if max_workers is None else max_workers
+        else:
+            self.max_workers = 1
 
     def set_entry(self, routine_id: str) -> None:
         """``Flow.set_entry``."""
@@ -169,7 +277,17 @@ class Graph:
         detached: bool,
         metadata: RequestMetadata | None = None,
         subscriptions: Sequence[Subscription] = (),
+        strategy: str | None = None,
     ) -> Job:
+        workers = self.max_workers
+        if strategy is None:
+            strategy = self.execution_strategy
+        elif strategy != self.execution_strategy:
+            if strategy not in STRATEGIES:
+                choices = ", ".join(repr(name) for name in STRATEGIES)
+                msg = f"Flow({self.name!r}).{api}(..., execution_strategy={strategy!r}): not an execution strategy; choose one of {choices}."
+                raise ValueError(msg)
+            workers = DEFAULT_WORKERS if strategy == "concurrent" else 1
         if not self.routines:
             msg = f"Flow({self.name!r}).{api}(): the flow has no routines. Add them with add_routine(routine, 'id') first."
             raise GraphDefinitionError(msg)
@@ -199,6 +317,9 @@ class Graph:
             running=self.running_jobs,
             routines=self._props,
             connections=self._connections,
+            mappings=self._mappings,
+            strategy=strategy,
+            max_workers=workers,
             default_handler=self._error_handler or default_error_handler(),
             entry=(entry_id, next(iter(slots)), params),
             detached=detached,
@@ -207,21 +328,35 @@ class Graph:
         )
 
     def execute(
-        self, settings: RunSettings, flow: AnyFlow, entry_id: str, entry_params: Mapping[str, object] | None
+        self,
+        settings: RunSettings,
+        flow: AnyFlow,
+        entry_id: str,
+        entry_params: Mapping[str, object] | None,
+        strategy: str | None = None,
     ) -> JobState:
         """``Flow.execute``: a job in a Trio run of its own."""
         check_not_in_trio(
             f"Flow({self.name!r}).execute(...)", instead=f"await Flow({self.name!r}).aexecute(...)"
         )
-        job = self._new_job(settings, flow, "execute", entry_id, entry_params, detached=True)
+        job = self._new_job(
+            settings, flow, "execute", entry_id, entry_params, detached=True, strategy=strategy
+        )
         trio.run(job._run)
         return job.state
 
     async def aexecute(
-        self, settings: RunSettings, flow: AnyFlow, entry_id: str, entry_params: Mapping[str, object] | None
+        self,
+        settings: RunSettings,
+        flow: AnyFlow,
+        entry_id: str,
+        entry_params: Mapping[str, object] | None,
+        strategy: str | None = None,
     ) -> JobState:
         """``Flow.aexecute``: a job in the calling task."""
-        job = self._new_job(settings, flow, "aexecute", entry_id, entry_params, detached=True)
+        job = self._new_job(
+            settings, flow, "aexecute", entry_id, entry_params, detached=True, strategy=strategy
+        )
         await job._run()
         return job.state
 

@@ -81,6 +81,15 @@ def _actor_name(routine_id: str) -> str:
     return f"routine {routine_id!r}"
 
 
+def _mapped(data: dict[str, object], mapping: Mapping[str, str]) -> dict[str, object]:
+    """*data* with the keys *mapping* renames under their new names; the others as they are."""
+    renamed = {mapping[key]: value for key, value in data.items() if key in mapping}
+    for key, value in data.items():
+        if key not in mapping and key not in renamed:
+            renamed[key] = value
+    return renamed
+
+
 @final
 class _Msg:
     """One message from an event to a slot."""
@@ -111,6 +120,11 @@ class RoutineActor(actors.Actor[_Msg, None]):
     inbox: actors.ActorRef[_Msg, None] | None = None
     busy = False
     failures = 0
+    #: Messages handled to the end, and whether a handler was interrupted (cancelled): the entry routine's status.
+    handled = 0
+    interrupted = False
+    #: ``param_mapping`` of this routine's outgoing connections that have one, by (event, target id, slot).
+    mappings: dict[tuple[str, str, str], dict[str, str]] | None = None
     _context: ExecutionContext | None = None
     _merged: dict[str, dict[str, object]] | None = None
 
@@ -147,6 +161,17 @@ class RoutineActor(actors.Actor[_Msg, None]):
 
     async def handle(self, message: _Msg) -> None:
         job = self.job
+        if job._sequential:
+            await job._take_turn(message.seq)
+            try:
+                await self._handle_in_turn(message)
+            finally:
+                job._pass_turn()
+        else:
+            await self._handle_in_turn(message)
+
+    async def _handle_in_turn(self, message: _Msg) -> None:
+        job = self.job
         while job._paused:
             await job._wait_resumed()
         if job._outcome is not None:
@@ -160,9 +185,13 @@ class RoutineActor(actors.Actor[_Msg, None]):
         self.busy = True
         try:
             await self._handle(message)
+        except BaseException:
+            self.interrupted = True
+            raise
         finally:
             self.busy = False
             job._running -= 1
+        self.handled += 1
         if job._outcome is not None:
             return  # the job is ending: what is left stays pending
         if self.overflow:
@@ -187,7 +216,16 @@ class RoutineActor(actors.Actor[_Msg, None]):
                     after = await hook(
                         Invocation("routine", self.routine_id, (self.routine_id, slot.name), (), data)
                     )
-                result = func(self.routine, **data) if slot._on_routine else func(**data)
+                args, kwargs = slot._arguments(data)
+                if slot._on_routine:
+                    args = (self.routine, *args)
+                limiter = self.job._limiter
+                if limiter is not None and not slot._is_async:
+                    result = await trio.to_thread.run_sync(
+                        functools.partial(func, *args, **kwargs), limiter=limiter
+                    )
+                else:
+                    result = func(*args, **kwargs)
                 if slot._is_async or (result is not None and inspect.isawaitable(result)):
                     result = await result  # type: ignore[misc]
                 if after is not None:
@@ -201,10 +239,13 @@ class RoutineActor(actors.Actor[_Msg, None]):
                 if action is not ErrorStrategy.RETRY:
                     return
                 attempt += 1
+                self.error_handler.retry_count += 1
                 await trio.sleep(self.error_handler.delay_before(attempt))
                 continue
             if attempt:
-                self.job.state.update_routine_state(self.routine_id, {"status": "recovered"})
+                self.job.state.update_routine_state(
+                    self.routine_id, {"status": "recovered", "retry_count": attempt}
+                )
             if self.outbox:
                 await self.flush()
             return
@@ -248,18 +289,20 @@ class RoutineActor(actors.Actor[_Msg, None]):
                 "attempt": attempt + 1,
             },
         )
-        job.state.update_routine_state(
-            self.routine_id,
-            {
-                "status": _STATUS_AFTER_FAILURE[action],
-                "error": f"{type(exc).__name__}: {exc}",
-                "failures": self.failures,
-            },
-        )
+        update: dict[str, object] = {
+            "status": _STATUS_AFTER_FAILURE[action],
+            "error": f"{type(exc).__name__}: {exc}",
+            "failures": self.failures,
+        }
+        if strategy is ErrorStrategy.RETRY:
+            update["retry_count"] = attempt
+        job.state.update_routine_state(self.routine_id, update)
         if action is ErrorStrategy.STOP:
             why = "end_on_error=True" if job._end_on_error else f"error strategy {strategy.value!r}"
             if strategy is ErrorStrategy.RETRY and not job._end_on_error:
                 why += f", after {attempt} retries"
+            if handler.is_critical:
+                why += "; the routine is critical"
             exc.add_note(
                 f"raised in routine {self.routine_id!r} (slot {message.slot!r}) of job "
                 f"{job.state.job_id!r} of flow {job.flow_name!r}; the job stopped ({why})."
@@ -285,16 +328,29 @@ class RoutineActor(actors.Actor[_Msg, None]):
 
     def emit(self, event: str, data: dict[str, object]) -> None:
         job = self.job
+        if job._limiter is not None and threading.get_ident() != job._loop_thread:
+            # A sync handler in a worker thread: the job's state is the loop's.
+            trio.from_thread.run_sync(self.emit, event, data)
+            return
         job._record(self.routine_id, event, data)
         targets = self.routes.get(event)
         if targets:
             outbox = self.outbox
             source = self.routine_id
+            mappings = self.mappings
             for target, slot in targets:
-                outbox.append((target, job._new_message(source, event, target.routine_id, slot, data)))
+                sent = data
+                if mappings is not None:
+                    mapping = mappings.get((event, target.routine_id, slot))
+                    if mapping:
+                        sent = _mapped(data, mapping)
+                outbox.append((target, job._new_message(source, event, target.routine_id, slot, sent)))
 
     def emit_deferred(self, event: str, data: dict[str, object]) -> None:
         job = self.job
+        if job._limiter is not None and threading.get_ident() != job._loop_thread:
+            trio.from_thread.run_sync(self.emit_deferred, event, data)
+            return
         if job._paused:
             job._deferred.append((self, event, data))
         else:
@@ -308,11 +364,17 @@ class RoutineActor(actors.Actor[_Msg, None]):
             return
         job = self.job
         job._record(self.routine_id, event, data)
+        mappings = self.mappings or {}
         for target, slot in self.routes.get(event, ()):
-            target.deliver_nowait(job._new_message(self.routine_id, event, target.routine_id, slot, data))
+            mapping = mappings.get((event, target.routine_id, slot))
+            sent = _mapped(data, mapping) if mapping else data
+            target.deliver_nowait(job._new_message(self.routine_id, event, target.routine_id, slot, sent))
 
     def send_output(self, output_type: str, data: dict[str, object]) -> None:
         job = self.job
+        if job._limiter is not None and threading.get_ident() != job._loop_thread:
+            trio.from_thread.run_sync(self.send_output, output_type, data)
+            return
         state = job.state
         log = state.shared_data.setdefault(OUTPUT_KEY, [])
         if not isinstance(log, list):
@@ -344,6 +406,11 @@ class RoutineActor(actors.Actor[_Msg, None]):
             while sent < len(outbox):
                 target, message = outbox[sent]
                 sent += 1
+                if job._sequential:
+                    # One handler at a time: waiting for room here would wait
+                    # for a handler that needs this turn. Park instead.
+                    target.deliver_nowait(message)
+                    continue
                 if target.overflow:
                     target.overflow.append(message)
                     continue
@@ -419,6 +486,12 @@ class Job(metaclass=NoPublicConstructor):
     _finished_payload: dict[str, object] | None = None  # the run_finished event's data, once final
     _publisher: actors.ActorRef[list[Event], None] | None = None
     _ended = False
+    #: ``"concurrent"``: the worker threads sync handlers run in (made when the job starts).
+    _limiter: trio.CapacityLimiter | None = None
+    _loop_thread = 0
+    #: ``"sequential"``: whether a handler holds the turn, and who waits for it, by message seq.
+    _turn_taken = False
+    _turn_waiters: dict[int, trio.Event] | None = None
     #: Why the job was last paused, if a reason was given.
     pause_reason: str | None = None
 
@@ -432,6 +505,9 @@ class Job(metaclass=NoPublicConstructor):
         running: dict[str, Job],
         routines: Mapping[str, RoutineProps],
         connections: Mapping[tuple[str, str], Sequence[tuple[str, str]]],
+        mappings: Mapping[tuple[str, str, str, str], dict[str, str]],
+        strategy: str,
+        max_workers: int,
         default_handler: ErrorHandler,
         entry: tuple[str, str, dict[str, object]],
         detached: bool,
@@ -467,6 +543,14 @@ class Job(metaclass=NoPublicConstructor):
             self._actors[routine_id] = RoutineActor(self, routine_id, routine, handler)
         for (source, event), targets in connections.items():
             self._actors[source].routes[event] = [(self._actors[dst], slot) for dst, slot in targets]
+        for (source, event, target, slot), mapping in mappings.items():
+            actor = self._actors[source]
+            if actor.mappings is None:
+                actor.mappings = {}
+            actor.mappings[event, target, slot] = mapping
+        #: ``execution_strategy="sequential"``: one handler call at a time, in emission order.
+        self._sequential = strategy == "sequential"
+        self._max_workers = max_workers if strategy == "concurrent" else 0
         self._entry = entry
         self._pending: dict[int, _Msg] = {}
         self._deferred: list[tuple[RoutineActor, str, dict[str, object]]] = []
@@ -598,7 +682,38 @@ class Job(metaclass=NoPublicConstructor):
 
     def state_changed(self, kind: EventKind, node: str | None, data: object) -> None:
         """Record a change made to the job's state through its public methods (``JobState``)."""
+        if self._limiter is not None and threading.get_ident() != self._loop_thread:
+            trio.from_thread.run_sync(self.log.add, kind, node, data)
+            return
         self.log.add(kind, node, data)
+
+    # -- "sequential": a job-wide FIFO of handler calls ------------------------------
+
+    async def _take_turn(self, seq: int) -> None:
+        """Wait until message *seq* is the oldest one not yet handled and no handler runs.
+
+        Messages are numbered as they are emitted (siblings in connection
+        order), so handlers run one at a time in emission order.
+        """
+        pending = self._pending
+        while self._turn_taken or (pending and next(iter(pending)) != seq):
+            if self._turn_waiters is None:
+                self._turn_waiters = {}
+            waiter = self._turn_waiters[seq] = trio.Event()
+            try:
+                await waiter.wait()
+            finally:
+                if self._turn_waiters.get(seq) is waiter:
+                    del self._turn_waiters[seq]
+        self._turn_taken = True
+
+    def _pass_turn(self) -> None:
+        """Free the turn and wake the handler of the oldest message, if it waits."""
+        self._turn_taken = False
+        if self._pending and self._turn_waiters:
+            waiter = self._turn_waiters.pop(next(iter(self._pending)), None)
+            if waiter is not None:
+                waiter.set()
 
     def _message_done(self) -> None:
         self._inflight -= 1
@@ -677,6 +792,9 @@ class Job(metaclass=NoPublicConstructor):
         self._registry[state.job_id] = self
         state._start_clock()
         deadline = math.inf if self._timeout is None else trio.current_time() + self._timeout
+        if self._max_workers:
+            self._limiter = trio.CapacityLimiter(self._max_workers)
+            self._loop_thread = threading.get_ident()
         try:
             async with actors.open_system() as system:
                 try:
@@ -763,6 +881,14 @@ class Job(metaclass=NoPublicConstructor):
         for delivery in undelivered:
             state.undelivered.append(delivery)
             self.log.add(EventKind.UNDELIVERED, delivery.target, attrs.asdict(delivery))
+        # The entry routine's own ending, as Routilux records it, unless a
+        # failure or a handler already set its status.
+        entry_id = self._entry[0]
+        actor = self._actors[entry_id]
+        if "status" not in state.routine_states.get(entry_id, ()) and (actor.handled or actor.interrupted):
+            ending = "cancelled" if actor.interrupted else "completed"
+            state.routine_states.setdefault(entry_id, {})["status"] = ending
+            self.log.add(EventKind.ROUTINE_STATE, entry_id, {"status": ending})
         state.metrics["steps"] = float(min(self._steps, self._max_steps))
         state.finished_at = state._wall_time(state._now_offset())
 

@@ -22,7 +22,7 @@ import io
 import math
 import types
 import weakref
-from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeAlias, final
+from typing import TYPE_CHECKING, NamedTuple, Protocol, Self, TypeAlias, final
 
 import attrs
 
@@ -31,6 +31,7 @@ from ._exceptions import EventDataError, GraphDefinitionError, OutsideRunError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
+    from ._definition import Allowed
     from ._state import JobState
     from ._util import AnyFlow
 
@@ -100,8 +101,9 @@ class Slot:
 
     Attributes:
         name: the slot's name, unique within its routine.
-        handler: what is called with each message's data as keyword
-            arguments, or ``None`` for a slot that only receives.
+        handler: what is called with each message's data (by its
+            signature, see :class:`Routine`), or ``None`` for a slot that
+            only receives.
         merge_strategy: ``"override"`` (the handler gets each message's data),
             ``"append"`` (it gets, per key, the list of every value received
             so far in the job) or a function ``merge(old, new) -> merged``.
@@ -109,7 +111,16 @@ class Slot:
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("_func", "_is_async", "_on_routine", "_params", "handler", "merge_strategy", "name")
+    __slots__ = (
+        "_func",
+        "_is_async",
+        "_on_routine",
+        "_params",
+        "_plan",
+        "handler",
+        "merge_strategy",
+        "name",
+    )
 
     def __init__(
         self,
@@ -129,38 +140,79 @@ class Slot:
             func = handler.__func__  # type: ignore[attr-defined]
             self._on_routine = True
         self._func = func
-        self._is_async, self._params = _handler_facts(handler)
+        self._is_async, self._params, self._plan = _handler_facts(handler)
+
+    def _arguments(self, data: dict[str, object]) -> tuple[tuple[object, ...], dict[str, object]]:
+        """The positional and keyword arguments the handler is called with for *data*.
+
+        The rules are written in :class:`Routine`'s docstring.
+        """
+        plan = self._plan
+        kind = plan.kind
+        if kind is _Call.KWARGS:
+            return (), data
+        if kind is _Call.WHOLE:
+            return (data,), {}
+        if kind is _Call.ONE:
+            name = plan.names[0]
+            if name in data:
+                return (data[name],), {}
+            if not data and plan.optional:
+                return (), {}
+            return (data,), {}
+        matched = {name: data[name] for name in plan.names if name in data}
+        if matched or not data or not plan.names:
+            return (), matched
+        return (data,), {}
 
     def __repr__(self) -> str:
         handler = getattr(self.handler, "__qualname__", repr(self.handler))
         return f"<Slot {self.name!r} handler={handler}>"
 
 
+@final
+class _Call(enum.Enum):
+    """How a handler is called: see the rules in :class:`Routine`'s docstring."""
+
+    KWARGS = "every key as a keyword argument"
+    WHOLE = "the whole data dict"
+    ONE = "one parameter"
+    MATCH = "the keys it names"
+
+
+class _Plan(NamedTuple):
+    kind: _Call
+    #: The handler's parameter names (without ``self``), in order.
+    names: tuple[str, ...]
+    #: ONE only: whether the parameter has a default.
+    optional: bool
+
+
+_KWARGS_PLAN = _Plan(_Call.KWARGS, (), False)
+
+_Facts: TypeAlias = "tuple[bool, frozenset[str] | None, _Plan]"
+
 #: What _handler_facts found per function (for a bound method, per its function):
 #: every job makes its routines again, and each define_slot asks.
-_PLAIN_FACTS: weakref.WeakKeyDictionary[object, tuple[bool, frozenset[str] | None]] = (
-    weakref.WeakKeyDictionary()
-)
-_METHOD_FACTS: weakref.WeakKeyDictionary[object, tuple[bool, frozenset[str] | None]] = (
-    weakref.WeakKeyDictionary()
-)
+_PLAIN_FACTS: weakref.WeakKeyDictionary[object, _Facts] = weakref.WeakKeyDictionary()
+_METHOD_FACTS: weakref.WeakKeyDictionary[object, _Facts] = weakref.WeakKeyDictionary()
 
 
-def _handler_facts(handler: Handler | None) -> tuple[bool, frozenset[str] | None]:
-    """Whether *handler* is async, and the keyword names it accepts (see :func:`_accepted_params`).
+def _handler_facts(handler: Handler | None) -> _Facts:
+    """Whether *handler* is async, the keyword names it accepts (see :func:`_accepted_params`), and how to call it.
 
     Cached per function, so that building a job's routines inspects no
     signature twice.
     """
     if handler is None:
-        return False, None
+        return False, None, _KWARGS_PLAN
     func = getattr(handler, "__func__", None)
     cache, key = (_PLAIN_FACTS, handler) if func is None else (_METHOD_FACTS, func)
     try:
         return cache[key]
     except (KeyError, TypeError):  # TypeError: not weakly referenceable, or unhashable
         pass
-    facts = (inspect.iscoroutinefunction(handler), _accepted_params(handler))
+    facts = (inspect.iscoroutinefunction(handler), _accepted_params(handler), _call_plan(handler))
     with contextlib.suppress(TypeError):
         cache[key] = facts
     return facts
@@ -179,6 +231,27 @@ def _accepted_params(handler: Handler) -> frozenset[str] | None:
         if param.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
             names.add(param.name)
     return frozenset(names)
+
+
+def _call_plan(handler: Handler) -> _Plan:
+    """How to call *handler*, from its signature (Routilux's rules; see :class:`Routine`)."""
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):
+        return _KWARGS_PLAN
+    params = list(signature.parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return _KWARGS_PLAN
+    names = tuple(
+        p.name
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    )
+    if len(params) == 1 and params[0].name == "data" and names:
+        return _Plan(_Call.WHOLE, names, False)
+    if len(params) == 1 and names and params[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
+        return _Plan(_Call.ONE, names, params[0].default is not inspect.Parameter.empty)
+    return _Plan(_Call.MATCH, names, False)
 
 
 @final
@@ -265,7 +338,7 @@ def _to_exception_types(value: Iterable[type[BaseException]] | None) -> tuple[ty
 
 
 @final
-@attrs.frozen
+@attrs.define
 class ErrorHandler:
     """How a routine's handler failures are handled: a strategy and its retry settings.
 
@@ -293,12 +366,28 @@ class ErrorHandler:
         retryable_exceptions: ``RETRY`` only: exception classes worth a retry;
             any other failure stops the job at once. Default: every
             :class:`Exception`.
+        is_critical: the routine must succeed (see
+            :meth:`Routine.set_as_critical`): a failure it does not recover
+            from (``STOP``, or ``RETRY`` after its retries) fails the job, as
+            it does for any routine, and the error's note calls the routine
+            critical. ``CONTINUE`` and ``SKIP`` cannot be critical: they
+            tolerate failures by design.
+
+    The handler can be changed after it is made (``handler.max_retries = 5``;
+    the new values are checked as in the constructor): a routine or flow
+    holds it by reference, so the change applies to the jobs started after it.
+
+    Attributes:
+        retry_count: how many retries this handler has made, in every job
+            that used it, since it was made or :meth:`reset`. A job's own
+            count is in its routine state (``retry_count``).
 
     Raises:
-        ValueError: an unknown strategy, a negative count or delay, or a
-            backoff that is not above 0.
+        ValueError: an unknown strategy, a negative count or delay, a
+            backoff that is not above 0, or a critical ``CONTINUE`` or
+            ``SKIP`` handler.
         TypeError: *retryable_exceptions* holds something that is not an
-            exception class.
+            exception class, or *is_critical* is not a bool.
 
     .. versionadded:: 0.1
     """
@@ -310,10 +399,68 @@ class ErrorHandler:
     retryable_exceptions: tuple[type[BaseException], ...] = attrs.field(
         default=None, converter=_to_exception_types
     )
+    is_critical: bool = attrs.field(default=False, kw_only=True)
+    retry_count: int = attrs.field(default=0, init=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.is_critical, bool):
+            msg = f"ErrorHandler(is_critical={self.is_critical!r}): give True or False."
+            raise TypeError(msg)
+        if self.is_critical and self.strategy in (ErrorStrategy.CONTINUE, ErrorStrategy.SKIP):
+            msg = (
+                f"ErrorHandler(strategy={self.strategy.value!r}, is_critical=True): a critical routine must "
+                f"succeed, but {self.strategy.value!r} tolerates its failures. Use strategy 'retry' (or "
+                "routine.set_as_critical(...)), or drop is_critical."
+            )
+            raise ValueError(msg)
+
+    def reset(self) -> None:
+        """Set :attr:`retry_count` back to 0."""
+        self.retry_count = 0
 
     def delay_before(self, retry: int) -> float:
         """Seconds to wait before retry number *retry* (1 for the first)."""
         return float(self.retry_delay * self.retry_backoff ** (retry - 1))
+
+    def serialize(self) -> dict[str, object]:
+        """These settings as a versioned document of JSON values.
+
+        ``{"format": "trioflow.error_handler", "version": 1, "strategy": "retry",
+        "max_retries": 3, ..., "retryable_exceptions": ["builtins:ValueError"]}``:
+        every setting by its name, exception classes by import path.
+
+        .. versionadded:: 0.1
+        """
+        from . import _definition  # builds on this module
+
+        return _definition.dump_error_handler_doc(self)
+
+    def deserialize(self, document: object, *, allow: Allowed = ()) -> Self:
+        """Take the settings of a document made by :meth:`serialize`, and return this handler.
+
+        Every setting is checked before any is changed; ``retry_count`` is
+        reset, as after :meth:`reset`.
+
+        Args:
+            document: an error handler document.
+            allow: exception classes, or module names, that
+                ``retryable_exceptions`` may name besides the built-in ones;
+                only an allowed module is imported.
+
+        Raises:
+            DefinitionDocumentError: another format or version, an unknown
+                setting, a class not allowed, or a value the handler refuses.
+
+        .. versionadded:: 0.1
+        """
+        from . import _definition  # builds on this module
+
+        loaded = _definition.load_error_handler_doc(document, allow)
+        for field in attrs.fields(type(self)):
+            if field.init:
+                object.__setattr__(self, field.name, getattr(loaded, field.name))
+        self.reset()
+        return self
 
 
 _STOP = ErrorHandler()
@@ -369,10 +516,29 @@ class Routine(metaclass=_RoutineMeta):
             def double(self, value=0, **kwargs):
                 self.emit("output", value=2 * value)
 
-    Handlers may be plain or ``async`` functions; each gets a message's data
-    as keyword arguments. In a job, every routine is an actor: it handles one
-    message at a time, in order per connection, concurrently with the other
-    routines.
+    Handlers may be plain or ``async`` functions, methods of the routine, or
+    any other callable (a plain function, a lambda). In a job, every routine
+    is an actor: it handles one message at a time, in order per connection;
+    how it runs beside the other routines is the flow's
+    ``execution_strategy`` (see :class:`~runtime.Flow`).
+
+    How a handler is called. A message's data is a dict (what ``emit``
+    sent, renamed by the connection's ``param_mapping``, merged by the
+    slot's ``merge_strategy``). The handler's signature (without ``self``)
+    decides what it gets, as in Routilux:
+
+    1. It takes ``**kwargs``: every key, as keyword arguments.
+    2. Its one parameter is named ``data``: the whole dict, as that argument
+       (``def take(self, data)`` after ``emit("out", data="x")`` gets
+       ``{"data": "x"}``).
+    3. It has one other parameter: the value under that name, if the data
+       has it; else the whole dict; and nothing (its default applies) if
+       the data is empty and the parameter has a default.
+    4. Otherwise: the keys it names, as keyword arguments; other keys are
+       dropped (``def take(self, data, other=None)`` after
+       ``emit("out", data=1, extra=2)`` gets ``data=1``). If it names none
+       of the keys of a non-empty message, the whole dict, as its first
+       argument. No parameters: it is called with none.
 
     Each job runs on its own instance of every routine, made by calling the
     constructor again with the same arguments (or the factory given to
@@ -445,8 +611,9 @@ class Routine(metaclass=_RoutineMeta):
 
         Args:
             name: unique within this routine.
-            handler: called with each message's data as keyword arguments;
-                plain or async. ``None`` makes a slot that only receives.
+            handler: called with each message's data, by its signature (the
+                rules are in :class:`Routine`); plain or async, a method, a
+                function or a lambda. ``None`` makes a slot that only receives.
             merge_strategy: ``"override"``, ``"append"`` or a function; see
                 :class:`Slot`.
 
@@ -534,6 +701,13 @@ class Routine(metaclass=_RoutineMeta):
         """Return the configuration value under *key*, or *default*."""
         return self._config.get(key, default)
 
+    def config(self) -> dict[str, object]:
+        """Return a copy of the configuration (a new dict; the values themselves are shared).
+
+        .. versionadded:: 0.2
+        """
+        return dict(self._config)
+
     def set_error_handler(self, handler: ErrorHandler | ErrorStrategy | str) -> None:
         """Choose how this routine's handler failures are handled.
 
@@ -552,6 +726,110 @@ class Routine(metaclass=_RoutineMeta):
     def get_error_handler(self) -> ErrorHandler | None:
         """The routine's own :class:`ErrorHandler`, or ``None`` (the flow's default applies)."""
         return self._error_handler
+
+    # -- definition documents -----------------------------------------------------
+
+    def serialize(self) -> dict[str, object]:
+        """This routine's definition as a versioned document of JSON values.
+
+        The document names the routine's class by import path and holds the
+        arguments its constructor was called with, its whole config, its own
+        error handler, the slots and events defined after construction (a
+        handler by method name) and attributes assigned from outside: the
+        routine part of :meth:`Flow.serialize <runtime.Flow.serialize>`, with
+        ``"format": "trioflow.routine"`` and ``"version"``.
+
+        Raises:
+            UnserializableValueError: a constructor argument, config value or
+                attribute is not a JSON value; its ``path`` says which.
+            TypeError: the routine was not made by calling its class, or a
+                slot defined after construction is handled by something other
+                than one of its methods, or merges with a function.
+
+        .. versionadded:: 0.1
+        """
+        from . import _definition  # builds on this module
+
+        return _definition.dump_routine(self)
+
+    def deserialize(self, document: object, *, allow: Allowed = ()) -> Self:
+        """Apply a routine document made by :meth:`serialize` to this routine, and return it.
+
+        The document must be of this routine's class and constructor
+        arguments: its config, error handler, slots, events and attributes
+        are applied as if set on this routine. To build routines from
+        documents, load the whole flow with :meth:`Flow.deserialize
+        <runtime.Flow.deserialize>`.
+
+        Args:
+            document: a routine document.
+            allow: exception classes (or their modules) the error handler's
+                ``retryable_exceptions`` may name, besides the built-in ones.
+
+        Raises:
+            DefinitionDocumentError: the document is of another format or
+                version, of another class or constructor arguments, names a
+                class not allowed, or a value does not fit; the message gives
+                its ``$.path``.
+
+        .. versionadded:: 0.1
+        """
+        from . import _definition  # builds on this module
+
+        _definition.load_routine_into(self, document, allow)
+        return self
+
+    def set_as_optional(self, strategy: ErrorStrategy | str | None = None) -> None:
+        """Mark the routine optional: its failures are recorded and the job goes on.
+
+        Sets ``ErrorHandler(strategy=strategy)``.
+
+        Args:
+            strategy: ``CONTINUE`` (``None``, the default) or ``SKIP``.
+
+        Raises:
+            ValueError: another strategy.
+
+        .. versionadded:: 0.2
+        """
+        chosen = _to_strategy(ErrorStrategy.CONTINUE if strategy is None else strategy)
+        if chosen not in (ErrorStrategy.CONTINUE, ErrorStrategy.SKIP):
+            msg = (
+                f"{type(self).__name__}.set_as_optional({chosen.value!r}): an optional routine's failures are "
+                "tolerated, with 'continue' or 'skip'. For another strategy use set_error_handler(...)."
+            )
+            raise ValueError(msg)
+        self.set_error_handler(ErrorHandler(strategy=chosen))
+
+    def set_as_critical(self, max_retries: int = 3, retry_delay: float = 1.0, retry_backoff: float = 2.0) -> None:
+        """Mark the routine critical: retry a failing message, and fail the job if it still fails.
+
+        Sets ``ErrorHandler(strategy="retry", max_retries=..., retry_delay=...,
+        retry_backoff=..., is_critical=True)``.
+
+        Raises:
+            ValueError: as for :class:`ErrorHandler`.
+
+        .. versionadded:: 0.2
+        """
+        self.set_error_handler(
+            ErrorHandler(
+                strategy=ErrorStrategy.RETRY,
+                max_retries=max_retries,
+                retry_delay=retry_delay,
+                retry_backoff=retry_backoff,
+                is_critical=True,
+            )
+        )
+
+    @property
+    def is_critical(self) -> bool:
+        """Whether the routine's own error handler marks it critical (:meth:`set_as_critical`).
+
+        .. versionadded:: 0.2
+        """
+        handler = self._error_handler
+        return handler is not None and handler.is_critical
 
     # -- inside a job -----------------------------------------------------------
 
@@ -576,8 +854,13 @@ class Routine(metaclass=_RoutineMeta):
             return None
         return host.context
 
-    def emit(self, event: str, **data: object) -> None:
+    def emit(self, event: str, flow: AnyFlow | None = None, **data: object) -> None:
         """Emit *event* with *data* to every slot connected to it.
+
+        *flow* is accepted for Routilux's signature (``emit(event, flow=...,
+        **data)``): the job already knows its flow, so it may be omitted; if
+        given it must be the job's flow. (An event that declares a parameter
+        named ``flow`` gets it as data instead.)
 
         Does not block: the emission is recorded in the job's history at once
         (one entry per emission, in causal order) and the messages are sent
@@ -587,12 +870,15 @@ class Routine(metaclass=_RoutineMeta):
         at once.
 
         Raises:
-            EventDataError: the routine never defined *event*, or *data* has a
-                parameter the event does not declare.
+            EventDataError: the routine never defined *event*, *data* has a
+                parameter the event does not declare, or *flow* is not the
+                job's flow.
             OutsideRunError: called outside a job, or not from this routine's handler.
         """
         host = self._host("emit", event)
         spec = self.__dict__["_events"].get(event)
+        if flow is not None:
+            self._take_flow(host, event, spec, flow, data)
         if spec is None or (spec.params is not None and not spec.params.issuperset(data)):
             self._check_event(event, data, host.routine_id)
         host.emit(event, data)
@@ -640,6 +926,21 @@ class Routine(metaclass=_RoutineMeta):
         """
         host = self._host("send_output", output_type)
         host.send_output(output_type, data)
+
+    def _take_flow(
+        self, host: _Host, event: str, spec: RoutineEvent | None, flow: object, data: dict[str, object]
+    ) -> None:
+        """Check ``emit(..., flow=...)``: the job's own flow is dropped; a declared ``flow`` parameter is data."""
+        if spec is not None and spec.params is not None and "flow" in spec.params:
+            data["flow"] = flow
+            return
+        if flow is not host.context.flow:
+            msg = (
+                f"Routine {host.routine_id!r} emitted {event!r} with flow={flow!r}, but it runs in a job of "
+                f"flow {host.context.flow.name!r}: a routine emits into its own job. Drop flow=... (the job "
+                "knows its flow)."
+            )
+            raise EventDataError(msg)
 
     def _check_event(self, event: str, data: Mapping[str, object], routine_id: str) -> None:
         events: dict[str, RoutineEvent] = self.__dict__["_events"]

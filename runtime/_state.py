@@ -15,6 +15,7 @@ import contextvars
 import datetime
 import enum
 import time
+import uuid
 from typing import TYPE_CHECKING, Protocol, final
 
 import attrs
@@ -291,6 +292,23 @@ class _RunClock:
         return anchor + datetime.timedelta(seconds=offset)
 
 
+#: ``JobState(flow_id)``, ``JobState(flow_id=...)``, ``JobState()``: what was not given (identity-checked).
+_NO_FLOW = "\x00(flow id not given)"
+_NO_ID = "\x00(job id not given)"
+
+
+def _to_status(value: Status | str) -> Status:
+    """*value* as a :class:`Status` (Routilux code assigns ``job_state.status = "running"``)."""
+    if isinstance(value, Status):
+        return value
+    try:
+        return Status(value)
+    except ValueError:
+        choices = ", ".join(repr(s.value) for s in Status)
+        msg = f"JobState.status={value!r}: a status is one of {choices} (or an rt.Status)."
+        raise ValueError(msg) from None
+
+
 @final
 @attrs.define
 class JobState:
@@ -319,12 +337,21 @@ class JobState:
         undelivered: messages not delivered because the job was cancelled.
         metrics: numeric measurements of the run.
 
+    ``JobState(flow_id)`` or ``JobState(flow_id=...)`` (Routilux's forms)
+    makes a fresh state of that flow with a new job id, to fill in or test
+    with; ``JobState()`` one of no flow (``flow_id`` ``""``). The status may
+    be set as a string (``state.status = "running"``); it is kept as a
+    :class:`Status`.
+
     .. versionadded:: 0.1.0
+    .. versionchanged:: 0.2
+       ``JobState(flow_id)``, ``JobState(flow_id=...)``, ``JobState()``; a
+       status set as a string is converted.
     """
 
-    job_id: str
-    flow_id: str
-    status: Status = Status.PENDING
+    job_id: str = attrs.field(default=_NO_ID)
+    flow_id: str = attrs.field(default=_NO_FLOW)
+    status: Status = attrs.field(default=Status.PENDING, converter=_to_status)
     created_at: datetime.datetime = attrs.field(factory=_utc_now)
     started_at: datetime.datetime | None = None
     finished_at: datetime.datetime | None = None
@@ -339,6 +366,17 @@ class JobState:
     undelivered: list[Delivery] = attrs.field(factory=list)
     metrics: dict[str, float] = attrs.field(factory=dict)
     _clock: _RunClock = attrs.field(factory=_RunClock, init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.job_id is _NO_ID:
+            # Routilux's JobState(flow_id=...) or JobState(): a new job id.
+            self.job_id = f"job-{uuid.uuid4().hex[:12]}"
+            if self.flow_id is _NO_FLOW:
+                self.flow_id = ""
+        elif self.flow_id is _NO_FLOW:
+            # Routilux's JobState(flow_id): the one argument is the flow's id.
+            self.flow_id = self.job_id
+            self.job_id = f"job-{uuid.uuid4().hex[:12]}"
 
     @property
     def run_id(self) -> str:

@@ -166,13 +166,13 @@ def test_connect_twice_is_refused(etl: rt.Flow[..., object]) -> None:
     assert etl.connections == [("parser", "parsed", "writer", "input")]
 
 
-def test_connect_checks_the_handler_takes_the_event_params() -> None:
+def test_connect_refuses_a_mapping_to_a_parameter_the_handler_cannot_take() -> None:
     class Strict(rt.Routine):
         def __init__(self) -> None:
             super().__init__()
             self.define_slot("input", handler=self.take)
 
-        def take(self, data: object) -> None:
+        def take(self, data: object, other: object = None) -> None:
             pass
 
     class Two(rt.Routine):
@@ -185,11 +185,22 @@ def test_connect_checks_the_handler_takes_the_event_params() -> None:
     flow.add_routine(Strict(), "strict")
     with pytest.raises(
         rt.GraphDefinitionError,
-        match=r"^connect\('two', 'output', 'strict', 'input'\): event 'output' of routine 'two' carries 'meta', "
-        r"which the handler of slot 'input' of routine 'strict' \(.*Strict\.take\) does not accept\. Add the "
-        r"parameter\(s\) or \*\*kwargs to the handler\.$",
+        match=r"^connect\('two', 'output', 'strict', 'input'\): param_mapping maps to 'metadata', which the "
+        r"handler of slot 'input' \(.*Strict\.take\) cannot take; it takes 'data', 'other'\. Map to one of "
+        r"those, or add the parameter \(or \*\*kwargs\) to the handler\.$",
     ):
-        flow.connect("two", "output", "strict", "input")
+        flow.connect("two", "output", "strict", "input", param_mapping={"meta": "metadata"})
+    with pytest.raises(
+        rt.GraphDefinitionError,
+        match=r"^connect\('two', 'output', 'strict', 'input'\): param_mapping renames 'size', which event "
+        r"'output' never carries; it declares 'data', 'meta'\. Map the event's own parameter names\.$",
+    ):
+        flow.connect("two", "output", "strict", "input", param_mapping={"size": "other"})
+    with pytest.raises(TypeError, match=r"param_mapping=\['meta'\] must be a dict"):
+        flow.connect("two", "output", "strict", "input", param_mapping=["meta"])  # type: ignore[arg-type]
+    assert flow.connections == []
+    connection = flow.connect("two", "output", "strict", "input", param_mapping={"meta": "other"})
+    assert connection == rt.Connection("two", "output", "strict", "input", {"meta": "other"})
 
 
 def test_duplicate_routine_id_is_refused(etl: rt.Flow[..., object]) -> None:
@@ -330,13 +341,13 @@ async def test_handlers_may_be_async_and_plain_functions() -> None:
             self.define_slot("input", handler=self.double)
             self.define_event("output", ["data"])
 
-        async def double(self, data: int) -> None:
+        async def double(self, data: int, **_: object) -> None:
             await trio.lowlevel.checkpoint()
             self.emit("output", data=2 * data)
 
     seen: list[object] = []
     sink = rt.Routine()
-    sink.define_slot("input", handler=lambda data: seen.append(data))
+    sink.define_slot("input", handler=lambda data: seen.append(data["data"]))  # its one parameter, 'data': the dict
     flow = pipeline(("source", Source()), ("double", AsyncDouble()), ("sink", sink))
     state = await flow.aexecute("source", {"count": 3})
     assert state.status is rt.Status.COMPLETED
@@ -812,7 +823,7 @@ async def test_emissions_before_a_failure_are_delivered() -> None:
             self.define_event("output", ["data"])
             self.set_error_handler("continue")
 
-        def take(self, data: object) -> None:
+        def take(self, data: object, **_: object) -> None:
             self.emit("output", data=data)
             raise RuntimeError("after emitting")
 
@@ -836,7 +847,7 @@ async def test_retry_backs_off_then_succeeds(autojump_clock: trio.testing.MockCl
                 )
             )
 
-        def take(self, data: object) -> None:
+        def take(self, data: object, **_: object) -> None:
             attempts.append(trio.current_time())
             if len(attempts) < 4:
                 raise ConnectionError("flaky")
@@ -852,6 +863,7 @@ async def test_retry_backs_off_then_succeeds(autojump_clock: trio.testing.MockCl
         "status": "recovered",
         "error": "ConnectionError: flaky",
         "failures": 3,
+        "retry_count": 3,
     }
     assert [h.data["action"] for h in state.history if h.event_name == "error"] == ["retry"] * 3
 
@@ -1206,7 +1218,7 @@ async def test_a_handler_can_cancel_its_job() -> None:
             super().__init__()
             self.define_slot("input", handler=self.take)
 
-        def take(self, data: int) -> None:
+        def take(self, data: int, **_: object) -> None:
             ctx = self.get_execution_context()
             assert ctx is not None
             if data == 1:
@@ -1324,7 +1336,12 @@ async def test_stream_a_graph_flow() -> None:
     flow.add_routine(Answer(), "answer")
     async with flow.stream("hi") as events:
         kinds = [event.kind async for event in events]
-    assert kinds == [rt.EventKind.RUN_STARTED, rt.EventKind.STREAM, rt.EventKind.RUN_FINISHED]
+    assert kinds == [
+        rt.EventKind.RUN_STARTED,
+        rt.EventKind.STREAM,
+        rt.EventKind.ROUTINE_STATE,  # the entry routine's {"status": "completed"}
+        rt.EventKind.RUN_FINISHED,
+    ]
 
 
 def test_save_state_writes_the_jobs_document(tmp_path: pathlib.Path) -> None:
@@ -1394,6 +1411,7 @@ async def test_routine_handlers_log_and_broadcast_reach_subscribers_in_order() -
     assert seen[1:-1] == [
         (rt.EventKind.LOG, "talker", {"level": "INFO", "message": "handled", "item": "hello", "user": None}),
         (rt.EventKind.STREAM, "talker", {"item": "hello"}),
+        (rt.EventKind.ROUTINE_STATE, "talker", {"status": "completed"}),
     ]
     assert seen[-1][0] is rt.EventKind.RUN_FINISHED
 

@@ -102,7 +102,7 @@ async def test_a_graph_jobs_records_land_in_order_and_rebuild_its_state(tmp_path
     assert await store.records(state.run_id) == seen.records
     stored = await store.state(state.run_id)
     _assert_same_state(stored, state)
-    assert stored.routine_states == {"counter": {"seen": 3}}
+    assert stored.routine_states == {"counter": {"seen": 3, "status": "completed"}}
     assert _history(stored) == [("counter", "counted", {"n": 3}, state.history[0].offset)]
 
 

@@ -1,0 +1,3 @@
+from ._names import trioflow
+
+Connection = trioflow("Connection")

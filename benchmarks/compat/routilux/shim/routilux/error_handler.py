@@ -1,0 +1,4 @@
+import runtime
+
+ErrorHandler = runtime.ErrorHandler
+ErrorStrategy = runtime.ErrorStrategy

@@ -1,0 +1,3 @@
+import runtime
+
+Event = runtime.RoutineEvent

@@ -1,0 +1,3 @@
+from ._names import missing
+
+ExecutionTracker = missing("routilux.ExecutionTracker")

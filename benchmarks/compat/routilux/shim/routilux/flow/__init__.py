@@ -1,0 +1,3 @@
+import runtime
+
+Flow = runtime.Flow

@@ -1,0 +1,3 @@
+import runtime
+
+Slot = runtime.Slot
