@@ -30,6 +30,7 @@ The job completes when it reaches 0 while the job is not paused.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import inspect
 import logging
@@ -488,6 +489,8 @@ class Job(metaclass=NoPublicConstructor):
     _ended = False
     #: ``"concurrent"``: the worker threads sync handlers run in (made when the job starts).
     _limiter: trio.CapacityLimiter | None = None
+    #: The job's Trio run and the thread it runs in, once started.
+    _token: trio.lowlevel.TrioToken | None = None
     _loop_thread = 0
     #: ``"sequential"``: whether a handler holds the turn, and who waits for it, by message seq.
     _turn_taken = False
@@ -609,6 +612,9 @@ class Job(metaclass=NoPublicConstructor):
         Raises:
             JobStateError: the job has ended.
         """
+        if self._in_worker_thread():
+            trio.from_thread.run_sync(self.pause, reason, trio_token=self._token)
+            return
         if self._outcome is not None or self.state.status.is_final:
             msg = (
                 f"Cannot pause job {self.state.job_id!r} of flow {self.flow_name!r}: it has ended "
@@ -629,6 +635,9 @@ class Job(metaclass=NoPublicConstructor):
         Raises:
             JobStateError: the job is not paused.
         """
+        if self._in_worker_thread():
+            trio.from_thread.run_sync(self.resume, trio_token=self._token)
+            return
         if not self._paused or self._outcome is not None:
             status = self._outcome or self.state.status
             msg = (
@@ -657,6 +666,10 @@ class Job(metaclass=NoPublicConstructor):
         """
         if self._outcome is not None:
             return
+        if self._in_worker_thread():
+            with contextlib.suppress(trio.RunFinishedError):  # it ended meanwhile
+                trio.from_thread.run_sync(self.cancel, reason, trio_token=self._token)
+            return
         why = f": {reason}" if reason else "."
         self._error = RunCancelledError(
             f"Job {self.state.job_id!r} of flow {self.flow_name!r} was cancelled{why}"
@@ -677,6 +690,14 @@ class Job(metaclass=NoPublicConstructor):
         self.log.add(
             EventKind.ROUTINE_EVENT, routine_id, {"event": event, "data": entry.data}, offset=entry.offset
         )
+
+    def _in_worker_thread(self) -> bool:
+        """Whether this is another thread than the job's loop (a ``"concurrent"`` job's worker, say).
+
+        The job belongs to its loop: a control called from another thread is
+        run there (``trio.from_thread``), while the job runs.
+        """
+        return self._token is not None and not self._ended and threading.get_ident() != self._loop_thread
 
     def state_changed(self, kind: EventKind, node: str | None, data: object) -> None:
         """Record a change made to the job's state through its public methods (``JobState``)."""
@@ -790,9 +811,10 @@ class Job(metaclass=NoPublicConstructor):
         self._registry[state.job_id] = self
         state._start_clock()
         deadline = math.inf if self._timeout is None else trio.current_time() + self._timeout
+        self._token = trio.lowlevel.current_trio_token()
+        self._loop_thread = threading.get_ident()
         if self._max_workers:
             self._limiter = trio.CapacityLimiter(self._max_workers)
-            self._loop_thread = threading.get_ident()
         try:
             async with actors.open_system() as system:
                 try:
