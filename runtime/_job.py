@@ -48,7 +48,7 @@ from ._core import cancelled_error, end_state, save_state, timeout_error
 from ._exceptions import JobStateError, RunCancelledError, StepLimitError
 from ._publisher import Event, EventKind, Publisher
 from ._record import RunLog
-from ._routine import ErrorStrategy, ExecutionContext, current_host
+from ._routine import ErrorStrategy, ExecutionContext, _Call, current_host
 from ._state import OUTPUT_KEY, Delivery, JobState, Status, _isolate, current_job, summarize
 from ._util import NoPublicConstructor
 
@@ -162,44 +162,40 @@ class RoutineActor(actors.Actor[_Msg, None]):
 
     async def handle(self, message: _Msg) -> None:
         job = self.job
-        if job._sequential:
+        sequential = job._sequential
+        if sequential:
             await job._take_turn(message.seq)
-            try:
-                await self._handle_in_turn(message)
-            finally:
-                job._pass_turn()
-        else:
-            await self._handle_in_turn(message)
-
-    async def _handle_in_turn(self, message: _Msg) -> None:
-        job = self.job
-        while job._paused:
-            await job._wait_resumed()
-        if job._outcome is not None:
-            return
-        job._steps += 1
-        if job._steps > job._max_steps:
-            job._step_limit(self, message)
-            return
-        del job._pending[message.seq]
-        job._running += 1
-        self.busy = True
         try:
-            await self._handle(message)
-        except BaseException:
-            self.interrupted = True
-            raise
+            while job._paused:
+                await job._wait_resumed()
+            if job._outcome is not None:
+                return
+            job._steps += 1
+            if job._steps > job._max_steps:
+                job._step_limit(self, message)
+                return
+            del job._pending[message.seq]
+            job._running += 1
+            self.busy = True
+            try:
+                await self._handle(message)
+            except BaseException:
+                self.interrupted = True
+                raise
+            finally:
+                self.busy = False
+                job._running -= 1
+            self.handled += 1
+            if job._outcome is not None:
+                return  # the job is ending: what is left stays pending
+            if self.overflow:
+                self._drain_overflow()
+            if job.log.flush_due:
+                await job.log.flush()
+            job._message_done()
         finally:
-            self.busy = False
-            job._running -= 1
-        self.handled += 1
-        if job._outcome is not None:
-            return  # the job is ending: what is left stays pending
-        if self.overflow:
-            self._drain_overflow()
-        if job.log.flush_due:
-            await job.log.flush()
-        job._message_done()
+            if sequential:
+                job._pass_turn()
 
     async def _handle(self, message: _Msg) -> None:
         slot = self.slots[message.slot]
@@ -217,16 +213,19 @@ class RoutineActor(actors.Actor[_Msg, None]):
                     after = await hook(
                         Invocation("routine", self.routine_id, (self.routine_id, slot.name), (), data)
                     )
-                args, kwargs = slot._arguments(data)
-                if slot._on_routine:
-                    args = (self.routine, *args)
                 limiter = self.job._limiter
-                if limiter is not None and not slot._is_async:
-                    result = await trio.to_thread.run_sync(
-                        functools.partial(func, *args, **kwargs), limiter=limiter
-                    )
+                if slot._plan.kind is _Call.KWARGS and limiter is None:
+                    result = func(self.routine, **data) if slot._on_routine else func(**data)
                 else:
-                    result = func(*args, **kwargs)
+                    args, kwargs = slot._arguments(data)
+                    if slot._on_routine:
+                        args = (self.routine, *args)
+                    if limiter is not None and not slot._is_async:
+                        result = await trio.to_thread.run_sync(
+                            functools.partial(func, *args, **kwargs), limiter=limiter
+                        )
+                    else:
+                        result = func(*args, **kwargs)
                 if slot._is_async or (result is not None and inspect.isawaitable(result)):
                     result = await result  # type: ignore[misc]
                 if after is not None:
