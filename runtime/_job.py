@@ -214,8 +214,12 @@ class RoutineActor(actors.Actor[_Msg, None]):
                         Invocation("routine", self.routine_id, (self.routine_id, slot.name), (), data)
                     )
                 limiter = self.job._limiter
-                if slot._plan.kind is _Call.KWARGS and limiter is None:
+                plan = slot._plan
+                if limiter is None and plan.kind is _Call.KWARGS:
                     result = func(self.routine, **data) if slot._on_routine else func(**data)
+                elif limiter is None and plan.kind is _Call.ONE and plan.names[0] in data:
+                    value = data[plan.names[0]]
+                    result = func(self.routine, value) if slot._on_routine else func(value)
                 else:
                     args, kwargs = slot._arguments(data)
                     if slot._on_routine:
