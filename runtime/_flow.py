@@ -1164,7 +1164,7 @@ class Flow(Generic[P, T]):
         """Run a job from synchronous code, from routine *entry_id*, and return its final state.
 
         The job starts by calling the entry routine's first slot with
-        *entry_params* as keyword arguments, and runs until no routine holds
+        *entry_params* as its data, and runs until no routine holds
         a message. A job that fails, times out or is cancelled does not raise
         here: its ``status`` and ``error`` say how it ended (as in Routilux),
         and ``undelivered`` lists the messages it never handled. A handler
@@ -1180,7 +1180,8 @@ class Flow(Generic[P, T]):
 
         Args:
             entry_id: the routine to start with.
-            entry_params: keyword arguments for its first slot (copied).
+            entry_params: the data for its first slot (copied), given to its
+                handler by the handler's signature (see :class:`~runtime.Routine`).
             execution_strategy: this job's strategy, instead of the flow's
                 :attr:`execution_strategy` (``"concurrent"`` then uses 5
                 worker threads, unless it is the flow's own strategy).

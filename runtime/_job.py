@@ -30,6 +30,7 @@ The job completes when it reaches 0 while the job is not paused.
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import inspect
 import logging
@@ -47,7 +48,7 @@ from ._core import cancelled_error, end_state, save_state, timeout_error
 from ._exceptions import JobStateError, RunCancelledError, StepLimitError
 from ._publisher import Event, EventKind, Publisher
 from ._record import RunLog
-from ._routine import ErrorStrategy, ExecutionContext, current_host
+from ._routine import ErrorStrategy, ExecutionContext, _Call, current_host
 from ._state import OUTPUT_KEY, Delivery, JobState, Status, _isolate, current_job, summarize
 from ._util import NoPublicConstructor
 
@@ -161,44 +162,40 @@ class RoutineActor(actors.Actor[_Msg, None]):
 
     async def handle(self, message: _Msg) -> None:
         job = self.job
-        if job._sequential:
+        sequential = job._sequential
+        if sequential:
             await job._take_turn(message.seq)
-            try:
-                await self._handle_in_turn(message)
-            finally:
-                job._pass_turn()
-        else:
-            await self._handle_in_turn(message)
-
-    async def _handle_in_turn(self, message: _Msg) -> None:
-        job = self.job
-        while job._paused:
-            await job._wait_resumed()
-        if job._outcome is not None:
-            return
-        job._steps += 1
-        if job._steps > job._max_steps:
-            job._step_limit(self, message)
-            return
-        del job._pending[message.seq]
-        job._running += 1
-        self.busy = True
         try:
-            await self._handle(message)
-        except BaseException:
-            self.interrupted = True
-            raise
+            while job._paused:
+                await job._wait_resumed()
+            if job._outcome is not None:
+                return
+            job._steps += 1
+            if job._steps > job._max_steps:
+                job._step_limit(self, message)
+                return
+            del job._pending[message.seq]
+            job._running += 1
+            self.busy = True
+            try:
+                await self._handle(message)
+            except BaseException:
+                self.interrupted = True
+                raise
+            finally:
+                self.busy = False
+                job._running -= 1
+            self.handled += 1
+            if job._outcome is not None:
+                return  # the job is ending: what is left stays pending
+            if self.overflow:
+                self._drain_overflow()
+            if job.log.flush_due:
+                await job.log.flush()
+            job._message_done()
         finally:
-            self.busy = False
-            job._running -= 1
-        self.handled += 1
-        if job._outcome is not None:
-            return  # the job is ending: what is left stays pending
-        if self.overflow:
-            self._drain_overflow()
-        if job.log.flush_due:
-            await job.log.flush()
-        job._message_done()
+            if sequential:
+                job._pass_turn()
 
     async def _handle(self, message: _Msg) -> None:
         slot = self.slots[message.slot]
@@ -216,16 +213,23 @@ class RoutineActor(actors.Actor[_Msg, None]):
                     after = await hook(
                         Invocation("routine", self.routine_id, (self.routine_id, slot.name), (), data)
                     )
-                args, kwargs = slot._arguments(data)
-                if slot._on_routine:
-                    args = (self.routine, *args)
                 limiter = self.job._limiter
-                if limiter is not None and not slot._is_async:
-                    result = await trio.to_thread.run_sync(
-                        functools.partial(func, *args, **kwargs), limiter=limiter
-                    )
+                plan = slot._plan
+                if limiter is None and plan.kind is _Call.KWARGS:
+                    result = func(self.routine, **data) if slot._on_routine else func(**data)
+                elif limiter is None and plan.kind is _Call.ONE and plan.names[0] in data:
+                    value = data[plan.names[0]]
+                    result = func(self.routine, value) if slot._on_routine else func(value)
                 else:
-                    result = func(*args, **kwargs)
+                    args, kwargs = slot._arguments(data)
+                    if slot._on_routine:
+                        args = (self.routine, *args)
+                    if limiter is not None and not slot._is_async:
+                        result = await trio.to_thread.run_sync(
+                            functools.partial(func, *args, **kwargs), limiter=limiter
+                        )
+                    else:
+                        result = func(*args, **kwargs)
                 if slot._is_async or (result is not None and inspect.isawaitable(result)):
                     result = await result  # type: ignore[misc]
                 if after is not None:
@@ -488,6 +492,8 @@ class Job(metaclass=NoPublicConstructor):
     _ended = False
     #: ``"concurrent"``: the worker threads sync handlers run in (made when the job starts).
     _limiter: trio.CapacityLimiter | None = None
+    #: The job's Trio run and the thread it runs in, once started.
+    _token: trio.lowlevel.TrioToken | None = None
     _loop_thread = 0
     #: ``"sequential"``: whether a handler holds the turn, and who waits for it, by message seq.
     _turn_taken = False
@@ -611,6 +617,9 @@ class Job(metaclass=NoPublicConstructor):
         Raises:
             JobStateError: the job has ended.
         """
+        if self._in_worker_thread():
+            trio.from_thread.run_sync(self.pause, reason, trio_token=self._token)
+            return
         if self._outcome is not None or self.state.status.is_final:
             msg = (
                 f"Cannot pause job {self.state.job_id!r} of flow {self.flow_name!r}: it has ended "
@@ -631,6 +640,9 @@ class Job(metaclass=NoPublicConstructor):
         Raises:
             JobStateError: the job is not paused.
         """
+        if self._in_worker_thread():
+            trio.from_thread.run_sync(self.resume, trio_token=self._token)
+            return
         if not self._paused or self._outcome is not None:
             status = self._outcome or self.state.status
             msg = (
@@ -659,6 +671,10 @@ class Job(metaclass=NoPublicConstructor):
         """
         if self._outcome is not None:
             return
+        if self._in_worker_thread():
+            with contextlib.suppress(trio.RunFinishedError):  # it ended meanwhile
+                trio.from_thread.run_sync(self.cancel, reason, trio_token=self._token)
+            return
         why = f": {reason}" if reason else "."
         self._error = RunCancelledError(
             f"Job {self.state.job_id!r} of flow {self.flow_name!r} was cancelled{why}"
@@ -679,6 +695,14 @@ class Job(metaclass=NoPublicConstructor):
         self.log.add(
             EventKind.ROUTINE_EVENT, routine_id, {"event": event, "data": entry.data}, offset=entry.offset
         )
+
+    def _in_worker_thread(self) -> bool:
+        """Whether this is another thread than the job's loop (a ``"concurrent"`` job's worker, say).
+
+        The job belongs to its loop: a control called from another thread is
+        run there (``trio.from_thread``), while the job runs.
+        """
+        return self._token is not None and not self._ended and threading.get_ident() != self._loop_thread
 
     def state_changed(self, kind: EventKind, node: str | None, data: object) -> None:
         """Record a change made to the job's state through its public methods (``JobState``)."""
@@ -792,9 +816,10 @@ class Job(metaclass=NoPublicConstructor):
         self._registry[state.job_id] = self
         state._start_clock()
         deadline = math.inf if self._timeout is None else trio.current_time() + self._timeout
+        self._token = trio.lowlevel.current_trio_token()
+        self._loop_thread = threading.get_ident()
         if self._max_workers:
             self._limiter = trio.CapacityLimiter(self._max_workers)
-            self._loop_thread = threading.get_ident()
         try:
             async with actors.open_system() as system:
                 try:

@@ -182,9 +182,10 @@ class _Call(enum.Enum):
 
 class _Plan(NamedTuple):
     kind: _Call
-    #: The handler's parameter names (without ``self``), in order.
+    #: The names the handler takes as keywords (without ``self``), in order;
+    #: ONE: its one parameter's name.
     names: tuple[str, ...]
-    #: ONE only: whether the parameter has a default.
+    #: ONE only: whether the parameter has a default (or is ``*args``).
     optional: bool
 
 
@@ -247,10 +248,12 @@ def _call_plan(handler: Handler) -> _Plan:
         for p in params
         if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     )
-    if len(params) == 1 and params[0].name == "data" and names:
-        return _Plan(_Call.WHOLE, names, False)
-    if len(params) == 1 and names and params[0].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
-        return _Plan(_Call.ONE, names, params[0].default is not inspect.Parameter.empty)
+    if len(params) == 1 and params[0].kind is not inspect.Parameter.KEYWORD_ONLY:
+        only = params[0]
+        if only.name == "data" and only.kind is not inspect.Parameter.VAR_POSITIONAL:
+            return _Plan(_Call.WHOLE, (only.name,), False)
+        optional = only.default is not inspect.Parameter.empty or only.kind is inspect.Parameter.VAR_POSITIONAL
+        return _Plan(_Call.ONE, (only.name,), optional)
     return _Plan(_Call.MATCH, names, False)
 
 
@@ -531,9 +534,10 @@ class Routine(metaclass=_RoutineMeta):
     2. Its one parameter is named ``data``: the whole dict, as that argument
        (``def take(self, data)`` after ``emit("out", data="x")`` gets
        ``{"data": "x"}``).
-    3. It has one other parameter: the value under that name, if the data
-       has it; else the whole dict; and nothing (its default applies) if
-       the data is empty and the parameter has a default.
+    3. It has one other parameter (positional, or ``*args``): the value
+       under that name, if the data has it; else the whole dict; and
+       nothing (its default applies) if the data is empty and the parameter
+       has a default or is ``*args``.
     4. Otherwise: the keys it names, as keyword arguments; other keys are
        dropped (``def take(self, data, other=None)`` after
        ``emit("out", data=1, extra=2)`` gets ``data=1``). If it names none

@@ -122,6 +122,17 @@ async def test_an_empty_message_leaves_a_single_parameters_default() -> None:
     assert got == ["default"]
 
 
+async def test_a_builtin_or_star_args_handler_is_one_parameter() -> None:
+    seen: list[object] = []
+    flow, params = source_to(seen.append, {"item": 1})  # list.append(object, /)
+    await flow.aexecute("source", params)
+    star: list[tuple[object, ...]] = []
+    flow, params = source_to(lambda *args: star.append(args), {"args": 2}, {"x": 3}, {})
+    await flow.aexecute("source", params)
+    assert seen == [{"item": 1}]
+    assert star == [(2,), ({"x": 3},), ()]
+
+
 async def test_a_handler_with_no_parameters_is_called_with_none() -> None:
     got: list[str] = []
     flow, params = source_to(lambda: got.append("called"), {"x": 1})
@@ -655,3 +666,38 @@ def test_the_execution_strategies_page_runs() -> None:
     assert blocks
     for block in blocks:
         exec(compile(block, "execution-strategies.md", "exec"), {"__name__": "docs_page"})
+
+
+class Controller(rt.Routine):
+    """A plain handler that pauses its job on its first message and cancels it on its second."""
+
+    def __init__(self, paused: threading.Event) -> None:
+        super().__init__()
+        self.paused = paused
+        self.define_slot("input", handler=self.take)
+
+    def take(self, **_: object) -> None:
+        ctx = self.get_execution_context()
+        assert ctx is not None
+        if not self.paused.is_set():
+            ctx.job_state.pause("from a worker thread")  # applied on the loop before it returns
+            self.paused.set()
+        else:
+            ctx.flow.cancel(ctx.job_state, reason="found it")
+
+
+async def test_a_sync_handler_in_a_worker_thread_can_pause_and_cancel_its_job() -> None:
+    flow: rt.Flow[..., object] = rt.Flow(flow_id="ctl", execution_strategy="concurrent")
+    flow.add_routine(Source(), "source")
+    paused = threading.Event()
+    flow.add_routine(Controller(paused), "ctl")
+    flow.connect("source", "out", "ctl", "input")
+    async with flow.open_job("source", {"items": [{}, {}]}) as job:
+        await trio.to_thread.run_sync(paused.wait)
+        assert job.status is rt.Status.PAUSED
+        assert job.pause_reason == "from a worker thread"
+        job.resume()
+        state = await job.wait()
+    assert state.status is rt.Status.CANCELLED
+    assert job.error is not None
+    assert str(job.error).endswith("was cancelled: found it")
