@@ -154,10 +154,13 @@ class Flow(Generic[P, T]):
             before it fails with :class:`~runtime.StepLimitError`. ``None``
             (the default): no limit; a cycle that never stops then runs until
             *timeout*, or until the caller cancels it.
-        executor: node runs only: where the flow's plain nodes run unless a
-            node was given its own executor (``rt.threads()``,
-            ``rt.processes()``, ``rt.ray()``); ``None``: in a worker thread.
-            Async nodes and ``thread=False`` nodes run on the loop.
+        executor: where the flow's plain nodes run unless a node was given
+            its own executor (``rt.threads()``, ``rt.processes()``,
+            ``rt.ray()``); ``None``: in a worker thread. Async nodes and
+            ``thread=False`` nodes run on the loop. In a routine graph, where
+            the plain handlers of routines without their own executor
+            (:meth:`Routine.set_executor <runtime.Routine.set_executor>`)
+            run; ``None``: on the loop.
 
     Raises:
         TypeError: a setting of the wrong type (a name that is not a string,
