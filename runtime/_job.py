@@ -554,6 +554,29 @@ class Job(metaclass=NoPublicConstructor):
         log = self.state.get_shared_data(OUTPUT_KEY, [])
         return list(log) if isinstance(log, list) else []
 
+    def routine_stats(self) -> dict[str, dict[str, int]]:
+        """Per routine, the messages it has taken so far (the one it is handling included) and those waiting.
+
+        ``{routine_id: {"handled": n, "queued": m}}``; *queued* counts its
+        mailbox and its overflow (see the module docstring). A snapshot for
+        live views (the CLI's progress draws it); empty once the job has
+        ended.
+        """
+        if self._ended:
+            return {}
+        stats: dict[str, dict[str, int]] = {}
+        for routine_id, actor in self._actors.items():
+            inbox = actor.inbox
+            if inbox is None:
+                stats[routine_id] = {"handled": 0, "queued": 0}
+                continue
+            snapshot = inbox.statistics()
+            stats[routine_id] = {
+                "handled": snapshot.handled,
+                "queued": snapshot.mailbox_used + len(actor.overflow),
+            }
+        return stats
+
     async def wait(self) -> JobState:
         """Wait until the job has ended, however it ends, and return its state.
 
