@@ -401,6 +401,13 @@ class Flow(Generic[P, T]):
         down: a session counts the run by how it really ended.
         """
         report = cast("Callable[[RunResult[object]], object] | None", on_result)
+        if metadata is not None and metadata.run_id:
+            # Who asked (a session's user, conversation, ...) is no record of the
+            # run: consumers that want it (rt.TraceExporter) are told before it starts.
+            for consumer in (*self.subscribers, *self.recorders):
+                describe_run = getattr(consumer, "describe_run", None)
+                if describe_run is not None:
+                    describe_run(metadata)
         if self._graph.routines:
             self._check_one_kind("invoke")
             result = await self._graph.arun(
