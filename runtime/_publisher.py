@@ -232,8 +232,9 @@ class Publisher(actors.Actor[list[Event], None]):
                         event.kind,
                         event.seq,
                     )
-            for sink in list(self._sinks):
-                await self._deliver(sink, event)
+            if self._sinks:
+                for sink in list(self._sinks):
+                    await self._deliver(sink, event)
         for recorder in self._recorders:
             try:
                 await recorder.record(message)

@@ -441,8 +441,8 @@ class Routine(metaclass=_RoutineMeta):
     constructor again with the same arguments (or the factory given to
     :meth:`Flow.add_routine <runtime.Flow.add_routine>`), then applying the
     settings made on the routine since (``define_slot``, ``set_config``,
-    ``set_error_handler``, attributes assigned from outside): what a handler
-    writes on ``self``, and anything the routine creates itself, is that
+    ``set_error_handler``, ``set_executor``, attributes assigned from
+    outside): what a handler writes on ``self``, and anything the routine creates itself, is that
     job's own. What the routine was given (a constructor argument such as a
     channel, a connection or a collector list, a config value, an attribute
     set from outside) is shared, not copied, by every job, concurrent jobs
