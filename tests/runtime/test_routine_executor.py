@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import runtime as rt
 
@@ -321,3 +323,65 @@ async def test_a_timeout_cancels_a_routines_ray_task(ray_cluster: ModuleType) ->
     assert time.monotonic() - start < 4.0
     assert state.status is rt.Status.TIMED_OUT
     assert state.routine_states["first"]["status"] in ("cancelled", "killed")
+
+
+# -- mixed executors give the same job as the loop ----------------------------------------------
+
+
+class Step(rt.Routine):
+    """Sends out what it got, then passes ``value * factor + 1`` on."""
+
+    def __init__(self, factor: int) -> None:
+        super().__init__()
+        self.factor = factor
+        self.define_slot("input", handler=self.step)
+        self.define_event("out", ["value"])
+
+    def step(self, value: int = 0, **kwargs: object) -> None:
+        self.send_output("seen", value=value)
+        self.emit("out", value=value * self.factor + 1)
+
+
+_EXECUTORS = {"loop": None, "threads": rt.threads(), "processes": rt.processes(limit=2)}
+
+
+@st.composite
+def _mixed_graphs(draw: st.DrawFn) -> tuple[list[int], list[tuple[int, int]], list[str]]:
+    n = draw(st.integers(2, 5))
+    factors = draw(st.lists(st.integers(-3, 3), min_size=n, max_size=n))
+    edges = draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1)), max_size=6))
+    dag = sorted({(a, b) for a, b in edges if a < b})
+    places = draw(st.lists(st.sampled_from(sorted(_EXECUTORS)), min_size=n, max_size=n))
+    return factors, dag, places
+
+
+def _job_of(factors: list[int], dag: list[tuple[int, int]], places: list[str] | None) -> object:
+    flow = rt.Flow("mixed")
+    for i, factor in enumerate(factors):
+        step = Step(factor)
+        if places is not None:
+            step.set_executor(_EXECUTORS[places[i]])
+        flow.add_routine(step, f"s{i}")
+    for a, b in dag:
+        flow.connect(f"s{a}", "out", f"s{b}", "input")
+    state = flow.execute("s0", entry_params={"value": 1})
+    assert state.status is rt.Status.COMPLETED
+    outputs = sorted((o["routine_id"], o["data"]["value"]) for o in _outputs_of(state))
+    history = sorted((e.routine_id, e.event_name, e.data["value"]) for e in state.history)
+    return outputs, history
+
+
+def _outputs_of(state: rt.JobState) -> list[dict[str, object]]:
+    log = state.get_shared_data("output_log")
+    assert isinstance(log, list)
+    return log
+
+
+@settings(max_examples=15)
+@given(graph=_mixed_graphs())
+def test_routines_on_mixed_executors_give_the_same_outputs_and_history_as_on_the_loop(
+    graph: tuple[list[int], list[tuple[int, int]], list[str]],
+) -> None:
+    """Invariant: where a routine's plain handler runs (loop, thread, process) changes nothing a job records."""
+    factors, dag, places = graph
+    assert _job_of(factors, dag, places) == _job_of(factors, dag, None)
