@@ -353,6 +353,11 @@ def run_packed(payload: bytes, cloud: bool) -> tuple[object, ...]:
         return (_UNSENDABLE_RESULT, type(result).__qualname__, f"{type(exc).__name__}: {exc}")
 
 
+def _what(submission: Submission) -> str:
+    """What *submission* runs, as messages name it: ``node`` or ``handler``."""
+    return "handler" if submission.kind == "routine" else "node"
+
+
 def _qualified(cls: type) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
@@ -380,14 +385,15 @@ def unpack(reply: tuple[object, ...], submission: Submission, *, where: str) -> 
     if reply[0] == _UNLOADABLE:
         msg = (
             f"{where.capitalize()} could not load {submission.label}: {reply[1]}. The worker imports the "
-            "node by its module and name: make that module importable there (installed, or on the "
+            f"{_what(submission)} by its module and name: make that module importable there (installed, or on the "
             "workers' path; for Ray, shipped with rt.ray(runtime_env={'working_dir': ...}))."
         )
         raise ExecutorError(msg, node=submission.node)
     _, type_name, why = reply
     msg = (
         f"{submission.label} returned a {type_name} on {where} that cannot be sent back: pickle "
-        f"refused it ({why}). Return a value that pickle can copy, or run the node on rt.threads()."
+        f"refused it ({why}). Return a value that pickle can copy, or run the {submission.kind} on "
+        "rt.threads()."
     )
     raise ExecutorError(msg, node=submission.node)
 
@@ -408,7 +414,8 @@ def died(submission: Submission, exit_code: int | None, where: str, *, detail: s
     else:
         how = f"with exit code {exit_code}"
     msg = (
-        f"The {where} running {submission.label} died {how} before it returned. The node failed; "
+        f"The {where} running {submission.label} died {how} before it returned. The "
+        f"{_what(submission)} failed; "
         "the run goes on per its error rules. If the function ends its process (os._exit, a crash in "
         "C code, the out-of-memory killer), guard it there."
     )

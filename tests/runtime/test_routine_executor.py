@@ -89,6 +89,17 @@ class Locked(rt.Routine):
         pass
 
 
+class Dying(rt.Routine):
+    """Ends its process."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.define_slot("input", handler=self.die)
+
+    def die(self, code: int = 3, **kwargs: object) -> None:
+        os._exit(code)
+
+
 def square_outputs(value: int = 0, **kwargs: object) -> None:
     """A function handler: it emits nothing of its routine, and carries none with it."""
 
@@ -206,6 +217,22 @@ async def test_a_timeout_kills_a_handlers_worker_process_within_a_second() -> No
     assert state.status is rt.Status.TIMED_OUT
     assert state.routine_states["first"] == {"executor": "processes", "status": "killed"}
     assert [d.slot for d in state.undelivered] == []
+
+
+async def test_a_worker_that_dies_under_a_handler_fails_it_with_the_exit_code_and_the_job_goes_on() -> None:
+    dying = Dying()
+    dying.set_executor(rt.processes())
+    dying.set_error_handler("continue")
+    flow = rt.Flow("dying")
+    flow.add_routine(dying, "first")
+    state = await flow.aexecute("first", entry_params={"code": 3})
+    assert state.status is rt.Status.COMPLETED  # per its error strategy: continue
+    assert state.routine_states["first"]["status"] == "error_continued"
+    error = str(state.routine_states["first"]["error"])
+    assert error.startswith(
+        "ExecutorError: The worker process running routine 'first' (slot 'input') died with exit code 3 "
+        "before it returned. The handler failed; the run goes on per its error rules."
+    )
 
 
 async def test_a_routine_that_cannot_be_pickled_is_named_with_the_fix() -> None:
