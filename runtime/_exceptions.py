@@ -229,16 +229,17 @@ class DirectNodeCallWarning(UserWarning):
 
 @final
 class ExecutorError(TrioflowError, RuntimeError):
-    """A node could not be run on its executor, or its worker failed under it.
+    """A node (or routine handler) could not be run on its executor, or its worker failed under it.
 
     Raised when an argument or a result cannot cross to a worker process or a
     Ray task (``pickle`` refused it), when Ray is not installed or not
     initialised, or when the worker running the node died.
 
     Attributes:
-        node: the node's name.
-        parameter: the parameter whose argument could not be sent, if that was
-            the problem; ``None`` otherwise.
+        node: the node's name, or the routine's id.
+        parameter: the parameter whose argument could not be sent (for a
+            routine handler, the message key or the routine's attribute), if
+            that was the problem; ``None`` otherwise.
         exit_code: the worker process's exit code (negative: killed by that
             signal), if it died; ``None`` otherwise.
     """

@@ -55,8 +55,11 @@ class Submission:
         fn: the function to call (a node, which pickles by reference).
         args: positional arguments.
         kwargs: keyword arguments.
-        node: the node's name, for messages.
-        request: the request's id, for messages.
+        node: the node's name (a routine's id), for messages.
+        request: the request's id (a routine's slot), for messages.
+        kind: ``"node"``, or ``"routine"`` for a routine's slot handler
+            (then *fn* is the runtime's handler trampoline, and *args* are
+            the handler, the routine or ``None``, and the routine's id).
         ending: how the work ended if the call was cancelled. An executor
             leaves ``cancelled`` when the work stopped (or never began), and
             sets ``killed`` when it killed the worker to stop it, or
@@ -65,7 +68,7 @@ class Submission:
     .. versionadded:: 0.1
     """
 
-    __slots__ = ("args", "ending", "fn", "kwargs", "node", "request")
+    __slots__ = ("args", "ending", "fn", "kind", "kwargs", "node", "request")
 
     def __init__(
         self,
@@ -75,8 +78,10 @@ class Submission:
         *,
         node: str,
         request: str,
+        kind: str = "node",
     ) -> None:
         self.fn = fn
+        self.kind = kind
         self.args = args
         self.kwargs = kwargs
         self.node = node
@@ -84,12 +89,12 @@ class Submission:
         self.ending = Status.CANCELLED
 
     def __repr__(self) -> str:
-        return f"<Submission node={self.node!r} request={self.request!r} ending={self.ending.value!r}>"
+        return f"<Submission {self.kind}={self.node!r} request={self.request!r} ending={self.ending.value!r}>"
 
     @property
     def label(self) -> str:
-        """``node 'parse' (r3)``: the call, as messages name it."""
-        return f"node {self.node!r} ({self.request})"
+        """``node 'parse' (r3)`` or ``routine 'sum' (slot 'in')``: the call, as messages name it."""
+        return f"{self.kind} {self.node!r} ({self.request})"
 
 
 @runtime_checkable
@@ -230,6 +235,8 @@ def _unsendable(
     submission: Submission, dumps: Callable[[object], bytes], exc: Exception, where: str
 ) -> ExecutorError:
     """The error saying which part of *submission* could not be pickled for *where*."""
+    if submission.kind == "routine":
+        return _unsendable_handler(submission, dumps, exc, where)
     try:
         dumps(submission.fn)
     except Exception as fn_exc:
@@ -255,6 +262,56 @@ def _unsendable(
             )
             return ExecutorError(msg, node=submission.node, parameter=parameter)
     msg = f"Cannot send {submission.label} to {where}: pickle refused it ({type(exc).__name__}: {exc})."
+    return ExecutorError(msg, node=submission.node)
+
+
+def _unsendable_handler(
+    submission: Submission, dumps: Callable[[object], bytes], exc: Exception, where: str
+) -> ExecutorError:
+    """The error saying which part of a routine handler's call could not be pickled for *where*."""
+    handler, routine = submission.args[0], submission.args[1]
+    label = submission.label
+    try:
+        dumps(handler)
+    except Exception as fn_exc:
+        name = getattr(handler, "__qualname__", repr(handler))
+        msg = (
+            f"Cannot send {label} to {where}: its handler {name} cannot be pickled "
+            f"({type(fn_exc).__name__}: {fn_exc}). Make the handler a method of a routine class, or a "
+            "function, defined at the top level of an importable module (not in a function or __main__), "
+            "or run the routine on rt.threads()."
+        )
+        return ExecutorError(msg, node=submission.node)
+    if routine is not None:
+        # The routine's own attributes first: its slots and recipe hold it again.
+        for attribute, value in sorted(vars(routine).items(), key=lambda item: item[0].startswith("_")):
+            try:
+                dumps(value)
+            except Exception as attr_exc:
+                what = (
+                    "its constructor arguments or settings"
+                    if attribute == "_recipe"
+                    else f"its attribute {attribute!r} (a {type(value).__qualname__})"
+                )
+                msg = (
+                    f"Cannot send {label} to {where}: the handler is a method, so the routine goes with "
+                    f"it, and {what} cannot be pickled ({type(attr_exc).__name__}: {attr_exc}). Keep what "
+                    "cannot be pickled off the routine, make the handler a function at the top level of a "
+                    "module (it then runs without the routine), or run the routine on rt.threads()."
+                )
+                return ExecutorError(msg, node=submission.node, parameter=attribute)
+    for parameter, value in submission.kwargs.items():
+        try:
+            dumps(value)
+        except Exception as arg_exc:
+            msg = (
+                f"Cannot send {label} to {where}: pickle refused the message's {parameter!r}, a "
+                f"{type(value).__qualname__} ({type(arg_exc).__name__}: {arg_exc}). Emit values that "
+                "pickle can copy (plain data, or a path or key to what they stand for), or run the routine "
+                "on rt.threads()."
+            )
+            return ExecutorError(msg, node=submission.node, parameter=parameter)
+    msg = f"Cannot send {label} to {where}: pickle refused it ({type(exc).__name__}: {exc})."
     return ExecutorError(msg, node=submission.node)
 
 
@@ -296,6 +353,11 @@ def run_packed(payload: bytes, cloud: bool) -> tuple[object, ...]:
         return (_UNSENDABLE_RESULT, type(result).__qualname__, f"{type(exc).__name__}: {exc}")
 
 
+def _what(submission: Submission) -> str:
+    """What *submission* runs, as messages name it: ``node`` or ``handler``."""
+    return "handler" if submission.kind == "routine" else "node"
+
+
 def _qualified(cls: type) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
@@ -323,14 +385,15 @@ def unpack(reply: tuple[object, ...], submission: Submission, *, where: str) -> 
     if reply[0] == _UNLOADABLE:
         msg = (
             f"{where.capitalize()} could not load {submission.label}: {reply[1]}. The worker imports the "
-            "node by its module and name: make that module importable there (installed, or on the "
+            f"{_what(submission)} by its module and name: make that module importable there (installed, or on the "
             "workers' path; for Ray, shipped with rt.ray(runtime_env={'working_dir': ...}))."
         )
         raise ExecutorError(msg, node=submission.node)
     _, type_name, why = reply
     msg = (
         f"{submission.label} returned a {type_name} on {where} that cannot be sent back: pickle "
-        f"refused it ({why}). Return a value that pickle can copy, or run the node on rt.threads()."
+        f"refused it ({why}). Return a value that pickle can copy, or run the {submission.kind} on "
+        "rt.threads()."
     )
     raise ExecutorError(msg, node=submission.node)
 
@@ -351,7 +414,8 @@ def died(submission: Submission, exit_code: int | None, where: str, *, detail: s
     else:
         how = f"with exit code {exit_code}"
     msg = (
-        f"The {where} running {submission.label} died {how} before it returned. The node failed; "
+        f"The {where} running {submission.label} died {how} before it returned. The "
+        f"{_what(submission)} failed; "
         "the run goes on per its error rules. If the function ends its process (os._exit, a crash in "
         "C code, the out-of-memory killer), guard it there."
     )

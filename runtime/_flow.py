@@ -337,10 +337,13 @@ class Flow(Generic[P, T]):
             deterministic (unlike ``"concurrent"``).
         max_workers: ``"concurrent"`` only: worker threads per job (default
             5). :attr:`max_workers` reads 1 under the other strategies.
-        executor: node runs only: where the flow's plain nodes run unless a
-            node was given its own executor (``rt.threads()``,
-            ``rt.processes()``, ``rt.ray()``); ``None``: in a worker thread.
-            Async nodes and ``thread=False`` nodes run on the loop.
+        executor: where the flow's plain nodes run unless a node was given
+            its own executor (``rt.threads()``, ``rt.processes()``,
+            ``rt.ray()``); ``None``: in a worker thread. Async nodes and
+            ``thread=False`` nodes run on the loop. In a routine graph, where
+            the plain handlers of routines without their own executor
+            (:meth:`Routine.set_executor <runtime.Routine.set_executor>`)
+            run; ``None``: on the loop.
 
     Raises:
         TypeError: a setting of the wrong type (a name that is not a string,
@@ -726,6 +729,13 @@ class Flow(Generic[P, T]):
         report = cast("Callable[[RunResult[object]], object] | None", on_result)
         if self.payload_callback is not None:
             report = self._reporter(report)
+        if metadata is not None and metadata.run_id:
+            # Who asked (a session's user, conversation, ...) is no record of the
+            # run: consumers that want it (rt.TraceExporter) are told before it starts.
+            for consumer in (*self.subscribers, *self.recorders):
+                describe_run = getattr(consumer, "describe_run", None)
+                if describe_run is not None:
+                    describe_run(metadata)
         if self._graph.routines:
             self._check_one_kind("invoke")
             async with _run_store(self.store) as store:

@@ -36,7 +36,7 @@ import inspect
 import logging
 import math
 import threading
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, cast, final
 
 import attrs
 import trio
@@ -46,18 +46,20 @@ import actors
 from ._context import Frame, Invocation, RequestMetadata, copy_context, current_frame, invocation_hook
 from ._core import cancelled_error, end_state, save_state, timeout_error
 from ._exceptions import JobStateError, RunCancelledError, StepLimitError
+from ._executor import Submission
 from ._publisher import Event, EventKind, Publisher
 from ._record import RunLog
-from ._routine import ErrorStrategy, ExecutionContext, _Call, current_host
+from ._routine import EMITTED_ATTR, ErrorStrategy, ExecutionContext, _Call, call_handler, current_host
 from ._state import OUTPUT_KEY, Delivery, JobState, Status, _isolate, current_job, summarize
 from ._util import NoPublicConstructor
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from ._core import RunSettings
+    from ._executor import Executor
     from ._publisher import Subscription
-    from ._routine import ErrorHandler, Routine, RoutineProps, Slot
+    from ._routine import ErrorHandler, Handler, Routine, RoutineProps, Slot
     from ._util import AnyFlow
 
 #: ``Delivery.source`` and ``Delivery.event`` of the message that starts a job.
@@ -129,12 +131,21 @@ class RoutineActor(actors.Actor[_Msg, None]):
     _context: ExecutionContext | None = None
     _merged: dict[str, dict[str, object]] | None = None
 
-    def __init__(self, job: Job, routine_id: str, routine: Routine, error_handler: ErrorHandler) -> None:
+    def __init__(
+        self,
+        job: Job,
+        routine_id: str,
+        routine: Routine,
+        error_handler: ErrorHandler,
+        executor: Executor | None = None,
+    ) -> None:
         self.job = job
         self.routine_id = routine_id
         self.routine = routine
         self.slots: dict[str, Slot] = routine.__dict__["_slots"]
         self.error_handler = error_handler
+        #: Where the routine's plain handlers run (its own executor, else the flow's); None: the loop.
+        self.executor = executor
         # Filled in by the job once every actor exists: event -> [(receiver, slot)].
         self.routes: dict[str, list[tuple[RoutineActor, str]]] = {}
         self.outbox: list[tuple[RoutineActor, _Msg]] = []
@@ -213,23 +224,26 @@ class RoutineActor(actors.Actor[_Msg, None]):
                     after = await hook(
                         Invocation("routine", self.routine_id, (self.routine_id, slot.name), (), data)
                     )
-                limiter = self.job._limiter
-                plan = slot._plan
-                if limiter is None and plan.kind is _Call.KWARGS:
-                    result = func(self.routine, **data) if slot._on_routine else func(**data)
-                elif limiter is None and plan.kind is _Call.ONE and plan.names[0] in data:
-                    value = data[plan.names[0]]
-                    result = func(self.routine, value) if slot._on_routine else func(value)
+                if self.executor is not None and not slot._is_async:
+                    result = await self._on_executor(self.executor, slot, func, data)
                 else:
-                    args, kwargs = slot._arguments(data)
-                    if slot._on_routine:
-                        args = (self.routine, *args)
-                    if limiter is not None and not slot._is_async:
-                        result = await trio.to_thread.run_sync(
-                            functools.partial(func, *args, **kwargs), limiter=limiter
-                        )
+                    limiter = self.job._limiter
+                    plan = slot._plan
+                    if limiter is None and plan.kind is _Call.KWARGS:
+                        result = func(self.routine, **data) if slot._on_routine else func(**data)
+                    elif limiter is None and plan.kind is _Call.ONE and plan.names[0] in data:
+                        value = data[plan.names[0]]
+                        result = func(self.routine, value) if slot._on_routine else func(value)
                     else:
-                        result = func(*args, **kwargs)
+                        args, kwargs = slot._arguments(data)
+                        if slot._on_routine:
+                            args = (self.routine, *args)
+                        if limiter is not None and not slot._is_async:
+                            result = await trio.to_thread.run_sync(
+                                functools.partial(func, *args, **kwargs), limiter=limiter
+                            )
+                        else:
+                            result = func(*args, **kwargs)
                 if slot._is_async or (result is not None and inspect.isawaitable(result)):
                     result = await result  # type: ignore[misc]
                 if after is not None:
@@ -253,6 +267,45 @@ class RoutineActor(actors.Actor[_Msg, None]):
             if self.outbox:
                 await self.flush()
             return
+
+    async def _on_executor(
+        self, executor: Executor, slot: Slot, func: Handler, data: dict[str, object]
+    ) -> object:
+        """Call *slot*'s handler on *executor*, then apply what it emitted, in order."""
+        args, kwargs = slot._arguments(data)
+        submission = Submission(
+            call_handler,
+            (func, self.routine if slot._on_routine else None, self.routine_id, args),
+            kwargs,
+            node=self.routine_id,
+            request=f"slot {slot.name!r}",
+            kind="routine",
+        )
+        try:
+            reply = await executor.run(submission)
+        except trio.Cancelled:
+            self.job.state.update_routine_state(
+                self.routine_id, {"status": submission.ending.value, "executor": executor.name}
+            )
+            raise
+        except Exception as exc:
+            self._apply(getattr(exc, EMITTED_ATTR, ()))
+            with contextlib.suppress(AttributeError):
+                delattr(exc, EMITTED_ATTR)
+            raise
+        result, emitted = cast("tuple[object, list[tuple[str, str, dict[str, object]]]]", reply)
+        self._apply(emitted)
+        return result
+
+    def _apply(self, emitted: Iterable[tuple[str, str, dict[str, object]]]) -> None:
+        """Do what a handler on an executor emitted, as it would have on the loop."""
+        for what, name, data in emitted:
+            if what == "emit":
+                self.emit(name, data)
+            elif what == "deferred":
+                self.emit_deferred(name, data)
+            else:
+                self.send_output(name, data)
 
     def _merge(self, slot: Slot, data: dict[str, object]) -> dict[str, object]:
         if self._merged is None:
@@ -546,7 +599,8 @@ class Job(metaclass=NoPublicConstructor):
         for routine_id, props in routines.items():
             routine = props.build(routine_id, settings.name)
             handler = routine._error_handler or default_handler
-            self._actors[routine_id] = RoutineActor(self, routine_id, routine, handler)
+            executor = routine.__dict__.get("_executor") or settings.executor
+            self._actors[routine_id] = RoutineActor(self, routine_id, routine, handler, executor)
         for (source, event), targets in connections.items():
             self._actors[source].routes[event] = [(self._actors[dst], slot) for dst, slot in targets]
         for (source, event, target, slot), mapping in mappings.items():
@@ -591,6 +645,29 @@ class Job(metaclass=NoPublicConstructor):
         """What the job's routines sent with ``send_output``, in order (copies)."""
         log = self.state.get_shared_data(OUTPUT_KEY, [])
         return list(log) if isinstance(log, list) else []
+
+    def routine_stats(self) -> dict[str, dict[str, int]]:
+        """Per routine, the messages it has taken so far (the one it is handling included) and those waiting.
+
+        ``{routine_id: {"handled": n, "queued": m}}``; *queued* counts its
+        mailbox and its overflow (see the module docstring). A snapshot for
+        live views (the CLI's progress draws it); empty once the job has
+        ended.
+        """
+        if self._ended:
+            return {}
+        stats: dict[str, dict[str, int]] = {}
+        for routine_id, actor in self._actors.items():
+            inbox = actor.inbox
+            if inbox is None:
+                stats[routine_id] = {"handled": 0, "queued": 0}
+                continue
+            snapshot = inbox.statistics()
+            stats[routine_id] = {
+                "handled": snapshot.handled,
+                "queued": snapshot.mailbox_used + len(actor.overflow),
+            }
+        return stats
 
     async def wait(self) -> JobState:
         """Wait until the job has ended, however it ends, and return its state.
@@ -832,6 +909,10 @@ class Job(metaclass=NoPublicConstructor):
                     self.log.start(self._publisher, live=live)
                     self.log.add(EventKind.RUN_STARTED, None, self.flow_name)
                     for routine_id, actor in self._actors.items():
+                        if actor.executor is not None and any(
+                            slot._func is not None and not slot._is_async for slot in actor.slots.values()
+                        ):
+                            state.update_routine_state(routine_id, {"executor": actor.executor.name})
                         actor.inbox = system.spawn_nowait(actor, name=_actor_name(routine_id))
                     task_status.started()
                     entry_id, slot, params = self._entry

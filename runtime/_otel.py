@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from ._context import RequestMetadata
     from ._publisher import Event
 
+#: The most run metadata held for runs not started yet.
+_HELD_METADATA = 10_000
+
 _OUTCOMES = {
     EventKind.REQUEST_SUCCEEDED: "completed",
     EventKind.REQUEST_FAILED: "failed",
@@ -76,14 +79,25 @@ class TraceExporter:
         self._runs: dict[str, _RunTrace] = {}
         self._metadata: dict[str, RequestMetadata] = {}
 
-    def describe(self, metadata: RequestMetadata) -> None:
+    def describe_run(self, metadata: RequestMetadata) -> None:
         """Give the run ``metadata.run_id`` its metadata: user and conversation ids become attributes.
 
-        Call it before the run starts, with the metadata the run is started
-        with (a session's request metadata, whose ``run_id`` it names).
+        A flow calls it for each run started with request metadata (each run
+        of a :class:`~runtime.SessionManager` session) on every subscriber and
+        recorder that has it, before the run starts: a session's user id,
+        conversation id, message id and trace id reach the run's span
+        without any call of yours. Call it yourself only for metadata given
+        some other way.
         """
         if metadata.run_id is not None:
-            self._metadata[metadata.run_id] = metadata
+            held = self._metadata
+            if len(held) >= _HELD_METADATA:  # runs that never started (refused arguments)
+                del held[next(iter(held))]
+            held[metadata.run_id] = metadata
+
+    def describe(self, metadata: RequestMetadata) -> None:
+        """The same as :meth:`describe_run` (its first name)."""
+        self.describe_run(metadata)
 
     def _time(self, run: _RunTrace, offset: float) -> int:
         return run.base_ns + int(offset * 1e9)

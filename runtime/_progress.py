@@ -24,9 +24,10 @@ from ._publisher import EventKind
 from ._show import format_duration, shorten, terminal_safe
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from ._core import RunResult
+    from ._job import Job
     from ._publisher import Event, Subscription
     from ._util import AnyFlow
 
@@ -114,6 +115,9 @@ class Progress:
             _RichScreen(out) if self.live and use_rich and _has_rich() else _PlainScreen(out, live=self.live)
         )
         self._clock = clock
+        #: Where the routines' queues are read from at each draw (set by
+        #: :func:`arun_with_progress` for a graph flow): ``{routine: {"handled", "queued"}}``.
+        self.probe: Callable[[], Mapping[str, Mapping[str, int]]] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -164,6 +168,13 @@ class Progress:
         if self.in_flight and self.finished is None:
             node, since = min(self.in_flight.values(), key=lambda item: item[1])
             parts.append(f"slowest: {shorten(node, 40)} for {format_duration(self.offset - since)}")
+        stats = self.probe() if self.probe is not None and self.finished is None else None
+        if stats:
+            busiest = sorted(stats.items(), key=lambda item: (-item[1]["queued"], -item[1]["handled"]))[:4]
+            parts.append(
+                "routines handled/queued: "
+                + ", ".join(f"{shorten(r, 20)} {s['handled']}/{s['queued']}" for r, s in busiest)
+            )
         if self.routine_events:
             total = sum(self.routine_events.values())
             top = sorted(self.routine_events.items(), key=lambda item: -item[1])[:4]
@@ -225,6 +236,20 @@ async def arun_with_progress(
     """
     if progress is None:
         return await flow._arun(args, kwargs)
+    graph = getattr(flow, "_graph", None)
+    if graph is not None and graph.routines and progress.probe is None:
+        jobs: Mapping[str, Job] = graph.running_jobs
+
+        def probe() -> dict[str, dict[str, int]]:
+            merged: dict[str, dict[str, int]] = {}
+            for job in list(jobs.values()):
+                for routine, stat in job.routine_stats().items():
+                    into = merged.setdefault(routine, {"handled": 0, "queued": 0})
+                    into["handled"] += stat["handled"]
+                    into["queued"] += stat["queued"]
+            return merged
+
+        progress.probe = probe
     subscribers = flow.subscribers
     flow.subscribers = (*subscribers, progress)
     error: Exception | None = None

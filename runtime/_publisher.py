@@ -115,6 +115,38 @@ class Recorder(Protocol):
 
 
 @final
+class Batch(list[Event]):
+    """Records sent to the publisher as one message; private to the runtime.
+
+    While :attr:`open` (sent, but not yet taken by the publisher), the run's
+    log adds its next records to this batch rather than sending a message
+    each: records made while the publisher is busy reach it as one list.
+    """
+
+    __slots__ = ("_taken", "open")
+
+    def __init__(self, records: list[Event]) -> None:
+        super().__init__(records)
+        self.open = True
+        self._taken: trio.Event | None = None
+
+    def take(self) -> None:
+        """The publisher has taken the batch: close it, and wake who waits for that."""
+        self.open = False
+        if self._taken is not None:
+            self._taken.set()
+
+    async def wait_taken(self) -> None:
+        """Wait until the publisher has taken the batch."""
+        if self.open:
+            if self._taken is None:
+                self._taken = trio.Event()
+            await self._taken.wait()
+        else:
+            await trio.lowlevel.checkpoint()
+
+
+@final
 class Subscription:
     """An ``async for`` stream of a run's events; from :meth:`Flow.stream <runtime.Flow.stream>`.
 
@@ -198,11 +230,13 @@ class Publisher(actors.Actor[list[Event], None]):
         self._recorders = list(recorders)
 
     async def handle(self, message: list[Event]) -> None:
+        if type(message) is Batch:
+            message.take()  # later records go in a message of their own
         for event in message:
             for callback in self._callbacks:
                 try:
                     result = callback(event)
-                    if inspect.isawaitable(result):
+                    if result is not None and inspect.isawaitable(result):
                         await result
                 except Exception:
                     logger.exception(
@@ -211,8 +245,9 @@ class Publisher(actors.Actor[list[Event], None]):
                         event.kind,
                         event.seq,
                     )
-            for sink in list(self._sinks):
-                await self._deliver(sink, event)
+            if self._sinks:
+                for sink in list(self._sinks):
+                    await self._deliver(sink, event)
         for recorder in self._recorders:
             try:
                 await recorder.record(message)

@@ -62,11 +62,15 @@ import trio
 
 import actors
 
-from ._publisher import Event, EventKind
+from ._publisher import Batch, Event, EventKind
 
 #: Records sent to the publisher in one message when no subscriber watches
 #: live (only recorders consume the run): one wake-up per batch.
 _QUIET_BATCH = 256
+
+#: The most records a live batch gathers while the publisher is busy; then
+#: the next goes in a new message, so a slow consumer still holds the run back.
+_LIVE_BATCH = 256
 
 
 @final
@@ -76,13 +80,15 @@ class RunLog:
     Private to the runtime; both engines write through it.
     """
 
-    __slots__ = ("_batch", "_pending", "_seq", "_t0", "publisher", "run_id")
+    __slots__ = ("_batch", "_open", "_pending", "_seq", "_t0", "publisher", "run_id")
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         #: The run's publisher, while somebody consumes its records.
         self.publisher: actors.ActorRef[list[Event], None] | None = None
         self._pending: list[Event] = []
+        #: Live only: the last batch sent, which gathers records until the publisher takes it.
+        self._open: Batch | None = None
         self._batch = 1
         self._seq = 0
         self._t0 = 0.0
@@ -90,8 +96,12 @@ class RunLog:
     def start(
         self, publisher: actors.ActorRef[list[Event], None] | None, *, live: bool, seq: int = 0
     ) -> None:
-        """Start the run's clock; records go to *publisher*, one at a time if *live*, numbered from *seq*.
+        """Start the run's clock; records go to *publisher*, at once if *live*, numbered from *seq*.
 
+        Live, a record is sent as soon as it is made if the publisher is
+        idle; records made while it is busy join the batch it has not taken
+        yet (up to ``_LIVE_BATCH``), so it gets them as one message. Not
+        live (only recorders), records go in batches of ``_QUIET_BATCH``.
         A resumed run numbers its records on from its stored ones.
         """
         self._t0 = trio.current_time()
@@ -122,21 +132,24 @@ class RunLog:
         if self.publisher is None:
             return False
         pending = self._pending
-        pending.append(
-            Event(
-                self.run_id,
-                self._seq,
-                kind,
-                self.offset() if offset is None else offset,
-                request_id,
-                parent_id,
-                node,
-                data,
-                key,
-                value,
-            )
+        event = Event(
+            self.run_id,
+            self._seq,
+            kind,
+            self.offset() if offset is None else offset,
+            request_id,
+            parent_id,
+            node,
+            data,
+            key,
+            value,
         )
         self._seq += 1
+        batch = self._open
+        if batch is not None and batch.open and not pending and len(batch) < _LIVE_BATCH:
+            batch.append(event)  # the publisher is busy: it takes this with the batch
+            return False
+        pending.append(event)
         return len(pending) >= self._batch
 
     @property
@@ -145,22 +158,52 @@ class RunLog:
         return len(self._pending) >= self._batch
 
     def flush_nowait(self) -> bool:
-        """Send the queued records if the publisher's mailbox has room; return whether it had."""
-        if self._pending:
-            assert self.publisher is not None
+        """Send the queued records if the publisher can take them now; return whether it could."""
+        pending = self._pending
+        if not pending:
+            return True
+        assert self.publisher is not None
+        if self._batch != 1:
             try:
-                self.publisher.tell_nowait(self._pending)
+                self.publisher.tell_nowait(pending)
             except actors.MailboxFullError:
                 return False
             self._pending = []
+            return True
+        # Live: join the batch the publisher has not taken yet, or send a new one.
+        batch = self._open
+        if batch is not None and batch.open:
+            if len(batch) + len(pending) > _LIVE_BATCH:
+                return False  # full: wait until the publisher takes it
+            batch.extend(pending)
+            pending.clear()
+            return True
+        message = Batch(pending)
+        try:
+            self.publisher.tell_nowait(message)
+        except actors.MailboxFullError:
+            return False
+        self._open = message
+        self._pending = []
         return True
 
     async def flush(self) -> None:
-        """Send the queued records to the publisher, waiting while its mailbox is full."""
-        if not self.flush_nowait():
+        """Send the queued records to the publisher, waiting while it cannot take them."""
+        while not self.flush_nowait():
             assert self.publisher is not None
-            batch, self._pending = self._pending, []
-            await self.publisher.tell(batch)
+            batch = self._open
+            if self._batch == 1 and batch is not None and batch.open:
+                await batch.wait_taken()
+                continue
+            if self._batch != 1:
+                message, self._pending = self._pending, []
+                await self.publisher.tell(message)
+                return
+            live = Batch(self._pending)
+            self._pending = []
+            await self.publisher.tell(live)  # records made meanwhile wait in _pending
+            self._open = live
+            return
 
     async def flush_shielded(self) -> None:
         """Like :meth:`flush`, from a task that is being cancelled."""

@@ -27,11 +27,13 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, Self, TypeAlias, final
 import attrs
 
 from ._exceptions import EventDataError, GraphDefinitionError, OutsideRunError
+from ._executor import check_executor
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
 
     from ._definition import Allowed
+    from ._executor import Executor
     from ._state import JobState
     from ._util import AnyFlow
 
@@ -69,7 +71,7 @@ class _Host(Protocol):
     routine_id: str
 
     @property
-    def context(self) -> ExecutionContext: ...
+    def context(self) -> ExecutionContext | None: ...
 
     def emit(self, event: str, data: dict[str, object]) -> None: ...
 
@@ -84,6 +86,68 @@ class _Host(Protocol):
 #: routine actor's own task (Trio gives every task its own context), so it
 #: is never seen by another job or another routine.
 current_host: contextvars.ContextVar[_Host] = contextvars.ContextVar("trioflow_routine")
+
+
+@final
+class _Collector:
+    """The host of a handler running on an executor: keeps what it emits, for its job to send.
+
+    A thread or a worker process must not touch the job, so ``emit``,
+    ``emit_deferred_event`` and ``send_output`` are noted here, in order, and
+    the routine's actor applies them when the handler has returned (or
+    raised: what was emitted before is still sent, as on the loop).
+    """
+
+    __slots__ = ("emitted", "routine", "routine_id")
+
+    #: No execution context: the job's state lives on the loop.
+    context = None
+
+    def __init__(self, routine: Routine, routine_id: str) -> None:
+        self.routine = routine
+        self.routine_id = routine_id
+        self.emitted: list[tuple[str, str, dict[str, object]]] = []
+
+    def emit(self, event: str, data: dict[str, object]) -> None:
+        self.emitted.append(("emit", event, data))
+
+    def emit_deferred(self, event: str, data: dict[str, object]) -> None:
+        self.emitted.append(("deferred", event, data))
+
+    def send_output(self, output_type: str, data: dict[str, object]) -> None:
+        self.emitted.append(("output", output_type, data))
+
+    async def flush(self) -> None:  # pragma: no cover - aemit needs an async handler, which runs on the loop
+        msg = f"Routine {self.routine_id!r}: aemit() from a handler on an executor; use emit()."
+        raise OutsideRunError(msg)
+
+
+#: The attribute of an exception raised by a handler on an executor that holds what it emitted first.
+EMITTED_ATTR = "_trioflow_emitted"
+
+
+def call_handler(
+    func: Handler, routine: Routine | None, routine_id: str, args: tuple[object, ...], /, **kwargs: object
+) -> tuple[object, list[tuple[str, str, dict[str, object]]]]:
+    """Call a slot handler on an executor (a thread, a worker process, a Ray task); private.
+
+    *func* is called as ``func(routine, *args, **kwargs)`` for a method of the
+    routine, else as ``func(*args, **kwargs)``: the arguments its signature
+    takes (see :class:`Routine`). Returns the handler's result and what it emitted
+    (see :class:`_Collector`); an exception it raises carries what it emitted
+    first under :data:`EMITTED_ATTR`.
+    """
+    collector = _Collector(routine, routine_id)  # type: ignore[arg-type]  # None: a function handler emits nothing of its routine
+    token = current_host.set(collector)
+    try:
+        result = func(routine, *args, **kwargs) if routine is not None else func(*args, **kwargs)
+    except Exception as exc:
+        if collector.emitted:
+            setattr(exc, EMITTED_ATTR, collector.emitted)
+        raise
+    finally:
+        current_host.reset(token)
+    return result, collector.emitted
 
 
 # -- slots and events ---------------------------------------------------------
@@ -548,8 +612,8 @@ class Routine(metaclass=_RoutineMeta):
     constructor again with the same arguments (or the factory given to
     :meth:`Flow.add_routine <runtime.Flow.add_routine>`), then applying the
     settings made on the routine since (``define_slot``, ``set_config``,
-    ``set_error_handler``, attributes assigned from outside): what a handler
-    writes on ``self``, and anything the routine creates itself, is that
+    ``set_error_handler``, ``set_executor``, attributes assigned from
+    outside): what a handler writes on ``self``, and anything the routine creates itself, is that
     job's own. What the routine was given (a constructor argument such as a
     channel, a connection or a collector list, a config value, an attribute
     set from outside) is shared, not copied, by every job, concurrent jobs
@@ -565,6 +629,7 @@ class Routine(metaclass=_RoutineMeta):
         self._events: dict[str, RoutineEvent] = {}
         self._config: dict[str, object] = {}
         self._error_handler: ErrorHandler | None = None
+        self._executor: Executor | None = None
 
     def __repr__(self) -> str:
         return (
@@ -646,7 +711,11 @@ class Routine(metaclass=_RoutineMeta):
                 "choose 'override', 'append', or a function merge(old, new) -> merged."
             )
             raise TypeError(msg)
-        slot = slots[name] = Slot(name, handler, merge_strategy, self)
+        slot = Slot(name, handler, merge_strategy, self)
+        executor = fields.get("_executor")
+        if executor is not None and slot._is_async:
+            self._async_on_executor(name, executor)
+        slots[name] = slot
         if "_recipe" in fields:
             self._note("define_slot", (name, handler, merge_strategy))
         return slot
@@ -834,6 +903,49 @@ class Routine(metaclass=_RoutineMeta):
         """
         handler = self._error_handler
         return handler is not None and handler.is_critical
+    def set_executor(self, executor: Executor | None) -> None:
+        """Run this routine's plain (synchronous) handlers on *executor*.
+
+        ``rt.threads()`` keeps the loop free while a handler runs;
+        ``rt.processes()`` and ``rt.ray()`` run CPU-bound handlers in other
+        processes, on a copy of the routine (a handler that is a method
+        carries its routine with it, pickled; a function handler at the top
+        level of a module carries nothing). ``None`` undoes it: the flow's
+        executor applies (``Flow(..., executor=...)``), and without one the
+        handlers run on the loop.
+
+        A handler on an executor may ``emit``, ``emit_deferred_event`` and
+        ``send_output``: what it emits is sent, in order, when it returns.
+        It gets no execution context (``get_execution_context()`` is
+        ``None``), since the job's state lives on the loop, and what it
+        writes on ``self`` in another process stays there. A cancel or a
+        timeout waits for a thread and kills a worker process, as for nodes;
+        the routine's state then says ``cancelled`` or ``killed``.
+
+        Raises:
+            TypeError: *executor* is not an executor, or the routine has an
+                async handler (async handlers run on the loop).
+        """
+        where = f"{type(self).__name__}.set_executor({executor!r})"
+        if executor is not None:
+            executor = check_executor(executor, where=where)
+            for name, slot in self._defs("_slots").items():
+                if slot._is_async:  # type: ignore[union-attr]
+                    self._async_on_executor(name, executor)
+        self._executor = executor
+        self._note("set_executor", (executor,))
+
+    def get_executor(self) -> Executor | None:
+        """The routine's own executor, or ``None`` (the flow's applies to plain handlers)."""
+        return self.__dict__.get("_executor")
+
+    def _async_on_executor(self, slot: str, executor: Executor) -> None:
+        msg = (
+            f"{type(self).__name__}: slot {slot!r} has an async handler, and the routine runs on "
+            f"executor {executor.name!r}. Async handlers run on the event loop; only plain handlers run "
+            "on an executor. Make the handler a plain def, or give the routine no executor."
+        )
+        raise TypeError(msg)
 
     # -- inside a job -----------------------------------------------------------
 
@@ -851,7 +963,8 @@ class Routine(metaclass=_RoutineMeta):
     def get_execution_context(self) -> ExecutionContext | None:
         """The flow, job state and routine id of the running job; ``None`` outside a job.
 
-        Only a handler of this routine, running in a job, gets a context.
+        Only a handler of this routine, running in a job on the loop, gets a
+        context (a handler on an executor gets ``None``: see :meth:`set_executor`).
         """
         host = current_host.get(None)
         if host is None or host.routine is not self:
@@ -938,10 +1051,13 @@ class Routine(metaclass=_RoutineMeta):
         if spec is not None and spec.params is not None and "flow" in spec.params:
             data["flow"] = flow
             return
-        if flow is not host.context.flow:
+        context = host.context
+        if context is None:  # a handler on an executor: what it emits goes to its own job anyway
+            return
+        if flow is not context.flow:
             msg = (
                 f"Routine {host.routine_id!r} emitted {event!r} with flow={flow!r}, but it runs in a job of "
-                f"flow {host.context.flow.name!r}: a routine emits into its own job. Drop flow=... (the job "
+                f"flow {context.flow.name!r}: a routine emits into its own job. Drop flow=... (the job "
                 "knows its flow)."
             )
             raise EventDataError(msg)
@@ -970,7 +1086,7 @@ class Routine(metaclass=_RoutineMeta):
 # -- per-job instances ----------------------------------------------------------
 
 #: A routine's own attributes: made by Routine.__init__ and the setters, never carried over.
-_OWN_FIELDS = frozenset({"_slots", "_events", "_config", "_error_handler", "_recipe"})
+_OWN_FIELDS = frozenset({"_slots", "_events", "_config", "_error_handler", "_executor", "_recipe"})
 _ABSENT = object()
 
 RoutineMaker: TypeAlias = "Callable[[], Routine]"

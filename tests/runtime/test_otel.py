@@ -142,3 +142,32 @@ def test_routine_events_become_spans_under_the_run() -> None:
     assert all(
         s.parent is not None and s.parent.span_id == root.context.span_id for s in spans if s is not root
     )
+
+
+async def test_a_sessions_user_and_conversation_reach_the_exporter_without_describe() -> None:
+    exporter, memory = _tracing()
+
+    @rt.function_node
+    async def hello(message: object) -> str:
+        return f"hi {message}"
+
+    flow = rt.Flow("greet", entry_point=hello, recorders=[exporter])
+    async with (
+        rt.SessionManager(workflow=flow) as manager,
+        manager.session(user_id="ada", conversation_id="c1", user_message_id="m1", trace_id="t-1") as session,
+    ):
+        assert await session.run("there") == "hi there"
+        await session.run("again")
+    roots = [s for s in memory.get_finished_spans() if s.parent is None]
+    assert len(roots) == 2
+    for root in roots:
+        assert root.attributes is not None
+        assert {k: v for k, v in root.attributes.items() if k != "trioflow.run_id"} == {
+            "trioflow.flow": "greet",
+            "trioflow.user_id": "ada",
+            "trioflow.conversation_id": "c1",
+            "trioflow.user_message_id": "m1",
+            "trioflow.trace_id": "t-1",
+            "trioflow.status": "completed",
+        }
+    assert exporter._metadata == {}  # nothing held once the runs started

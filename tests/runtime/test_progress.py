@@ -231,3 +231,46 @@ def test_a_flow_subscriber_counts_each_run_afresh() -> None:
         _times(out.getvalue()).splitlines()
         == ["+T | requests: 1 started, 1 done, 0 failed, 0 cancelled, 0 running | completed"] * 2
     )
+
+
+class _Fan(rt.Routine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.define_slot("input", handler=self.fan)
+        self.define_event("output", ["i"])
+
+    def fan(self, n: int = 0, **_: object) -> None:
+        for i in range(n):
+            self.emit("output", i=i)
+
+
+class _Slow(rt.Routine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.define_slot("input", handler=self.work)
+
+    async def work(self, **_: object) -> None:
+        await trio.sleep(1)
+
+
+async def test_graph_progress_shows_messages_handled_and_queued_per_routine(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    flow = rt.Flow("fan")
+    flow.add_routine(_Fan(), "fan")
+    flow.add_routine(_Slow(), "slow")
+    flow.connect("fan", "output", "slow", "input")
+    flow.set_entry("fan")
+    out = io.StringIO()
+    progress = Progress(out, live=False, interval=1.5, clock=trio.current_time)
+    result = await arun_with_progress(flow, (), {"n": 4}, progress)
+    assert result.status is rt.Status.COMPLETED
+    lines = out.getvalue().splitlines()
+    # Every 1.5 s: slow handles one message a second, so its queue drains 4, 3, 2, 1 as it goes.
+    assert lines[:2] == [
+        "+1.5 s | routines handled/queued: slow 2/2, fan 1/0 | routine events: 4 (fan 4)",
+        "+3 s | routines handled/queued: slow 4/0, fan 1/0 | routine events: 4 (fan 4)",
+    ]
+    assert lines[-1] == "+4 s | routine events: 4 (fan 4) | completed"
+    assert progress.probe is not None
+    assert progress.probe() == {}  # the job has ended

@@ -111,3 +111,82 @@ def test_a_recorder_without_a_record_method_is_refused() -> None:
         r"method \(see rt\.Recorder\)\.$",
     ):
         rt.Flow("bad", entry_point=leaf, recorders=[42])  # type: ignore[list-item]
+
+
+# -- live batches -----------------------------------------------------------------------------
+
+K = rt.EventKind
+
+
+class _SlowRecorder(Collect):
+    """Takes a second (of Trio's clock) over its first batch: the publisher is busy meanwhile."""
+
+    async def record(self, records: Sequence[rt.Event]) -> None:
+        await super().record(records)
+        if len(self.batches) == 1:
+            await trio.sleep(1)
+
+
+async def test_live_records_made_while_the_publisher_is_busy_reach_it_as_one_batch_in_order(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Invariant: a live run's records arrive once each, in order, and coalesce while the publisher is busy."""
+
+    @rt.function_node
+    async def burst() -> int:
+        for i in range(100):
+            await rt.broadcast(i)
+        return 100
+
+    seen: list[rt.Event] = []
+    recorder = _SlowRecorder()
+    result = await rt.Flow("burst", entry_point=burst, subscribers=[seen.append], recorders=[recorder]).arun()
+    assert result.unwrap() == 100
+    assert [e.seq for e in seen] == list(range(len(seen)))
+    assert recorder.records == seen
+    assert [e.data for e in seen if e.kind is K.STREAM] == list(range(100))
+    # The burst never waits: its records join the batch the publisher has not taken yet,
+    # so they come as a few messages, not one per record.
+    assert len(recorder.batches) <= 3
+    assert max(len(b) for b in recorder.batches) > 90
+
+
+async def test_a_live_record_reaches_its_subscriber_without_waiting_for_a_batch_to_fill(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Invariant: live, a record reaches the subscriber while the run waits (no batch to fill, no timer)."""
+    seen_ping = trio.Event()
+
+    def watch(event: rt.Event) -> None:
+        if event.kind is K.STREAM and event.data == "ping":
+            seen_ping.set()
+
+    @rt.function_node
+    async def ping() -> float:
+        start = trio.current_time()
+        await rt.broadcast("ping")
+        await seen_ping.wait()
+        return trio.current_time() - start
+
+    with trio.fail_after(5):
+        result = await rt.Flow("ping", entry_point=ping, subscribers=[watch]).arun()
+    assert result.unwrap() == 0.0  # no time passed: no timer, nothing waited to fill
+
+
+async def test_a_slow_live_subscriber_still_holds_the_run_back_when_batches_are_full(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Invariant: coalescing keeps backpressure: a live run gets at most a bounded batch ahead of its publisher."""
+    sent_at: list[float] = []
+
+    @rt.function_node
+    async def burst() -> None:
+        for i in range(2000):
+            await rt.broadcast(i)
+            sent_at.append(trio.current_time())
+
+    recorder = _SlowRecorder()
+    await rt.Flow("burst", entry_point=burst, subscribers=[lambda _e: None], recorders=[recorder]).arun()
+    held = sum(1 for t in sent_at if t == 0)
+    assert 0 < held <= 600  # the open batch, at most 256 records, and the one being handled
+    assert max(len(b) for b in recorder.batches) <= 256
