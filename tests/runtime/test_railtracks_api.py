@@ -197,7 +197,9 @@ def test_connect_with_routine_graph_arguments_still_connects_routines() -> None:
     flow = rt.Flow(flow_id="graph")
     flow.add_routine(Source(), "source")
     flow.add_routine(Sink(), "sink")
-    assert flow.connect("source", "output", "sink", "input") is None
+    connection = flow.connect("source", "output", "sink", "input")
+    assert isinstance(connection, rt.Connection)
+    assert (connection.source_id, connection.target_id) == ("source", "sink")
     assert flow.connections == [("source", "output", "sink", "input")]
     assert flow.execute("source").status is rt.Status.COMPLETED
 
@@ -212,8 +214,9 @@ def test_a_wrong_connect_call_names_both_forms(
     with pytest.raises(
         TypeError,
         match=rf"^Flow\('f'\)\.connect\({shown}\): connect takes either no arguments, flow\.connect\(\) -> a "
-        r"FlowConnection that runs the flow and keeps its context \(Railtracks\), or four, "
-        r"flow\.connect\(source_id, event, target_id, slot\) -> an edge of a routine graph \(Routilux\)\.$",
+        r"FlowConnection that runs the flow and keeps its context \(Railtracks\), or four or five, "
+        r"flow\.connect\(source_id, event, target_id, slot, param_mapping=None\) -> a Connection of a routine "
+        r"graph \(Routilux\)\.$",
     ):
         rt.Flow("f").connect(*args, **kwargs)
 

@@ -140,7 +140,7 @@ async def test_a_routine_on_threads_runs_its_handler_in_a_worker_thread_and_its_
     assert got[2]["value"] == 9
     assert got[2]["pid"] == os.getpid()
     assert got[2]["thread"] != threading.get_ident()
-    assert state.routine_states["first"] == {"executor": "threads"}
+    assert state.routine_states["first"] == {"executor": "threads", "status": "completed"}
     assert "sink" not in state.routine_states  # its handler is async: on the loop
 
 
@@ -153,7 +153,7 @@ async def test_a_routine_on_processes_runs_its_handler_on_a_copy_in_a_worker_pro
     got = _outputs(state)[1][2]
     assert got["value"] == 16
     assert got["pid"] != os.getpid()
-    assert state.routine_states["first"] == {"executor": "processes"}
+    assert state.routine_states["first"] == {"executor": "processes", "status": "completed"}
     assert [e.event_name for e in state.history] == ["output"]
 
 
@@ -161,7 +161,7 @@ async def test_the_flows_executor_applies_to_plain_handlers_only() -> None:
     state = await _graph(Where(), executor=rt.processes()).aexecute("first", entry_params={"value": 2})
     assert state.status is rt.Status.COMPLETED
     assert _outputs(state)[1][2]["pid"] != os.getpid()
-    assert state.routine_states == {"first": {"executor": "processes"}}  # the sink's handler is async
+    assert state.routine_states == {"first": {"executor": "processes", "status": "completed"}}  # the sink's handler is async
 
 
 async def test_a_routines_own_executor_wins_over_the_flows() -> None:
@@ -169,7 +169,7 @@ async def test_a_routines_own_executor_wins_over_the_flows() -> None:
     where.set_executor(rt.threads())
     state = await _graph(where, executor=rt.processes()).aexecute("first", entry_params={"value": 2})
     assert _outputs(state)[1][2]["pid"] == os.getpid()
-    assert state.routine_states["first"] == {"executor": "threads"}
+    assert state.routine_states["first"] == {"executor": "threads", "status": "completed"}
 
 
 @pytest.mark.parametrize("executor", [rt.threads(), rt.processes()], ids=["threads", "processes"])
@@ -323,11 +323,11 @@ async def test_set_executor_is_replayed_on_every_jobs_instance_and_none_undoes_i
     flow = _graph(where)
     for _ in range(2):
         state = await flow.aexecute("first", entry_params={"value": 1})
-        assert state.routine_states["first"] == {"executor": "threads"}
+        assert state.routine_states["first"] == {"executor": "threads", "status": "completed"}
     where.set_executor(None)
     assert where.get_executor() is None
     state = await flow.aexecute("first", entry_params={"value": 1})
-    assert "first" not in state.routine_states
+    assert "executor" not in state.routine_states["first"]
     assert _outputs(state)[1][2]["thread"] == threading.get_ident()
 
 
@@ -339,7 +339,7 @@ async def test_a_routine_on_ray_runs_its_handler_as_a_task(ray_cluster: ModuleTy
     got = _outputs(state)[1][2]
     assert got["value"] == 49
     assert got["pid"] != os.getpid()
-    assert state.routine_states["first"] == {"executor": "ray"}
+    assert state.routine_states["first"] == {"executor": "ray", "status": "completed"}
 
 
 async def test_a_timeout_cancels_a_routines_ray_task(ray_cluster: ModuleType) -> None:
