@@ -157,6 +157,22 @@ def _callback_name(callback: object) -> str:
     return _show(callback)
 
 
+def report_payload(callback: Callable[[dict[str, object]], object], state: JobState, owner: str) -> None:
+    """Hand an ended run's state document to a ``payload_callback`` of *owner*; log what it raises.
+
+    The callback is a listener: what it raises never changes the run's outcome.
+    """
+    try:
+        callback(dump_state(state, strict=False))
+    except Exception:
+        _logger.exception(
+            "The payload_callback %s of %s raised on run %s; the run's outcome is unchanged.",
+            _callback_name(callback),
+            owner,
+            state.job_id,
+        )
+
+
 def set_config(
     *,
     timeout: float | None = None,
@@ -697,18 +713,8 @@ class Flow(Generic[P, T]):
 
     def _report_payload(self, result: RunResult[object]) -> None:
         """Hand the ended run's state document to ``payload_callback``; log what it raises."""
-        callback = self.payload_callback
-        if callback is None:
-            return
-        try:
-            callback(dump_state(result.state, strict=False))
-        except Exception:
-            _logger.exception(
-                "The payload_callback %s of Flow %r raised on run %s; the run's outcome is unchanged.",
-                _callback_name(callback),
-                self.name,
-                result.state.job_id,
-            )
+        if self.payload_callback is not None:
+            report_payload(self.payload_callback, result.state, f"Flow {self.name!r}")
 
     async def _arun(
         self,

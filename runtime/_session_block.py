@@ -36,6 +36,7 @@ import trio
 from ._context import RequestMetadata, current_frame
 from ._core import RunSettings, new_run_id
 from ._exceptions import NestedRunError, OutsideTrioError, RunTimeoutError
+from ._flow import report_payload
 from ._publisher import Event, EventKind
 from ._run import open_run
 from ._util import check_in_trio, warn_deprecated
@@ -127,6 +128,9 @@ class SessionBlock:
         subscribers: called with every :class:`~runtime.Event` (``async with`` only).
         recorders: get every record (``async with`` only).
         broadcast_callback: called with each ``rt.broadcast`` item (``async with`` only).
+        payload_callback: called once with the run's state document (as
+            ``save_state`` writes it) when the block ends, however it ends; what
+            it raises is logged, naming it, and changes nothing.
         executor: where plain (sync) nodes run; by default worker threads.
 
     Raises:
@@ -137,7 +141,7 @@ class SessionBlock:
         Use ``rt.Flow(name, entry_point=node, ...)`` and ``await flow.ainvoke(...)``.
     """
 
-    __slots__ = ("_block", "_identifier", "_settings", "flow_id", "flow_name", "name")
+    __slots__ = ("_block", "_identifier", "_payload_callback", "_settings", "flow_id", "flow_name", "name")
 
     def __init__(
         self,
@@ -153,6 +157,7 @@ class SessionBlock:
         subscribers: Sequence[Callable[[Event], object]] = (),
         recorders: Sequence[Recorder] = (),
         broadcast_callback: Callable[[object], object] | None = None,
+        payload_callback: Callable[[dict[str, object]], object] | None = None,
         executor: Executor | None = None,
     ) -> None:
         warn_deprecated("rt.Session(...)", version="0.2", instead=_INSTEAD, issue=15, stacklevel=4)
@@ -178,6 +183,7 @@ class SessionBlock:
             executor=executor,
         )
         self._block: OpenRun | None = None
+        self._payload_callback = payload_callback
 
     def __repr__(self) -> str:
         if self._block is None:
@@ -262,8 +268,13 @@ class SessionBlock:
         return block
 
     def _raise_run_error(self, suppressed: bool) -> None:
-        """After the block: raise the run's timeout or ``end_on_error`` failure, which the block only saw as its cancellation."""
+        """After the block: tell ``payload_callback``, then raise a timeout or ``end_on_error`` failure.
+
+        The block itself saw those only as its cancellation.
+        """
         assert self._block is not None
+        if self._payload_callback is not None:
+            report_payload(self._payload_callback, self._block.run.state, f"rt.Session {self._settings.name!r}")
         outcome = self._block.run.outcome
         if suppressed and outcome is not None and outcome.error is not None:
             error = outcome.error

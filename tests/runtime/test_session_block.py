@@ -301,3 +301,42 @@ async def test_the_readme_snippet_runs() -> None:
         b = await rt.call(parse, a)  # rt.context works in the block too
     assert session.state.status is rt.Status.COMPLETED
     assert b == "x in en"
+
+
+@pytest.mark.parametrize("form", ["with", "async with"])
+async def test_payload_callback_gets_the_state_document_once_however_the_block_ends(
+    form: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    documents: list[dict[str, object]] = []
+
+    def broken(document: dict[str, object]) -> None:
+        msg = "listener bug"
+        raise RuntimeError(msg)
+
+    ok = rt.Session(name="ok", payload_callback=documents.append)
+    failed = rt.Session(name="failed", end_on_error=True, payload_callback=documents.append)
+    noisy = rt.Session(name="noisy", payload_callback=broken)
+    if form == "with":
+        with ok:
+            await rt.call(add, 1, 1)
+        with pytest.raises(ValueError, match=r"^boom"), failed:
+            await rt.call(boom)
+        with noisy:
+            await rt.call(add, 2, 2)
+    else:
+        async with ok:
+            await rt.call(add, 1, 1)
+        with pytest.raises(ValueError, match=r"^boom"):
+            async with failed:
+                await rt.call(boom)
+        async with noisy:
+            await rt.call(add, 2, 2)
+    states = [d["state"] for d in documents]
+    assert [(s["job_id"], s["status"]) for s in states] == [  # type: ignore[index]
+        (ok.identifier, "completed"),
+        (failed.identifier, "failed"),
+    ]
+    assert noisy.state.status is rt.Status.COMPLETED  # a raising listener changes nothing
+    assert "The payload_callback" in caplog.text
+    assert "broken" in caplog.text
+    assert "rt.Session 'noisy'" in caplog.text
