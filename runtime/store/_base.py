@@ -56,7 +56,8 @@ class ResumePoint:
         results: the stored result of every call that completed, by call key.
         slots: the call key stored at each place, by ``(parent key, position)``.
         answers: the value given for each interrupt, by its key.
-        children: for each call with a stored result, the calls it made, in
+        children: for each call that ended (its result stored, or failed or cancelled inside a
+            call that completed), the calls it made, in
             order, as ``(key, node, executor, outcome kind, outcome data)``:
             a replayed call records them again, so the resumed run's request
             tree is the whole tree.

@@ -865,7 +865,8 @@ class SQLiteStore:
                 boxed = None if value is None else json.loads(value)
                 if event_kind is EventKind.REQUEST_SUCCEEDED and isinstance(boxed, list):
                     results[str(call[0])] = boxed[0]
-                    ended_in[str(call[0])] = record_attempt
+                # Any ending: a failed call inside a replayed one has its own calls recorded again too.
+                ended_in[str(call[0])] = record_attempt
                 continue
             if key is None:
                 continue
