@@ -300,7 +300,18 @@ def _unsendable_handler(
                     "module (it then runs without the routine), or run the routine on rt.threads()."
                 )
                 return ExecutorError(msg, node=submission.node, parameter=attribute)
-    for parameter, value in submission.kwargs.items():
+    # The message's values, as the handler takes them: by keyword, or positionally (see Routine).
+    positional: tuple[object, ...] = submission.args[3] if len(submission.args) > 3 else ()  # type: ignore[assignment]
+    try:
+        names = [
+            p.name
+            for p in inspect.signature(handler).parameters.values()  # type: ignore[arg-type]
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ][0 if routine is None else 1 :]
+    except (TypeError, ValueError):
+        names = []
+    names += [f"#{i}" for i in range(len(names), len(positional))]
+    for parameter, value in [*zip(names, positional, strict=False), *submission.kwargs.items()]:
         try:
             dumps(value)
         except Exception as arg_exc:

@@ -104,6 +104,10 @@ def square_outputs(value: int = 0, **kwargs: object) -> None:
     """A function handler: it emits nothing of its routine, and carries none with it."""
 
 
+def take_value(value: object) -> None:
+    """A handler of one named parameter: the message's value comes positionally (see rt.Routine)."""
+
+
 class LockedWithFunction(rt.Routine):
     """Holds a lock, but its handler is a function at the top level of this module."""
 
@@ -277,6 +281,19 @@ async def test_a_message_value_that_cannot_be_pickled_is_named() -> None:
     routine.define_slot("input", handler=square_outputs)
     routine.set_executor(rt.processes())
     flow = rt.Flow("bad-message")
+    flow.add_routine(routine, "first")
+    async with flow.open_job("first", entry_params={"value": threading.Lock()}) as job:
+        await job.wait()
+    assert isinstance(job.error, rt.ExecutorError)
+    assert job.error.parameter == "value"
+    assert "pickle refused the message's 'value', a lock" in str(job.error)
+
+
+async def test_a_message_value_passed_positionally_that_cannot_be_pickled_is_named() -> None:
+    routine = rt.Routine()
+    routine.define_slot("input", handler=take_value)
+    routine.set_executor(rt.processes())
+    flow = rt.Flow("bad-positional-message")
     flow.add_routine(routine, "first")
     async with flow.open_job("first", entry_params={"value": threading.Lock()}) as job:
         await job.wait()
