@@ -310,19 +310,10 @@ class Run:
             assert isinstance(node, str)
             assert isinstance(kind, EventKind)
             child_id = self.next_request_id()
-            offset = self.log.offset()
-            self.state.requests[child_id] = Request(
-                id=child_id,
-                parent_id=request_id,
-                node=node,
-                status=Status.RUNNING,
-                created_at=offset,
-                started_at=offset,
-                executor=executor if isinstance(executor, str) else None,
-            )
-            self.log.add(EventKind.REQUEST_CREATED, node, executor, child_id, request_id, offset, child_key)
-            self.replay_calls(child_key, child_id)
+            self.record_nowait(EventKind.REQUEST_CREATED, child_id, request_id, node, executor, child_key)
             request = self.state.requests[child_id]
+            offset = request.created_at  # the stored call ends as it is made: one instant
+            self.replay_calls(child_key, child_id)
             request.status = data if isinstance(data, Status) else _REQUEST_OUTCOMES[kind]
             request.finished_at = offset
             if kind is EventKind.REQUEST_SUCCEEDED:
