@@ -96,15 +96,19 @@ async def test_ray_runs_a_hundred_calls_at_once_without_blocking_the_loop(ray_mo
     assert ticks > 1  # the loop kept running while the tasks did
 
 
-async def test_ray_soft_cancel_stops_python_work_within_half_a_second(ray_module: ModuleType) -> None:
-    executor = rt.ray(grace_period=5.0)
+async def test_ray_soft_cancel_stops_python_work_long_before_the_grace_period_ends(ray_module: ModuleType) -> None:
+    # The soft cancel (KeyboardInterrupt in the worker) is what stops the
+    # work: the task ends CANCELLED, not KILLED, well inside the 10 s grace
+    # period (usually within a few tens of ms; the bound leaves room for a
+    # loaded CI machine without letting a kill pass for a soft cancel).
+    executor = rt.ray(grace_period=10.0)
     assert await executor.run(_submission(add, 0)) == 0  # a warm worker
     submission = _submission(spin, 60.0)
     with trio.move_on_after(0.5) as scope:
         await executor.run(submission)
     assert scope.cancelled_caught
     stopped_after = trio.current_time() - scope.deadline
-    assert stopped_after < 0.5
+    assert stopped_after < 5.0
     assert submission.ending is rt.Status.CANCELLED
 
 
