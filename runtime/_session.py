@@ -32,6 +32,7 @@ import actors
 
 from ._context import RequestMetadata
 from ._exceptions import BusyError, SessionClosedError, WorkflowBuildError
+from ._flow import SessionView
 from ._holder import (
     BUILDING,
     CLOSING,
@@ -540,7 +541,7 @@ class _SessionType(NoPublicConstructor):
         return SessionBlock(*args, **kwargs)  # type: ignore[arg-type]
 
     def __instancecheck__(cls, instance: object) -> bool:
-        return isinstance(instance, SessionBlock) or super().__instancecheck__(instance)
+        return isinstance(instance, SessionBlock | SessionView) or super().__instancecheck__(instance)
 
 
 @final
