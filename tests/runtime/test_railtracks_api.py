@@ -135,7 +135,29 @@ async def test_connections_of_one_flow_are_isolated() -> None:
     assert len({c.session_id for c in conns}) == 3
 
 
-@pytest.mark.parametrize("accessor", ["context", "session_id", "state"])
+async def test_a_connections_session_is_its_latest_run_seen_as_an_rt_session() -> None:
+    conn = _flow().connect()
+    assert conn.name == "conn"
+    await conn.ainvoke("x")
+    session = conn.session
+    assert isinstance(session, rt.Session)
+    assert (session.name, session.session_id, session.identifier) == ("conn", conn.session_id, conn.session_id)
+    assert session.state is conn.state
+    assert session.context.as_dict() == conn.context.as_dict()
+    assert session.info.answer == "processed:x"
+    assert [r.node for r in session.info.request_forest.insertion_request] == ["writes_context"]
+    assert session.payload() == rt.dump_state(conn.state)
+    assert session.executor_config == rt.SessionConfig(
+        timeout=None, end_on_error=False, save_state=False, broadcast_callback=None
+    )
+    failed = rt.Flow("fail", entry_point=fails_midway).connect()
+    with pytest.raises(ValueError, match="node blew up"):
+        await failed.ainvoke("boom")
+    assert failed.session.info.answer is None  # a failed request has no answer
+    assert failed.session.state.status is rt.Status.FAILED
+
+
+@pytest.mark.parametrize("accessor", ["context", "session_id", "state", "session"])
 def test_reading_a_connection_before_it_ran_names_the_fix(accessor: str) -> None:
     with pytest.raises(
         rt.FlowConnectionError,
