@@ -222,13 +222,15 @@ def test_a_call_in_a_plain_with_outside_trio_says_what_to_write() -> None:
     async def call_it() -> object:
         return await rt.call(add, 1, 1)
 
-    with rt.Session() as session:
-        with pytest.raises(
+    with (
+        rt.Session() as session,
+        pytest.raises(
             rt.OutsideTrioError,
             match=r"^rt\.call\(add\) was called in a `with rt\.Session\(\.\.\.\)` block entered outside Trio .*"
             r"Enter the block inside Trio code",
-        ):
-            trio.run(call_it)
+        ),
+    ):
+        trio.run(call_it)
     assert session.state.requests == {}
 
 
