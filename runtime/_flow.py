@@ -1489,6 +1489,7 @@ class FlowConnection(Generic[P, T]):
         self._flow = flow
         self._state: JobState | None = None
         self._result: RunResult[T] | None = None
+        self._config: SessionConfig | None = None
         self._in_flight = False
 
     def __repr__(self) -> str:
@@ -1556,14 +1557,8 @@ class FlowConnection(Generic[P, T]):
             FlowConnectionError: nothing has run on this connection yet.
         """
         state = self._require_state("session")
-        flow = self._flow
-        config = SessionConfig(
-            timeout=flow.timeout,
-            end_on_error=flow.end_on_error,
-            save_state=flow.save_state,
-            broadcast_callback=flow.broadcast_callback,
-        )
-        return SessionView(flow.name, state, cast("RunResult[object] | None", self._result), config)
+        assert self._config is not None
+        return SessionView(self._flow.name, state, cast("RunResult[object] | None", self._result), self._config)
 
     @property
     def name(self) -> str:
@@ -1572,6 +1567,13 @@ class FlowConnection(Generic[P, T]):
 
     def _started(self, state: JobState) -> None:
         self._state = state
+        flow = self._flow  # its settings as the run starts with them
+        self._config = SessionConfig(
+            timeout=flow.timeout,
+            end_on_error=flow.end_on_error,
+            save_state=flow.save_state,
+            broadcast_callback=flow.broadcast_callback,
+        )
 
     async def _arun(self, args: tuple[object, ...], kwargs: Mapping[str, object]) -> RunResult[T]:
         if self._in_flight:

@@ -262,6 +262,24 @@ async def test_broadcast_callback_gets_each_broadcast_item_in_order() -> None:
     assert also == ["x", "y"]
 
 
+async def test_a_flows_broadcast_callback_has_the_item_before_rt_broadcast_returns() -> None:
+    got: list[object] = []
+    seen_after: list[list[object]] = []
+
+    @rt.function_node
+    async def stream_and_look(items: list[str]) -> None:
+        for item in items:
+            await rt.broadcast(item)
+            seen_after.append(list(got))
+
+    events: list[rt.Event] = []
+    await rt.Flow(
+        "s", entry_point=stream_and_look, broadcast_callback=got.append, subscribers=[events.append]
+    ).ainvoke(["a", "b"])
+    assert seen_after == [["a"], ["a", "b"]]
+    assert [e.data for e in events if e.kind is rt.EventKind.STREAM] == ["a", "b"]  # subscribers too
+
+
 async def test_a_broadcast_callback_that_raises_is_logged_by_name_and_the_run_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
