@@ -280,6 +280,23 @@ async def test_a_flows_broadcast_callback_has_the_item_before_rt_broadcast_retur
     assert [e.data for e in events if e.kind is rt.EventKind.STREAM] == ["a", "b"]  # subscribers too
 
 
+async def test_a_routine_graphs_broadcast_callback_gets_each_broadcast_item() -> None:
+    class Talker(rt.Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.define_slot("input", handler=self.talk)
+
+        async def talk(self, data: object = None, **kwargs: object) -> None:
+            await rt.broadcast({"item": data})
+
+    got: list[object] = []
+    flow: rt.Flow[..., object] = rt.Flow(flow_id="talk-callback", broadcast_callback=got.append)
+    flow.add_routine(Talker(), "talker")
+    state = await flow.aexecute("talker", {"data": 7})
+    assert state.status is rt.Status.COMPLETED
+    assert got == [{"item": 7}]
+
+
 async def test_a_broadcast_callback_that_raises_is_logged_by_name_and_the_run_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
