@@ -651,7 +651,7 @@ class RunRoot:
         self.detached = detached
         #: The top-level requests running now: :meth:`Run.abort` cancels them.
         self.live: set[actors.ActorRef[None, object]] = set()
-        #: What each top-level request that completed returned, by request id, in call order.
+        #: What each top-level request that completed returned, by request id.
         self.answers: dict[str, object] = {}
         self._calls = 0
 
@@ -883,7 +883,9 @@ class OpenRun:
 
     Entered with a plain ``with`` (the synchronous ``rt.Session`` form), it
     opens only the cancel scope: a run without consumers, whose top-level
-    requests each open an actor system of their own.
+    requests each open an actor system of their own. Entered so outside Trio,
+    it opens nothing of Trio's: the block reads and writes the run's context,
+    and its calls are refused (``RunRoot.detached``).
 
     How the run ended is in ``run.outcome`` once the block is left. An error
     of the block's own code propagates; the run's timeout, and the first

@@ -258,7 +258,9 @@ class SessionBlock:
         state = self.state
         assert self._block is not None
         root = self._block.run.root
-        return ExecutionInfo(state, [] if root is None else list(root.answers.values()))
+        answers = {} if root is None else root.answers
+        tops = [r.id for r in state.requests.values() if r.parent_id is None]  # in call order
+        return ExecutionInfo(state, [answers[i] for i in tops if i in answers])
 
     @property
     def executor_config(self) -> SessionConfig:

@@ -460,3 +460,16 @@ async def test_payload_callback_gets_the_state_document_once_however_the_block_e
     assert "The payload_callback" in caplog.text
     assert "broken" in caplog.text
     assert "rt.Session 'noisy'" in caplog.text
+
+
+async def test_info_answer_lists_concurrent_calls_in_call_order(autojump_clock: trio.abc.Clock) -> None:
+    @rt.function_node
+    async def after(seconds: int) -> int:
+        await trio.sleep(seconds)
+        return seconds
+
+    async with rt.Session() as session, trio.open_nursery() as nursery:
+        nursery.start_soon(rt.call, after, 5)
+        await trio.sleep(1)  # the 5 s call is made first
+        nursery.start_soon(rt.call, after, 1)
+    assert session.info.answer == [5, 1]  # the order they were made in, not the order they ended
