@@ -108,6 +108,12 @@ class SessionBlock:
     *end_on_error* the first failing request cancels the block and its error
     is raised from it; a cancel from outside leaves the run ``cancelled``.
 
+    A plain ``with`` works too; outside Trio, its block reads and writes the
+    run's context and an ``rt.call`` in it raises
+    :class:`~runtime.OutsideTrioError`. Railtracks' reads work in and after
+    the block: :attr:`info` (an :class:`~runtime.ExecutionInfo`),
+    :meth:`payload`, :attr:`executor_config` (``rt_state.executor_config``).
+
     Args:
         context: the run's context (``rt.context``), copied.
         name: the run's flow name (its state file's name); by default
