@@ -534,7 +534,8 @@ class _SessionType(NoPublicConstructor):
 
     ``rt.Session(...)`` is Railtracks' deprecated form of one run (see
     ``_session_block``); a lease never had a public constructor, so the call
-    is free for it. ``isinstance(x, rt.Session)`` holds for both.
+    is free for it. ``isinstance(x, rt.Session)`` holds for both, and for an
+    ``rt.SessionView`` (``FlowConnection.session``, ``@rt.session``'s second value).
     """
 
     def __call__(cls, *args: object, **kwargs: object) -> SessionBlock:  # type: ignore[override]
