@@ -116,9 +116,14 @@ from ._executor import Executor as Executor
 from ._executor import Submission as Submission
 from ._executor import processes as processes
 from ._executor import threads as threads
+from ._flow import ExecutionInfo as ExecutionInfo
 from ._flow import Flow as Flow
 from ._flow import FlowConnection as FlowConnection
+from ._flow import RequestForest as RequestForest
 from ._flow import RunContextView as RunContextView
+from ._flow import SessionConfig as SessionConfig
+from ._flow import SessionView as SessionView
+from ._flow import Stamp as Stamp
 from ._flow import set_config as set_config
 from ._graph import Connection as Connection
 from ._job import Job as Job
@@ -192,6 +197,11 @@ __all__ = [
     "Flow",
     "FlowConnection",
     "RunContextView",
+    "ExecutionInfo",
+    "RequestForest",
+    "SessionConfig",
+    "SessionView",
+    "Stamp",
     "set_config",
     "RunResult",
     "Recorder",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 from typing import TYPE_CHECKING, ParamSpec, TypeVar, overload
 
@@ -151,7 +152,46 @@ async def broadcast(item: object) -> None:
         return
     actor = _caller("rt.broadcast", item, node_arg=False)
     await trio.lowlevel.checkpoint_if_cancelled()
-    await actor.run.record(EventKind.STREAM, actor.request_id, actor.parent_id, actor.node_name, item)
+    run = actor.run
+    await run.record(EventKind.STREAM, actor.request_id, actor.parent_id, actor.node_name, item)
+    callback = run.broadcast_callback
+    if callback is not None:
+        await _deliver(callback, item, run.state.job_id, run.flow_name, actor.node_name)
+
+
+_flow_logger = logging.getLogger("runtime.flow")
+
+
+def _callback_name(callback: object) -> str:
+    name = getattr(callback, "__qualname__", None)
+    module = getattr(callback, "__module__", None)
+    if isinstance(name, str):
+        return f"{module}.{name}" if isinstance(module, str) else name
+    return repr(callback)
+
+
+async def _deliver(
+    callback: Callable[[object], object], item: object, run_id: str, flow_name: str, node: str | None
+) -> None:
+    """Hand *item* to a run's ``broadcast_callback`` in the broadcasting task; log what it raises.
+
+    The callback is a listener: called (and, if async, awaited) here, so the
+    item has been handled when ``rt.broadcast`` returns, in the block's form
+    too (no publisher needed); what it raises never reaches the node.
+    """
+    try:
+        result = callback(item)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        _flow_logger.exception(
+            "The broadcast_callback %s of Flow %r raised on the rt.broadcast item of run %s (from %s); "
+            "the run goes on.",
+            _callback_name(callback),
+            flow_name,
+            run_id,
+            node or "the block",
+        )
 
 
 _node_logger = logging.getLogger("runtime.node")

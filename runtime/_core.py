@@ -115,6 +115,9 @@ class RunSettings:
     #: Called by the engine with the run's state as soon as it exists, before
     #: any node or routine runs: a ``FlowConnection`` reads the live context there.
     on_state: Callable[[JobState], object] | None = None
+    #: Called with each ``rt.broadcast`` item of a node run, in the broadcasting
+    #: node's own task as it awaits ``rt.broadcast`` (no publisher needed).
+    broadcast_callback: BroadcastCallback | None = None
 
     @property
     def state_path(self) -> pathlib.Path:

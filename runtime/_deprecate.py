@@ -17,7 +17,7 @@ from ._util import warn_deprecated as warn_deprecated
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
-    from ._flow import FlowConnection
+    from ._flow import SessionView
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -94,8 +94,8 @@ def session(
     end_on_error: bool | None = None,
     broadcast_callback: Callable[[object], object] | None = None,
 ) -> (
-    Callable[P, Awaitable[tuple[T, FlowConnection[P, T]]]]
-    | Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[tuple[T, FlowConnection[P, T]]]]]
+    Callable[P, Awaitable[tuple[T, SessionView]]]
+    | Callable[[Callable[P, Awaitable[T]]], Callable[P, Awaitable[tuple[T, SessionView]]]]
 ):
     """Run each call of an async function in its own isolated run (deprecated).
 
@@ -104,8 +104,9 @@ def session(
     ``rt.call`` and ``rt.context`` work. Calls must be awaited from Trio code.
 
     As in Railtracks 1.7, a call returns two values, ``(result, session)``:
-    the function's result, and the :class:`~runtime.FlowConnection` the run
-    went through (its ``session_id``, ``context``, ``state`` and ``result``).
+    the function's result, and the run seen as an ``rt.Session`` (a
+    :class:`~runtime.SessionView`: ``isinstance(session, rt.Session)`` holds;
+    its ``session_id``, ``name``, ``context``, ``state``, ``result`` and ``info``).
     Settings left ``None`` fall back on :func:`~runtime.set_config`.
 
     Raises:
@@ -114,12 +115,13 @@ def session(
     .. deprecated:: 0.1
         Use ``rt.Flow(name, entry_point=rt.function_node(fn), ...)``.
     .. versionchanged:: 0.2
-        A call returns ``(result, session)``, as in Railtracks 1.7.
+        A call returns ``(result, session)``, as in Railtracks 1.7; the
+        session is an ``rt.Session`` (a :class:`~runtime.SessionView`).
     """
 
     def decorate(
         f: Callable[P, Awaitable[T]], stacklevel: int = 3
-    ) -> Callable[P, Awaitable[tuple[T, FlowConnection[P, T]]]]:
+    ) -> Callable[P, Awaitable[tuple[T, SessionView]]]:
         if not inspect.iscoroutinefunction(f):
             msg = (
                 f"@rt.session: the @session decorator can only be applied to async functions, and "
@@ -147,9 +149,10 @@ def session(
         )
 
         @functools.wraps(f)
-        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> tuple[T, FlowConnection[P, T]]:
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> tuple[T, SessionView]:
             connection = flow.connect()
-            return await connection.ainvoke(*args, **kwargs), connection
+            result = await connection.ainvoke(*args, **kwargs)
+            return result, connection.session
 
         return wrapper
 

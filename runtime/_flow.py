@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, cast, final, overload
 
+import attrs
 import trio
 
 from ._context import RequestMetadata, Shared, copy_context
@@ -46,6 +47,7 @@ from ._node import Node, as_node
 from ._publisher import EventKind, Overflow, Subscription
 from ._run import run_flow
 from ._serialize import dump_state, state_file_name
+from ._state import Status
 from ._util import check_in_trio, check_not_in_trio
 from .store import SQLiteStore
 
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
     from ._node import AnyNode
     from ._publisher import Event, Recorder
     from ._routine import ErrorHandler, ErrorStrategy, Routine
-    from ._state import JobState
+    from ._state import JobState, Request
     from ._util import AnyFlow
     from .store import Store
 
@@ -696,8 +698,11 @@ class Flow(Generic[P, T]):
         defaults = run_defaults.get()
         subscribers = self.subscribers
         callback = defaults.broadcast_callback if self._broadcast_callback is None else self._broadcast_callback
-        if callback is not None:
+        if callback is not None and self._graph.routines:
+            # A routine graph's job streams through its publisher; a node run
+            # hands each item over in the broadcasting node's task (RunSettings).
             subscribers = (*subscribers, _BroadcastSubscriber(callback, self.name))
+            callback = None
         return RunSettings(
             name=self.name,
             timeout=defaults.timeout if self._timeout is None else self._timeout,
@@ -709,6 +714,7 @@ class Flow(Generic[P, T]):
             executor=self.executor,
             context=self.context,
             on_state=on_state,
+            broadcast_callback=callback,
         )
 
     def _report_payload(self, result: RunResult[object]) -> None:
@@ -1483,6 +1489,7 @@ class FlowConnection(Generic[P, T]):
         self._flow = flow
         self._state: JobState | None = None
         self._result: RunResult[T] | None = None
+        self._config: SessionConfig | None = None
         self._in_flight = False
 
     def __repr__(self) -> str:
@@ -1542,8 +1549,31 @@ class FlowConnection(Generic[P, T]):
         """How the latest run ended, or ``None`` while it runs (or before any run)."""
         return self._result
 
+    @property
+    def session(self) -> SessionView:
+        """The latest run seen as Railtracks' ``Session`` (``.info``, ``.payload()``, ``.state``, ...).
+
+        Raises:
+            FlowConnectionError: nothing has run on this connection yet.
+        """
+        state = self._require_state("session")
+        assert self._config is not None
+        return SessionView(self._flow.name, state, cast("RunResult[object] | None", self._result), self._config)
+
+    @property
+    def name(self) -> str:
+        """The name of the Flow this connection runs (Railtracks' session name)."""
+        return self._flow.name
+
     def _started(self, state: JobState) -> None:
         self._state = state
+        flow = self._flow  # its settings as the run starts with them
+        self._config = SessionConfig(
+            timeout=flow.timeout,
+            end_on_error=flow.end_on_error,
+            save_state=flow.save_state,
+            broadcast_callback=flow.broadcast_callback,
+        )
 
     async def _arun(self, args: tuple[object, ...], kwargs: Mapping[str, object]) -> RunResult[T]:
         if self._in_flight:
@@ -1587,3 +1617,197 @@ class FlowConnection(Generic[P, T]):
 
     async def _ainvoke_packed(self, args: tuple[object, ...], kwargs: dict[str, object]) -> T:
         return (await self._arun(args, kwargs)).unwrap()
+
+
+# -- a run seen as Railtracks' Session: rt.Session blocks, FlowConnection.session, @rt.session ---------
+
+
+@final
+@attrs.frozen
+class SessionConfig:
+    """The settings a session's run has: its own, else :func:`~runtime.set_config`'s (Railtracks' ``ExecutorConfig``).
+
+    Attributes:
+        timeout: seconds the run may take, or ``None``.
+        end_on_error: whether the first failing request ends the run.
+        save_state: whether the run writes its state document when it ends.
+        broadcast_callback: what each ``rt.broadcast`` item is handed to, or ``None``.
+
+    .. versionadded:: 0.2
+    """
+
+    timeout: float | None
+    end_on_error: bool
+    save_state: bool
+    broadcast_callback: BroadcastCallback | None
+
+
+@final
+@attrs.frozen
+class Stamp:
+    """One moment of a run in :attr:`ExecutionInfo.all_stamps`: a request was made, or it ended.
+
+    Attributes:
+        step: the moment's place among the run's stamps, from 0.
+        time: seconds since the run started (the request's ``created_at`` or ``finished_at``).
+        identifier: what happened, e.g. ``"r2 created add"`` or ``"r2 completed add"``.
+
+    .. versionadded:: 0.2
+    """
+
+    step: int
+    time: float
+    identifier: str
+
+
+@final
+class RequestForest:
+    """A run's requests as a forest (Railtracks' request and node forests): trioflow's own :class:`~runtime.Request` records.
+
+    In trioflow a node invocation and its request are one record, so
+    Railtracks' node forest and request forest are the same view here.
+
+    .. versionadded:: 0.2
+    """
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: JobState) -> None:
+        self._state = state
+
+    def heap(self) -> dict[str, Request]:
+        """Every request of the run, by id (a copy)."""
+        return dict(self._state.requests)
+
+    @property
+    def insertion_request(self) -> list[Request]:
+        """The run's top-level requests (a Flow run's entry point; each ``rt.call`` of a session block), in call order."""
+        return [r for r in self._state.requests.values() if r.parent_id is None]
+
+    def children(self, request_id: str) -> list[Request]:
+        """The requests made by request *request_id*, in call order."""
+        return [r for r in self._state.requests.values() if r.parent_id == request_id]
+
+
+@final
+class ExecutionInfo:
+    """A read-only view of one run's requests and answers (Railtracks' ``ExecutionInfo``), over its :class:`~runtime.JobState`.
+
+    Read it from ``session.info`` (an ``rt.Session`` block, ``conn.session``,
+    ``@rt.session``'s second value). It is live while the run goes on.
+
+    .. versionadded:: 0.2
+    """
+
+    __slots__ = ("_answers", "_state")
+
+    def __init__(self, state: JobState, answers: Sequence[object]) -> None:
+        self._state = state
+        self._answers = list(answers)
+
+    @property
+    def answer(self) -> object:
+        """What the run's top-level requests returned: the one value if one returned, a list if several, else ``None``.
+
+        A request that failed, or has not returned yet, has no answer.
+        """
+        if not self._answers:
+            return None
+        if len(self._answers) == 1:
+            return self._answers[0]
+        return list(self._answers)
+
+    @property
+    def all_stamps(self) -> list[Stamp]:
+        """Each request's making and (once it has ended) its end, in time order, numbered from 0."""
+        moments: list[tuple[float, int, str]] = []
+        for request in self._state.requests.values():
+            moments.append((request.created_at, 0, f"{request.id} created {request.node}"))
+            if request.finished_at is not None:
+                moments.append((request.finished_at, 1, f"{request.id} {request.status.value} {request.node}"))
+        moments.sort(key=lambda m: (m[0], m[1]))
+        return [Stamp(step, at, what) for step, (at, _, what) in enumerate(moments)]
+
+    @property
+    def request_forest(self) -> RequestForest:
+        """The run's requests, as a forest."""
+        return RequestForest(self._state)
+
+    @property
+    def node_forest(self) -> RequestForest:
+        """The same forest as :attr:`request_forest`: a node invocation is its request here."""
+        return RequestForest(self._state)
+
+
+@final
+class SessionView:
+    """A run seen as Railtracks' ``Session`` shows it, after (or while) it runs; ``isinstance(view, rt.Session)`` holds.
+
+    Given by :attr:`FlowConnection.session` and as the second value of an
+    ``@rt.session`` call. Every read is over the run's own
+    :class:`~runtime.JobState`: :attr:`state`, :attr:`context`, :attr:`result`,
+    :attr:`info`, :meth:`payload` (its state document).
+
+    .. versionadded:: 0.2
+    """
+
+    __slots__ = ("_answers", "_config", "_identifier", "_result", "_state", "name")
+
+    def __init__(
+        self, name: str, state: JobState, result: RunResult[object] | None, config: SessionConfig
+    ) -> None:
+        #: The session's name: its flow's.
+        self.name = name
+        self._identifier = state.job_id
+        self._state = state
+        self._result = result
+        self._config = config
+        done = result is not None and result.status is Status.COMPLETED
+        self._answers: list[object] = [result.result] if done and result is not None else []
+
+    def __repr__(self) -> str:
+        return f"<rt.Session {self.name!r} run {self._identifier}: {self._state.status.value}>"
+
+    @property
+    def identifier(self) -> str:
+        """The run's id (Railtracks' ``Session.identifier``)."""
+        return self._identifier
+
+    @property
+    def session_id(self) -> str:
+        """The run's id, as :attr:`FlowConnection.session_id` gives it."""
+        return self._identifier
+
+    @property
+    def state(self) -> JobState:
+        """The run's :class:`~runtime.JobState`."""
+        return self._state
+
+    @property
+    def context(self) -> RunContextView:
+        """The run's context: what its nodes left."""
+        return RunContextView(self._state.context)
+
+    @property
+    def result(self) -> RunResult[object] | None:
+        """How the run ended, or ``None`` while it runs."""
+        return self._result
+
+    @property
+    def info(self) -> ExecutionInfo:
+        """The run's requests and answer (Railtracks' ``Session.info``)."""
+        return ExecutionInfo(self._state, self._answers)
+
+    @property
+    def executor_config(self) -> SessionConfig:
+        """The settings the run had."""
+        return self._config
+
+    @property
+    def rt_state(self) -> SessionView:
+        """This view itself, for Railtracks code that reads ``session.rt_state.executor_config``."""
+        return self
+
+    def payload(self) -> dict[str, object]:
+        """The run's state document (:func:`~runtime.dump_state`), as ``payload_callback`` gets it."""
+        return dump_state(self._state, strict=False)

@@ -56,13 +56,17 @@ the run reads its own writes at once.
 
 from __future__ import annotations
 
-from typing import final
+import time
+from typing import TYPE_CHECKING, final
 
 import trio
 
 import actors
 
 from ._publisher import Batch, Event, EventKind
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 #: Records sent to the publisher in one message when no subscriber watches
 #: live (only recorders consume the run): one wake-up per batch.
@@ -80,7 +84,7 @@ class RunLog:
     Private to the runtime; both engines write through it.
     """
 
-    __slots__ = ("_batch", "_open", "_pending", "_seq", "_t0", "publisher", "run_id")
+    __slots__ = ("_batch", "_clock", "_open", "_pending", "_seq", "_t0", "publisher", "run_id")
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
@@ -92,6 +96,8 @@ class RunLog:
         self._batch = 1
         self._seq = 0
         self._t0 = 0.0
+        #: Trio's clock; the monotonic clock for a run begun outside Trio.
+        self._clock: Callable[[], float] = trio.current_time
 
     def start(
         self, publisher: actors.ActorRef[list[Event], None] | None, *, live: bool, seq: int = 0
@@ -104,14 +110,18 @@ class RunLog:
         live (only recorders), records go in batches of ``_QUIET_BATCH``.
         A resumed run numbers its records on from its stored ones.
         """
-        self._t0 = trio.current_time()
+        try:
+            self._t0 = trio.current_time()
+        except RuntimeError:  # a synchronous rt.Session block outside Trio: no Trio clock
+            self._clock = time.monotonic
+            self._t0 = time.monotonic()
         self._seq = seq
         self.publisher = publisher
         self._batch = 1 if live else _QUIET_BATCH
 
     def offset(self) -> float:
         """Seconds since the run started, on Trio's clock."""
-        return trio.current_time() - self._t0
+        return self._clock() - self._t0
 
     def add(
         self,

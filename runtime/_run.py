@@ -40,7 +40,7 @@ import actors
 
 from ._context import Frame, Invocation, RequestMetadata, copy_context, current_frame, invocation_hook
 from ._core import RunResult, cancelled_error, end_state, new_run_id, save_state, timeout_error
-from ._exceptions import DivergenceError, OutsideRunError, RunPausedError
+from ._exceptions import DivergenceError, OutsideRunError, OutsideTrioError, RunPausedError
 from ._executor import Submission
 from ._node import DEFAULT_THREADS
 from ._publisher import Event, EventKind, Publisher
@@ -99,6 +99,7 @@ class Run:
 
     __slots__ = (
         "_ids",
+        "broadcast_callback",
         "end_on_error",
         "ended",
         "entry",
@@ -154,6 +155,8 @@ class Run:
         self.started_value: object = None
         #: The interrupt that paused the run, as (its key, its payload), once a node awaits one.
         self.interrupted: tuple[str, object] | None = None
+        #: Called with each ``rt.broadcast`` item, in the broadcasting task (see ``RunSettings``).
+        self.broadcast_callback: Callable[[object], object] | None = None
 
     def start(self, publisher: actors.ActorRef[list[Event], None] | None, *, live: bool) -> None:
         """Start the run's clock; from now on records go to *publisher* (if any)."""
@@ -634,22 +637,34 @@ class RunRoot:
     object is no actor, and costs no task.
     """
 
-    __slots__ = ("_calls", "live", "run", "system")
+    __slots__ = ("_calls", "answers", "detached", "live", "run", "system")
 
     #: What a node actor has and the root has not: a request, a node of its own.
     request_id = None
     parent_id = None
     node_name = None
 
-    def __init__(self, run: Run, system: actors.ActorSystem | None) -> None:
+    def __init__(self, run: Run, system: actors.ActorSystem | None, *, detached: bool = False) -> None:
         self.run = run
         self.system = system
+        #: Begun outside Trio (a synchronous session block there): calls are refused.
+        self.detached = detached
         #: The top-level requests running now: :meth:`Run.abort` cancels them.
         self.live: set[actors.ActorRef[None, object]] = set()
+        #: What each top-level request that completed returned, by request id.
+        self.answers: dict[str, object] = {}
         self._calls = 0
 
     def _child(self, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]) -> NodeActor:
         run = self.run
+        if self.detached:
+            msg = (
+                f"rt.call({node.name}) was called in a `with rt.Session(...)` block entered outside Trio (run "
+                f"{run.state.job_id}); such a block can read and write rt.context, but a call needs the Trio run "
+                "the block lives in. Enter the block inside Trio code (async def main(): with rt.Session(): "
+                "await rt.call(...); then trio.run(main)), or run rt.Flow(name, entry_point=node).invoke(...)."
+            )
+            raise OutsideTrioError(msg)
         if run.ended:
             msg = (
                 f"rt.call({node.name}) was called after its run {run.state.job_id} (of {run.flow_name!r}) ended. "
@@ -698,7 +713,8 @@ class RunRoot:
             try:
                 if run.flush_due:
                     await run.flush()
-                return await reply.wait()
+                self.answers[child.request_id] = answer = await reply.wait()
+                return answer
             except Exception:
                 await self.child_failed()
                 raise
@@ -709,7 +725,8 @@ class RunRoot:
                     with trio.CancelScope(shield=True):
                         await ref.wait_stopped()
         try:
-            return await reply.wait()
+            self.answers[child.request_id] = answer = await reply.wait()
+            return answer
         except Exception:
             await self.child_failed()
             raise
@@ -734,6 +751,8 @@ class RunRoot:
     ) -> list[object]:
         """As :meth:`NodeActor.call_batch`, with the requests at the top of the run."""
         if self.system is None:
+            if self.detached:
+                self._child(node, (), {})  # refused, saying why
             async with actors.open_system() as system:
                 return await self._batch(system, node, arg_sets, return_exceptions=return_exceptions)
         return await self._batch(self.system, node, arg_sets, return_exceptions=return_exceptions)
@@ -845,6 +864,7 @@ def new_run(
         executor=settings.executor,
     )
     run.point = point
+    run.broadcast_callback = settings.broadcast_callback
     return run
 
 
@@ -863,7 +883,9 @@ class OpenRun:
 
     Entered with a plain ``with`` (the synchronous ``rt.Session`` form), it
     opens only the cancel scope: a run without consumers, whose top-level
-    requests each open an actor system of their own.
+    requests each open an actor system of their own. Entered so outside Trio,
+    it opens nothing of Trio's: the block reads and writes the run's context,
+    and its calls are refused (``RunRoot.detached``).
 
     How the run ended is in ``run.outcome`` once the block is left. An error
     of the block's own code propagates; the run's timeout, and the first
@@ -888,18 +910,23 @@ class OpenRun:
         settings = self._settings
         return bool(settings.subscribers or settings.recorders or self._subscriptions)
 
-    def _begin(self, system: actors.ActorSystem | None) -> None:
+    def _begin(self, system: actors.ActorSystem | None, *, detached: bool = False) -> None:
         run = self.run
         settings = self._settings
         live = bool(settings.subscribers or self._subscriptions)
-        run.root = RunRoot(run, system)
+        run.root = RunRoot(run, system, detached=detached)
         self._frame_token = current_frame.set(Frame(run, None, None, run.root))
         if system is not None and (live or settings.recorders):
             self._publisher = system.spawn_nowait(
                 Publisher(settings.subscribers, self._subscriptions, settings.recorders), name="publisher"
             )
         run.start(self._publisher, live=live)
-        if system is not None:
+        scope: trio.CancelScope | None
+        if detached:
+            # Begun outside Trio: the block can only read and write the
+            # context (its calls are refused), so there is nothing to cancel.
+            scope = None
+        elif system is not None:
             # The system's own scope is the run's: it covers the block and the
             # nodes, and the publisher is shielded from it. No scope of its own.
             scope = system.cancel_scope
@@ -921,10 +948,11 @@ class OpenRun:
         run = self.run
         state = run.state
         scope = self._scope
-        assert scope is not None
         ours = False
         escaping: BaseException | None = exc
-        if own_scope:
+        if scope is None:  # begun outside Trio: no scope, and no cancellation
+            pass
+        elif own_scope:
             if exc is None:
                 scope.__exit__(None, None, None)
             else:
@@ -1025,7 +1053,13 @@ class OpenRun:
                 "delivering them the run's end needs to await. Use `async with` instead."
             )
             raise TypeError(msg)
-        self._begin(None)
+        try:
+            trio.lowlevel.current_task()
+        except RuntimeError:
+            detached = True
+        else:
+            detached = False
+        self._begin(None, detached=detached)
         return self.run
 
     def __exit__(

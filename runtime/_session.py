@@ -32,6 +32,7 @@ import actors
 
 from ._context import RequestMetadata
 from ._exceptions import BusyError, SessionClosedError, WorkflowBuildError
+from ._flow import SessionView
 from ._holder import (
     BUILDING,
     CLOSING,
@@ -533,14 +534,15 @@ class _SessionType(NoPublicConstructor):
 
     ``rt.Session(...)`` is Railtracks' deprecated form of one run (see
     ``_session_block``); a lease never had a public constructor, so the call
-    is free for it. ``isinstance(x, rt.Session)`` holds for both.
+    is free for it. ``isinstance(x, rt.Session)`` holds for both, and for an
+    ``rt.SessionView`` (``FlowConnection.session``, ``@rt.session``'s second value).
     """
 
     def __call__(cls, *args: object, **kwargs: object) -> SessionBlock:  # type: ignore[override]
         return SessionBlock(*args, **kwargs)  # type: ignore[arg-type]
 
     def __instancecheck__(cls, instance: object) -> bool:
-        return isinstance(instance, SessionBlock) or super().__instancecheck__(instance)
+        return isinstance(instance, SessionBlock | SessionView) or super().__instancecheck__(instance)
 
 
 @final

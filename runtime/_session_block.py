@@ -17,7 +17,12 @@ Both forms work inside Trio code:
   is), and each ``rt.call`` in the block opens an actor system of its own for
   its request. A plain ``with`` cannot await, so it cannot hand the run's end
   to consumers: with subscribers or recorders it is refused, naming
-  ``async with``.
+  ``async with``. A ``broadcast_callback`` is no consumer: each item is
+  handed to it in the broadcasting node's task, as ``rt.broadcast`` is awaited.
+
+Outside Trio, a plain ``with rt.Session(...)`` is a run whose block reads and
+writes ``rt.context`` (no task, no cancel scope, nothing of Trio's is held);
+an ``rt.call`` in it is refused, naming the forms that run calls.
 
 ``rt.Session`` is also the name of a session manager's lease
 (:class:`runtime.Session`, from ``manager.session()``); calling it, which a
@@ -31,14 +36,12 @@ import reprlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, final
 
-import trio
-
 from ._context import RequestMetadata, current_frame
-from ._core import RunSettings, new_run_id
-from ._exceptions import NestedRunError, OutsideTrioError, RunTimeoutError
-from ._flow import report_payload
-from ._publisher import Event, EventKind
+from ._core import RunSettings, new_run_id, run_defaults
+from ._exceptions import NestedRunError, RunTimeoutError
+from ._flow import ExecutionInfo, RunContextView, SessionConfig, report_payload
 from ._run import open_run
+from ._serialize import dump_state
 from ._util import check_in_trio, warn_deprecated
 
 if TYPE_CHECKING:
@@ -46,8 +49,9 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import TracebackType
 
+    from ._core import RunResult
     from ._executor import Executor
-    from ._publisher import Recorder
+    from ._publisher import Event, Recorder
     from ._run import OpenRun
     from ._state import JobState
 
@@ -78,20 +82,9 @@ def _check(
         msg = f"rt.Session(context={_show(context)}): context must be a dict of str keys to values, or None."
         raise TypeError(msg)
     for label, value in (("end_on_error", end_on_error), ("save_state", save_state)):
-        if not isinstance(value, bool):
-            msg = f"rt.Session({label}={_show(value)}): {label} must be True or False."
+        if value is not None and not isinstance(value, bool):
+            msg = f"rt.Session({label}={_show(value)}): {label} must be True, False or None."
             raise TypeError(msg)
-
-
-def _broadcasts_to(callback: Callable[[object], object]) -> Callable[[Event], object]:
-    """A subscriber that calls *callback* with each ``rt.broadcast`` item (Railtracks' ``broadcast_callback``)."""
-
-    def subscriber(event: Event) -> object:
-        if event.kind is EventKind.STREAM:
-            return callback(event.data)
-        return None
-
-    return subscriber
 
 
 @final
@@ -115,19 +108,31 @@ class SessionBlock:
     *end_on_error* the first failing request cancels the block and its error
     is raised from it; a cancel from outside leaves the run ``cancelled``.
 
+    A plain ``with`` works too; outside Trio, its block reads and writes the
+    run's context and an ``rt.call`` in it raises
+    :class:`~runtime.OutsideTrioError`. Railtracks' reads work in and after
+    the block: :attr:`info` (an :class:`~runtime.ExecutionInfo`),
+    :meth:`payload`, :attr:`executor_config` (``rt_state.executor_config``).
+
     Args:
         context: the run's context (``rt.context``), copied.
         name: the run's flow name (its state file's name); by default
             *flow_name*, else ``"session"``.
         flow_name: Railtracks' name of the flow the session belongs to.
         flow_id: Railtracks' id of that flow; kept, not used.
-        timeout: seconds the block may take, or ``None``.
-        end_on_error: end the run at the first failing request.
-        save_state: write the run's state document to *state_dir* when it ends.
+        timeout: seconds the block may take; ``None``: the
+            :func:`~runtime.set_config` default (no limit unless set).
+        end_on_error: end the run at the first failing request; ``None``:
+            the :func:`~runtime.set_config` default (off).
+        save_state: write the run's state document to *state_dir* when it
+            ends; ``None``: the :func:`~runtime.set_config` default (off).
         state_dir: where *save_state* writes; default ``.trioflow``.
         subscribers: called with every :class:`~runtime.Event` (``async with`` only).
         recorders: get every record (``async with`` only).
-        broadcast_callback: called with each ``rt.broadcast`` item (``async with`` only).
+        broadcast_callback: called (plain or async) with each ``rt.broadcast``
+            item, in the broadcasting node's task as it awaits ``rt.broadcast``;
+            what it raises is logged, naming it. ``None``: the
+            :func:`~runtime.set_config` default.
         payload_callback: called once with the run's state document (as
             ``save_state`` writes it) when the block ends, however it ends; what
             it raises is logged, naming it, and changes nothing.
@@ -141,7 +146,16 @@ class SessionBlock:
         Use ``rt.Flow(name, entry_point=node, ...)`` and ``await flow.ainvoke(...)``.
     """
 
-    __slots__ = ("_block", "_identifier", "_payload_callback", "_settings", "flow_id", "flow_name", "name")
+    __slots__ = (
+        "_block",
+        "_config",
+        "_identifier",
+        "_payload_callback",
+        "_settings",
+        "flow_id",
+        "flow_name",
+        "name",
+    )
 
     def __init__(
         self,
@@ -151,8 +165,8 @@ class SessionBlock:
         flow_name: str | None = None,
         flow_id: str | None = None,
         timeout: float | None = None,
-        end_on_error: bool = False,
-        save_state: bool = False,
+        end_on_error: bool | None = None,
+        save_state: bool | None = None,
         state_dir: str | os.PathLike[str] = ".trioflow",
         subscribers: Sequence[Callable[[Event], object]] = (),
         recorders: Sequence[Recorder] = (),
@@ -168,19 +182,26 @@ class SessionBlock:
         self.flow_name = flow_name
         self.flow_id = flow_id
         self._identifier = new_run_id()
-        subscribed = tuple(subscribers)
-        if broadcast_callback is not None:
-            subscribed = (*subscribed, _broadcasts_to(broadcast_callback))
+        # As in Railtracks, the session's settings are fixed when it is made:
+        # its own, else the rt.set_config defaults in force now.
+        defaults = run_defaults.get()
+        self._config = config = SessionConfig(
+            timeout=defaults.timeout if timeout is None else timeout,
+            end_on_error=defaults.end_on_error if end_on_error is None else end_on_error,
+            save_state=defaults.save_state if save_state is None else save_state,
+            broadcast_callback=defaults.broadcast_callback if broadcast_callback is None else broadcast_callback,
+        )
         self._settings = RunSettings(
             name=name or flow_name or "session",
-            timeout=timeout,
-            end_on_error=end_on_error,
-            save_state=save_state,
+            timeout=config.timeout,
+            end_on_error=config.end_on_error,
+            save_state=config.save_state,
             state_dir=pathlib.Path(state_dir),
-            subscribers=subscribed,
+            subscribers=tuple(subscribers),
             recorders=tuple(recorders),
             context=dict(context or {}),
             executor=executor,
+            broadcast_callback=config.broadcast_callback,
         )
         self._block: OpenRun | None = None
         self._payload_callback = payload_callback
@@ -212,39 +233,58 @@ class SessionBlock:
         return self._block.run.state
 
     @property
-    def info(self) -> JobState:
-        """Railtracks' ``ExecutionInfo`` has no counterpart: read :attr:`state` (a :class:`~runtime.JobState`).
-
-        Raises:
-            AttributeError: always; the message says what to read instead.
-        """
-        msg = (
-            "rt.Session has no .info (Railtracks' ExecutionInfo): read session.state, an rt.JobState with "
-            "the run's requests (state.requests), status, result, error and shared log."
-        )
-        raise AttributeError(msg)
+    def session_id(self) -> str:
+        """The id of the session's run, as :attr:`FlowConnection.session_id <runtime.FlowConnection.session_id>` gives it."""
+        return self._identifier
 
     @property
-    def rt_state(self) -> JobState:
-        """Railtracks' ``RTState`` has no counterpart: read :attr:`state`.
+    def context(self) -> RunContextView:
+        """The run's context, read from outside the block: live in it, what it left after it.
 
         Raises:
-            AttributeError: always; the message says what to read instead.
+            RuntimeError: the session was never entered.
         """
-        msg = "rt.Session has no .rt_state (Railtracks' RTState): read session.state, an rt.JobState."
-        raise AttributeError(msg)
+        return RunContextView(self.state.context)
+
+    @property
+    def result(self) -> RunResult[object] | None:
+        """How the run ended, once the block has been left; ``None`` before."""
+        return None if self._block is None else self._block.run.outcome
+
+    @property
+    def info(self) -> ExecutionInfo:
+        """The run's requests and answer (Railtracks' ``Session.info``): a read-only view of :attr:`state`.
+
+        ``info.answer`` is what the block's ``rt.call`` requests returned (one
+        value, or a list if several did).
+
+        Raises:
+            RuntimeError: the session was never entered.
+        """
+        state = self.state
+        assert self._block is not None
+        root = self._block.run.root
+        answers = {} if root is None else root.answers
+        tops = [r.id for r in state.requests.values() if r.parent_id is None]  # in call order
+        return ExecutionInfo(state, [answers[i] for i in tops if i in answers])
+
+    @property
+    def executor_config(self) -> SessionConfig:
+        """The settings the session's run has: its own, else the :func:`~runtime.set_config` defaults when it was made."""
+        return self._config
+
+    @property
+    def rt_state(self) -> SessionBlock:
+        """The session itself, for Railtracks code that reads ``session.rt_state.executor_config``."""
+        return self
 
     def payload(self) -> dict[str, object]:
-        """Railtracks' JSON payload has no counterpart: the run's state document is.
+        """The run's state document (:func:`~runtime.dump_state`), as ``payload_callback`` gets it.
 
         Raises:
-            AttributeError: always; the message says what to use instead.
+            RuntimeError: the session was never entered.
         """
-        msg = (
-            "rt.Session has no payload(): read session.state (an rt.JobState), or write its document with "
-            "rt.Session(save_state=True, state_dir=...) and read it back with rt.read_state_file(path)."
-        )
-        raise AttributeError(msg)
+        return dump_state(self.state, strict=False)
 
     def _open(self, form: str) -> OpenRun:
         if self._block is not None:
@@ -296,21 +336,11 @@ class SessionBlock:
         return suppressed
 
     def __enter__(self) -> SessionBlock:
-        try:
-            trio.lowlevel.current_task()
-        except RuntimeError:
-            msg = (
-                "`with rt.Session(...)` was entered outside a Trio run, but its nodes run on Trio. Enter it in "
-                "Trio code (async def main(): with rt.Session(...): await rt.call(node, ...); then trio.run(main)), "
-                "or from synchronous code run rt.Flow(name, entry_point=node, ...).invoke(...)."
-            )
-            raise OutsideTrioError(msg) from None
         settings = self._settings
         if settings.subscribers or settings.recorders:
             msg = (
-                f"`with rt.Session({settings.name!r}, ...)` has subscribers, recorders or a broadcast_callback, "
-                "and a plain `with` cannot await their delivery of the run's end. Write "
-                "`async with rt.Session(...)` instead."
+                f"`with rt.Session({settings.name!r}, ...)` has subscribers or recorders, and a plain `with` "
+                "cannot await their delivery of the run's end. Write `async with rt.Session(...)` instead."
             )
             raise TypeError(msg)
         self._open("with").__enter__()

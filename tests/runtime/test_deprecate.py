@@ -103,11 +103,16 @@ async def test_a_call_returns_the_result_and_the_session_as_railtracks_1_7_does(
 
     result, session = await main("Ann")
     assert result == "Hello, Ann!"
-    assert isinstance(session, rt.FlowConnection)
+    assert isinstance(session, rt.Session)
+    assert isinstance(session, rt.SessionView)
+    assert session.name == "main"
     assert session.context.as_dict() == {"user": "ann", "greeted": "Ann"}
     assert session.result is not None
     assert session.result.status is rt.Status.COMPLETED
-    assert session.state.job_id == session.session_id
+    assert session.state.job_id == session.session_id == session._identifier
+    assert session.info.answer == "Hello, Ann!"
+    assert session.payload() == rt.dump_state(session.state)
+    assert session.rt_state.executor_config.end_on_error is False
 
 
 async def test_session_settings_apply_to_each_run(

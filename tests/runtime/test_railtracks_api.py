@@ -135,7 +135,29 @@ async def test_connections_of_one_flow_are_isolated() -> None:
     assert len({c.session_id for c in conns}) == 3
 
 
-@pytest.mark.parametrize("accessor", ["context", "session_id", "state"])
+async def test_a_connections_session_is_its_latest_run_seen_as_an_rt_session() -> None:
+    conn = _flow().connect()
+    assert conn.name == "conn"
+    await conn.ainvoke("x")
+    session = conn.session
+    assert isinstance(session, rt.Session)
+    assert (session.name, session.session_id, session.identifier) == ("conn", conn.session_id, conn.session_id)
+    assert session.state is conn.state
+    assert session.context.as_dict() == conn.context.as_dict()
+    assert session.info.answer == "processed:x"
+    assert [r.node for r in session.info.request_forest.insertion_request] == ["writes_context"]
+    assert session.payload() == rt.dump_state(conn.state)
+    assert session.executor_config == rt.SessionConfig(
+        timeout=None, end_on_error=False, save_state=False, broadcast_callback=None
+    )
+    failed = rt.Flow("fail", entry_point=fails_midway).connect()
+    with pytest.raises(ValueError, match="node blew up"):
+        await failed.ainvoke("boom")
+    assert failed.session.info.answer is None  # a failed request has no answer
+    assert failed.session.state.status is rt.Status.FAILED
+
+
+@pytest.mark.parametrize("accessor", ["context", "session_id", "state", "session"])
 def test_reading_a_connection_before_it_ran_names_the_fix(accessor: str) -> None:
     with pytest.raises(
         rt.FlowConnectionError,
@@ -238,6 +260,41 @@ async def test_broadcast_callback_gets_each_broadcast_item_in_order() -> None:
     await rt.Flow("s", entry_point=streams, broadcast_callback=async_listener).ainvoke(["x", "y"])
     assert got == ["a", "b", "c"]  # items only: no lifecycle events
     assert also == ["x", "y"]
+
+
+async def test_a_flows_broadcast_callback_has_the_item_before_rt_broadcast_returns() -> None:
+    got: list[object] = []
+    seen_after: list[list[object]] = []
+
+    @rt.function_node
+    async def stream_and_look(items: list[str]) -> None:
+        for item in items:
+            await rt.broadcast(item)
+            seen_after.append(list(got))
+
+    events: list[rt.Event] = []
+    await rt.Flow(
+        "s", entry_point=stream_and_look, broadcast_callback=got.append, subscribers=[events.append]
+    ).ainvoke(["a", "b"])
+    assert seen_after == [["a"], ["a", "b"]]
+    assert [e.data for e in events if e.kind is rt.EventKind.STREAM] == ["a", "b"]  # subscribers too
+
+
+async def test_a_routine_graphs_broadcast_callback_gets_each_broadcast_item() -> None:
+    class Talker(rt.Routine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.define_slot("input", handler=self.talk)
+
+        async def talk(self, data: object = None, **kwargs: object) -> None:
+            await rt.broadcast({"item": data})
+
+    got: list[object] = []
+    flow: rt.Flow[..., object] = rt.Flow(flow_id="talk-callback", broadcast_callback=got.append)
+    flow.add_routine(Talker(), "talker")
+    state = await flow.aexecute("talker", {"data": 7})
+    assert state.status is rt.Status.COMPLETED
+    assert got == [{"item": 7}]
 
 
 async def test_a_broadcast_callback_that_raises_is_logged_by_name_and_the_run_goes_on(

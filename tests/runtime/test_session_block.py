@@ -191,14 +191,47 @@ async def test_a_session_inside_a_session_is_refused() -> None:
             pass
 
 
-def test_a_plain_with_outside_trio_says_what_to_write() -> None:
+def test_a_plain_with_outside_trio_reads_and_writes_its_runs_context() -> None:
+    with rt.Session(context={"user": "ann"}) as session:
+        assert rt.context.get("user") == "ann"
+        rt.context.put("seen", 1)
+        rt.context.update({"more": 2})
+        rt.context.delete("user")
+        assert sorted(rt.context.keys()) == ["more", "seen"]
+        with pytest.raises(KeyError, match=r"user"):
+            rt.context.get("user")
+    assert session.state.status is rt.Status.COMPLETED
+    assert session.context.as_dict() == {"seen": 1, "more": 2}
+    with rt.Session() as other:  # each block is a run of its own
+        assert list(rt.context.keys()) == []
+    assert other.identifier != session.identifier
+    with pytest.raises(rt.OutsideRunError):  # the block's run is gone with it
+        rt.context.get("seen")
+
+
+def test_an_error_in_a_plain_with_outside_trio_fails_the_run_and_propagates() -> None:
+    documents: list[dict[str, object]] = []
+    session = rt.Session(payload_callback=documents.append)
+    with pytest.raises(RuntimeError, match=r"^boom$"), session:
+        raise RuntimeError("boom")
+    assert session.state.status is rt.Status.FAILED
+    assert len(documents) == 1
+
+
+def test_a_call_in_a_plain_with_outside_trio_says_what_to_write() -> None:
+    async def call_it() -> object:
+        return await rt.call(add, 1, 1)
+
     with (
+        rt.Session() as session,
         pytest.raises(
-            rt.OutsideTrioError, match=r"^`with rt\.Session\(\.\.\.\)` was entered outside a Trio run"
+            rt.OutsideTrioError,
+            match=r"^rt\.call\(add\) was called in a `with rt\.Session\(\.\.\.\)` block entered outside Trio .*"
+            r"Enter the block inside Trio code",
         ),
-        rt.Session(),
     ):
-        pass
+        trio.run(call_it)
+    assert session.state.requests == {}
 
 
 async def test_a_plain_with_cannot_feed_consumers() -> None:
@@ -243,17 +276,104 @@ def test_rt_session_warns_as_deprecated_pointing_at_flow() -> None:
     assert caught[0].filename == __file__  # the warning points at the caller
 
 
-async def test_railtracks_attributes_work_or_say_what_to_read() -> None:
-    async with rt.Session(name="n", flow_name="f", flow_id="id-1") as session:
+async def test_railtracks_attributes_read_the_run() -> None:
+    async with rt.Session(name="n", flow_name="f", flow_id="id-1", context={"k": 1}) as session:
+        assert session.info.answer is None  # nothing returned yet
         await rt.call(add, 1, 1)
+        assert session.info.answer == 2
+        await rt.call(add, 2, 2)
+        assert session.info.answer == [2, 4]
     assert (session.name, session.flow_name, session.flow_id) == ("n", "f", "id-1")
-    assert session._identifier == session.identifier == session.state.run_id
-    with pytest.raises(AttributeError, match=r"^rt\.Session has no \.info .*read session\.state"):
-        _ = session.info
-    with pytest.raises(AttributeError, match=r"^rt\.Session has no payload\(\): read session\.state"):
-        session.payload()
+    assert session._identifier == session.identifier == session.session_id == session.state.run_id
+    assert session.context.as_dict() == {"k": 1}
+    assert session.result is not None
+    assert session.result.status is rt.Status.COMPLETED
+    assert session.payload() == rt.dump_state(session.state)
+    assert session.rt_state is session
+    info = session.info
+    assert [r.node for r in info.request_forest.insertion_request] == ["add", "add"]
+    assert len(info.node_forest.heap()) == 2
+    assert [s.step for s in info.all_stamps] == [0, 1, 2, 3]
     with pytest.raises(RuntimeError, match=r"has no state yet: enter it first"):
         _ = rt.Session().state
+
+
+async def test_info_shows_the_request_tree_and_a_stamp_for_each_making_and_end() -> None:
+    @rt.function_node
+    async def fan(n: int) -> list[object]:
+        return await rt.call_batch(add, list(range(n)), list(range(n)))
+
+    with rt.Session() as session:
+        assert await rt.call(fan, 3) == [0, 2, 4]
+    info = session.info
+    [top] = info.request_forest.insertion_request
+    assert [r.node for r in info.request_forest.children(top.id)] == ["add", "add", "add"]
+    stamps = info.all_stamps
+    assert [s.step for s in stamps] == list(range(8))  # four requests, made and ended
+    assert stamps[0].identifier == f"{top.id} created fan"
+    assert stamps[-1].identifier == f"{top.id} completed fan"
+    assert [s.time for s in stamps] == sorted(s.time for s in stamps)
+
+
+def test_settings_left_out_fall_back_on_set_config_when_the_session_is_made() -> None:
+    got: list[object] = []
+
+    async def main() -> None:
+        rt.set_config(end_on_error=True, timeout=9, broadcast_callback=got.append)
+        session = rt.Session()
+        own = rt.Session(end_on_error=False, timeout=1)
+        assert session.executor_config == rt.SessionConfig(
+            timeout=9, end_on_error=True, save_state=False, broadcast_callback=got.append
+        )
+        assert session.rt_state.executor_config.end_on_error
+        assert (own.executor_config.end_on_error, own.executor_config.timeout) == (False, 1)
+        with session:
+            await rt.call(add, 1, 2)
+
+    trio.run(main)  # rt.set_config's defaults stay in this trio.run's context
+    assert got == [3]
+    assert rt.Session().executor_config.end_on_error is False
+
+
+@pytest.mark.parametrize("form", ["with", "async with"])
+async def test_broadcast_callback_gets_each_item_as_the_node_broadcasts_it(form: str) -> None:
+    @rt.function_node
+    async def stream(n: int) -> int:
+        for i in range(n):
+            await rt.broadcast(i)
+            assert got[-1] == i  # handed over before rt.broadcast returned
+        return n
+
+    got: list[object] = []
+
+    async def async_listener(item: object) -> None:
+        await trio.lowlevel.checkpoint()
+        got.append(item)
+
+    if form == "with":
+        with rt.Session(broadcast_callback=got.append):
+            await rt.call(stream, 3)
+        with rt.Session(broadcast_callback=async_listener):
+            await rt.call(stream, 2)
+    else:
+        async with rt.Session(broadcast_callback=got.append):
+            await rt.call(stream, 3)
+        async with rt.Session(broadcast_callback=async_listener):
+            await rt.call(stream, 2)
+    assert got == [0, 1, 2, 0, 1]
+
+
+async def test_a_broadcast_callback_that_raises_is_logged_by_name_and_the_run_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken_listener(item: object) -> None:
+        msg = "listener bug"
+        raise RuntimeError(msg)
+
+    with rt.Session(name="s", broadcast_callback=broken_listener) as session:
+        assert await rt.call(add, 1, 1) == 2
+    assert session.state.status is rt.Status.COMPLETED
+    assert "broken_listener of Flow 's' raised on the rt.broadcast item of run" in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -265,7 +385,7 @@ async def test_railtracks_attributes_work_or_say_what_to_read() -> None:
         (
             {"end_on_error": 1},
             TypeError,
-            r"^rt\.Session\(end_on_error=1\): end_on_error must be True or False\.$",
+            r"^rt\.Session\(end_on_error=1\): end_on_error must be True, False or None\.$",
         ),
         ({"name": ""}, TypeError, r"^rt\.Session\(name=''\): name must be a non-empty string"),
     ],
@@ -340,3 +460,16 @@ async def test_payload_callback_gets_the_state_document_once_however_the_block_e
     assert "The payload_callback" in caplog.text
     assert "broken" in caplog.text
     assert "rt.Session 'noisy'" in caplog.text
+
+
+async def test_info_answer_lists_concurrent_calls_in_call_order(autojump_clock: trio.abc.Clock) -> None:
+    @rt.function_node
+    async def after(seconds: int) -> int:
+        await trio.sleep(seconds)
+        return seconds
+
+    async with rt.Session() as session, trio.open_nursery() as nursery:
+        nursery.start_soon(rt.call, after, 5)
+        await trio.sleep(1)  # the 5 s call is made first
+        nursery.start_soon(rt.call, after, 1)
+    assert session.info.answer == [5, 1]  # the order they were made in, not the order they ended
