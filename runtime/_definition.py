@@ -276,6 +276,7 @@ def dump_flow(graph: Graph, *, timeout: float | None, end_on_error: bool) -> dic
         )
         for routine_id, routine in graph.routines.items()
     }
+    links, mappings = graph.wiring(f"Flow({graph.name!r}).serialize()")
     flow = FlowDoc(
         flow_id=graph.name,
         entry_id=graph.entry_id,
@@ -289,8 +290,9 @@ def dump_flow(graph: Graph, *, timeout: float | None, end_on_error: bool) -> dic
         else dump_error_handler(graph._error_handler, "$.error_handler", what),
         routines=routines,
         connections=[
-            ConnectionDoc(*connection, param_mapping=dict(graph._mappings.get(connection, {})))
-            for connection in graph.connections
+            ConnectionDoc(source, event, target, slot, dict(mappings.get((source, event, target, slot), {})))
+            for (source, event), targets in links.items()
+            for target, slot in targets
         ],
     )
     return {**_header(FLOW_FORMAT), **typing.cast("dict[str, object]", _unstructure(flow))}
