@@ -8,15 +8,18 @@ connections, as ``flow.connect`` makes.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 import pathlib
 import re
+from typing import TYPE_CHECKING
 
 import hypothesis.strategies as st
 import pytest
 from hypothesis import given
 
 import runtime as rt
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class Source(rt.Routine):
@@ -61,33 +64,33 @@ def test_a_slot_made_alone_receives_and_calls_its_handler_in_place() -> None:
     assert got == [1, 2]
 
 
-CALLS: list[object] = []
+calls: list[object] = []
 
 
 @pytest.mark.parametrize(
     ("handler", "data", "expected"),
     [
         (
-            lambda data: CALLS.append(data),
+            lambda data: calls.append(data),
             {"data": "x"},
             {"data": "x"},
         ),  # one parameter named data: the whole dict
-        (lambda value: CALLS.append(value), {"value": 1, "b": 2}, 1),  # one other parameter: its value
-        (lambda value: CALLS.append(value), {"b": 2}, {"b": 2}),  # ... or the whole dict when it is missing
+        (lambda value: calls.append(value), {"value": 1, "b": 2}, 1),  # one other parameter: its value
+        (lambda value: calls.append(value), {"b": 2}, {"b": 2}),  # ... or the whole dict when it is missing
         (
-            lambda a, b=None: CALLS.append((a, b)),
+            lambda a, b=None: calls.append((a, b)),
             {"a": 1, "c": 3},
             (1, None),
         ),  # the keys it names; others dropped
-        (lambda **kw: CALLS.append(kw), {"a": 1}, {"a": 1}),  # **kwargs: every key
+        (lambda **kw: calls.append(kw), {"a": 1}, {"a": 1}),  # **kwargs: every key
     ],
 )
 def test_receive_calls_the_handler_by_its_signature(
     handler: Callable[..., object], data: dict[str, object], expected: object
 ) -> None:
-    CALLS.clear()
+    calls.clear()
     rt.Slot("in", handler=handler).receive(data)
-    assert CALLS == [expected]
+    assert calls == [expected]
 
 
 def test_receive_merges_by_the_slot_strategy() -> None:
