@@ -906,6 +906,50 @@ class Connection:
         if self.source_event is not None and self.target_slot is not None:
             self.source_event.disconnect(self.target_slot)
 
+    def serialize(self) -> dict[str, object]:
+        """This connection as a versioned document of JSON values.
+
+        ``{"format": "trioflow.connection", "version": 1, "source": ..., "event": ...,
+        "target": ..., "slot": ..., "param_mapping": {...}}``: the routine ids
+        (``null`` for a link made by hand, whose objects a document cannot
+        hold), the event and slot names and the renames. A flow's document
+        holds its connections already (:meth:`Flow.serialize <runtime.Flow.serialize>`).
+
+        .. versionadded:: 0.2
+        """
+        from . import _definition  # builds on this module
+
+        return _definition.dump_connection_doc(self)
+
+    def deserialize(self, document: object) -> Self:
+        """Take the ids, names and renames of a document made by :meth:`serialize`, and return this connection.
+
+        As in Routilux, the ends of a link made by hand are not in the
+        document: set ``source_event`` and ``target_slot`` after, or make the
+        link with ``Connection(event, slot, param_mapping)``.
+
+        Raises:
+            DefinitionDocumentError: another format or version, or a value
+                that does not fit; the message gives its ``$.path``.
+            GraphDefinitionError: this connection is a live link made by hand
+                (disconnect it first).
+
+        .. versionadded:: 0.2
+        """
+        from . import _definition  # builds on this module
+
+        event = self.source_event
+        if event is not None and self in (event._links or ()):
+            msg = (
+                f"{self!r}.deserialize(...): this connection is a link made by hand, and loading would change it "
+                "in place. Disconnect it first, or load into an empty Connection()."
+            )
+            raise GraphDefinitionError(msg)
+        loaded = _definition.load_connection_doc(document)
+        self.source_id, self.event, self.target_id, self.slot = loaded.source, loaded.event, loaded.target, loaded.slot
+        self.param_mapping = types.MappingProxyType(dict(loaded.param_mapping)) if loaded.param_mapping else _NO_MAPPING
+        return self
+
     def _key(self) -> tuple[object, ...]:
         if self.source_id is not None:
             return (self.source_id, self.event, self.target_id, self.slot, dict(self.param_mapping))

@@ -441,3 +441,38 @@ def test_the_docs_wiring_example_runs_as_shown(capsys: pytest.CaptureFixture[str
         "[42]",
         "[('double', 'output', 'keep', 'input')] {'result': 10}",
     ]
+
+
+def test_a_connection_document_round_trips() -> None:
+    flow_connection = rt.Connection("a", "out", "b", "in", {"x": "y"})
+    document = json.loads(json.dumps(flow_connection.serialize()))
+    assert document == {
+        "format": "trioflow.connection",
+        "version": 1,
+        "source": "a",
+        "event": "out",
+        "target": "b",
+        "slot": "in",
+        "param_mapping": {"x": "y"},
+    }
+    assert rt.Connection().deserialize(document) == flow_connection
+
+    event, slot = rt.RoutineEvent("out"), rt.Slot("in")
+    link = rt.Connection(event, slot, {"x": "y"})
+    loaded = rt.Connection().deserialize(link.serialize())
+    assert (loaded.source_id, loaded.event, loaded.slot, dict(loaded.param_mapping)) == (
+        None,
+        "out",
+        "in",
+        {"x": "y"},
+    )
+    with pytest.raises(
+        rt.GraphDefinitionError, match=r"this connection is a link made by hand, and loading would change it"
+    ):
+        link.deserialize(document)
+    with pytest.raises(
+        rt.DefinitionDocumentError, match=r"^Cannot load a connection document: its format is None"
+    ):
+        rt.Connection().deserialize({"_type": "Connection", "param_mapping": {}})
+    with pytest.raises(rt.DefinitionDocumentError, match=r"^Cannot load a connection document: .*\$\.slot"):
+        rt.Connection().deserialize({**document, "slot": 3})
