@@ -1239,6 +1239,13 @@ class Routine(metaclass=_RoutineMeta):
        of the keys of a non-empty message, the whole dict, as its first
        argument. No parameters: it is called with none.
 
+    Slots and events can also be wired by hand, as in Routilux
+    (``self.output.connect(other.input)``, ``Connection(event, slot)``):
+    outside any flow, ``emit`` then calls the linked slots' handlers in
+    place (:meth:`Slot.receive`), which is how a handler is unit-tested;
+    between routines of a flow, such a link is one of the flow's
+    connections, exactly as ``flow.connect(...)`` makes (see :class:`Slot`).
+
     Each job runs on its own instance of every routine, made by calling the
     constructor again with the same arguments (or the factory given to
     :meth:`Flow.add_routine <runtime.Flow.add_routine>`), then applying the
@@ -1383,6 +1390,20 @@ class Routine(metaclass=_RoutineMeta):
         if "_recipe" in fields:
             self._note("define_event", (name, declared))
         return event
+
+    def get_slot(self, name: str) -> Slot | None:
+        """The slot named *name*, or ``None`` (Routilux's accessor; see :attr:`slots`).
+
+        .. versionadded:: 0.2
+        """
+        return self._defs("_slots").get(name)  # type: ignore[return-value]
+
+    def get_event(self, name: str) -> RoutineEvent | None:
+        """The event named *name*, or ``None`` (Routilux's accessor; see :attr:`events`).
+
+        .. versionadded:: 0.2
+        """
+        return self._defs("_events").get(name)  # type: ignore[return-value]
 
     @property
     def slots(self) -> Mapping[str, Slot]:
@@ -1617,11 +1638,18 @@ class Routine(metaclass=_RoutineMeta):
         the failure stops the job. From an async handler, :meth:`aemit` sends
         at once.
 
+        Outside a job, a routine of no flow sends *data* to the slots linked
+        to the event by hand (:meth:`RoutineEvent.connect`), calling each
+        one's :meth:`Slot.receive` in place, in the order linked; with none,
+        nothing happens (Routilux's emit without a flow). A routine of a flow
+        (or a job's instance of one) emits only inside a job.
+
         Raises:
             EventDataError: the routine never defined *event*, *data* has a
                 parameter the event does not declare, or *flow* is not the
                 job's flow.
-            OutsideRunError: called outside a job, or not from this routine's handler.
+            OutsideRunError: called outside a job by a routine of a flow (or
+                with *flow*), or not from this routine's handler.
         """
         host = current_host.get(None)
         if host is None or host.routine is not self:

@@ -55,6 +55,14 @@ def test_define_slot_and_define_event_know_their_routine() -> None:
     assert source.output.params == frozenset({"value", "extra"})
 
 
+def test_get_slot_and_get_event_find_by_name_or_give_none() -> None:
+    source = Source()
+    assert source.get_slot("trigger") is source.trigger
+    assert source.get_event("output") is source.output
+    assert source.get_slot("output") is None
+    assert source.get_event("nope") is None
+
+
 def test_a_slot_made_alone_receives_and_calls_its_handler_in_place() -> None:
     got: list[object] = []
     slot = rt.Slot("in", handler=lambda value: got.append(value))
