@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from ._graph import Graph
+    from ._routine import Connection
 
 FLOW_FORMAT = "trioflow.flow"
 ROUTINE_FORMAT = "trioflow.routine"
@@ -276,6 +277,7 @@ def dump_flow(graph: Graph, *, timeout: float | None, end_on_error: bool) -> dic
         )
         for routine_id, routine in graph.routines.items()
     }
+    links, mappings = graph.wiring(f"Flow({graph.name!r}).serialize()")
     flow = FlowDoc(
         flow_id=graph.name,
         entry_id=graph.entry_id,
@@ -289,8 +291,9 @@ def dump_flow(graph: Graph, *, timeout: float | None, end_on_error: bool) -> dic
         else dump_error_handler(graph._error_handler, "$.error_handler", what),
         routines=routines,
         connections=[
-            ConnectionDoc(*connection, param_mapping=dict(graph._mappings.get(connection, {})))
-            for connection in graph.connections
+            ConnectionDoc(source, event, target, slot, dict(mappings.get((source, event, target, slot), {})))
+            for (source, event), targets in links.items()
+            for target, slot in targets
         ],
     )
     return {**_header(FLOW_FORMAT), **typing.cast("dict[str, object]", _unstructure(flow))}
@@ -498,3 +501,35 @@ def load_error_handler_doc(doc: object, allow: Allowed) -> ErrorHandler:
 def dump_error_handler_doc(handler: ErrorHandler) -> dict[str, object]:
     """``ErrorHandler.serialize``."""
     return {**_header(ERROR_HANDLER_FORMAT), **dump_error_handler(handler, "$", "an error handler")}
+
+
+# -- a connection on its own (Routilux's Connection.serialize) ---------------------
+
+CONNECTION_FORMAT = "trioflow.connection"
+
+
+@attrs.frozen
+class LinkDoc:
+    """A connection on its own: a flow's (by ids) or a link made by hand (``source``/``target`` null)."""
+
+    source: str | None
+    event: str
+    target: str | None
+    slot: str
+    #: Renames applied to each message: event parameter -> slot parameter.
+    param_mapping: dict[str, str]
+
+
+def dump_connection_doc(connection: Connection) -> dict[str, object]:
+    """``Connection.serialize``."""
+    doc = LinkDoc(
+        connection.source_id, connection.event, connection.target_id, connection.slot, dict(connection.param_mapping)
+    )
+    return {**_header(CONNECTION_FORMAT), **typing.cast("dict[str, object]", _unstructure(doc))}
+
+
+def load_connection_doc(doc: object) -> LinkDoc:
+    """``Connection.deserialize``: the document's fields, checked."""
+    what = "a connection document"
+    body = _check_header(doc, CONNECTION_FORMAT, what)
+    return typing.cast("LinkDoc", _structure(body, LinkDoc, "$", what))

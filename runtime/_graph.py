@@ -13,27 +13,26 @@ from __future__ import annotations
 import contextlib
 import operator
 import types
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, cast, final
+from typing import TYPE_CHECKING, cast
 
-import attrs
 import trio
 
 from ._core import RunResult, new_job_id
 from ._exceptions import GraphDefinitionError, JobStateError
 from ._job import Job
-from ._routine import ErrorHandler, Routine, RoutineProps, default_error_handler
+from ._routine import Connection as Connection  # re-exported: flow.connect returns one
+from ._routine import ErrorHandler, Routine, RoutineProps, check_mapping, default_error_handler
 from ._state import JobState, _isolate
 from ._util import check_not_in_trio
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import AsyncIterator, Callable, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
     from ._context import RequestMetadata
     from ._core import RunSettings
     from ._publisher import Subscription
-    from ._routine import ErrorStrategy
+    from ._routine import ErrorStrategy, RoutineEvent, Slot
     from ._util import AnyFlow
 
 
@@ -46,31 +45,6 @@ DEFAULT_WORKERS = 5
 
 def _names(names: Sequence[str] | Mapping[str, object]) -> str:
     return ", ".join(repr(name) for name in names) or "none"
-
-
-@final
-@attrs.frozen
-class Connection:
-    """A connection of a routine graph: what :meth:`Flow.connect <runtime.Flow.connect>` returns.
-
-    Attributes:
-        source_id: the routine that emits.
-        event: the event it emits.
-        target_id: the routine that receives.
-        slot: the slot that receives.
-        param_mapping: renames applied to every message on this connection,
-            event parameter name to slot parameter name (read-only; empty
-            for none). A renamed parameter reaches the slot under its new
-            name only; the others pass unchanged.
-
-    .. versionadded:: 0.2
-    """
-
-    source_id: str
-    event: str
-    target_id: str
-    slot: str
-    param_mapping: Mapping[str, str] = attrs.field(factory=lambda: types.MappingProxyType({}))
 
 
 class Graph:
@@ -123,12 +97,86 @@ class Graph:
 
     @property
     def connections(self) -> list[tuple[str, str, str, str]]:
-        """Every connection as ``(source_id, event, target_id, slot)``, in the order made."""
+        """Every connection as ``(source_id, event, target_id, slot)``, in the order made.
+
+        The links made by hand between the graph's routines come after those
+        made with ``connect`` (see :meth:`wiring`).
+        """
         return [
             (src, event, dst, slot)
-            for (src, event), targets in self._connections.items()
+            for (src, event), targets in self.wiring(None)[0].items()
             for dst, slot in targets
         ]
+
+    def wiring(
+        self, api: str | None
+    ) -> tuple[dict[tuple[str, str], list[tuple[str, str]]], dict[tuple[str, str, str, str], dict[str, str]]]:
+        """The connections and mappings of a job: ``connect``'s, then the links made by hand.
+
+        A link made by hand (``event.connect(slot)``, ``Connection(event, slot)``)
+        from an event of one of the graph's routines to a slot of another is
+        a connection like ``connect``'s; the same pair made both ways is one
+        connection. *api* names the call for the errors; ``None``: leave out
+        a link that cannot be honoured instead of raising.
+
+        Raises:
+            GraphDefinitionError: a link to a slot whose routine is not in the
+                graph (or was added under two ids), or the same pair with two
+                different mappings.
+        """
+        links = [
+            (source_id, name, link)
+            for source_id, template in self.routines.items()
+            for name, spec in template.__dict__["_events"].items()
+            for link in spec._links or ()
+        ]
+        if not links:
+            return self._connections, self._mappings
+        ids: dict[int, list[str]] = {}
+        for routine_id, template in self.routines.items():
+            ids.setdefault(id(template), []).append(routine_id)
+        connections = {key: list(targets) for key, targets in self._connections.items()}
+        mappings = dict(self._mappings)
+        for source_id, event, link in links:
+            slot = link.target_slot
+            assert slot is not None  # a link always has both ends
+            owner = slot.routine
+            found = ids.get(id(owner), []) if owner is not None else []
+            problem = None
+            if len(ids[id(self.routines[source_id])]) > 1 or len(found) > 1:
+                twice = source_id if len(found) <= 1 else found[0]
+                problem = (
+                    f"routine {twice!r} was added to flow {self.name!r} under several ids, and a link made by hand "
+                    "cannot say which one it connects. Connect them with flow.connect(...) instead."
+                )
+            elif not found or owner.__dict__["_slots"].get(slot.name) is not slot:
+                whose = "no routine" if owner is None else f"a {type(owner).__name__} routine"
+                problem = (
+                    f"slot {slot.name!r} of {whose}, which is not a routine of flow {self.name!r}. In a flow, a link "
+                    "made by hand is one of the flow's connections: add that routine with flow.add_routine(...), "
+                    "or remove the link with event.disconnect(slot)."
+                )
+            else:
+                target_id = found[0]
+                mapping = dict(link.param_mapping)
+                targets = connections.setdefault((source_id, event), [])
+                key = (source_id, event, target_id, slot.name)
+                if (target_id, slot.name) not in targets:
+                    targets.append((target_id, slot.name))
+                    if mapping:
+                        mappings[key] = mapping
+                    continue
+                if mappings.get(key, {}) == mapping:
+                    continue
+                problem = (
+                    f"slot {slot.name!r} of routine {target_id!r}, with param_mapping={mapping!r}, but "
+                    f"flow.connect(...) connected them with param_mapping={mappings.get(key, {})!r}. Give the "
+                    "connection one mapping: drop one of the two."
+                )
+            if api is not None:
+                msg = f"{api}: event {event!r} of routine {source_id!r} is linked by hand (event.connect(slot)) to {problem}"
+                raise GraphDefinitionError(msg)
+        return connections, mappings
 
     def add_routine(self, routine: Routine | Callable[[], Routine], routine_id: str | None = None) -> str:
         """``Flow.add_routine``: add a template and how to make each job's instance of it."""
@@ -153,6 +201,9 @@ class Graph:
                 routine_id = f"{base}_{n}"
         self.routines[routine_id] = template
         self._props[routine_id] = props
+        recipe = template.__dict__.get("_recipe")
+        if recipe is not None and recipe.flow is None:
+            recipe.flow = self.name  # a flow's routine emits only inside a job
         return routine_id
 
     def _routine(self, api: str, routine_id: str) -> Routine:
@@ -186,52 +237,15 @@ class Graph:
         if (target_id, slot) in targets:
             msg = f"{api}: these are already connected; each connection delivers every emission once."
             raise GraphDefinitionError(msg)
-        mapping = self._check_mapping(api, source, event, target, slot, param_mapping)
+        the_event, the_slot = cast("RoutineEvent", events[event]), cast("Slot", slots[slot])
+        mapping = check_mapping(api, the_event, the_slot, param_mapping)
         targets.append((target_id, slot))
         if mapping:
             self._mappings[source_id, event, target_id, slot] = mapping
-        return Connection(source_id, event, target_id, slot, types.MappingProxyType(dict(mapping)))
-
-    @staticmethod
-    def _check_mapping(
-        api: str, source: Routine, event: str, target: Routine, slot: str, param_mapping: object
-    ) -> dict[str, str]:
-        """*param_mapping* as a dict, or an error naming the entry that cannot work."""
-        if param_mapping is None:
-            return {}
-        if not isinstance(param_mapping, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in param_mapping.items()
-        ):
-            msg = (
-                f"{api}: param_mapping={param_mapping!r} must be a dict of event parameter names to slot "
-                "parameter names (str to str), or None."
-            )
-            raise TypeError(msg)
-        mapping = dict(param_mapping)
-        declared = source.__dict__["_events"][event].params
-        if declared is not None:
-            unknown = [name for name in mapping if name not in declared]
-            if unknown:
-                carries = ", ".join(repr(p) for p in sorted(declared)) or "no parameters"
-                msg = (
-                    f"{api}: param_mapping renames {', '.join(map(repr, unknown))}, which event {event!r} never "
-                    f"carries; it declares {carries}. Map the event's own parameter names."
-                )
-                raise GraphDefinitionError(msg)
-        the_slot = target.__dict__["_slots"][slot]
-        accepted = the_slot._params
-        if the_slot.handler is not None and accepted is not None:
-            bad = [name for name in mapping.values() if name not in accepted]
-            if bad:
-                handler = getattr(the_slot.handler, "__qualname__", repr(the_slot.handler))
-                takes = ", ".join(repr(p) for p in sorted(accepted)) or "no parameters"
-                msg = (
-                    f"{api}: param_mapping maps to {', '.join(map(repr, bad))}, which the handler of slot "
-                    f"{slot!r} ({handler}) cannot take; it takes {takes}. Map to one of those, or add the "
-                    "parameter (or **kwargs) to the handler."
-                )
-                raise GraphDefinitionError(msg)
-        return mapping
+        connection = Connection(source_id, event, target_id, slot, mapping)
+        connection.source_event = the_event
+        connection.target_slot = the_slot
+        return connection
 
     def set_execution_strategy(
         self, strategy: str, max_workers: int | None = None, *, api: str | None = None
@@ -308,6 +322,7 @@ class Graph:
         else:
             msg = f"{api}({entry_id!r}, entry_params={entry_params!r}): entry_params is a dict of the entry slot's keyword arguments, or None."
             raise TypeError(msg)
+        connections, mappings = self.wiring(f"Flow({self.name!r}).{api}({entry_id!r})")
         job_id = metadata.run_id if metadata is not None and metadata.run_id else new_job_id()
         return Job._create(
             settings=settings,
@@ -316,8 +331,8 @@ class Graph:
             max_steps=self.max_steps,
             running=self.running_jobs,
             routines=self._props,
-            connections=self._connections,
-            mappings=self._mappings,
+            connections=connections,
+            mappings=mappings,
             strategy=strategy,
             max_workers=workers,
             default_handler=self._error_handler or default_error_handler(),

@@ -50,6 +50,7 @@ from ._executor import Submission
 from ._publisher import Event, EventKind, Publisher
 from ._record import RunLog
 from ._routine import EMITTED_ATTR, ErrorStrategy, ExecutionContext, _Call, call_handler, current_host
+from ._routine import apply_mapping as _mapped
 from ._state import OUTPUT_KEY, Delivery, JobState, Status, _isolate, current_job, summarize
 from ._util import NoPublicConstructor
 
@@ -82,15 +83,6 @@ _STATUS_AFTER_FAILURE = {
 @functools.lru_cache(maxsize=4096)
 def _actor_name(routine_id: str) -> str:
     return f"routine {routine_id!r}"
-
-
-def _mapped(data: dict[str, object], mapping: Mapping[str, str]) -> dict[str, object]:
-    """*data* with the keys *mapping* renames under their new names; the others as they are."""
-    renamed = {mapping[key]: value for key, value in data.items() if key in mapping}
-    for key, value in data.items():
-        if key not in mapping and key not in renamed:
-            renamed[key] = value
-    return renamed
 
 
 @final

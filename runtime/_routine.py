@@ -22,7 +22,7 @@ import io
 import math
 import types
 import weakref
-from typing import TYPE_CHECKING, NamedTuple, Protocol, Self, TypeAlias, final
+from typing import TYPE_CHECKING, NamedTuple, Protocol, Self, TypeAlias, final, overload
 
 import attrs
 
@@ -155,56 +155,115 @@ def call_handler(
 _MERGE_NAMES = ("override", "append")
 
 
+def _check_merge(where: str, merge_strategy: object) -> None:
+    """Raise unless *merge_strategy* is ``"override"``, ``"append"`` or a function."""
+    if merge_strategy != "override" and not callable(merge_strategy) and merge_strategy not in _MERGE_NAMES:
+        msg = f"{where}: choose 'override', 'append', or a function merge(old, new) -> merged."
+        raise TypeError(msg)
+
+
+def _check_owner(where: str, routine: object) -> None:
+    if routine is not None and not isinstance(routine, Routine):
+        msg = f"{where}: routine={routine!r} is not a Routine; give the routine the {where.split('(')[0]} belongs to, or None."
+        raise TypeError(msg)
+
+
 @final
 class Slot:
-    """An input of a routine: what :meth:`Routine.define_slot` returns.
+    """An input of a routine: a name, a handler, and how messages merge.
 
-    A slot belongs to one routine instance (each job's instance defines its
-    own); what a slot merges (the ``"append"`` merge) lives in the job's
-    routine actor.
+    :meth:`Routine.define_slot` makes a slot on its routine. A slot can also
+    be made on its own, as in Routilux (``Slot("input", handler=take)``),
+    for instance to test a handler.
 
-    Attributes:
+    In a job, each message for the slot is merged and handed to the handler
+    by the job's instance of the routine (its actor); what an ``"append"``
+    slot accumulated is that job's own. Outside a job, :meth:`receive` merges
+    into the slot's own data and calls the handler in place, synchronously.
+
+    Slots and events can be wired by hand (:meth:`connect`,
+    :meth:`RoutineEvent.connect`, ``Connection(event, slot)``). Between
+    routines of no flow, an ``emit`` then calls :meth:`receive` of every
+    connected slot, in connection order. Once the routines are added to a
+    :class:`~runtime.Flow`, such a link is one of the flow's connections,
+    exactly as if made with ``flow.connect(...)``: its messages travel
+    between the routines' actors inside a job.
+
+    Args:
         name: the slot's name, unique within its routine.
-        handler: what is called with each message's data (by its
-            signature, see :class:`Routine`), or ``None`` for a slot that
-            only receives.
+        routine: the routine the slot belongs to (``define_slot`` passes
+            it), or ``None``.
+        handler: called with each message's data, by its signature (see
+            :class:`Routine`), or ``None`` for a slot that only receives.
         merge_strategy: ``"override"`` (the handler gets each message's data),
             ``"append"`` (it gets, per key, the list of every value received
-            so far in the job) or a function ``merge(old, new) -> merged``.
+            so far: in the job, or outside one by this slot) or a function
+            ``merge(old, new) -> merged``.
+
+    Attributes:
+        name: as given.
+        routine: as given.
+        handler: as given.
+        merge_strategy: as given.
+
+    Raises:
+        TypeError: *name* is not a string, *routine* is not a routine,
+            *handler* is not callable, or *merge_strategy* is none of the
+            choices.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+       Made on its own, with :meth:`connect`, :meth:`receive` and ``routine``.
     """
 
     __slots__ = (
+        "_data",
         "_func",
         "_is_async",
+        "_links",
         "_on_routine",
         "_params",
         "_plan",
         "handler",
         "merge_strategy",
         "name",
+        "routine",
     )
 
     def __init__(
         self,
-        name: str,
-        handler: Handler | None,
-        merge_strategy: MergeStrategy,
-        owner: Routine,
+        name: str = "",
+        routine: Routine | None = None,
+        handler: Handler | None = None,
+        merge_strategy: MergeStrategy = "override",
     ) -> None:
+        if not isinstance(name, str):
+            msg = f"Slot({name!r}): a slot name is a string."
+            raise TypeError(msg)
+        if routine is not None and not isinstance(routine, Routine):
+            _check_owner(f"Slot({name!r})", routine)
+        if handler is not None and not callable(handler):
+            msg = f"Slot({name!r}, handler={handler!r}): the handler must be callable."
+            raise TypeError(msg)
+        if merge_strategy != "override":
+            _check_merge(f"Slot({name!r}, merge_strategy={merge_strategy!r})", merge_strategy)
         self.name = name
+        self.routine = routine
         self.handler = handler
         self.merge_strategy = merge_strategy
         # A handler that is a method of its own routine is kept unbound and
         # called on the routine the actor holds.
         func: Handler | None = handler
         self._on_routine = False
-        if handler is not None and getattr(handler, "__self__", None) is owner:
+        if handler is not None and routine is not None and getattr(handler, "__self__", None) is routine:
             func = handler.__func__  # type: ignore[attr-defined]
             self._on_routine = True
         self._func = func
         self._is_async, self._params, self._plan = _handler_facts(handler)
+        #: What :meth:`receive` merged so far (outside a job).
+        self._data: dict[str, object] = {}
+        #: The links made by hand to this slot (the same objects as in each event's).
+        self._links: list[Connection] | None = None
 
     def _arguments(self, data: dict[str, object]) -> tuple[tuple[object, ...], dict[str, object]]:
         """The positional and keyword arguments the handler is called with for *data*.
@@ -228,6 +287,99 @@ class Slot:
         if matched or not data or not plan.names:
             return (), matched
         return (data,), {}
+
+    # -- wiring by hand (Routilux's object API) ---------------------------------
+
+    @property
+    def connected_events(self) -> list[RoutineEvent]:
+        """The events linked to this slot by hand, in the order linked (a new list).
+
+        Connections made with ``flow.connect(...)`` belong to the flow and are
+        not listed: see :attr:`Flow.connections <runtime.Flow.connections>`.
+        """
+        return [link.source_event for link in self._links or () if link.source_event is not None]
+
+    def connect(self, event: RoutineEvent, param_mapping: Mapping[str, str] | None = None) -> Connection:
+        """Link *event* to this slot: the same as ``event.connect(slot, param_mapping)``.
+
+        See :meth:`RoutineEvent.connect`.
+        """
+        if not isinstance(event, RoutineEvent):
+            msg = f"{self!r}.connect({event!r}): connect a slot to a RoutineEvent (routine.get_event(name), or what define_event returned)."
+            raise TypeError(msg)
+        return event.connect(self, param_mapping)
+
+    def disconnect(self, event: RoutineEvent) -> None:
+        """Remove the link from *event* to this slot, if there is one: ``event.disconnect(slot)``."""
+        if isinstance(event, RoutineEvent):
+            event.disconnect(self)
+
+    def receive(self, data: Mapping[str, object], job_state: object = None, flow: object = None) -> None:
+        """Merge *data* by the slot's ``merge_strategy``, then call the handler in place, outside a job.
+
+        This is what an ``emit`` does, outside a job, for each slot wired to
+        the event by hand; call it directly to test a handler. The handler
+        runs synchronously in the calling thread, with the merged data, by
+        the rules in :class:`Routine`; what it raises is raised here,
+        unchanged (no error strategy applies outside a job). Inside a job,
+        messages reach the handler through the job's instance of the
+        routine, never through ``receive``.
+
+        Args:
+            data: the message's data, parameter names to values.
+            job_state: Routilux's job state argument: refused, see below.
+            flow: Routilux's flow argument: refused, see below.
+
+        Raises:
+            TypeError: *data* is not a mapping, or the handler is ``async``
+                (an async handler runs inside a job).
+            OutsideRunError: a *job_state* or *flow* was given: a handler
+                runs in a job only when the job delivers the message.
+            Exception: what the handler raised.
+
+        .. versionadded:: 0.2
+        """
+        if job_state is not None or flow is not None:
+            given = "job_state" if job_state is not None else "flow"
+            msg = (
+                f"{self!r}.receive(..., {given}=...): receive() calls the handler in place, outside any job, so "
+                "it takes no job state or flow. To handle a message in a job, run the flow "
+                "(flow.execute(...)) and let a connected event deliver it."
+            )
+            raise OutsideRunError(msg)
+        if not isinstance(data, collections.abc.Mapping):
+            msg = f"{self!r}.receive({data!r}): give the message's data as a dict of parameter names to values."
+            raise TypeError(msg)
+        if self._is_async:
+            msg = (
+                f"{self!r}.receive(...): the handler is async, and receive() calls it in place, synchronously. "
+                "Async handlers run inside a job: add the routine to a flow and run it, or await the handler "
+                "yourself."
+            )
+            raise TypeError(msg)
+        merged = self._merge_data(dict(data))
+        handler = self.handler
+        if handler is not None:
+            args, kwargs = self._arguments(merged)
+            handler(*args, **kwargs)
+
+    def _merge_data(self, new: dict[str, object]) -> dict[str, object]:
+        """Merge *new* into what :meth:`receive` merged so far; return (a copy of) the result."""
+        strategy = self.merge_strategy
+        if strategy == "append":
+            merged = dict(self._data)
+            for key, value in new.items():
+                if key not in merged:
+                    merged[key] = [value]
+                else:
+                    old = merged[key]
+                    merged[key] = [*old, value] if isinstance(old, list) else [old, value]
+        elif callable(strategy):
+            merged = dict(strategy(dict(self._data), dict(new)))
+        else:
+            merged = dict(new)
+        self._data = merged
+        return dict(merged)
 
     def __repr__(self) -> str:
         handler = getattr(self.handler, "__qualname__", repr(self.handler))
@@ -323,24 +475,501 @@ def _call_plan(handler: Handler) -> _Plan:
 
 @final
 class RoutineEvent:
-    """An output of a routine: what :meth:`Routine.define_event` returns.
+    """An output of a routine: a name and the parameters it carries.
+
+    :meth:`Routine.define_event` makes an event on its routine. An event can
+    also be made on its own, as Routilux's ``Event``
+    (``RoutineEvent("output", output_params=["value"])``), and wired to slots
+    by hand with :meth:`connect` (see :class:`Slot` for what a link means
+    inside and outside a flow).
+
+    Args:
+        name: the event's name, unique within its routine.
+        routine: the routine the event belongs to (``define_event`` passes
+            it), or ``None``. An iterable of names in this place, with no
+            *output_params*, is read as the parameters (the older
+            ``RoutineEvent(name, params)``).
+        output_params: the parameter names ``emit`` may pass, in order;
+            ``None`` allows any.
 
     Attributes:
-        name: the event's name, unique within its routine.
-        params: the parameter names it may carry, or ``None`` for any.
+        name: as given.
+        routine: as given.
+        params: the parameter names as a frozenset, or ``None`` for any.
+
+    Raises:
+        TypeError: *name* is not a string, *routine* is not a routine, or
+            *output_params* is a string or holds something that is not one.
 
     .. versionadded:: 0.1
+    .. versionchanged:: 0.2
+       Made on its own, with :meth:`connect`, :meth:`emit`, ``routine`` and
+       ``output_params``.
     """
 
-    __slots__ = ("name", "params")
+    __slots__ = ("_links", "_order", "name", "params", "routine")
 
-    def __init__(self, name: str, params: frozenset[str] | None) -> None:
+    def __init__(
+        self,
+        name: str = "",
+        routine: Routine | Iterable[str] | None = None,
+        output_params: Iterable[str] | None = None,
+    ) -> None:
+        if not isinstance(name, str):
+            msg = f"RoutineEvent({name!r}): an event name is a string."
+            raise TypeError(msg)
+        owner: Routine | None = None
+        if isinstance(routine, Routine):
+            owner = routine
+        elif routine is not None:
+            if output_params is not None or isinstance(routine, str) or not isinstance(routine, collections.abc.Iterable):
+                _check_owner(f"RoutineEvent({name!r})", routine)
+            output_params = routine  # the older RoutineEvent(name, params)
+        order: tuple[str, ...] | None = None
+        if output_params is not None:
+            if isinstance(output_params, str):
+                msg = f"RoutineEvent({name!r}, output_params={output_params!r}): give the parameters as a list of names, e.g. [{output_params!r}]."
+                raise TypeError(msg)
+            order = tuple(dict.fromkeys(output_params))
+            bad = [p for p in order if not isinstance(p, str)]
+            if bad:
+                msg = f"RoutineEvent({name!r}): parameter names are strings, not {bad[0]!r}."
+                raise TypeError(msg)
+        self._setup(name, owner, order)
+
+    def _setup(self, name: str, routine: Routine | None, order: tuple[str, ...] | None) -> None:
         self.name = name
-        self.params = params
+        self.routine = routine
+        self._order = order
+        self.params = None if order is None else frozenset(order)
+        #: The links made by hand from this event, in the order made.
+        self._links: list[Connection] | None = None
+
+    @classmethod
+    def _declared(cls, name: str, routine: Routine, order: tuple[str, ...] | None) -> RoutineEvent:
+        """An event ``define_event`` has checked already (made once per job: no second check)."""
+        event = cls.__new__(cls)
+        event._setup(name, routine, order)
+        return event
+
+    @property
+    def output_params(self) -> list[str]:
+        """The declared parameter names, in the order declared (a new list; empty if any are allowed).
+
+        .. versionadded:: 0.2
+        """
+        return list(self._order or ())
+
+    @property
+    def connected_slots(self) -> list[Slot]:
+        """The slots linked to this event by hand, in the order linked (a new list).
+
+        Connections made with ``flow.connect(...)`` belong to the flow and are
+        not listed: see :attr:`Flow.connections <runtime.Flow.connections>`.
+
+        .. versionadded:: 0.2
+        """
+        return [link.target_slot for link in self._links or () if link.target_slot is not None]
+
+    def _link_to(self, slot: Slot) -> Connection | None:
+        for link in self._links or ():
+            if link.target_slot is slot:
+                return link
+        return None
+
+    def connect(self, slot: Slot, param_mapping: Mapping[str, str] | None = None) -> Connection:
+        """Link this event to *slot*, renaming parameters by *param_mapping* on the way.
+
+        Between routines of no flow, :meth:`emit` (and ``routine.emit``)
+        then calls ``slot.receive(...)`` in place. Between routines of one
+        :class:`~runtime.Flow`, the link is one of the flow's connections,
+        as if made with ``flow.connect(source_id, event, target_id, slot,
+        param_mapping)``; a link to a slot whose routine is not in the flow
+        is refused when a job starts. Linking a linked pair again changes
+        nothing. Routilux's ``Connection(event, slot, param_mapping)`` does
+        the same.
+
+        Args:
+            slot: the :class:`Slot` to link to.
+            param_mapping: renames, event parameter name to slot parameter
+                name, as for ``flow.connect``.
+
+        Returns:
+            The link, a :class:`~runtime.Connection`.
+
+        Raises:
+            TypeError: *slot* is not a slot, or *param_mapping* is not a
+                dict of names.
+            GraphDefinitionError: *param_mapping* renames a parameter the
+                event does not declare, or to a name the slot's handler
+                cannot take; or the pair is linked with another mapping.
+
+        .. versionadded:: 0.2
+        """
+        if not isinstance(slot, Slot):
+            msg = f"{self!r}.connect({slot!r}): connect an event to a Slot (routine.get_slot(name), or what define_slot returned)."
+            raise TypeError(msg)
+        link = self._link_to(slot)
+        if link is not None and (param_mapping is None or dict(link.param_mapping) == param_mapping):
+            return link
+        return Connection(self, slot, param_mapping)
+
+    def disconnect(self, slot: Slot) -> None:
+        """Remove the link from this event to *slot*, if there is one (made by hand, not by ``flow.connect``).
+
+        .. versionadded:: 0.2
+        """
+        link = self._link_to(slot)
+        if link is None:
+            return
+        self._links.remove(link)  # type: ignore[union-attr]  # link_to found it there
+        if slot._links is not None and link in slot._links:
+            slot._links.remove(link)
+
+    def emit(self, flow: AnyFlow | None = None, **data: object) -> None:
+        """Emit this event with *data*: ``routine.emit(event.name, flow=flow, **data)``.
+
+        For an event defined on a routine, this is exactly
+        :meth:`Routine.emit`. An event of no routine sends *data* to the slots
+        linked to it by hand, calling each one's :meth:`Slot.receive` in place,
+        in the order linked.
+
+        Raises:
+            EventDataError: *data* has a parameter the event does not declare.
+            OutsideRunError: as for :meth:`Routine.emit`; or *flow* given for
+                an event of no routine, which no flow connects.
+
+        .. versionadded:: 0.2
+        """
+        routine = self.routine
+        if routine is not None and routine.__dict__.get("_events", {}).get(self.name) is self:
+            routine.emit(self.name, flow, **data)
+            return
+        if flow is not None:
+            msg = (
+                f"{self!r}.emit(flow=...): this event belongs to no routine of a flow, so no flow connects it. "
+                "Define it on a routine with define_event(...) and add the routine to the flow, or drop flow=."
+            )
+            raise OutsideRunError(msg)
+        if self.params is not None and not self.params.issuperset(data):
+            extra = ", ".join(repr(k) for k in data if k not in self.params)
+            declared = ", ".join(repr(p) for p in self.output_params) or "no parameters"
+            msg = (
+                f"{self!r}.emit(...) with undeclared parameter(s) {extra}; the event declares {declared}. "
+                "Add them to its output_params or stop sending them."
+            )
+            raise EventDataError(msg)
+        self._deliver(data)
+
+    def _deliver(self, data: dict[str, object]) -> None:
+        """Outside a job: *data* to every slot linked by hand, in the order linked."""
+        for link in list(self._links or ()):
+            link.activate(data)
 
     def __repr__(self) -> str:
         params = "any" if self.params is None else sorted(self.params)
         return f"<RoutineEvent {self.name!r} params={params}>"
+
+
+def check_mapping(api: str, event: RoutineEvent, slot: Slot, param_mapping: object) -> dict[str, str]:
+    """*param_mapping* as a dict, or an error naming the entry that cannot work from *event* to *slot*."""
+    if param_mapping is None:
+        return {}
+    if not isinstance(param_mapping, collections.abc.Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in param_mapping.items()
+    ):
+        msg = (
+            f"{api}: param_mapping={param_mapping!r} must be a dict of event parameter names to slot "
+            "parameter names (str to str), or None."
+        )
+        raise TypeError(msg)
+    mapping = dict(param_mapping)
+    declared = event.params
+    if declared is not None:
+        unknown = [name for name in mapping if name not in declared]
+        if unknown:
+            carries = ", ".join(repr(p) for p in sorted(declared)) or "no parameters"
+            msg = (
+                f"{api}: param_mapping renames {', '.join(map(repr, unknown))}, which event {event.name!r} never "
+                f"carries; it declares {carries}. Map the event's own parameter names."
+            )
+            raise GraphDefinitionError(msg)
+    accepted = slot._params
+    if slot.handler is not None and accepted is not None:
+        bad = [name for name in mapping.values() if name not in accepted]
+        if bad:
+            handler = getattr(slot.handler, "__qualname__", repr(slot.handler))
+            takes = ", ".join(repr(p) for p in sorted(accepted)) or "no parameters"
+            msg = (
+                f"{api}: param_mapping maps to {', '.join(map(repr, bad))}, which the handler of slot "
+                f"{slot.name!r} ({handler}) cannot take; it takes {takes}. Map to one of those, or add the "
+                "parameter (or **kwargs) to the handler."
+            )
+            raise GraphDefinitionError(msg)
+    return mapping
+
+
+def apply_mapping(data: dict[str, object], mapping: Mapping[str, str]) -> dict[str, object]:
+    """*data* with the keys *mapping* renames under their new names; the others as they are."""
+    renamed = {mapping[key]: value for key, value in data.items() if key in mapping}
+    for key, value in data.items():
+        if key not in mapping and key not in renamed:
+            renamed[key] = value
+    return renamed
+
+
+_NO_MAPPING: Mapping[str, str] = types.MappingProxyType({})
+
+
+@final
+class Connection:
+    """A connection from an event to a slot, with the renames (``param_mapping``) applied on the way.
+
+    Two forms:
+
+    - ``Connection(source_id, event, target_id, slot, param_mapping=None)``:
+      a connection of a flow, by routine ids and names, as
+      :meth:`Flow.connect <runtime.Flow.connect>` returns it. It equals the
+      ``(source_id, event, target_id, slot)`` tuple that
+      :attr:`Flow.connections <runtime.Flow.connections>` lists for it.
+    - ``Connection(source_event, target_slot, param_mapping=None)``: a link
+      made by hand between a :class:`RoutineEvent` and a :class:`Slot`
+      (Routilux's form), made at once as by
+      ``source_event.connect(target_slot, param_mapping)``; see
+      :class:`Slot` for what it means inside and outside a flow.
+
+    A renamed parameter reaches the slot under its new name only; the others
+    pass unchanged.
+
+    Attributes:
+        source_id: the routine that emits (``None`` for a link made by hand).
+        event: the event's name.
+        target_id: the routine that receives (``None`` for a link made by hand).
+        slot: the slot's name.
+        param_mapping: event parameter name to slot parameter name (read-only;
+            empty for none).
+        source_event: the :class:`RoutineEvent` (of the flow's routine for a
+            flow's connection), or ``None``.
+        target_slot: the :class:`Slot`, or ``None``.
+
+    Raises:
+        TypeError: arguments of neither form, or a *param_mapping* that is not
+            a dict of names.
+        GraphDefinitionError: as for :meth:`RoutineEvent.connect`.
+
+    .. versionadded:: 0.2
+    """
+
+    __slots__ = ("event", "param_mapping", "slot", "source_event", "source_id", "target_id", "target_slot")
+
+    __hash__ = None  # type: ignore[assignment]  # compared by value, and a link's ends can be set
+
+    @overload
+    def __init__(
+        self,
+        source_id: str,
+        event: str,
+        target_id: str,
+        slot: str,
+        param_mapping: Mapping[str, str] | None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        source_event: RoutineEvent | None = None,
+        target_slot: Slot | None = None,
+        param_mapping: Mapping[str, str] | None = None,
+    ) -> None: ...
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        first = args[0] if args else kwargs.get("source_event", kwargs.get("source_id"))
+        if "source_id" in kwargs or isinstance(first, str):
+            self._by_ids(*args, **kwargs)  # type: ignore[arg-type]
+        else:
+            self._by_hand(*args, **kwargs)  # type: ignore[arg-type]
+
+    def _by_ids(
+        self,
+        source_id: str,
+        event: str,
+        target_id: str,
+        slot: str,
+        param_mapping: Mapping[str, str] | None = None,
+    ) -> None:
+        names = (source_id, event, target_id, slot)
+        if not all(isinstance(name, str) for name in names):
+            msg = f"Connection{names!r}: a flow's connection names its routine ids, event and slot as strings."
+            raise TypeError(msg)
+        self.source_id: str | None = source_id
+        self.event = event
+        self.target_id: str | None = target_id
+        self.slot = slot
+        self.param_mapping = self._mapping(param_mapping)
+        self.source_event: RoutineEvent | None = None
+        self.target_slot: Slot | None = None
+
+    def _by_hand(
+        self,
+        source_event: RoutineEvent | None = None,
+        target_slot: Slot | None = None,
+        param_mapping: Mapping[str, str] | None = None,
+    ) -> None:
+        if (source_event is not None and not isinstance(source_event, RoutineEvent)) or (
+            target_slot is not None and not isinstance(target_slot, Slot)
+        ):
+            msg = (
+                f"Connection({source_event!r}, {target_slot!r}): give a RoutineEvent and a Slot (Routilux's "
+                "form), or the ids and names of a flow's connection: Connection(source_id, event, target_id, slot)."
+            )
+            raise TypeError(msg)
+        self.source_id = None
+        self.target_id = None
+        self.event = "" if source_event is None else source_event.name
+        self.slot = "" if target_slot is None else target_slot.name
+        self.source_event = source_event
+        self.target_slot = target_slot
+        if source_event is None or target_slot is None:
+            self.param_mapping = self._mapping(param_mapping)
+            return
+        api = f"Connection({source_event!r}, {target_slot!r})"
+        mapping = check_mapping(api, source_event, target_slot, param_mapping)
+        self.param_mapping = types.MappingProxyType(mapping) if mapping else _NO_MAPPING
+        link = source_event._link_to(target_slot)
+        if link is not None:
+            if dict(link.param_mapping) != mapping:
+                msg = (
+                    f"{api}: they are already linked, with param_mapping={dict(link.param_mapping)!r}, not "
+                    f"{mapping!r}. Disconnect them first (event.disconnect(slot)) to link them with another mapping."
+                )
+                raise GraphDefinitionError(msg)
+            return
+        if source_event._links is None:
+            source_event._links = []
+        source_event._links.append(self)
+        if target_slot._links is None:
+            target_slot._links = []
+        target_slot._links.append(self)
+
+    @staticmethod
+    def _mapping(param_mapping: object) -> Mapping[str, str]:
+        if param_mapping is None:
+            return _NO_MAPPING
+        if not isinstance(param_mapping, collections.abc.Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in param_mapping.items()
+        ):
+            msg = (
+                f"Connection(param_mapping={param_mapping!r}): give a dict of event parameter names to slot "
+                "parameter names (str to str), or None."
+            )
+            raise TypeError(msg)
+        return types.MappingProxyType(dict(param_mapping))
+
+    def activate(self, data: Mapping[str, object]) -> None:
+        """Send *data*, renamed by :attr:`param_mapping`, to the target slot, in place: ``target_slot.receive(...)``.
+
+        What an ``emit`` outside a job does for each link; see :meth:`Slot.receive`.
+
+        Raises:
+            GraphDefinitionError: the connection has no target slot.
+            TypeError: as for :meth:`Slot.receive`.
+            Exception: what the handler raised.
+
+        .. versionadded:: 0.2
+        """
+        slot = self.target_slot
+        if slot is None:
+            msg = f"{self!r}.activate(...): the connection has no target slot; set target_slot, or make it with Connection(event, slot)."
+            raise GraphDefinitionError(msg)
+        if not isinstance(data, collections.abc.Mapping):
+            msg = f"{self!r}.activate({data!r}): give the message's data as a dict of parameter names to values."
+            raise TypeError(msg)
+        mapping = self.param_mapping
+        slot.receive(apply_mapping(dict(data), mapping) if mapping else data)
+
+    def disconnect(self) -> None:
+        """Remove the link this connection made by hand; again, or for an unlinked pair, does nothing.
+
+        Raises:
+            GraphDefinitionError: a flow's connection (made by ``flow.connect``),
+                which belongs to its flow.
+
+        .. versionadded:: 0.2
+        """
+        if self.source_id is not None:
+            msg = (
+                f"{self!r}.disconnect(): this connection was made by flow.connect(...) and belongs to the flow, "
+                "which has no way to remove a connection. Build the flow without it, or link the routines by "
+                "hand (event.connect(slot)) to be able to disconnect them."
+            )
+            raise GraphDefinitionError(msg)
+        if self.source_event is not None and self.target_slot is not None:
+            self.source_event.disconnect(self.target_slot)
+
+    def serialize(self) -> dict[str, object]:
+        """This connection as a versioned document of JSON values.
+
+        ``{"format": "trioflow.connection", "version": 1, "source": ..., "event": ...,
+        "target": ..., "slot": ..., "param_mapping": {...}}``: the routine ids
+        (``null`` for a link made by hand, whose objects a document cannot
+        hold), the event and slot names and the renames. A flow's document
+        holds its connections already (:meth:`Flow.serialize <runtime.Flow.serialize>`).
+
+        .. versionadded:: 0.2
+        """
+        from . import _definition  # builds on this module
+
+        return _definition.dump_connection_doc(self)
+
+    def deserialize(self, document: object) -> Self:
+        """Take the ids, names and renames of a document made by :meth:`serialize`, and return this connection.
+
+        As in Routilux, the ends of a link made by hand are not in the
+        document: set ``source_event`` and ``target_slot`` after, or make the
+        link with ``Connection(event, slot, param_mapping)``.
+
+        Raises:
+            DefinitionDocumentError: another format or version, or a value
+                that does not fit; the message gives its ``$.path``.
+            GraphDefinitionError: this connection is a live link made by hand
+                (disconnect it first).
+
+        .. versionadded:: 0.2
+        """
+        from . import _definition  # builds on this module
+
+        event = self.source_event
+        if event is not None and self in (event._links or ()):
+            msg = (
+                f"{self!r}.deserialize(...): this connection is a link made by hand, and loading would change it "
+                "in place. Disconnect it first, or load into an empty Connection()."
+            )
+            raise GraphDefinitionError(msg)
+        loaded = _definition.load_connection_doc(document)
+        self.source_id, self.event, self.target_id, self.slot = loaded.source, loaded.event, loaded.target, loaded.slot
+        self.param_mapping = types.MappingProxyType(dict(loaded.param_mapping)) if loaded.param_mapping else _NO_MAPPING
+        return self
+
+    def _key(self) -> tuple[object, ...]:
+        if self.source_id is not None:
+            return (self.source_id, self.event, self.target_id, self.slot, dict(self.param_mapping))
+        return (None, id(self.source_event), id(self.target_slot), dict(self.param_mapping))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, tuple):
+            return self.source_id is not None and other == (self.source_id, self.event, self.target_id, self.slot)
+        if not isinstance(other, Connection):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __repr__(self) -> str:
+        mapping = dict(self.param_mapping)
+        if self.source_id is not None:
+            return (
+                f"Connection(source_id={self.source_id!r}, event={self.event!r}, target_id={self.target_id!r}, "
+                f"slot={self.slot!r}, param_mapping={mapping!r})"
+            )
+        return f"Connection({self.source_event!r}, {self.target_slot!r}, param_mapping={mapping!r})"
 
 
 # -- error strategies ---------------------------------------------------------
@@ -555,7 +1184,7 @@ class _RoutineMeta(abc.ABCMeta):
 class _Recipe:
     """How a routine was made: its constructor call, and the settings made on it since."""
 
-    __slots__ = ("args", "cls", "fields", "kwargs", "settings")
+    __slots__ = ("args", "cls", "fields", "flow", "kwargs", "settings")
 
     def __init__(
         self, cls: type, args: tuple[object, ...], kwargs: dict[str, object], fields: dict[str, object]
@@ -567,6 +1196,8 @@ class _Recipe:
         self.fields = fields
         #: Calls of the public setters since: (method name, arguments, keyword arguments).
         self.settings: list[tuple[str, tuple[object, ...], dict[str, object]]] = []
+        #: The flow the routine was added to (a template), or whose job made it; None: no flow.
+        self.flow: str | None = None
 
 
 class Routine(metaclass=_RoutineMeta):
@@ -607,6 +1238,13 @@ class Routine(metaclass=_RoutineMeta):
        ``emit("out", data=1, extra=2)`` gets ``data=1``). If it names none
        of the keys of a non-empty message, the whole dict, as its first
        argument. No parameters: it is called with none.
+
+    Slots and events can also be wired by hand, as in Routilux
+    (``self.output.connect(other.input)``, ``Connection(event, slot)``):
+    outside any flow, ``emit`` then calls the linked slots' handlers in
+    place (:meth:`Slot.receive`), which is how a handler is unit-tested;
+    between routines of a flow, such a link is one of the flow's
+    connections, exactly as ``flow.connect(...)`` makes (see :class:`Slot`).
 
     Each job runs on its own instance of every routine, made by calling the
     constructor again with the same arguments (or the factory given to
@@ -711,7 +1349,7 @@ class Routine(metaclass=_RoutineMeta):
                 "choose 'override', 'append', or a function merge(old, new) -> merged."
             )
             raise TypeError(msg)
-        slot = Slot(name, handler, merge_strategy, self)
+        slot = Slot(name, self, handler, merge_strategy)
         executor = fields.get("_executor")
         if executor is not None and slot._is_async:
             self._async_on_executor(name, executor)
@@ -738,20 +1376,34 @@ class Routine(metaclass=_RoutineMeta):
         events: dict[str, RoutineEvent] = fields["_events"] if "_events" in fields else self._defs("_events")  # type: ignore[assignment]
         if not isinstance(name, str) or not name or name in events:
             self._check_new_name("an", "event", name, events)
-        declared: frozenset[str] | None = None
+        declared: tuple[str, ...] | None = None
         if params is not None:
             if isinstance(params, str):
                 msg = f"{type(self).__name__}.define_event({name!r}, {params!r}): give the parameters as a list of names, e.g. [{params!r}]."
                 raise TypeError(msg)
-            declared = frozenset(params)
+            declared = tuple(dict.fromkeys(params))
             bad = [p for p in declared if not isinstance(p, str)]
             if bad:
                 msg = f"{type(self).__name__}.define_event({name!r}): parameter names are strings, not {bad[0]!r}."
                 raise TypeError(msg)
-        event = events[name] = RoutineEvent(name, declared)
+        event = events[name] = RoutineEvent._declared(name, self, declared)
         if "_recipe" in fields:
             self._note("define_event", (name, declared))
         return event
+
+    def get_slot(self, name: str) -> Slot | None:
+        """The slot named *name*, or ``None`` (Routilux's accessor; see :attr:`slots`).
+
+        .. versionadded:: 0.2
+        """
+        return self._defs("_slots").get(name)  # type: ignore[return-value]
+
+    def get_event(self, name: str) -> RoutineEvent | None:
+        """The event named *name*, or ``None`` (Routilux's accessor; see :attr:`events`).
+
+        .. versionadded:: 0.2
+        """
+        return self._defs("_events").get(name)  # type: ignore[return-value]
 
     @property
     def slots(self) -> Mapping[str, Slot]:
@@ -986,19 +1638,43 @@ class Routine(metaclass=_RoutineMeta):
         the failure stops the job. From an async handler, :meth:`aemit` sends
         at once.
 
+        Outside a job, a routine of no flow sends *data* to the slots linked
+        to the event by hand (:meth:`RoutineEvent.connect`), calling each
+        one's :meth:`Slot.receive` in place, in the order linked; with none,
+        nothing happens (Routilux's emit without a flow). A routine of a flow
+        (or a job's instance of one) emits only inside a job.
+
         Raises:
             EventDataError: the routine never defined *event*, *data* has a
                 parameter the event does not declare, or *flow* is not the
                 job's flow.
-            OutsideRunError: called outside a job, or not from this routine's handler.
+            OutsideRunError: called outside a job by a routine of a flow (or
+                with *flow*), or not from this routine's handler.
         """
-        host = self._host("emit", event)
+        host = current_host.get(None)
+        if host is None or host.routine is not self:
+            self._emit_by_hand(event, flow, data)
+            return
         spec = self.__dict__["_events"].get(event)
         if flow is not None:
             self._take_flow(host, event, spec, flow, data)
         if spec is None or (spec.params is not None and not spec.params.issuperset(data)):
             self._check_event(event, data, host.routine_id)
         host.emit(event, data)
+
+    def _emit_by_hand(self, event: str, flow: object, data: dict[str, object]) -> None:
+        """``emit`` outside a job: a routine of no flow sends *data* to the slots linked by hand."""
+        recipe: _Recipe | None = self.__dict__.get("_recipe")
+        spec: RoutineEvent | None = self._defs("_events").get(event)  # type: ignore[assignment]
+        if flow is not None and spec is not None and spec.params is not None and "flow" in spec.params:
+            data["flow"] = flow
+        elif flow is not None or (recipe is not None and recipe.flow is not None) or "_job_of" in self.__dict__:
+            self._host("emit", event)  # raises OutsideRunError: a flow's routine emits in a job
+        if spec is None or (spec.params is not None and not spec.params.issuperset(data)):
+            self._check_event(event, data, type(self).__name__)
+        assert spec is not None  # _check_event raised otherwise
+        if spec._links:
+            spec._deliver(data)
 
     async def aemit(self, event: str, **data: object) -> None:
         """Like :meth:`emit`, then send every message queued so far, waiting for mailbox room.
@@ -1086,7 +1762,7 @@ class Routine(metaclass=_RoutineMeta):
 # -- per-job instances ----------------------------------------------------------
 
 #: A routine's own attributes: made by Routine.__init__ and the setters, never carried over.
-_OWN_FIELDS = frozenset({"_slots", "_events", "_config", "_error_handler", "_executor", "_recipe"})
+_OWN_FIELDS = frozenset({"_slots", "_events", "_config", "_error_handler", "_executor", "_recipe", "_job_of"})
 _ABSENT = object()
 
 RoutineMaker: TypeAlias = "Callable[[], Routine]"
@@ -1212,6 +1888,7 @@ class RoutineProps:
             )
             raise
         target = routine.__dict__
+        target["_job_of"] = flow_name  # a job's routine emits only inside its job
         fields = self._fields
         for key, value in source.items():
             if fields.get(key, _ABSENT) is not value and key not in _OWN_FIELDS:

@@ -107,8 +107,9 @@ def test_forgetting_super_init_is_named() -> None:
 # -- outside a job ----------------------------------------------------------------
 
 
-def test_emit_outside_a_job_is_a_clear_error() -> None:
+def test_emit_outside_a_job_is_a_clear_error_for_a_routine_of_a_flow() -> None:
     echo = Echo()
+    rt.Flow("echoes").add_routine(echo, "echo")
     with pytest.raises(
         rt.OutsideRunError,
         match=r"^Echo\.emit\('output'\) was called outside a job\. A routine emits from its slot handlers while a "

@@ -49,6 +49,10 @@ markers =
 # (group, pattern on "ErrorType: message"): the first that matches names the group.
 GROUPS: list[tuple[str, str]] = [
     ("Routilux-private machinery", r"RoutiluxPrivateError|has no attribute '_"),
+    (
+        "slot.receive() raises what the handler raises (no job state outside a job)",
+        r"\.receive\(\.\.\., (job_state|flow)=|Should have at least \d+ error records",
+    ),
     ("public Routilux name trioflow lacks (Connection, ExecutionTracker, ...)", r"NotInTrioflowError"),
     (
         "execution_strategy / max_workers / shutdown",
@@ -85,6 +89,13 @@ GROUPS: list[tuple[str, str]] = [
     ),
     ("Slot / Event made outside a routine", r"(Slot|RoutineEvent)\.__init__\(\)"),
     ("a routine called as the entry (Routine.__call__)", r"'\w+' object is not callable"),
+    (
+        "slot.receive() raises what the handler raises (no job state outside a job)",
+        r"\.receive\(\.\.\., (job_state|flow)=|^ValueError: Handler error$|no_match_handler\(\) missing",
+    ),
+    ("an unknown merge strategy is refused", r"merge_strategy=.*: choose 'override', 'append'"),
+    ("events declare their parameters (an undeclared one emitted)", r"with undeclared parameter\(s\)"),
+    ("Slot.serialize (a slot is written in its routine's document)", r"'Slot' object has no attribute '(de)?serialize'"),
     (
         "handlers called by their signature",
         r"does not accept|carries .*, which the handler|unexpected keyword argument|missing \d+ required positional",
