@@ -51,7 +51,7 @@ from ._routine import ErrorHandler, Routine, RoutineProps
 from ._serialize import _converter, _find_non_json, _key_path, describe_structure_error, structure_json
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from ._graph import Graph
 
@@ -65,6 +65,48 @@ DEFINITION_VERSION = 1
 Allowed: typing.TypeAlias = "Iterable[type | str | types.ModuleType]"
 
 _ALWAYS = {"runtime:Routine": Routine}
+
+#: The sources of :func:`allow_registered`, asked for their classes at each load.
+_SOURCES: list[Callable[[], Iterable[object]]] = []
+
+
+def allow_registered(source: Callable[[], Iterable[object]]) -> Callable[[], None]:
+    """Allow, in every ``deserialize`` of this process, the classes *source* returns: a registry made in code.
+
+    *source* is called each time a document is loaded, so a class registered
+    later counts. It must return classes (anything else is ignored); a
+    document may then name each by its exact import path, and nothing is
+    imported or looked up by a bare name. A Routilux program that registers
+    its routines with serilux's ``@register_serializable`` keeps loading
+    them without ``allow=``::
+
+        from serilux import SerializableRegistry
+
+        rt.allow_registered(lambda: SerializableRegistry.registry.values())
+
+    The registration is in the program's code, never in the document; but it
+    is process-wide, so every ``deserialize`` of the process sees it (and
+    every library that registers classes there). Prefer ``allow=[...]``
+    where the caller knows the classes.
+
+    Returns:
+        A function that removes *source* again.
+
+    Raises:
+        TypeError: *source* is not callable.
+
+    .. versionadded:: 0.2
+    """
+    if not callable(source):
+        msg = f"allow_registered({source!r}): give a function returning the allowed classes, e.g. lambda: registry.values()."
+        raise TypeError(msg)
+    _SOURCES.append(source)
+
+    def remove() -> None:
+        if source in _SOURCES:
+            _SOURCES.remove(source)
+
+    return remove
 
 
 # -- the documents ----------------------------------------------------------
@@ -324,6 +366,10 @@ class _Allowed:
                     f"deserialize(allow=[..., {item!r}, ...]): allow holds classes, module names or modules."
                 )
                 raise TypeError(msg)
+        for source in list(_SOURCES):
+            for cls in source():
+                if isinstance(cls, type):
+                    self.classes.setdefault(class_path(cls), cls)
 
     def resolve(self, path: str, base: type, where: str, what: str) -> type:
         """The class at *path*, if allowed and a subclass of *base*; imports only an allowed module."""

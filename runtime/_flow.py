@@ -29,6 +29,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, cast, final, overload
 
+import attrs
 import trio
 
 from ._context import RequestMetadata, Shared, copy_context
@@ -353,6 +354,8 @@ class Flow(Generic[P, T]):
             deterministic (unlike ``"concurrent"``).
         max_workers: ``"concurrent"`` only: worker threads per job (default
             5). :attr:`max_workers` reads 1 under the other strategies.
+        execution_timeout: Routilux's spelling of *timeout* (give one of
+            the two). Unlike Routilux, no 300 s limit applies by default.
         executor: where the flow's plain nodes run unless a node was given
             its own executor (``rt.threads()``, ``rt.processes()``,
             ``rt.ray()``); ``None``: in a worker thread. Async nodes and
@@ -397,7 +400,16 @@ class Flow(Generic[P, T]):
         executor: Executor | None = None,
         execution_strategy: str = "actors",
         max_workers: int = 5,
+        execution_timeout: float | None = None,
     ) -> None:
+        if execution_timeout is not None:
+            if timeout is not None and timeout != execution_timeout:
+                msg = (
+                    f"Flow(timeout={timeout!r}, execution_timeout={execution_timeout!r}): give one "
+                    "(execution_timeout is Routilux's spelling of timeout)."
+                )
+                raise TypeError(msg)
+            timeout = execution_timeout
         if name is not None and flow_id is not None and name != flow_id:
             msg = f"Flow(name={name!r}, flow_id={flow_id!r}): give one name (flow_id is the routine-graph spelling of name)."
             raise TypeError(msg)
@@ -468,6 +480,21 @@ class Flow(Generic[P, T]):
     def timeout(self, value: float | None) -> None:
         _check_settings(self.name, timeout=value, context=None, save_state=None, end_on_error=None, state_dir=None)
         self._timeout = value
+
+    @property
+    def execution_timeout(self) -> float | None:
+        """Routilux's spelling of :attr:`timeout`: reading and assigning it is the same.
+
+        ``None`` means no limit (unless :func:`~runtime.set_config` sets one):
+        Routilux's 300 s default is not applied.
+
+        .. versionadded:: 0.2
+        """
+        return self.timeout
+
+    @execution_timeout.setter
+    def execution_timeout(self, value: float | None) -> None:
+        self.timeout = value
 
     @property
     def save_state(self) -> bool:
@@ -1176,6 +1203,7 @@ class Flow(Generic[P, T]):
         entry_params: Mapping[str, object] | None = None,
         *,
         execution_strategy: str | None = None,
+        timeout: float | None = None,
     ) -> JobState:
         """Run a job from synchronous code, from routine *entry_id*, and return its final state.
 
@@ -1201,6 +1229,8 @@ class Flow(Generic[P, T]):
             execution_strategy: this job's strategy, instead of the flow's
                 :attr:`execution_strategy` (``"concurrent"`` then uses 5
                 worker threads, unless it is the flow's own strategy).
+            timeout: this job's timeout in seconds, instead of the flow's
+                :attr:`timeout` (Routilux's ``execute(..., timeout=...)``).
 
         Returns:
             The job's :class:`~runtime.JobState`.
@@ -1209,15 +1239,32 @@ class Flow(Generic[P, T]):
             InvokeInsideTrioError: called inside a running Trio program; use
                 ``await flow.aexecute(...)``.
             GraphDefinitionError: no routine *entry_id*, or it has no slot.
-            TypeError: *entry_params* is not a dict.
-            ValueError: an unknown *execution_strategy*.
+            TypeError: *entry_params* is not a dict, or *timeout* not a number.
+            ValueError: an unknown *execution_strategy*, a non-positive *timeout*.
             Exception: a routine's constructor (or factory) raised when called
                 again for the job, with a note naming the routine; no routine
                 of the job has run.
 
         .. versionadded:: 0.1
         """
-        return self._graph.execute(self._settings(), self._any(), entry_id, entry_params, execution_strategy)
+        settings = self._job_settings("execute", timeout)
+        return self._graph.execute(settings, self._any(), entry_id, entry_params, execution_strategy)
+
+    def _job_settings(self, api: str, timeout: float | None) -> RunSettings:
+        """The settings of one job, with its own *timeout* if given."""
+        settings = self._settings()
+        if timeout is None:
+            return settings
+        _check_settings(
+            self.name,
+            timeout=timeout,
+            context=None,
+            save_state=None,
+            end_on_error=None,
+            state_dir=None,
+            where=f"Flow({self.name!r}).{api}(..., ",
+        )
+        return attrs.evolve(settings, timeout=timeout)
 
     async def aexecute(
         self,
