@@ -2,7 +2,7 @@
 
 A flow definition document is JSON data::
 
-    {"format": "trioflow.flow", "version": 1, "flow_id": "etl",
+    {"format": "trioflow.flow", "version": 1, "_type": "Flow", "flow_id": "etl",
      "entry_id": null, "timeout": null, "max_steps": null, "end_on_error": false,
      "execution_strategy": "actors", "max_workers": 1,
      "error_handler": null | {handler},
@@ -298,8 +298,12 @@ def _merge_name(merge: object, where: str, what: str) -> str:
     raise TypeError(msg)
 
 
+#: Routilux's ``"_type"`` tag of each top-level document: a constant, checked on load, never looked up.
+_TYPE_TAGS = {FLOW_FORMAT: "Flow", ROUTINE_FORMAT: "Routine", ERROR_HANDLER_FORMAT: "ErrorHandler"}
+
+
 def _header(kind: str) -> dict[str, object]:
-    return {"format": kind, "version": DEFINITION_VERSION}
+    return {"format": kind, "version": DEFINITION_VERSION, "_type": _TYPE_TAGS[kind]}
 
 
 def dump_routine(routine: Routine) -> dict[str, object]:
@@ -403,8 +407,19 @@ def _check_header(doc: object, kind: str, what: str) -> dict[str, object]:
     if not isinstance(doc, dict):
         msg = f"Cannot load {what}: it is a {type(doc).__name__}, not a {kind} document (a dict with 'format' and 'version')."
         raise DefinitionDocumentError(msg)
+    if "format" not in doc and "_type" in doc:
+        msg = (
+            f"Cannot load {what}: it is a Routilux (serilux) document (\"_type\": {doc['_type']!r}, no "
+            f"'format'), which trioflow does not read: such a document sets attributes and names "
+            "handlers that serilux resolves itself. Build the flow in code once, then save it with "
+            "serialize()."
+        )
+        raise DefinitionDocumentError(msg)
     if doc.get("format") != kind:
         msg = f"Cannot load {what}: its format is {doc.get('format')!r}, not {kind!r}. Load a document made by serialize()."
+        raise DefinitionDocumentError(msg)
+    if "_type" in doc and doc["_type"] != _TYPE_TAGS[kind]:
+        msg = f"Cannot load {what}: at $._type, {doc['_type']!r} is not {_TYPE_TAGS[kind]!r}, the tag of a {kind} document."
         raise DefinitionDocumentError(msg)
     version = doc.get("version")
     if version != DEFINITION_VERSION or type(version) is not int:
@@ -420,7 +435,7 @@ def _check_header(doc: object, kind: str, what: str) -> dict[str, object]:
     if problem is not None:
         msg = f"Cannot load {what}: {problem}."
         raise DefinitionDocumentError(msg)
-    return {key: value for key, value in doc.items() if key not in ("format", "version")}
+    return {key: value for key, value in doc.items() if key not in ("format", "version", "_type")}
 
 
 def _structure(value: object, type_: object, path: str, what: str) -> object:

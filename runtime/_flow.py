@@ -984,7 +984,7 @@ class Flow(Generic[P, T]):
     def serialize(self) -> dict[str, object]:
         """This routine graph's definition as a versioned document of JSON values.
 
-        ``{"format": "trioflow.flow", "version": 1, "flow_id", "entry_id",
+        ``{"format": "trioflow.flow", "version": 1, "_type": "Flow", "flow_id", "entry_id",
         "timeout", "max_steps", "end_on_error", "execution_strategy",
         "max_workers", "error_handler", "routines", "connections"}``: each routine by its class's import path and its
         constructor arguments, plus what was done to it since (see
@@ -1199,11 +1199,12 @@ class Flow(Generic[P, T]):
 
     def execute(
         self,
-        entry_id: str,
+        entry_id: str | None = None,
         entry_params: Mapping[str, object] | None = None,
         *,
         execution_strategy: str | None = None,
         timeout: float | None = None,
+        entry_routine_id: str | None = None,
     ) -> JobState:
         """Run a job from synchronous code, from routine *entry_id*, and return its final state.
 
@@ -1231,6 +1232,7 @@ class Flow(Generic[P, T]):
                 worker threads, unless it is the flow's own strategy).
             timeout: this job's timeout in seconds, instead of the flow's
                 :attr:`timeout` (Routilux's ``execute(..., timeout=...)``).
+            entry_routine_id: Routilux's name of *entry_id* (give one of the two).
 
         Returns:
             The job's :class:`~runtime.JobState`.
@@ -1239,7 +1241,8 @@ class Flow(Generic[P, T]):
             InvokeInsideTrioError: called inside a running Trio program; use
                 ``await flow.aexecute(...)``.
             GraphDefinitionError: no routine *entry_id*, or it has no slot.
-            TypeError: *entry_params* is not a dict, or *timeout* not a number.
+            TypeError: *entry_params* is not a dict, *timeout* not a number, or
+                neither or both of *entry_id* and *entry_routine_id* given.
             ValueError: an unknown *execution_strategy*, a non-positive *timeout*.
             Exception: a routine's constructor (or factory) raised when called
                 again for the job, with a note naming the routine; no routine
@@ -1247,8 +1250,16 @@ class Flow(Generic[P, T]):
 
         .. versionadded:: 0.1
         """
+        if (entry_id is None) == (entry_routine_id is None):
+            msg = (
+                f"Flow({self.name!r}).execute(entry_id={entry_id!r}, entry_routine_id={entry_routine_id!r}): "
+                "give the entry routine's id once (entry_routine_id is Routilux's name of entry_id)."
+            )
+            raise TypeError(msg)
+        entry = entry_id if entry_id is not None else entry_routine_id
+        assert entry is not None
         settings = self._job_settings("execute", timeout)
-        return self._graph.execute(settings, self._any(), entry_id, entry_params, execution_strategy)
+        return self._graph.execute(settings, self._any(), entry, entry_params, execution_strategy)
 
     def _job_settings(self, api: str, timeout: float | None) -> RunSettings:
         """The settings of one job, with its own *timeout* if given."""
