@@ -13,17 +13,15 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import pathlib
+import re
 import sys
-from typing import TYPE_CHECKING
 
 import pytest
 import trio
 import trio.testing
 
 import runtime as rt
-
-if TYPE_CHECKING:
-    import pathlib
 
 
 class Source(rt.Routine):
@@ -484,3 +482,20 @@ def test_a_routilux_serilux_document_is_refused_saying_why() -> None:
         rt.DefinitionDocumentError, match=r"Build the flow in code once, then save it with serialize\(\)"
     ):
         rt.ErrorHandler().deserialize({"_type": "ErrorHandler", "strategy": "retry"})
+
+
+def test_the_coming_from_routilux_state_snippet_runs_as_shown(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = pathlib.Path(__file__).resolve().parents[2] / "docs" / "coming-from-routilux.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.DOTALL)
+    snippet = next(block for block in blocks if "state.save(" in block)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(snippet, "coming-from-routilux.md", "exec"), {"__name__": "__main__"})  # the page's own code
+    first, second = capsys.readouterr().out.splitlines()
+    assert first == "completed hello JobState"
+    assert "at $.status, unknown status 'done'; a status is one of 'pending'," in second
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == [
+        "runs",
+        "runs/hello.json",
+    ]
