@@ -752,8 +752,24 @@ _FLAT_REQUIRED = ("flow_id", "job_id", "status")
 _FLAT_FIX = "Load a document made by JobState.serialize() or save()."
 
 
+#: A Delivery's fields as Routilux's pending task names them (the flat form keeps only pending_tasks).
+_TASK_KEYS = {
+    "target": "slot_routine_id",
+    "slot": "slot_name",
+    "data": "data",
+    "source": "connection_source_routine_id",
+    "event": "connection_source_event_name",
+}
+
+
 def _flat_path(path: str) -> str:
-    return "$.execution_history" + path.removeprefix("$.history") if path.startswith("$.history") else path
+    """The paths of trioflow's state in *path* (``$.history[0]``, ``$.undelivered[1].data``) as the flat form names them."""
+    path = re.sub(r"\$\.history\b", "$.execution_history", path)
+    return re.sub(
+        r"\$\.undelivered\[(\d+)\](?:\.(\w+))?",
+        lambda m: f"$.pending_tasks[{m[1]}]" + (f".{_TASK_KEYS.get(m[2], m[2])}" if m[2] else ""),
+        path,
+    )
 
 
 def _dump_flat(state: JobState, *, strict: bool) -> dict[str, object]:
@@ -761,7 +777,7 @@ def _dump_flat(state: JobState, *, strict: bool) -> dict[str, object]:
     inner = typing.cast("dict[str, object]", doc["state"])
     history = typing.cast("list[dict[str, object]]", inner.pop("history"))
     shared = typing.cast("dict[str, object]", inner["shared_data"])
-    undelivered = typing.cast("list[dict[str, object]]", inner["undelivered"])
+    undelivered = typing.cast("list[dict[str, object]]", inner.pop("undelivered"))
     walker = _Walker(run_id=state.job_id, strict=strict)
     flat: dict[str, object] = {
         "_type": _FLAT_TYPE,
@@ -774,16 +790,7 @@ def _dump_flat(state: JobState, *, strict: bool) -> dict[str, object]:
         "created_at": inner.pop("created_at"),
         "updated_at": state.updated_at.isoformat(),
         "pause_points": [],
-        "pending_tasks": [
-            {
-                "slot_routine_id": d["target"],
-                "slot_name": d["slot"],
-                "data": d["data"],
-                "connection_source_routine_id": d["source"],
-                "connection_source_event_name": d["event"],
-            }
-            for d in undelivered
-        ],
+        "pending_tasks": [{_TASK_KEYS[key]: d[key] for key in _TASK_KEYS} for d in undelivered],
         "deferred_events": [],
         "shared_data": inner.pop("shared_data"),
         "shared_log": inner.pop("shared_log"),
@@ -846,7 +853,7 @@ def _load_flat(doc: object, what: str) -> JobState:
     problem = _find_non_json(doc, "$")
     missing = [key for key in _FLAT_REQUIRED if key not in doc]
     template = typing.cast("dict[str, object]", _converter.unstructure(JobState("", ""), JobState))
-    known = (set(template) - {"history"}) | set(_FLAT_ONLY)
+    known = (set(template) - {"history", "undelivered"}) | set(_FLAT_ONLY)
     extra = sorted(key for key in doc if key not in known)
     if problem is None and missing:
         problem = f"it has no {', '.join(map(repr, missing))}"
@@ -860,19 +867,22 @@ def _load_flat(doc: object, what: str) -> JobState:
     fields = {key: doc[key] for key in template if key in doc}
     fields["created_at"] = created = _local_time(doc.get("created_at", template["created_at"]))
     fields["history"] = _flat_history(doc, created, what)
-    if "undelivered" not in doc and type(doc.get("pending_tasks")) is list:  # a Routilux file
-        fields["undelivered"] = [
-            {
-                "source": task.get("connection_source_routine_id") or "",
-                "event": task.get("connection_source_event_name") or "",
-                "target": task.get("slot_routine_id"),
-                "slot": task.get("slot_name"),
-                "data": task.get("data", {}),
-            }
-            if type(task) is dict
-            else task
-            for task in typing.cast("list[object]", doc["pending_tasks"])
-        ]
+    tasks = doc.get("pending_tasks", [])
+    if type(tasks) is not list:
+        raise _flat_error(what, "at $.pending_tasks, expected an array")
+    # Routilux writes more keys per task (priority, retries, ...): a job is not rebuilt from them.
+    fields["undelivered"] = [
+        {
+            "source": task.get("connection_source_routine_id") or "",
+            "event": task.get("connection_source_event_name") or "",
+            "target": task.get("slot_routine_id"),
+            "slot": task.get("slot_name"),
+            "data": task.get("data", {}),
+        }
+        if type(task) is dict
+        else task
+        for task in tasks
+    ]
     shared = fields.get("shared_data")
     outputs = doc.get("output_log")
     if type(shared) is dict and outputs and _state.OUTPUT_KEY not in shared:
@@ -881,7 +891,7 @@ def _load_flat(doc: object, what: str) -> JobState:
     try:
         state = _converter.structure({**template, **fields}, JobState)
     except errors as exc:
-        raise _flat_error(what, _flat_path_in(describe_structure_error(exc))) from exc
+        raise _flat_error(what, _flat_path(describe_structure_error(exc))) from exc
     try:
         updated = _converter.structure(_local_time(doc.get("updated_at", created)), datetime.datetime)
     except errors as exc:
@@ -889,10 +899,6 @@ def _load_flat(doc: object, what: str) -> JobState:
     state.current_routine_id = typing.cast("str | None", current)
     state.updated_at = updated
     return state
-
-
-def _flat_path_in(message: str) -> str:
-    return message.replace("$.history", "$.execution_history")
 
 
 @attrs.frozen

@@ -323,10 +323,7 @@ flat_codec: list[FlatCodec] = []
 
 
 def _codec() -> FlatCodec:
-    if not flat_codec:  # pragma: no cover - runtime/__init__ imports runtime._serialize
-        import importlib
-
-        importlib.import_module("runtime._serialize")
+    # Importing any runtime module imports the package first, whose __init__ imports _serialize.
     return flat_codec[0]
 
 
@@ -473,7 +470,8 @@ class JobState:
         ``current_routine_id``, ``routine_states``, ``execution_history``,
         ``created_at``, ``updated_at``, ``pending_tasks``, ``shared_data``,
         ``shared_log``, ``output_log``, ...) beside the rest of trioflow's
-        state (``requests``, ``context``, ``undelivered``, ...), made with
+        state (``requests``, ``context``, ``metrics``, ...; ``undelivered`` is
+        ``pending_tasks``), made with
         the state documents' converter. :meth:`deserialize` and :meth:`load`
         read it back. trioflow's own versioned form is :func:`~runtime.dump_state`.
 

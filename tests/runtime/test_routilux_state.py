@@ -339,6 +339,20 @@ def test_routilux_written_documents_load() -> None:
             },
             r"at \$\.shared_data\.x, nan is not a JSON number",
         ),
+        (
+            {
+                "_type": "JobState",
+                "flow_id": "f",
+                "job_id": "j",
+                "status": "running",
+                "pending_tasks": [{"slot_routine_id": None, "slot_name": "in"}],
+            },
+            r"at \$\.pending_tasks\[0\]\.slot_routine_id, expected a string, got null",
+        ),
+        (
+            {"_type": "JobState", "flow_id": "f", "job_id": "j", "status": "running", "undelivered": []},
+            r"at \$, unknown key 'undelivered'",
+        ),
     ],
 )
 def test_deserialize_refuses_what_does_not_fit_and_changes_nothing(doc: object, problem: str) -> None:
