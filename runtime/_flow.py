@@ -1325,11 +1325,22 @@ class Flow(Generic[P, T]):
         """Pause the running job of *job_state*: the Routilux spelling of :meth:`Job.pause <runtime.Job.pause>`.
 
         Raises:
+            ValueError: *job_state* is a state of another flow (its ``flow_id``).
             JobStateError: the job is not running.
 
         .. versionadded:: 0.1
         """
+        self._check_own_state("pause", job_state)
         self._graph.running_job("pause()", job_state).pause(reason)
+
+    def _check_own_state(self, api: str, job_state: JobState) -> None:
+        """Refuse a state of another flow: pausing, resuming or cancelling it here is a mistake."""
+        if job_state.flow_id != self.name:
+            msg = (
+                f"Flow({self.name!r}).{api}(job_state): the state's flow_id {job_state.flow_id!r} does not "
+                f"match this flow's; call flow.{api}(job_state) on the flow that runs job {job_state.job_id!r}."
+            )
+            raise ValueError(msg)
 
     @overload
     def resume(self, job_state: JobState, /) -> JobState: ...
@@ -1347,6 +1358,7 @@ class Flow(Generic[P, T]):
         *job_state*, running in this process, and returns the state.
 
         Raises:
+            ValueError: *job_state* is a state of another flow (its ``flow_id``).
             JobStateError: the job is not running, or not paused.
             ResumeError, UnknownRunError, DivergenceError, RunPausedError:
                 as for :meth:`aresume`.
@@ -1358,6 +1370,7 @@ class Flow(Generic[P, T]):
                 f"Flow({self.name!r}).resume({target!r})", instead=f"await Flow({self.name!r}).aresume(...)"
             )
             return trio.run(self._aresume_unwrapped, target, value)
+        self._check_own_state("resume", target)
         self._graph.running_job("resume()", target).resume()
         return target
 
@@ -1441,8 +1454,14 @@ class Flow(Generic[P, T]):
     def cancel(self, job_state: JobState, reason: str | None = None) -> None:
         """Cancel the running job of *job_state*; a job that has ended is left as it is.
 
+        Raises:
+            ValueError: *job_state* is a state of another flow (its ``flow_id``).
+
         .. versionadded:: 0.1
+        .. versionchanged:: 0.2
+           A state of another flow is refused instead of left as it is.
         """
+        self._check_own_state("cancel", job_state)
         job = self._graph.running_jobs.get(job_state.job_id)
         if job is not None:
             job.cancel(reason)

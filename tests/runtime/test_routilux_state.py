@@ -513,3 +513,18 @@ def test_the_coming_from_routilux_state_snippet_runs_as_shown(
         "runs",
         "runs/hello.json",
     ]
+
+
+@pytest.mark.parametrize("api", ["pause", "resume", "cancel"])
+def test_a_state_of_another_flow_is_refused_by_pause_resume_and_cancel(api: str) -> None:
+    flow = two_routines()
+    foreign = rt.JobState(flow_id="elsewhere")
+    with pytest.raises(
+        ValueError,
+        match=rf"^Flow\('pair'\)\.{api}\(job_state\): the state's flow_id 'elsewhere' does not match this "
+        rf"flow's; call flow\.{api}\(job_state\) on the flow that runs job '{foreign.job_id}'\.$",
+    ):
+        getattr(flow, api)(foreign)
+    ended = flow.execute("source")
+    flow.cancel(ended)  # a state of this flow whose job has ended is left as it is
+    assert ended.status == rt.Status.COMPLETED
