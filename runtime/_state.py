@@ -443,10 +443,11 @@ class JobState:
         """Routilux's name for :attr:`undelivered`: each message never handled, in Routilux's keys.
 
         ``{"slot_routine_id", "slot_name", "data", "connection_source_routine_id",
-        "connection_source_event_name"}`` per message: what a cancelled (or
-        paused, then ended) job left in its routines' mailboxes. A new list
-        of copies; it is read-only, since trioflow does not rebuild a job
-        from it.
+        "connection_source_event_name"}`` per message: what a job that ended
+        before handling them (cancelled, failed, timed out, or paused and
+        never resumed) left in its routines' mailboxes, and the emissions it
+        held back while paused. A new list of copies; it is read-only, since
+        trioflow does not rebuild a job from it.
 
         .. versionadded:: 0.2
         """
@@ -554,9 +555,9 @@ class JobState:
         """The wall time (aware, UTC) *offset* seconds after the run started."""
         return self._clock.wall_time(offset)
 
-    def _touched(self, moment: datetime.datetime | None = None) -> None:
-        """Mark the state as changed now (or at *moment*): :attr:`updated_at`."""
-        self.updated_at = self._wall_time(self._now_offset()) if moment is None else moment
+    def _touched(self) -> None:
+        """Mark the state as changed now: :attr:`updated_at`."""
+        self.updated_at = self._wall_time(self._now_offset())
 
     # -- history -------------------------------------------------------------
 
