@@ -84,3 +84,15 @@ def test_render_run_of_any_loadable_state_is_one_escaped_line_per_item(state: Jo
     tree = 1 + len(loaded.requests) if loaded.requests else 0
     history = 1 + len(loaded.history) if loaded.history else 0
     assert len(lines) == header + tree + history
+
+
+@given(job_states, st.none() | ids)
+def test_flat_document_round_trips_any_state(state: JobState, current: str | None) -> None:
+    """Routilux's flat form (JobState.serialize, then deserialize) through JSON gives back an equal
+    state, with its current_routine_id and updated_at, whatever the values and names hold."""
+    state.current_routine_id = current
+    text = json.dumps(state.serialize(strict=True), allow_nan=False)
+    loaded = JobState().deserialize(json.loads(text))
+    assert loaded == state
+    assert (loaded.current_routine_id, loaded.updated_at) == (current, state.updated_at)
+    assert list(loaded.requests) == list(state.requests)

@@ -18,6 +18,7 @@ from ._context import Shared as Shared
 from ._context import context as context
 from ._context import request as request
 from ._core import RunResult as RunResult
+from ._definition import allow_registered as allow_registered
 from ._deprecate import DeprecatedAttribute as _DeprecatedAttribute
 from ._deprecate import TrioflowDeprecationWarning as TrioflowDeprecationWarning
 from ._deprecate import deprecate_attributes as _deprecate_attributes
@@ -223,6 +224,7 @@ __all__ = [
     "ErrorHandler",
     "Connection",
     "Job",
+    "allow_registered",
     # sessions
     "SessionManager",
     "Session",

@@ -2,7 +2,7 @@
 
 A flow definition document is JSON data::
 
-    {"format": "trioflow.flow", "version": 1, "flow_id": "etl",
+    {"format": "trioflow.flow", "version": 1, "_type": "Flow", "flow_id": "etl",
      "entry_id": null, "timeout": null, "max_steps": null, "end_on_error": false,
      "execution_strategy": "actors", "max_workers": 1,
      "error_handler": null | {handler},
@@ -51,7 +51,7 @@ from ._routine import ErrorHandler, Routine, RoutineProps
 from ._serialize import _converter, _find_non_json, _key_path, describe_structure_error, structure_json
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from ._graph import Graph
     from ._routine import Connection
@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 FLOW_FORMAT = "trioflow.flow"
 ROUTINE_FORMAT = "trioflow.routine"
 ERROR_HANDLER_FORMAT = "trioflow.error_handler"
+CONNECTION_FORMAT = "trioflow.connection"
 DEFINITION_VERSION = 1
 """The definition document version this runtime writes and reads."""
 
@@ -66,6 +67,48 @@ DEFINITION_VERSION = 1
 Allowed: typing.TypeAlias = "Iterable[type | str | types.ModuleType]"
 
 _ALWAYS = {"runtime:Routine": Routine}
+
+#: The sources of :func:`allow_registered`, asked for their classes at each load.
+_SOURCES: list[Callable[[], Iterable[object]]] = []
+
+
+def allow_registered(source: Callable[[], Iterable[object]]) -> Callable[[], None]:
+    """Allow, in every ``deserialize`` of this process, the classes *source* returns: a registry made in code.
+
+    *source* is called each time a document is loaded, so a class registered
+    later counts. It must return classes (anything else is ignored); a
+    document may then name each by its exact import path, and nothing is
+    imported or looked up by a bare name. A Routilux program that registers
+    its routines with serilux's ``@register_serializable`` keeps loading
+    them without ``allow=``::
+
+        from serilux import SerializableRegistry
+
+        rt.allow_registered(lambda: SerializableRegistry.registry.values())
+
+    The registration is in the program's code, never in the document; but it
+    is process-wide, so every ``deserialize`` of the process sees it (and
+    every library that registers classes there). Prefer ``allow=[...]``
+    where the caller knows the classes.
+
+    Returns:
+        A function that removes *source* again.
+
+    Raises:
+        TypeError: *source* is not callable.
+
+    .. versionadded:: 0.2
+    """
+    if not callable(source):
+        msg = f"allow_registered({source!r}): give a function returning the allowed classes, e.g. lambda: registry.values()."
+        raise TypeError(msg)
+    _SOURCES.append(source)
+
+    def remove() -> None:
+        if source in _SOURCES:
+            _SOURCES.remove(source)
+
+    return remove
 
 
 # -- the documents ----------------------------------------------------------
@@ -257,8 +300,17 @@ def _merge_name(merge: object, where: str, what: str) -> str:
     raise TypeError(msg)
 
 
+#: Routilux's ``"_type"`` tag of each top-level document: a constant, checked on load, never looked up.
+_TYPE_TAGS = {
+    FLOW_FORMAT: "Flow",
+    ROUTINE_FORMAT: "Routine",
+    ERROR_HANDLER_FORMAT: "ErrorHandler",
+    CONNECTION_FORMAT: "Connection",
+}
+
+
 def _header(kind: str) -> dict[str, object]:
-    return {"format": kind, "version": DEFINITION_VERSION}
+    return {"format": kind, "version": DEFINITION_VERSION, "_type": _TYPE_TAGS[kind]}
 
 
 def dump_routine(routine: Routine) -> dict[str, object]:
@@ -327,6 +379,10 @@ class _Allowed:
                     f"deserialize(allow=[..., {item!r}, ...]): allow holds classes, module names or modules."
                 )
                 raise TypeError(msg)
+        for source in list(_SOURCES):
+            for cls in source():
+                if isinstance(cls, type):
+                    self.classes.setdefault(class_path(cls), cls)
 
     def resolve(self, path: str, base: type, where: str, what: str) -> type:
         """The class at *path*, if allowed and a subclass of *base*; imports only an allowed module."""
@@ -360,8 +416,19 @@ def _check_header(doc: object, kind: str, what: str) -> dict[str, object]:
     if not isinstance(doc, dict):
         msg = f"Cannot load {what}: it is a {type(doc).__name__}, not a {kind} document (a dict with 'format' and 'version')."
         raise DefinitionDocumentError(msg)
+    if "format" not in doc and "_type" in doc:
+        msg = (
+            f"Cannot load {what}: it is a Routilux (serilux) document (\"_type\": {doc['_type']!r}, no "
+            f"'format'), which trioflow does not read: such a document sets attributes and names "
+            "handlers that serilux resolves itself. Build the flow in code once, then save it with "
+            "serialize()."
+        )
+        raise DefinitionDocumentError(msg)
     if doc.get("format") != kind:
         msg = f"Cannot load {what}: its format is {doc.get('format')!r}, not {kind!r}. Load a document made by serialize()."
+        raise DefinitionDocumentError(msg)
+    if "_type" in doc and doc["_type"] != _TYPE_TAGS[kind]:
+        msg = f"Cannot load {what}: at $._type, {doc['_type']!r} is not {_TYPE_TAGS[kind]!r}, the tag of a {kind} document."
         raise DefinitionDocumentError(msg)
     version = doc.get("version")
     if version != DEFINITION_VERSION or type(version) is not int:
@@ -377,7 +444,7 @@ def _check_header(doc: object, kind: str, what: str) -> dict[str, object]:
     if problem is not None:
         msg = f"Cannot load {what}: {problem}."
         raise DefinitionDocumentError(msg)
-    return {key: value for key, value in doc.items() if key not in ("format", "version")}
+    return {key: value for key, value in doc.items() if key not in ("format", "version", "_type")}
 
 
 def _structure(value: object, type_: object, path: str, what: str) -> object:
@@ -504,8 +571,6 @@ def dump_error_handler_doc(handler: ErrorHandler) -> dict[str, object]:
 
 
 # -- a connection on its own (Routilux's Connection.serialize) ---------------------
-
-CONNECTION_FORMAT = "trioflow.connection"
 
 
 @attrs.frozen

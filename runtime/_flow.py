@@ -355,6 +355,8 @@ class Flow(Generic[P, T]):
             deterministic (unlike ``"concurrent"``).
         max_workers: ``"concurrent"`` only: worker threads per job (default
             5). :attr:`max_workers` reads 1 under the other strategies.
+        execution_timeout: Routilux's spelling of *timeout* (give one of
+            the two). Unlike Routilux, no 300 s limit applies by default.
         executor: where the flow's plain nodes run unless a node was given
             its own executor (``rt.threads()``, ``rt.processes()``,
             ``rt.ray()``); ``None``: in a worker thread. Async nodes and
@@ -399,7 +401,16 @@ class Flow(Generic[P, T]):
         executor: Executor | None = None,
         execution_strategy: str = "actors",
         max_workers: int = 5,
+        execution_timeout: float | None = None,
     ) -> None:
+        if execution_timeout is not None:
+            if timeout is not None and timeout != execution_timeout:
+                msg = (
+                    f"Flow(timeout={timeout!r}, execution_timeout={execution_timeout!r}): give one "
+                    "(execution_timeout is Routilux's spelling of timeout)."
+                )
+                raise TypeError(msg)
+            timeout = execution_timeout
         if name is not None and flow_id is not None and name != flow_id:
             msg = f"Flow(name={name!r}, flow_id={flow_id!r}): give one name (flow_id is the routine-graph spelling of name)."
             raise TypeError(msg)
@@ -470,6 +481,21 @@ class Flow(Generic[P, T]):
     def timeout(self, value: float | None) -> None:
         _check_settings(self.name, timeout=value, context=None, save_state=None, end_on_error=None, state_dir=None)
         self._timeout = value
+
+    @property
+    def execution_timeout(self) -> float | None:
+        """Routilux's spelling of :attr:`timeout`: reading and assigning it is the same.
+
+        ``None`` means no limit (unless :func:`~runtime.set_config` sets one):
+        Routilux's 300 s default is not applied.
+
+        .. versionadded:: 0.2
+        """
+        return self.timeout
+
+    @execution_timeout.setter
+    def execution_timeout(self, value: float | None) -> None:
+        self.timeout = value
 
     @property
     def save_state(self) -> bool:
@@ -963,7 +989,7 @@ class Flow(Generic[P, T]):
     def serialize(self) -> dict[str, object]:
         """This routine graph's definition as a versioned document of JSON values.
 
-        ``{"format": "trioflow.flow", "version": 1, "flow_id", "entry_id",
+        ``{"format": "trioflow.flow", "version": 1, "_type": "Flow", "flow_id", "entry_id",
         "timeout", "max_steps", "end_on_error", "execution_strategy",
         "max_workers", "error_handler", "routines", "connections"}``: each routine by its class's import path and its
         constructor arguments, plus what was done to it since (see
@@ -1178,10 +1204,12 @@ class Flow(Generic[P, T]):
 
     def execute(
         self,
-        entry_id: str,
+        entry_id: str | None = None,
         entry_params: Mapping[str, object] | None = None,
         *,
         execution_strategy: str | None = None,
+        timeout: float | None = None,
+        entry_routine_id: str | None = None,
     ) -> JobState:
         """Run a job from synchronous code, from routine *entry_id*, and return its final state.
 
@@ -1207,6 +1235,9 @@ class Flow(Generic[P, T]):
             execution_strategy: this job's strategy, instead of the flow's
                 :attr:`execution_strategy` (``"concurrent"`` then uses 5
                 worker threads, unless it is the flow's own strategy).
+            timeout: this job's timeout in seconds, instead of the flow's
+                :attr:`timeout` (Routilux's ``execute(..., timeout=...)``).
+            entry_routine_id: Routilux's name of *entry_id* (give one of the two).
 
         Returns:
             The job's :class:`~runtime.JobState`.
@@ -1215,15 +1246,41 @@ class Flow(Generic[P, T]):
             InvokeInsideTrioError: called inside a running Trio program; use
                 ``await flow.aexecute(...)``.
             GraphDefinitionError: no routine *entry_id*, or it has no slot.
-            TypeError: *entry_params* is not a dict.
-            ValueError: an unknown *execution_strategy*.
+            TypeError: *entry_params* is not a dict, *timeout* not a number, or
+                neither or both of *entry_id* and *entry_routine_id* given.
+            ValueError: an unknown *execution_strategy*, a non-positive *timeout*.
             Exception: a routine's constructor (or factory) raised when called
                 again for the job, with a note naming the routine; no routine
                 of the job has run.
 
         .. versionadded:: 0.1
         """
-        return self._graph.execute(self._settings(), self._any(), entry_id, entry_params, execution_strategy)
+        if (entry_id is None) == (entry_routine_id is None):
+            msg = (
+                f"Flow({self.name!r}).execute(entry_id={entry_id!r}, entry_routine_id={entry_routine_id!r}): "
+                "give the entry routine's id once (entry_routine_id is Routilux's name of entry_id)."
+            )
+            raise TypeError(msg)
+        entry = entry_id if entry_id is not None else entry_routine_id
+        assert entry is not None
+        settings = self._job_settings("execute", timeout)
+        return self._graph.execute(settings, self._any(), entry, entry_params, execution_strategy)
+
+    def _job_settings(self, api: str, timeout: float | None) -> RunSettings:
+        """The settings of one job, with its own *timeout* if given."""
+        settings = self._settings()
+        if timeout is None:
+            return settings
+        _check_settings(
+            self.name,
+            timeout=timeout,
+            context=None,
+            save_state=None,
+            end_on_error=None,
+            state_dir=None,
+            where=f"Flow({self.name!r}).{api}(..., ",
+        )
+        return attrs.evolve(settings, timeout=timeout)
 
     async def aexecute(
         self,
@@ -1273,11 +1330,22 @@ class Flow(Generic[P, T]):
         """Pause the running job of *job_state*: the Routilux spelling of :meth:`Job.pause <runtime.Job.pause>`.
 
         Raises:
+            ValueError: *job_state* is a state of another flow (its ``flow_id``).
             JobStateError: the job is not running.
 
         .. versionadded:: 0.1
         """
+        self._check_own_state("pause", job_state)
         self._graph.running_job("pause()", job_state).pause(reason)
+
+    def _check_own_state(self, api: str, job_state: JobState) -> None:
+        """Refuse a state of another flow: pausing, resuming or cancelling it here is a mistake."""
+        if job_state.flow_id != self.name:
+            msg = (
+                f"Flow({self.name!r}).{api}(job_state): the state's flow_id {job_state.flow_id!r} does not "
+                f"match this flow's; call flow.{api}(job_state) on the flow that runs job {job_state.job_id!r}."
+            )
+            raise ValueError(msg)
 
     @overload
     def resume(self, job_state: JobState, /) -> JobState: ...
@@ -1295,6 +1363,7 @@ class Flow(Generic[P, T]):
         *job_state*, running in this process, and returns the state.
 
         Raises:
+            ValueError: *job_state* is a state of another flow (its ``flow_id``).
             JobStateError: the job is not running, or not paused.
             ResumeError, UnknownRunError, DivergenceError, RunPausedError:
                 as for :meth:`aresume`.
@@ -1306,6 +1375,7 @@ class Flow(Generic[P, T]):
                 f"Flow({self.name!r}).resume({target!r})", instead=f"await Flow({self.name!r}).aresume(...)"
             )
             return trio.run(self._aresume_unwrapped, target, value)
+        self._check_own_state("resume", target)
         self._graph.running_job("resume()", target).resume()
         return target
 
@@ -1389,8 +1459,14 @@ class Flow(Generic[P, T]):
     def cancel(self, job_state: JobState, reason: str | None = None) -> None:
         """Cancel the running job of *job_state*; a job that has ended is left as it is.
 
+        Raises:
+            ValueError: *job_state* is a state of another flow (its ``flow_id``).
+
         .. versionadded:: 0.1
+        .. versionchanged:: 0.2
+           A state of another flow is refused instead of left as it is.
         """
+        self._check_own_state("cancel", job_state)
         job = self._graph.running_jobs.get(job_state.job_id)
         if job is not None:
             job.cancel(reason)

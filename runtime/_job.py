@@ -884,6 +884,7 @@ class Job(metaclass=NoPublicConstructor):
         state = self.state
         self._registry[state.job_id] = self
         state._start_clock()
+        state.current_routine_id = self._entry[0]  # as Routilux records it: the routine the job starts from
         deadline = math.inf if self._timeout is None else trio.current_time() + self._timeout
         self._token = trio.lowlevel.current_trio_token()
         self._loop_thread = threading.get_ident()

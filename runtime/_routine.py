@@ -1121,8 +1121,8 @@ class ErrorHandler:
     def serialize(self) -> dict[str, object]:
         """These settings as a versioned document of JSON values.
 
-        ``{"format": "trioflow.error_handler", "version": 1, "strategy": "retry",
-        "max_retries": 3, ..., "retryable_exceptions": ["builtins:ValueError"]}``:
+        ``{"format": "trioflow.error_handler", "version": 1, "_type": "ErrorHandler",
+        "strategy": "retry", "max_retries": 3, ..., "retryable_exceptions": ["builtins:ValueError"]}``:
         every setting by its name, exception classes by import path.
 
         .. versionadded:: 0.1

@@ -592,9 +592,15 @@ def write_state_file(state: JobState, path: os.PathLike[str] | str, *, strict: b
             ", ".join(map(str, unsaved)),
             os.fspath(path),
         )
+    _write_atomic(target, text)
+    return target
+
+
+def _write_atomic(target: pathlib.Path, text: str) -> None:
+    """Write *text* to *target* through a synced temporary file beside it, renamed over it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
-        _logger.warning("State file %s already exists, overwriting.", os.fspath(path))
+        _logger.warning("State file %s already exists, overwriting.", os.fspath(target))
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as tmp:
@@ -612,7 +618,6 @@ def write_state_file(state: JobState, path: os.PathLike[str] | str, *, strict: b
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-    return target
 
 
 DEFAULT_MAX_STATE_BYTES = 64 * 1024 * 1024
@@ -696,9 +701,13 @@ def read_state_file(path: os.PathLike[str] | str, *, max_bytes: int = DEFAULT_MA
         msg = f"read_state_file(max_bytes={max_bytes!r}): max_bytes must be a positive number of bytes."
         raise ValueError(msg)
     name = os.fspath(path)
-    data = _read_bounded(path, max_bytes)
+    return _load(_parse_file(name, _read_bounded(path, max_bytes)), f"State file {name}")
+
+
+def _parse_file(name: str, data: bytes) -> object:
+    """The JSON value in the bytes of state file *name*; a :class:`StateFileError` saying why not."""
     try:
-        doc = json.loads(data.decode("utf-8"))
+        return json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         msg = (
             f"State file {name} is not UTF-8 text (byte {exc.start}); it is damaged or "
@@ -718,4 +727,211 @@ def read_state_file(path: os.PathLike[str] | str, *, max_bytes: int = DEFAULT_MA
             "file. Restore it, or delete it and run again."
         )
         raise StateFileError(msg) from exc
-    return _load(doc, f"State file {name}")
+
+
+# -- Routilux's flat JobState documents ---------------------------------------------
+#
+# JobState.serialize() / deserialize() / save() / load(): Routilux's shape, one flat object
+# with "_type": "JobState", over the same converter and the same checks as the versioned
+# document. A flat document names no class to import: "_type" is checked, never looked up.
+
+_FLAT_TYPE = "JobState"
+#: Routilux's keys that trioflow's state has under another name, derives, or has no use for.
+_FLAT_ONLY = (
+    "_type",
+    "current_routine_id",
+    "updated_at",
+    "execution_history",
+    "pause_points",
+    "pending_tasks",
+    "deferred_events",
+    "output_log",
+    "unserializable",
+)
+_FLAT_REQUIRED = ("flow_id", "job_id", "status")
+_FLAT_FIX = "Load a document made by JobState.serialize() or save()."
+
+
+#: A Delivery's fields as Routilux's pending task names them (the flat form keeps only pending_tasks).
+_TASK_KEYS = {
+    "target": "slot_routine_id",
+    "slot": "slot_name",
+    "data": "data",
+    "source": "connection_source_routine_id",
+    "event": "connection_source_event_name",
+}
+
+
+def _flat_path(path: str) -> str:
+    """The paths of trioflow's state in *path* (``$.history[0]``, ``$.undelivered[1].data``) as the flat form names them."""
+    path = re.sub(r"\$\.history\b", "$.execution_history", path)
+    return re.sub(
+        r"\$\.undelivered\[(\d+)\](?:\.(\w+))?",
+        lambda m: f"$.pending_tasks[{m[1]}]" + (f".{_TASK_KEYS.get(m[2], m[2])}" if m[2] else ""),
+        path,
+    )
+
+
+def _dump_flat(state: JobState, *, strict: bool) -> dict[str, object]:
+    doc = dump_state(state, strict=strict)
+    inner = typing.cast("dict[str, object]", doc["state"])
+    history = typing.cast("list[dict[str, object]]", inner.pop("history"))
+    shared = typing.cast("dict[str, object]", inner["shared_data"])
+    undelivered = typing.cast("list[dict[str, object]]", inner.pop("undelivered"))
+    walker = _Walker(run_id=state.job_id, strict=strict)
+    flat: dict[str, object] = {
+        "_type": _FLAT_TYPE,
+        "flow_id": inner.pop("flow_id"),
+        "job_id": inner.pop("job_id"),
+        "status": inner.pop("status"),
+        "current_routine_id": walker.walk(state.current_routine_id, "$.current_routine_id"),
+        "routine_states": inner.pop("routine_states"),
+        "execution_history": [{"_type": "ExecutionRecord", **entry} for entry in history],
+        "created_at": inner.pop("created_at"),
+        "updated_at": state.updated_at.isoformat(),
+        "pause_points": [],
+        "pending_tasks": [{_TASK_KEYS[key]: d[key] for key in _TASK_KEYS} for d in undelivered],
+        "deferred_events": [],
+        "shared_data": inner.pop("shared_data"),
+        "shared_log": inner.pop("shared_log"),
+        "output_log": shared.get(_state.OUTPUT_KEY, []),
+        **inner,
+    }
+    unsaved = [_flat_path(p) for p in typing.cast("list[str]", doc.get("unserializable", []))]
+    unsaved += walker.bad_paths
+    if unsaved:
+        flat["unserializable"] = unsaved
+    return flat
+
+
+def _local_time(value: object) -> object:
+    """An ISO time without a UTC offset (Routilux writes local times) with the local offset; else *value*."""
+    if type(value) is not str:
+        return value
+    try:
+        moment = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        return value  # the converter names it
+    return moment.astimezone().isoformat() if moment.utcoffset() is None else value
+
+
+def _flat_error(what: str, problem: str) -> StateFileError:
+    return StateFileError(f"{what} is not a valid JobState document: {problem}. {_FLAT_FIX}")
+
+
+def _flat_history(doc: dict[str, object], created: object, what: str) -> list[object]:
+    records = doc.get("execution_history", [])
+    if type(records) is not list:
+        raise _flat_error(what, "at $.execution_history, expected an array")
+    history: list[object] = []
+    for index, record in enumerate(records):
+        if type(record) is not dict:
+            history.append(record)  # the converter names it
+            continue
+        entry = dict(record)
+        kind = entry.pop("_type", "ExecutionRecord")
+        if kind != "ExecutionRecord":
+            raise _flat_error(what, f"at $.execution_history[{index}]._type, {kind!r} is not 'ExecutionRecord'")
+        entry["timestamp"] = _local_time(entry.get("timestamp"))
+        if "offset" not in entry and type(created) is str and type(entry["timestamp"]) is str:
+            try:
+                start = datetime.datetime.fromisoformat(created)
+                moment = datetime.datetime.fromisoformat(entry["timestamp"])
+                entry["offset"] = (moment - start).total_seconds()
+            except (ValueError, TypeError):
+                entry["offset"] = 0.0  # the converter names the bad time
+        history.append(entry)
+    return history
+
+
+def _load_flat(doc: object, what: str) -> JobState:
+    if type(doc) is not dict:
+        got = _JSON_NAMES.get(type(doc), f"a {type(doc).__name__}")
+        raise _flat_error(what, f"it is {got}, not an object with \"_type\": \"JobState\"")
+    if doc.get("_type") != _FLAT_TYPE:
+        raise _flat_error(what, f"its _type is {doc.get('_type')!r}, not 'JobState'")
+    problem = _find_non_json(doc, "$")
+    missing = [key for key in _FLAT_REQUIRED if key not in doc]
+    template = typing.cast("dict[str, object]", _converter.unstructure(JobState("", ""), JobState))
+    known = (set(template) - {"history", "undelivered"}) | set(_FLAT_ONLY)
+    extra = sorted(key for key in doc if key not in known)
+    if problem is None and missing:
+        problem = f"it has no {', '.join(map(repr, missing))}"
+    if problem is None and extra:
+        problem = f"at $, unknown {'key' if len(extra) == 1 else 'keys'} {', '.join(map(repr, extra))}"
+    current = doc.get("current_routine_id")
+    if problem is None and current is not None and type(current) is not str:
+        problem = "at $.current_routine_id, expected a string or null"
+    if problem is not None:
+        raise _flat_error(what, problem)
+    fields = {key: doc[key] for key in template if key in doc}
+    fields["created_at"] = created = _local_time(doc.get("created_at", template["created_at"]))
+    fields["history"] = _flat_history(doc, created, what)
+    tasks = doc.get("pending_tasks", [])
+    if type(tasks) is not list:
+        raise _flat_error(what, "at $.pending_tasks, expected an array")
+    # Routilux writes more keys per task (priority, retries, ...): a job is not rebuilt from them.
+    fields["undelivered"] = [
+        {
+            "source": task.get("connection_source_routine_id") or "",
+            "event": task.get("connection_source_event_name") or "",
+            "target": task.get("slot_routine_id"),
+            "slot": task.get("slot_name"),
+            "data": task.get("data", {}),
+        }
+        if type(task) is dict
+        else task
+        for task in tasks
+    ]
+    shared = fields.get("shared_data")
+    outputs = doc.get("output_log")
+    if type(shared) is dict and outputs and _state.OUTPUT_KEY not in shared:
+        fields["shared_data"] = {**shared, _state.OUTPUT_KEY: outputs}
+    errors = (cattrs.BaseValidationError, ValueError, TypeError, AttributeError)
+    try:
+        state = _converter.structure({**template, **fields}, JobState)
+    except errors as exc:
+        raise _flat_error(what, _flat_path(describe_structure_error(exc))) from exc
+    try:
+        updated = _converter.structure(_local_time(doc.get("updated_at", created)), datetime.datetime)
+    except errors as exc:
+        raise _flat_error(what, describe_structure_error(exc, "$.updated_at")) from exc
+    state.current_routine_id = typing.cast("str | None", current)
+    state.updated_at = updated
+    return state
+
+
+@attrs.frozen
+class _FlatCodec:
+    """The flat documents' functions, handed to the state model (:data:`runtime._state.flat_codec`)."""
+
+    def dump(self, state: JobState, *, strict: bool) -> dict[str, object]:
+        return _dump_flat(state, strict=strict)
+
+    def load(self, doc: object, what: str) -> JobState:
+        return _load_flat(doc, what)
+
+    def save(self, state: JobState, path: str | os.PathLike[str]) -> pathlib.Path:
+        target = pathlib.Path(path)
+        flat = _dump_flat(state, strict=False)
+        unsaved = flat.get("unserializable")
+        if isinstance(unsaved, list) and unsaved:
+            _logger.warning(
+                "Run %s of flow %r: %s cannot be saved as JSON; the file %s keeps their repr instead.",
+                state.job_id,
+                state.flow_id,
+                ", ".join(map(str, unsaved)),
+                os.fspath(path),
+            )
+        _write_atomic(target, json.dumps(flat, indent=2, ensure_ascii=False, allow_nan=False))
+        return target
+
+    def read(self, path: str | os.PathLike[str], max_bytes: int) -> JobState:
+        if type(max_bytes) is not int or max_bytes < 1:
+            msg = f"JobState.load(max_bytes={max_bytes!r}): max_bytes must be a positive number of bytes."
+            raise ValueError(msg)
+        name = os.fspath(path)
+        return _load_flat(_parse_file(name, _read_bounded(path, max_bytes)), f"State file {name}")
+
+
+_state.flat_codec.append(_FlatCodec())

@@ -25,6 +25,8 @@ from ._exceptions import InvokeInsideTrioError, JobStateError
 from ._publisher import EventKind
 
 if TYPE_CHECKING:
+    import os
+    import pathlib
     import threading
     from collections.abc import Mapping
 
@@ -297,6 +299,34 @@ _NO_FLOW = "\x00(flow id not given)"
 _NO_ID = "\x00(job id not given)"
 
 
+def _touch(state: JobState, _: attrs.Attribute[Status], value: Status) -> Status:
+    """``on_setattr`` of :attr:`JobState.status`: a new status is a change of the state."""
+    state._touched()
+    return value
+
+
+class FlatCodec(Protocol):
+    """Routilux's flat JobState documents, as :mod:`runtime._serialize` (registered there) makes and reads them."""
+
+    def dump(self, state: JobState, *, strict: bool) -> dict[str, object]: ...
+
+    def load(self, doc: object, what: str) -> JobState: ...
+
+    def save(self, state: JobState, path: str | os.PathLike[str]) -> pathlib.Path: ...
+
+    def read(self, path: str | os.PathLike[str], max_bytes: int) -> JobState: ...
+
+
+#: Set by :mod:`runtime._serialize` when it is imported (the package always imports it): the
+#: state model stays below the document code, which builds on it.
+flat_codec: list[FlatCodec] = []
+
+
+def _codec() -> FlatCodec:
+    # Importing any runtime module imports the package first, whose __init__ imports _serialize.
+    return flat_codec[0]
+
+
 def _to_status(value: Status | str) -> Status:
     """*value* as a :class:`Status` (Routilux code assigns ``job_state.status = "running"``)."""
     if isinstance(value, Status):
@@ -336,6 +366,16 @@ class JobState:
         error: what ended the run, if it failed.
         undelivered: messages not delivered because the job was cancelled.
         metrics: numeric measurements of the run.
+        current_routine_id: Routilux's name: the routine a routine-graph job
+            started from, set when it starts (routines of a job run
+            concurrently, so no single routine is "current"); assignable.
+        updated_at: when the state last changed (aware, UTC, on the run's
+            clock): a status, a routine state, shared data, the shared log
+            or the history. At first :attr:`created_at`.
+
+    ``current_routine_id`` and ``updated_at`` are not part of trioflow's
+    state document (:func:`~runtime.dump_state`); Routilux's flat form
+    (:meth:`serialize`, :meth:`save`) carries them.
 
     ``JobState(flow_id)`` or ``JobState(flow_id=...)`` (Routilux's forms)
     makes a fresh state of that flow with a new job id, to fill in or test
@@ -346,12 +386,18 @@ class JobState:
     .. versionadded:: 0.1.0
     .. versionchanged:: 0.2
        ``JobState(flow_id)``, ``JobState(flow_id=...)``, ``JobState()``; a
-       status set as a string is converted.
+       status set as a string is converted; ``current_routine_id``,
+       ``updated_at``, :attr:`pending_tasks`; Routilux's flat documents
+       (:meth:`serialize`, :meth:`deserialize`, :meth:`save`, :meth:`load`).
     """
 
     job_id: str = attrs.field(default=_NO_ID)
     flow_id: str = attrs.field(default=_NO_FLOW)
-    status: Status = attrs.field(default=Status.PENDING, converter=_to_status)
+    status: Status = attrs.field(
+        default=Status.PENDING,
+        converter=_to_status,
+        on_setattr=attrs.setters.pipe(attrs.setters.convert, _touch),
+    )
     created_at: datetime.datetime = attrs.field(factory=_utc_now)
     started_at: datetime.datetime | None = None
     finished_at: datetime.datetime | None = None
@@ -365,6 +411,10 @@ class JobState:
     error: ErrorSummary | None = None
     undelivered: list[Delivery] = attrs.field(factory=list)
     metrics: dict[str, float] = attrs.field(factory=dict)
+    current_routine_id: str | None = attrs.field(default=None, init=False, eq=False, repr=False)
+    updated_at: datetime.datetime = attrs.field(
+        default=attrs.Factory(lambda self: self.created_at, takes_self=True), init=False, eq=False, repr=False
+    )
     _clock: _RunClock = attrs.field(factory=_RunClock, init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -388,6 +438,108 @@ class JobState:
         """The flow's name; the same as :attr:`flow_id`."""
         return self.flow_id
 
+    @property
+    def pending_tasks(self) -> list[dict[str, object]]:
+        """Routilux's name for :attr:`undelivered`: each message never handled, in Routilux's keys.
+
+        ``{"slot_routine_id", "slot_name", "data", "connection_source_routine_id",
+        "connection_source_event_name"}`` per message: what a job that ended
+        before handling them (cancelled, failed, timed out, or paused and
+        never resumed) left in its routines' mailboxes, and the emissions it
+        held back while paused. A new list of copies; it is read-only, since
+        trioflow does not rebuild a job from it.
+
+        .. versionadded:: 0.2
+        """
+        return [
+            {
+                "slot_routine_id": d.target,
+                "slot_name": d.slot,
+                "data": _isolate(d.data),
+                "connection_source_routine_id": d.source,
+                "connection_source_event_name": d.event,
+            }
+            for d in self.undelivered
+        ]
+
+    # -- Routilux's flat documents ---------------------------------------------
+
+    def serialize(self, *, strict: bool = False) -> dict[str, object]:
+        """This state as Routilux's flat document of JSON values (``"_type": "JobState"``).
+
+        Routilux's keys (``flow_id``, ``job_id``, ``status``,
+        ``current_routine_id``, ``routine_states``, ``execution_history``,
+        ``created_at``, ``updated_at``, ``pending_tasks``, ``shared_data``,
+        ``shared_log``, ``output_log``, ...) beside the rest of trioflow's
+        state (``requests``, ``context``, ``metrics``, ...; ``undelivered`` is
+        ``pending_tasks``), made with
+        the state documents' converter. :meth:`deserialize` and :meth:`load`
+        read it back. trioflow's own versioned form is :func:`~runtime.dump_state`.
+
+        Args:
+            strict: raise on a value that is not JSON, instead of replacing it
+                by ``{"$unserializable": repr, "type": name}`` and listing its
+                path under ``"unserializable"``.
+
+        Raises:
+            UnserializableValueError: *strict*, and a value is not JSON.
+
+        .. versionadded:: 0.2
+        """
+        return _codec().dump(self, strict=strict)
+
+    def deserialize(self, data: object) -> JobState:
+        """Replace this state by the one a flat document holds (Routilux's in-place form); return it.
+
+        Reads what :meth:`serialize` wrote, and Routilux's own JobState
+        documents (times without a UTC offset are taken as local time).
+        Nothing is changed if the document is refused.
+
+        Raises:
+            StateFileError: *data* is not a ``"_type": "JobState"`` object,
+                or a value does not fit; the message names it by its path,
+                e.g. ``$.status``.
+
+        .. versionadded:: 0.2
+        """
+        loaded = _codec().load(data, "The document given to JobState.deserialize()")
+        for field in attrs.fields(JobState):
+            object.__setattr__(self, field.name, getattr(loaded, field.name))
+        return self
+
+    def save(self, filepath: str | os.PathLike[str]) -> pathlib.Path:
+        """Write :meth:`serialize`'s document to *filepath* as JSON, atomically (Routilux's ``save``).
+
+        Exactly at *filepath* (its directory is created), through a temporary
+        file beside it: a crash leaves the old file or the new one. Values
+        that are not JSON are replaced and listed, as :func:`~runtime.write_state_file`
+        does. trioflow's own file form is :func:`~runtime.write_state_file`.
+
+        Returns:
+            *filepath*, as a :class:`pathlib.Path`.
+
+        .. versionadded:: 0.2
+        """
+        return _codec().save(self, filepath)
+
+    @classmethod
+    def load(cls, filepath: str | os.PathLike[str], *, max_bytes: int = 64 * 1024 * 1024) -> JobState:
+        """Read a state :meth:`save` wrote (or Routilux did) from *filepath*.
+
+        Only a regular file of at most *max_bytes* is read (a FIFO or a device
+        is refused without blocking), and nothing the file names is imported,
+        opened or run.
+
+        Raises:
+            FileNotFoundError: no file at *filepath*.
+            StateFileError: not a regular file, too large, not JSON, or not a
+                JobState document (``ValueError``, as Routilux raises); the
+                message names the file and the place.
+
+        .. versionadded:: 0.2
+        """
+        return _codec().read(filepath, max_bytes)
+
     # -- clock (used by the runtime) ---------------------------------------
 
     def _start_clock(self) -> None:
@@ -402,6 +554,10 @@ class JobState:
     def _wall_time(self, offset: float) -> datetime.datetime:
         """The wall time (aware, UTC) *offset* seconds after the run started."""
         return self._clock.wall_time(offset)
+
+    def _touched(self) -> None:
+        """Mark the state as changed now: :attr:`updated_at`."""
+        self.updated_at = self._wall_time(self._now_offset())
 
     # -- history -------------------------------------------------------------
 
@@ -420,6 +576,7 @@ class JobState:
             offset=offset,
         )
         self.history.append(entry)
+        self.updated_at = entry.timestamp
         return entry
 
     def get_execution_history(self, routine_id: str | None = None) -> list[HistoryEntry]:
@@ -438,6 +595,7 @@ class JobState:
         state = self.routine_states.setdefault(routine_id, {})
         stored = {key: _isolate(value) for key, value in updates.items()}
         state.update(stored)
+        self._touched()
         self._changed(EventKind.ROUTINE_STATE, routine_id, stored)
 
     def get_routine_state(self, routine_id: str) -> dict[str, object] | None:
@@ -452,6 +610,7 @@ class JobState:
     def update_shared_data(self, key: str, value: object) -> None:
         """Set *key* in the run's shared data to (a copy of) *value*."""
         self.shared_data[key] = stored = _isolate(value)
+        self._touched()
         self._changed(EventKind.SHARED_DATA, None, {"key": key, "value": stored})
 
     def get_shared_data(self, key: str, default: object = None) -> object:
@@ -476,8 +635,10 @@ class JobState:
     def _append_log(self, entry: Mapping[str, object], offset: float) -> dict[str, object]:
         """Append a copy of *entry* stamped with the wall time *offset* seconds into the run; return it."""
         stored = {key: _isolate(value) for key, value in entry.items()}
-        stored["timestamp"] = self._wall_time(offset).isoformat()
+        moment = self._wall_time(offset)
+        stored["timestamp"] = moment.isoformat()
         self.shared_log.append(stored)
+        self.updated_at = moment
         return stored
 
     def _changed(self, kind: EventKind, node: str | None, data: object) -> None:

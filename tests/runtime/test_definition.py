@@ -329,7 +329,7 @@ def test_an_error_handler_round_trips_and_checks_its_settings() -> None:
 def test_the_coming_from_routilux_page_snippet_runs_as_shown(capsys: pytest.CaptureFixture[str]) -> None:
     page = pathlib.Path(__file__).resolve().parents[2] / "docs" / "coming-from-routilux.md"
     blocks = re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.DOTALL)
-    blocks = [block for block in blocks if "deserialize" in block]  # the page's definition example
+    blocks = [block for block in blocks if "allow=" in block]  # the page's definition example
     assert len(blocks) == 1
     namespace: dict[str, object] = {"__name__": "__main__"}
     exec(compile(blocks[0], "coming-from-routilux.md", "exec"), namespace)  # the page's own code

@@ -457,6 +457,7 @@ def test_a_connection_document_round_trips() -> None:
     assert document == {
         "format": "trioflow.connection",
         "version": 1,
+        "_type": "Connection",
         "source": "a",
         "event": "out",
         "target": "b",

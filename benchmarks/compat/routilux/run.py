@@ -70,6 +70,12 @@ GROUPS: list[tuple[str, str]] = [
         r"is not allowed, so nothing was imported",
     ),
     ("a Routilux-format document (no 'format'/'version')", r"its format is None"),
+    ("a Routilux-format document (no 'format'/'version')", r"it is a Routilux \(serilux\) document"),
+    ("JobState.pending_tasks is read-only (a job's undelivered messages)", r"property 'pending_tasks'"),
+    (
+        "flow.resume(job_state) of a state that is not a running job (a saved graph job is not resumed)",
+        r"Cannot resume\(\) job .* not a running job",
+    ),
     ("Routilux's document keys (_type, _config)", r"KeyError: '_(type|config)'|_config"),
     ("a plain function as a handler cannot be serialized", r"which is not a method of its routine"),
     ("critical routines (is_critical, set_as_critical)", r"critical|set_as_optional"),

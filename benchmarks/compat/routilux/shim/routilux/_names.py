@@ -112,3 +112,13 @@ for _cls, _methods in _ACCESSORS.items():
 for _cls, _names in _ALIASES.items():
     for _old, _new in _names.items():
         _alias(_cls, _old, _new)
+
+# Routilux's deserialize builds the classes registered with serilux's @register_serializable (a
+# registration in code, never in the document): trioflow's counterpart is rt.allow_registered.
+if hasattr(runtime, "allow_registered"):
+    try:
+        from serilux import SerializableRegistry as _SeriluxRegistry
+    except ImportError:  # serilux is what the suite imports; without it there is nothing to honour
+        pass
+    else:
+        runtime.allow_registered(lambda: _SeriluxRegistry.registry.values())
