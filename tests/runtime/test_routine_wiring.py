@@ -480,8 +480,12 @@ def test_a_connection_document_round_trips() -> None:
     ):
         link.deserialize(document)
     with pytest.raises(
-        rt.DefinitionDocumentError, match=r"^Cannot load a connection document: its format is None"
+        rt.DefinitionDocumentError, match=r"^Cannot load a connection document: it is a Routilux \(serilux\) document \(\"_type\": 'Connection', no 'format'\)"
     ):
         rt.Connection().deserialize({"_type": "Connection", "param_mapping": {}})
+    with pytest.raises(
+        rt.DefinitionDocumentError, match=r"^Cannot load a connection document: its format is None"
+    ):
+        rt.Connection().deserialize({"param_mapping": {}})
     with pytest.raises(rt.DefinitionDocumentError, match=r"^Cannot load a connection document: .*\$\.slot"):
         rt.Connection().deserialize({**document, "slot": 3})
