@@ -162,6 +162,21 @@ def _check_merge(where: str, merge_strategy: object) -> None:
         raise TypeError(msg)
 
 
+def _param_order(call: str, sep: str, params: Iterable[str] | None) -> tuple[str, ...] | None:
+    """An event's declared parameter names, in order and once each; *call* + *sep* name the API in errors."""
+    if params is None:
+        return None
+    if isinstance(params, str):
+        msg = f"{call}{sep}{params!r}): give the parameters as a list of names, e.g. [{params!r}]."
+        raise TypeError(msg)
+    order = tuple(dict.fromkeys(params))
+    bad = [p for p in order if not isinstance(p, str)]
+    if bad:
+        msg = f"{call}): parameter names are strings, not {bad[0]!r}."
+        raise TypeError(msg)
+    return order
+
+
 def _check_owner(where: str, routine: object) -> None:
     if routine is not None and not isinstance(routine, Routine):
         msg = f"{where}: routine={routine!r} is not a Routine; give the routine the {where.split('(')[0]} belongs to, or None."
@@ -525,16 +540,7 @@ class RoutineEvent:
             if output_params is not None or isinstance(routine, str) or not isinstance(routine, collections.abc.Iterable):
                 _check_owner(f"RoutineEvent({name!r})", routine)
             output_params = routine  # the older RoutineEvent(name, params)
-        order: tuple[str, ...] | None = None
-        if output_params is not None:
-            if isinstance(output_params, str):
-                msg = f"RoutineEvent({name!r}, output_params={output_params!r}): give the parameters as a list of names, e.g. [{output_params!r}]."
-                raise TypeError(msg)
-            order = tuple(dict.fromkeys(output_params))
-            bad = [p for p in order if not isinstance(p, str)]
-            if bad:
-                msg = f"RoutineEvent({name!r}): parameter names are strings, not {bad[0]!r}."
-                raise TypeError(msg)
+        order = _param_order(f"RoutineEvent({name!r}", ", output_params=", output_params)
         self._setup(name, owner, order)
 
     def _setup(self, name: str, routine: Routine | None, order: tuple[str, ...] | None) -> None:
@@ -1376,16 +1382,7 @@ class Routine(metaclass=_RoutineMeta):
         events: dict[str, RoutineEvent] = fields["_events"] if "_events" in fields else self._defs("_events")  # type: ignore[assignment]
         if not isinstance(name, str) or not name or name in events:
             self._check_new_name("an", "event", name, events)
-        declared: tuple[str, ...] | None = None
-        if params is not None:
-            if isinstance(params, str):
-                msg = f"{type(self).__name__}.define_event({name!r}, {params!r}): give the parameters as a list of names, e.g. [{params!r}]."
-                raise TypeError(msg)
-            declared = tuple(dict.fromkeys(params))
-            bad = [p for p in declared if not isinstance(p, str)]
-            if bad:
-                msg = f"{type(self).__name__}.define_event({name!r}): parameter names are strings, not {bad[0]!r}."
-                raise TypeError(msg)
+        declared = _param_order(f"{type(self).__name__}.define_event({name!r}", ", ", params)
         event = events[name] = RoutineEvent._declared(name, self, declared)
         if "_recipe" in fields:
             self._note("define_event", (name, declared))
