@@ -38,6 +38,7 @@ from ._exceptions import (
     FlowConnectionError,
     GraphDefinitionError,
     JobStateError,
+    ResumeError,
     TrioflowError,
 )
 from ._executor import check_executor
@@ -1217,6 +1218,12 @@ class Flow(Generic[P, T]):
 
         .. versionadded:: 0.1
         """
+        if isinstance(self.store, SQLiteStore) and not self.store.is_open:
+            # The job's own opening of the store, in the job's Trio run.
+            check_not_in_trio(
+                f"Flow({self.name!r}).execute(...)", instead=f"await Flow({self.name!r}).aexecute(...)"
+            )
+            return trio.run(self._aexecute, entry_id, entry_params, execution_strategy)
         return self._graph.execute(self._settings(), self._any(), entry_id, entry_params, execution_strategy)
 
     async def aexecute(
@@ -1238,9 +1245,15 @@ class Flow(Generic[P, T]):
         .. versionadded:: 0.1
         """
         check_in_trio(f"Flow({self.name!r}).aexecute(...)")
-        return await self._graph.aexecute(
-            self._settings(), self._any(), entry_id, entry_params, execution_strategy
-        )
+        return await self._aexecute(entry_id, entry_params, execution_strategy)
+
+    async def _aexecute(
+        self, entry_id: str, entry_params: Mapping[str, object] | None, execution_strategy: str | None
+    ) -> JobState:
+        async with _run_store(self.store) as store:
+            return await self._graph.aexecute(
+                self._settings(store), self._any(), entry_id, entry_params, execution_strategy
+            )
 
     @contextlib.asynccontextmanager
     async def open_job(
@@ -1260,7 +1273,10 @@ class Flow(Generic[P, T]):
         .. versionadded:: 0.1
         """
         check_in_trio(f"async with Flow({self.name!r}).open_job(...)", how="entered")
-        async with self._graph.open_job(self._settings(), self._any(), entry_id, entry_params) as job:
+        async with (
+            _run_store(self.store) as store,
+            self._graph.open_job(self._settings(store), self._any(), entry_id, entry_params) as job,
+        ):
             yield job
 
     def pause(self, job_state: JobState, reason: str | None = None) -> None:
@@ -1348,11 +1364,23 @@ class Flow(Generic[P, T]):
             msg = f"Flow({self.name!r}).resume({run_id!r}): this flow has no store, so it keeps no runs to resume. Make it with Flow(..., store=True) or store=rt.SQLiteStore(path)."
             raise TrioflowError(msg)
         if self._graph.routines:
-            msg = f"Flow({self.name!r}).resume({run_id!r}): resuming a routine graph's job from a store is not supported yet; only node flows resume. Pause and resume a running job with Job.pause() and Job.resume()."
-            raise TrioflowError(msg)
+            self._check_one_kind("resume")
+            point = await store.begin_resume(run_id, flow=self.name, fingerprint=self.fingerprint, answer=value)
+            try:
+                if point.entry is None:
+                    msg = f"Flow({self.name!r}).resume({run_id!r}): run {run_id!r} is a run of a node flow, not a job of this routine graph. Resume it with the flow that started it."
+                    raise ResumeError(msg)
+                async with _run_store(store) as own:
+                    graph_result = await self._graph.aresume(self._settings(own), self._any(), point)
+            finally:
+                store.end_resume(run_id)
+            return cast("RunResult[T]", graph_result)
         entry = self._entry("resume")
         point = await store.begin_resume(run_id, flow=self.name, fingerprint=self.fingerprint, answer=value)
         try:
+            if point.entry is not None:
+                msg = f"Flow({self.name!r}).resume({run_id!r}): run {run_id!r} is a job of a routine graph, not a run of this node flow. Resume it with the flow that started it."
+                raise ResumeError(msg)
             async with _run_store(store) as own:
                 result = await run_flow(
                     self._settings(own),

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, cast, final
 import attrs
 import trio
 
+from . import _graph_resume
+from ._context import RequestMetadata
 from ._core import RunResult, new_job_id
 from ._exceptions import GraphDefinitionError, JobStateError
 from ._job import Job
@@ -30,11 +32,11 @@ if TYPE_CHECKING:
     import threading
     from collections.abc import AsyncIterator, Callable, Sequence
 
-    from ._context import RequestMetadata
     from ._core import RunSettings
     from ._publisher import Subscription
     from ._routine import ErrorStrategy
     from ._util import AnyFlow
+    from .store._base import ResumePoint
 
 
 #: The execution strategies, the default first (see ``Flow``'s docstring).
@@ -309,7 +311,7 @@ class Graph:
             msg = f"{api}({entry_id!r}, entry_params={entry_params!r}): entry_params is a dict of the entry slot's keyword arguments, or None."
             raise TypeError(msg)
         job_id = metadata.run_id if metadata is not None and metadata.run_id else new_job_id()
-        return Job._create(
+        job: Job = Job._create(
             settings=settings,
             flow=flow,
             job_id=job_id,
@@ -326,6 +328,8 @@ class Graph:
             metadata=metadata,
             subscriptions=subscriptions,
         )
+        _graph_resume.prepare(job, flow, (entry_id, next(iter(slots)), params))
+        return job
 
     def execute(
         self,
@@ -380,6 +384,23 @@ class Graph:
                 inner = group.exceptions[0]
                 raise inner from inner.__cause__
             raise
+
+    async def aresume(self, settings: RunSettings, flow: AnyFlow, point: ResumePoint) -> RunResult[object]:
+        """``Flow.aresume`` of a stored job: a job of the same id, going on from its last snapshot."""
+        assert point.entry is not None
+        entry_id, _, params = point.entry
+        job = self._new_job(
+            settings,
+            flow,
+            "resume",
+            entry_id,
+            params,
+            detached=True,
+            metadata=RequestMetadata(run_id=point.run_id),
+        )
+        _graph_resume.restore(job, point)
+        await job._run()
+        return RunResult(job.state, job._result(), job.error)
 
     def running_job(self, api: str, job_state: JobState) -> Job:
         """The running job of *job_state*, or a :class:`JobStateError` for *api*."""

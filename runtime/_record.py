@@ -109,6 +109,11 @@ class RunLog:
         self.publisher = publisher
         self._batch = 1 if live else _QUIET_BATCH
 
+    @property
+    def seq(self) -> int:
+        """The number the next record will get."""
+        return self._seq
+
     def offset(self) -> float:
         """Seconds since the run started, on Trio's clock."""
         return trio.current_time() - self._t0
