@@ -1000,8 +1000,16 @@ class Job(metaclass=NoPublicConstructor):
         self._finished_payload = end_state(
             state, outcome, self._error, summarize(outputs) if outputs else None, error_path=self._error_path
         )
-        if self._stores and outcome is not Status.COMPLETED and self._quiet_end:
-            _graph_resume.snapshot(self)  # before the undelivered records: a resume delivers them
+        # A durable job that did not complete ends with a snapshot if no handler was stopped part-way
+        # (an outside cancel may reach the handlers first); before the undelivered records, which a
+        # resume delivers.
+        if (
+            self._stores
+            and outcome is not Status.COMPLETED
+            and self._quiet_end
+            and not any(actor.interrupted for actor in self._actors.values())
+        ):
+            _graph_resume.snapshot(self)
         undelivered = [message.delivery() for message in self._pending.values()]
         undelivered.extend(
             Delivery(actor.routine_id, event, target.routine_id, slot, dict(data))
