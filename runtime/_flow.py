@@ -1340,14 +1340,19 @@ class Flow(Generic[P, T]):
         Returns:
             The entry point's result, as :meth:`ainvoke` returns it.
 
+        A routine graph's job goes on from its last snapshot (see
+        ``docs/durable.md``): its state is rebuilt from its records up to
+        the snapshot, its messages not yet handled are delivered again and
+        its deferred events emitted; what ran after the snapshot runs again.
+        It returns the job's outputs, as :meth:`ainvoke` does for a graph.
+
         Raises:
-            TrioflowError: the flow has no store, or is a routine graph
-                (resuming jobs is not supported yet).
+            TrioflowError: the flow has no store.
             UnknownRunError: the store has no run *run_id* (the nearest ids are named).
             ResumeError: the run completed, belongs to another flow, was
                 started by another definition of this one, is being run by
                 another process, or waits for a value (or got one it does
-                not wait for).
+                not wait for); a job's snapshot cannot be read.
             DivergenceError: the code made another call than the stored
                 run at the same place.
             RunPausedError: the run paused again at an interrupt.

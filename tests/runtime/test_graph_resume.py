@@ -374,3 +374,23 @@ def test_a_job_killed_mid_write_resumes_from_a_committed_snapshot_to_the_uncrash
     assert [o["data"] for o in outputs] == [{"count": 701}]  # each message counted once: from the snapshot on
     state = trio.run(flow.store.state, run_id)
     assert state.routine_states["loop"] == {"count": 701, "last": 700, "status": "completed"}
+
+
+def test_resume_from_the_command_line_goes_on_with_a_paused_job(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runtime._cli import main
+
+    script = tmp_path / "approvals.py"
+    script.write_text(_APPROVALS.replace("sys.argv[1]", repr(str(tmp_path / "runs.db"))).split("if sys.argv")[0])
+    namespace: dict[str, object] = {}
+    exec(compile(script.read_text(), str(script), "exec"), namespace)  # the same flow, to start the job
+    flow = namespace["flow"]
+    assert isinstance(flow, rt.Flow)
+    job = flow.execute("request", {"amount": 5})
+    assert job.status is rt.Status.PAUSED
+    assert main(["resume", f"{script}:flow", job.run_id]) == 0
+    out = capsys.readouterr().out
+    assert "completed" in out
+    assert main(["resume", f"{script}:flow", job.run_id]) == 2
+    assert "completed; there is nothing to resume" in capsys.readouterr().err
