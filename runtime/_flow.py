@@ -1187,13 +1187,16 @@ class Flow(Generic[P, T]):
         and ``undelivered`` lists the messages it never handled. A handler
         that pauses the job here (``ctx.job_state.pause()``) leaves nobody to
         resume it: once no handler runs, the job ends with status ``paused``.
-        To pause and resume a job, run it with :meth:`open_job`.
+        To pause and resume a job, run it with :meth:`open_job`, or give the
+        flow a store: the paused job is kept there, and ``flow.resume(run_id)``
+        goes on with it, from any process.
 
         The Flow's settings apply: ``timeout`` (status ``timed_out``),
         ``end_on_error`` (every handler failure stops the job, whatever its
         routine's strategy), ``max_steps`` (status ``failed`` with a
         :class:`~runtime.StepLimitError`), ``context`` (``rt.context`` in
-        handlers, a copy per job), ``save_state`` and ``subscribers``.
+        handlers, a copy per job), ``save_state``, ``subscribers`` and
+        ``store`` (opened for the job unless it is open).
 
         Args:
             entry_id: the routine to start with.
