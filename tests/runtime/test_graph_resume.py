@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import trio
@@ -18,6 +18,9 @@ from recording import REPO, kill_after_commits
 
 import runtime as rt
 from runtime import _graph_resume
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # -- a job that pauses itself, across two processes ------------------------------------
 
@@ -382,7 +385,9 @@ def test_resume_from_the_command_line_goes_on_with_a_paused_job(
     from runtime._cli import main
 
     script = tmp_path / "approvals.py"
-    script.write_text(_APPROVALS.replace("sys.argv[1]", repr(str(tmp_path / "runs.db"))).split("if sys.argv")[0])
+    script.write_text(
+        _APPROVALS.replace("sys.argv[1]", repr(str(tmp_path / "runs.db"))).split("if sys.argv")[0]
+    )
     namespace: dict[str, object] = {}
     exec(compile(script.read_text(), str(script), "exec"), namespace)  # the same flow, to start the job
     flow = namespace["flow"]
