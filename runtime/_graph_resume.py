@@ -113,6 +113,12 @@ def snapshot(job: Job) -> None:
         store.snapshot(job.state.job_id, last, taken)
 
 
+def snapshot_if_quiet(job: Job) -> None:
+    """A periodic snapshot, once its records are due: if *job* runs and no handler is between its start and its end."""
+    if job._outcome is None and job._running == job._blocked:
+        snapshot(job)
+
+
 def restore(job: Job, point: ResumePoint) -> None:
     """Set up *job*, made for the stored job of *point*, to go on from its last snapshot.
 

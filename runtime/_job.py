@@ -206,8 +206,8 @@ class RoutineActor(actors.Actor[_Msg, None]):
             if job.log.flush_due:
                 await job.log.flush()
             job._message_done()
-            if job._stores and job.log.seq >= job._snapshot_due and job._outcome is None and job._running == job._blocked:
-                _graph_resume.snapshot(job)  # a quiet moment: a durable job's periodic snapshot
+            if job._stores and job.log.seq >= job._snapshot_due:
+                _graph_resume.snapshot_if_quiet(job)
         finally:
             if sequential:
                 job._pass_turn()
