@@ -14,10 +14,17 @@
   its queue is empty), per run. Floor: 64 B, less than
   one dict entry, so anything the store kept per run would pass it.
   Budget 1x: memory does not grow with the number of stored runs.
+- a durable routine-graph job (``aexecute``) of 1,000 hops of a message
+  around a one-routine loop, per hop (until every record and snapshot is
+  committed). Floor: the same job in memory. Reported, no budget.
+- what the job's snapshots cost: the same durable job, a snapshot every
+  1,000 records (the default) against none but the end's. Reported, no
+  budget; a ratio near 1.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import pathlib
 import tempfile
@@ -28,6 +35,7 @@ from typing import TYPE_CHECKING
 import trio
 
 import runtime as rt
+from runtime import _graph_resume
 
 from ._harness import Options, Row, trio_best_of, trio_best_of_pair
 
@@ -104,6 +112,45 @@ async def _in_memory(entry: rt.Node[[int], int], n: int) -> float:
     return time.perf_counter() - start
 
 
+class _Loop(rt.Routine):
+    """One hop a message: counts on its instance (kept in each snapshot) and sends the message on."""
+
+    def __init__(self, hops: int) -> None:
+        super().__init__()
+        self.hops = hops
+        self.count = 0
+        self.define_slot("tick", handler=self.tick)
+        self.define_event("next", ["i"])
+
+    def tick(self, i: int) -> None:
+        self.count += 1
+        if i < self.hops:
+            self.emit("next", i=i + 1)
+
+
+def _loop(hops: int, store: rt.SQLiteStore | None) -> rt.Flow[..., object]:
+    flow: rt.Flow[..., object] = rt.Flow(flow_id="bench-loop", store=store)
+    flow.add_routine(_Loop(hops), "loop")
+    flow.connect("loop", "next", "loop", "tick")
+    return flow
+
+
+async def _job(hops: int, durable: bool, every: int = _graph_resume.SNAPSHOT_EVERY) -> float:
+    default, _graph_resume.SNAPSHOT_EVERY = _graph_resume.SNAPSHOT_EVERY, every
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            store = rt.SQLiteStore(pathlib.Path(tmp) / "runs.db") if durable else None
+            flow = _loop(hops, store)
+            async with contextlib.AsyncExitStack() as stack:
+                if store is not None:
+                    await stack.enter_async_context(store)
+                start = time.perf_counter()
+                await flow.aexecute("loop", {"i": 0})
+            return time.perf_counter() - start
+    finally:
+        _graph_resume.SNAPSHOT_EVERY = default
+
+
 _KEPT_FLOOR = 64
 
 
@@ -138,6 +185,10 @@ def bench_store(opts: Options) -> list[Row]:
     )
     kept_runs = max(opts.scale(1000), 100)
     kept = trio.run(_kept_per_run, kept_runs)
+    job, job_floor = trio_best_of_pair(opts.repeat, lambda: _job(n, True), lambda: _job(n, False))
+    snapshots, none = trio_best_of_pair(
+        opts.repeat, lambda: _job(n, True), lambda: _job(n, True, every=2**62)
+    )
     return [
         Row(
             f"records committed by the store, call_batch of {n} ({1 / per_record:,.0f}/s; per record)",
@@ -160,6 +211,8 @@ def bench_store(opts: Options) -> list[Row]:
             "B",
             budget=1.0,
         ),
+        Row(f"durable routine job of {n} hops, aexecute (per hop)", job / n, job_floor / n, "s"),
+        Row("  its snapshots, one per 1,000 records vs none (per hop)", snapshots / n, none / n, "s"),
     ]
 
 

@@ -39,6 +39,7 @@ from ._exceptions import (
     FlowConnectionError,
     GraphDefinitionError,
     JobStateError,
+    ResumeError,
     TrioflowError,
 )
 from ._executor import check_executor
@@ -1220,13 +1221,16 @@ class Flow(Generic[P, T]):
         and ``undelivered`` lists the messages it never handled. A handler
         that pauses the job here (``ctx.job_state.pause()``) leaves nobody to
         resume it: once no handler runs, the job ends with status ``paused``.
-        To pause and resume a job, run it with :meth:`open_job`.
+        To pause and resume a job, run it with :meth:`open_job`, or give the
+        flow a store: the paused job is kept there, and ``flow.resume(run_id)``
+        goes on with it, from any process.
 
         The Flow's settings apply: ``timeout`` (status ``timed_out``),
         ``end_on_error`` (every handler failure stops the job, whatever its
         routine's strategy), ``max_steps`` (status ``failed`` with a
         :class:`~runtime.StepLimitError`), ``context`` (``rt.context`` in
-        handlers, a copy per job), ``save_state`` and ``subscribers``.
+        handlers, a copy per job), ``save_state``, ``subscribers`` and
+        ``store`` (opened for the job unless it is open).
 
         Args:
             entry_id: the routine to start with.
@@ -1263,24 +1267,33 @@ class Flow(Generic[P, T]):
             raise TypeError(msg)
         entry = entry_id if entry_id is not None else entry_routine_id
         assert entry is not None
-        settings = self._job_settings("execute", timeout)
+        self._check_job_timeout("execute", timeout)
+        if isinstance(self.store, SQLiteStore) and not self.store.is_open:
+            # The job's own opening of the store, in the job's Trio run.
+            check_not_in_trio(
+                f"Flow({self.name!r}).execute(...)", instead=f"await Flow({self.name!r}).aexecute(...)"
+            )
+            return trio.run(self._aexecute, entry, entry_params, execution_strategy, timeout)
+        settings = self._job_settings(self._settings(), timeout)
         return self._graph.execute(settings, self._any(), entry, entry_params, execution_strategy)
 
-    def _job_settings(self, api: str, timeout: float | None) -> RunSettings:
-        """The settings of one job, with its own *timeout* if given."""
-        settings = self._settings()
-        if timeout is None:
-            return settings
-        _check_settings(
-            self.name,
-            timeout=timeout,
-            context=None,
-            save_state=None,
-            end_on_error=None,
-            state_dir=None,
-            where=f"Flow({self.name!r}).{api}(..., ",
-        )
-        return attrs.evolve(settings, timeout=timeout)
+    def _check_job_timeout(self, api: str, timeout: float | None) -> None:
+        """Raise unless *timeout* (one job's own, or ``None``) is a valid timeout."""
+        if timeout is not None:
+            _check_settings(
+                self.name,
+                timeout=timeout,
+                context=None,
+                save_state=None,
+                end_on_error=None,
+                state_dir=None,
+                where=f"Flow({self.name!r}).{api}(..., ",
+            )
+
+    @staticmethod
+    def _job_settings(settings: RunSettings, timeout: float | None) -> RunSettings:
+        """*settings* with one job's own *timeout*, if given (checked by :meth:`_check_job_timeout`)."""
+        return settings if timeout is None else attrs.evolve(settings, timeout=timeout)
 
     async def aexecute(
         self,
@@ -1301,9 +1314,18 @@ class Flow(Generic[P, T]):
         .. versionadded:: 0.1
         """
         check_in_trio(f"Flow({self.name!r}).aexecute(...)")
-        return await self._graph.aexecute(
-            self._settings(), self._any(), entry_id, entry_params, execution_strategy
-        )
+        return await self._aexecute(entry_id, entry_params, execution_strategy)
+
+    async def _aexecute(
+        self,
+        entry_id: str,
+        entry_params: Mapping[str, object] | None,
+        execution_strategy: str | None,
+        job_timeout: float | None = None,
+    ) -> JobState:
+        async with _run_store(self.store) as store:
+            settings = self._job_settings(self._settings(store), job_timeout)
+            return await self._graph.aexecute(settings, self._any(), entry_id, entry_params, execution_strategy)
 
     @contextlib.asynccontextmanager
     async def open_job(
@@ -1323,7 +1345,10 @@ class Flow(Generic[P, T]):
         .. versionadded:: 0.1
         """
         check_in_trio(f"async with Flow({self.name!r}).open_job(...)", how="entered")
-        async with self._graph.open_job(self._settings(), self._any(), entry_id, entry_params) as job:
+        async with (
+            _run_store(self.store) as store,
+            self._graph.open_job(self._settings(store), self._any(), entry_id, entry_params) as job,
+        ):
             yield job
 
     def pause(self, job_state: JobState, reason: str | None = None) -> None:
@@ -1400,14 +1425,19 @@ class Flow(Generic[P, T]):
         Returns:
             The entry point's result, as :meth:`ainvoke` returns it.
 
+        A routine graph's job goes on from its last snapshot (see
+        ``docs/durable.md``): its state is rebuilt from its records up to
+        the snapshot, its messages not yet handled are delivered again and
+        its deferred events emitted; what ran after the snapshot runs again.
+        It returns the job's outputs, as :meth:`ainvoke` does for a graph.
+
         Raises:
-            TrioflowError: the flow has no store, or is a routine graph
-                (resuming jobs is not supported yet).
+            TrioflowError: the flow has no store.
             UnknownRunError: the store has no run *run_id* (the nearest ids are named).
             ResumeError: the run completed, belongs to another flow, was
                 started by another definition of this one, is being run by
                 another process, or waits for a value (or got one it does
-                not wait for).
+                not wait for); a job's snapshot cannot be read.
             DivergenceError: the code made another call than the stored
                 run at the same place.
             RunPausedError: the run paused again at an interrupt.
@@ -1424,11 +1454,23 @@ class Flow(Generic[P, T]):
             msg = f"Flow({self.name!r}).resume({run_id!r}): this flow has no store, so it keeps no runs to resume. Make it with Flow(..., store=True) or store=rt.SQLiteStore(path)."
             raise TrioflowError(msg)
         if self._graph.routines:
-            msg = f"Flow({self.name!r}).resume({run_id!r}): resuming a routine graph's job from a store is not supported yet; only node flows resume. Pause and resume a running job with Job.pause() and Job.resume()."
-            raise TrioflowError(msg)
+            self._check_one_kind("resume")
+            point = await store.begin_resume(run_id, flow=self.name, fingerprint=self.fingerprint, answer=value)
+            try:
+                if point.entry is None:
+                    msg = f"Flow({self.name!r}).resume({run_id!r}): run {run_id!r} is a run of a node flow, not a job of this routine graph. Resume it with the flow that started it."
+                    raise ResumeError(msg)
+                async with _run_store(store) as own:
+                    graph_result = await self._graph.aresume(self._settings(own), self._any(), point)
+            finally:
+                store.end_resume(run_id)
+            return cast("RunResult[T]", graph_result)
         entry = self._entry("resume")
         point = await store.begin_resume(run_id, flow=self.name, fingerprint=self.fingerprint, answer=value)
         try:
+            if point.entry is not None:
+                msg = f"Flow({self.name!r}).resume({run_id!r}): run {run_id!r} is a job of a routine graph, not a run of this node flow. Resume it with the flow that started it."
+                raise ResumeError(msg)
             async with _run_store(store) as own:
                 result = await run_flow(
                     self._settings(own),

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, cast
 
 import trio
 
+from . import _graph_resume
+from ._context import RequestMetadata
 from ._core import RunResult, new_job_id
 from ._exceptions import GraphDefinitionError, JobStateError
 from ._job import Job
@@ -29,11 +31,11 @@ if TYPE_CHECKING:
     import threading
     from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-    from ._context import RequestMetadata
     from ._core import RunSettings
     from ._publisher import Subscription
     from ._routine import ErrorStrategy, RoutineEvent, Slot
     from ._util import AnyFlow
+    from .store._base import ResumePoint
 
 
 #: The execution strategies, the default first (see ``Flow``'s docstring).
@@ -324,7 +326,7 @@ class Graph:
             raise TypeError(msg)
         connections, mappings = self.wiring(f"Flow({self.name!r}).{api}({entry_id!r})")
         job_id = metadata.run_id if metadata is not None and metadata.run_id else new_job_id()
-        return Job._create(
+        job: Job = Job._create(
             settings=settings,
             flow=flow,
             job_id=job_id,
@@ -341,6 +343,8 @@ class Graph:
             metadata=metadata,
             subscriptions=subscriptions,
         )
+        _graph_resume.prepare(job, flow, (entry_id, next(iter(slots)), params))
+        return job
 
     def execute(
         self,
@@ -395,6 +399,23 @@ class Graph:
                 inner = group.exceptions[0]
                 raise inner from inner.__cause__
             raise
+
+    async def aresume(self, settings: RunSettings, flow: AnyFlow, point: ResumePoint) -> RunResult[object]:
+        """``Flow.aresume`` of a stored job: a job of the same id, going on from its last snapshot."""
+        assert point.entry is not None
+        entry_id, _, params = point.entry
+        job = self._new_job(
+            settings,
+            flow,
+            "resume",
+            entry_id,
+            params,
+            detached=True,
+            metadata=RequestMetadata(run_id=point.run_id),
+        )
+        _graph_resume.restore(job, point)
+        await job._run()
+        return RunResult(job.state, job._result(), job.error)
 
     def running_job(self, api: str, job_state: JobState) -> Job:
         """The running job of *job_state*, or a :class:`JobStateError` for *api*."""

@@ -43,6 +43,7 @@ import trio
 
 import actors
 
+from . import _graph_resume
 from ._context import Frame, Invocation, RequestMetadata, copy_context, current_frame, invocation_hook
 from ._core import cancelled_error, end_state, save_state, timeout_error
 from ._exceptions import JobStateError, RunCancelledError, StepLimitError
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
     from ._publisher import Subscription
     from ._routine import ErrorHandler, Handler, Routine, RoutineProps, Slot
     from ._util import AnyFlow
+    from .store import Store
 
 #: ``Delivery.source`` and ``Delivery.event`` of the message that starts a job.
 ENTRY_SOURCE = "(entry)"
@@ -196,6 +198,8 @@ class RoutineActor(actors.Actor[_Msg, None]):
             if job.log.flush_due:
                 await job.log.flush()
             job._message_done()
+            if job._stores and job.log.seq >= job._snapshot_due:
+                _graph_resume.snapshot_if_quiet(job)
         finally:
             if sequential:
                 job._pass_turn()
@@ -545,6 +549,17 @@ class Job(metaclass=NoPublicConstructor):
     _turn_waiters: dict[int, trio.Event] | None = None
     #: Why the job was last paused, if a reason was given.
     pause_reason: str | None = None
+    #: A durable job (``_graph_resume``): its ``run_started`` value, the stores that keep its
+    #: snapshots, its first record's number, the record count at which a snapshot is due, the
+    #: last record its last snapshot covers, whether it ended with no handler running, and a
+    #: resumed job's messages and deferred events to start with instead of its entry.
+    _started_value: dict[str, object] | None = None
+    _stores: tuple[Store, ...] = ()
+    _first_seq = 0
+    _snapshot_due = 0
+    _snapshot_seq = -1
+    _quiet_end = True
+    _restored: tuple[list[_graph_resume.Message], list[_graph_resume.Deferred]] | None = None
 
     def __init__(
         self,
@@ -816,14 +831,18 @@ class Job(metaclass=NoPublicConstructor):
             self._end(Status.COMPLETED)
 
     def _check_quiescent(self) -> None:
-        # A job run without a handle (execute, aexecute) that is paused with
-        # no handler left to run can never be resumed: it ends as paused.
-        if self._detached and self._paused and self._running == self._blocked:
-            self._end(Status.PAUSED)
+        if self._paused and self._running == self._blocked:
+            if self._stores:
+                _graph_resume.snapshot(self)  # a durable pause: the job can go on from here in any process
+            # A job run without a handle (execute, aexecute) that is paused with
+            # no handler left to run cannot be resumed here: it ends as paused.
+            if self._detached:
+                self._end(Status.PAUSED)
 
     def _end(self, outcome: Status) -> None:
         if self._outcome is None:
             self._outcome = outcome
+            self._quiet_end = self._running == self._blocked
             self._done.set()
             if outcome is Status.COMPLETED:
                 # Nothing is left to handle: let every routine end now.
@@ -899,8 +918,8 @@ class Job(metaclass=NoPublicConstructor):
                             Publisher(self._callbacks, self._subscriptions, self._recorders),
                             name=f"publisher (job {state.job_id})",
                         )
-                    self.log.start(self._publisher, live=live)
-                    self.log.add(EventKind.RUN_STARTED, None, self.flow_name)
+                    self.log.start(self._publisher, live=live, seq=self._first_seq)
+                    self.log.add(EventKind.RUN_STARTED, None, self.flow_name, value=self._started_value)
                     for routine_id, actor in self._actors.items():
                         if actor.executor is not None and any(
                             slot._func is not None and not slot._is_async for slot in actor.slots.values()
@@ -909,9 +928,12 @@ class Job(metaclass=NoPublicConstructor):
                         actor.inbox = system.spawn_nowait(actor, name=_actor_name(routine_id))
                     task_status.started()
                     entry_id, slot, params = self._entry
-                    self._actors[entry_id].deliver_nowait(
-                        self._new_message(ENTRY_SOURCE, ENTRY_EVENT, entry_id, slot, params)
-                    )
+                    if self._restored is not None:
+                        _graph_resume.start(self)
+                    else:
+                        self._actors[entry_id].deliver_nowait(
+                            self._new_message(ENTRY_SOURCE, ENTRY_EVENT, entry_id, slot, params)
+                        )
                     if self._timeout is None:
                         await self._done.wait()
                     else:
@@ -971,6 +993,16 @@ class Job(metaclass=NoPublicConstructor):
         self._finished_payload = end_state(
             state, outcome, self._error, summarize(outputs) if outputs else None, error_path=self._error_path
         )
+        # A durable job that did not complete ends with a snapshot if no handler was stopped part-way
+        # (an outside cancel may reach the handlers first); before the undelivered records, which a
+        # resume delivers.
+        if (
+            self._stores
+            and outcome is not Status.COMPLETED
+            and self._quiet_end
+            and not any(actor.interrupted for actor in self._actors.values())
+        ):
+            _graph_resume.snapshot(self)
         undelivered = [message.delivery() for message in self._pending.values()]
         undelivered.extend(
             Delivery(actor.routine_id, event, target.routine_id, slot, dict(data))

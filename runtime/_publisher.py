@@ -80,8 +80,10 @@ class Event:
         value: the full value behind *data*'s summary, for a durable store:
             for ``request_succeeded`` the result, for ``run_started`` the
             entry's arguments, the flow's definition fingerprint
-            and the attempt (``{"args", "kwargs", "fingerprint", "attempt"}``).
-            Not compared, not shown.
+            and the attempt (``{"args", "kwargs", "fingerprint", "attempt"}``;
+            a graph job's also has ``"entry"``, its entry routine, slot and
+            data, and a resumed job's ``"resumed_from"``, the last record of
+            the snapshot it went on from). Not compared, not shown.
 
     .. versionadded:: 0.1
     """

@@ -37,7 +37,8 @@ parent's key, the node's name and its place among the parent's calls), and
 ``request_succeeded`` and ``run_started`` carry, for a durable store, the
 full value behind the summary (``Event.value``: the result; the entry's
 arguments, the definition's fingerprint and the attempt). A resumed run
-(``Flow.resume``) numbers its records on from the stored ones.
+(``Flow.resume``) numbers its records on from the stored ones. A durable
+graph job also hands its store snapshots, beside the records (``_graph_resume``).
 
 Order guarantees, the contract every consumer builds on:
 
@@ -118,6 +119,11 @@ class RunLog:
         self._seq = seq
         self.publisher = publisher
         self._batch = 1 if live else _QUIET_BATCH
+
+    @property
+    def seq(self) -> int:
+        """The number the next record will get."""
+        return self._seq
 
     def offset(self) -> float:
         """Seconds since the run started, on Trio's clock."""

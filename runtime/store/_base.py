@@ -61,6 +61,12 @@ class ResumePoint:
             order, as ``(key, node, executor, outcome kind, outcome data)``:
             a replayed call records them again, so the resumed run's request
             tree is the whole tree.
+        entry: a graph job's start, ``(routine id, slot, data)``; ``None`` for a node run.
+        snapshot: a graph job's last snapshot document (its messages not yet
+            handled, deferred events, routine instances' counters), or
+            ``None`` if it has none: the job starts again from *entry*.
+        snapshot_seq: the number of the last record the snapshot covers (-1: none).
+        state: a graph job's state as of its snapshot, rebuilt from its records.
     """
 
     run_id: str
@@ -72,6 +78,10 @@ class ResumePoint:
     slots: Mapping[tuple[str, int], str]
     answers: Mapping[str, object]
     children: Mapping[str, tuple[tuple[object, ...], ...]] = attrs.field(factory=dict)
+    entry: tuple[str, str, Mapping[str, object]] | None = None
+    snapshot: Mapping[str, object] | None = None
+    snapshot_seq: int = -1
+    state: JobState | None = None
 
 
 class Store(Protocol):
@@ -114,4 +124,13 @@ class Store(Protocol):
 
     def end_resume(self, run_id: str) -> None:
         """Release *run_id*, taken by :meth:`begin_resume`: its attempt has ended."""
+        ...
+
+    def snapshot(self, run_id: str, seq: int, document: Mapping[str, object]) -> bool:
+        """Keep *document*, a graph job's snapshot covering its records up to *seq*; return whether it can.
+
+        Kept with the record *seq* or after it, never before: a snapshot
+        never refers to a record the store has not kept. ``False`` (nothing
+        kept) if the document is not JSON.
+        """
         ...

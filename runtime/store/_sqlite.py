@@ -16,6 +16,7 @@ import datetime
 import difflib
 import functools
 import json
+import logging
 import os
 import pathlib
 import sqlite3
@@ -72,6 +73,8 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 
 #: Records queued for the writer beyond which recorders wait (backpressure on the runs).
 _MAX_QUEUED = 8192
+
+_logger = logging.getLogger("runtime.store")
 
 
 def _utc(timestamp: float) -> datetime.datetime:
@@ -271,7 +274,10 @@ def _value(event: Event) -> str | None:
     if event.kind is EventKind.RUN_STARTED:
         if not isinstance(value, dict):
             return None
-        value = {"args": list(value.get("args") or ()), "kwargs": dict(value.get("kwargs") or {})}
+        started = value
+        value = {"args": list(started.get("args") or ()), "kwargs": dict(started.get("kwargs") or {})}
+        if "entry" in started:  # a graph job: its entry routine, slot and data
+            value["entry"] = started["entry"]
     elif event.kind is not EventKind.REQUEST_SUCCEEDED:
         return None
     if type(value) in _SCALARS:
@@ -297,6 +303,26 @@ def _boxed(event: Event) -> list[object] | None:
         return [_Walker(run_id=event.run_id, strict=True).walk(value, "$.value")]
     except UnserializableValueError:
         return None
+
+
+def _resumed_from(event: Event) -> list[object] | None:
+    """For a resumed graph job's ``run_started``: ``[seq]``, the last record of the snapshot it resumed from (-1: none)."""
+    value = event.value
+    if isinstance(value, dict) and isinstance(value.get("resumed_from"), int):
+        return [value["resumed_from"]]
+    return None
+
+
+def _chain(records: list[Event], resumed: Mapping[int, int]) -> list[Event]:
+    """*records* less those a resumed graph job rolled back: after its snapshot, before the attempt.
+
+    *resumed* maps each resumed attempt's ``run_started`` record to the last
+    record of the snapshot it resumed from.
+    """
+    if not resumed:
+        return records
+    dropped = list(resumed.items())
+    return [r for r in records if not any(last < r.seq < start for start, last in dropped)]
 
 
 _BASE_COLUMNS = (
@@ -327,7 +353,7 @@ def _rows(records: Sequence[Event], attempts: Mapping[str, int]) -> tuple[str, b
     rows: list[list[object]] = []
     rare: list[tuple[str | None, int]] = []
     has_rare = False
-    created, succeeded = EventKind.REQUEST_CREATED, EventKind.REQUEST_SUCCEEDED
+    created, succeeded, started = EventKind.REQUEST_CREATED, EventKind.REQUEST_SUCCEEDED, EventKind.RUN_STARTED
     for event in records:
         data, bad = _encode(event)
         kind = event.kind
@@ -342,7 +368,7 @@ def _rows(records: Sequence[Event], attempts: Mapping[str, int]) -> tuple[str, b
                 event.node,
                 data,
                 event.key if kind is created else None,
-                _boxed(event) if kind is succeeded else None,
+                _boxed(event) if kind is succeeded else _resumed_from(event) if kind is started else None,
             ]
         )
         attempt = attempts.get(event.run_id, 1) if attempts else 1
@@ -369,8 +395,12 @@ def _write(
     rows: str,
     started_wall: dict[str, float],
     has_rare: bool = True,
+    snapshots: Sequence[tuple[str, int, str]] = (),
 ) -> None:
-    """Commit *rows* of *records* (in order) and their runs' rows as one transaction."""
+    """Commit *rows* of *records* (in order), their runs' rows and *snapshots* as one transaction.
+
+    A snapshot replaces its run's older one: a store keeps each job's last.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         for event in records:
@@ -403,6 +433,9 @@ def _write(
                         (event.offset - since, os.getpid(), event.run_id),
                     )
         conn.execute(_insert_rows(has_rare), (rows,))
+        for run_id, seq, document in snapshots:
+            conn.execute("DELETE FROM snapshots WHERE run_id = ?", (run_id,))
+            conn.execute("INSERT INTO snapshots (run_id, seq, state) VALUES (?, ?, ?)", (run_id, seq, document))
         for event in records:
             if event.kind is EventKind.RUN_FINISHED and isinstance(event.data, dict):
                 row = conn.execute(
@@ -449,7 +482,7 @@ class _Writer(actors.Actor[None, None]):
     async def handle(self, message: None) -> None:
         store = self._store
         store._busy = True
-        batch = store._take()
+        batch, snapshots = store._take()
         walls = {
             e.run_id: store._started_wall.pop(e.run_id, _now())
             for e in batch
@@ -466,7 +499,7 @@ class _Writer(actors.Actor[None, None]):
             if event.kind is EventKind.RUN_FINISHED:
                 store._attempts.pop(event.run_id, None)
         try:
-            await trio.to_thread.run_sync(_write, self._conn, batch, rows, walls, has_rare)
+            await trio.to_thread.run_sync(_write, self._conn, batch, rows, walls, has_rare, snapshots)
         finally:
             store._busy = False
             store._done.set()
@@ -529,6 +562,10 @@ class SQLiteStore:
         # Whether the writer is committing a batch, and the event it sets after each commit.
         self._busy = False
         self._done = trio.Event()
+        # Graph jobs' snapshots, as (run id, last record, JSON), each written once its record is taken.
+        self._snapshots: list[tuple[str, int, str]] = []
+        # The last record of each unfinished run the writer has taken.
+        self._taken_seq: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -563,7 +600,11 @@ class SQLiteStore:
         stack, self._stack = self._stack, None
         self._writer = None
         assert stack is not None
-        return await stack.__aexit__(exc_type, exc, tb)
+        try:
+            return await stack.__aexit__(exc_type, exc, tb)
+        finally:
+            self._snapshots.clear()  # of runs whose records never came
+            self._taken_seq.clear()
 
     async def record(self, records: Sequence[Event]) -> None:
         """Queue *records* for the writer's next transaction; wait only while its queue is full.
@@ -585,20 +626,56 @@ class SQLiteStore:
         if records[-1].kind is EventKind.RUN_FINISHED:
             _HELD.discard((self._key, records[0].run_id))
         self._queued.extend(records)
-        if not self._woken:
-            self._woken = True
-            writer.tell_nowait(None)
+        self._wake(writer)
         while len(self._queued) > _MAX_QUEUED:
             # Backpressure: the writer is busy with the last transaction; wait until it takes these.
             await self._taken.wait()
 
-    def _take(self) -> list[Event]:
-        """The writer's side of the queue: every queued record, in order; wakes the waiting recorders."""
+    def _wake(self, writer: actors.ActorRef[None, None]) -> None:
+        if not self._woken:
+            self._woken = True
+            writer.tell_nowait(None)
+
+    def snapshot(self, run_id: str, seq: int, document: Mapping[str, object]) -> bool:
+        """Queue a graph job's snapshot, covering its records up to *seq*; return whether it could.
+
+        The writer commits it in the transaction that commits record *seq*,
+        or a later one: a snapshot never refers to a record not committed.
+        The store keeps each job's last snapshot. ``False`` (nothing queued,
+        a warning logged naming the value) if the store is not open or the
+        document is not JSON.
+        """
+        writer = self._writer
+        if writer is None or not writer.is_alive:
+            return False
+        try:
+            plain = _Walker(run_id=run_id, strict=True).walk(dict(document), "$.snapshot")
+        except UnserializableValueError as exc:
+            _logger.warning("No snapshot of job %s kept at record %d: %s", run_id, seq, exc)
+            return False
+        self._snapshots.append((run_id, seq, _dumps(plain)))
+        self._wake(writer)
+        return True
+
+    def _take(self) -> tuple[list[Event], list[tuple[str, int, str]]]:
+        """The writer's side of the queue: every queued record, in order, and the snapshots they cover; wakes the waiting recorders."""
         batch, self._queued = self._queued, []
         self._woken = False
         self._taken.set()
         self._taken = trio.Event()
-        return batch
+        snapshots: list[tuple[str, int, str]] = []
+        taken = self._taken_seq
+        for event in batch:
+            taken[event.run_id] = event.seq
+        if self._snapshots:
+            waiting: list[tuple[str, int, str]] = []
+            for snapshot in self._snapshots:
+                (snapshots if taken.get(snapshot[0], -1) >= snapshot[1] else waiting).append(snapshot)
+            self._snapshots = waiting
+        for event in batch:
+            if event.kind is EventKind.RUN_FINISHED:
+                del taken[event.run_id]
+        return batch, snapshots
 
     # -- reading ---------------------------------------------------------------
 
@@ -675,17 +752,25 @@ class SQLiteStore:
         msg = f"The run store {str(self.path)!r} has no run {run_id!r}. {hint}"
         return UnknownRunError(msg)
 
-    def _load(self, conn: sqlite3.Connection, run_id: str) -> tuple[str, datetime.datetime, list[Event]]:
+    def _load(
+        self, conn: sqlite3.Connection, run_id: str, *, chain: bool = False
+    ) -> tuple[str, datetime.datetime, list[Event]]:
+        """The run's flow, start and records; with *chain*, less those its resumed attempts rolled back."""
         run = conn.execute("SELECT flow, started_wall FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if run is None:
             raise self._unknown(conn, run_id)
         rows = conn.execute(
-            "SELECT seq, kind, offset, request_id, parent_id, node, data FROM records WHERE run_id = ? ORDER BY seq",
+            "SELECT seq, kind, offset, request_id, parent_id, node, data,"
+            " CASE WHEN kind = 'run_started' THEN value END FROM records WHERE run_id = ? ORDER BY seq",
             (run_id,),
         ).fetchall()
         records = []
-        for seq, kind, offset, request_id, parent_id, node, data in rows:
+        resumed: dict[int, int] = {}
+        for seq, kind, offset, request_id, parent_id, node, data, started in rows:
             event_kind = EventKind(kind)
+            if started is not None:  # a graph job's attempt resumed from a snapshot
+                with contextlib.suppress(ValueError, TypeError, IndexError):
+                    resumed[seq] = int(json.loads(started)[0])
             records.append(
                 Event(
                     run_id,
@@ -698,7 +783,7 @@ class SQLiteStore:
                     _decode(event_kind, json.loads(data)),
                 )
             )
-        return run[0], datetime.datetime.fromisoformat(run[1]), records
+        return run[0], datetime.datetime.fromisoformat(run[1]), _chain(records, resumed) if chain else records
 
     async def records(self, run_id: str) -> list[Event]:
         """The stored records of *run_id*, in order (results and errors as the run recorded them).
@@ -717,13 +802,14 @@ class SQLiteStore:
         It has what the records carry: the request tree, the history, routine
         states, shared data and log, undelivered messages, and the status,
         result and error (the run's error without its path; not the run's
-        context or metrics).
+        context or metrics). A resumed graph job's records that its resume
+        rolled back (made after the snapshot it resumed from) are left out.
 
         Raises:
             UnknownRunError: the store has no run *run_id*; the message names the nearest ids.
             StoreError: the database cannot be read, or is of a newer schema.
         """
-        loaded = await trio.to_thread.run_sync(self._read, lambda conn: self._load(conn, run_id))
+        loaded = await trio.to_thread.run_sync(self._read, lambda conn: self._load(conn, run_id, chain=True))
         assert isinstance(loaded, tuple)
         flow, started, records = loaded
         return _rebuild(run_id, flow, started, records)
@@ -838,6 +924,8 @@ class SQLiteStore:
             msg = f"{where} paused at rt.interrupt() in {interrupt.get('key')!r}, which waits for a value. Resume it with one: flow.resume({run_id!r}, value)."
             raise ResumeError(msg)
         arguments = json.loads(input_text)
+        graph_entry = arguments.get("entry") if isinstance(arguments, dict) else None
+        job = (None, None, -1, None) if graph_entry is None else self._graph_point(conn, run_id, where, graph_entry)
         next_seq = conn.execute(
             "SELECT COALESCE(MAX(seq), -1) + 1 FROM records WHERE run_id = ?", (run_id,)
         ).fetchone()[0]
@@ -899,7 +987,89 @@ class SQLiteStore:
             slots=slots,
             answers=answers,
             children=children,
+            entry=job[0],
+            snapshot=job[1],
+            snapshot_seq=job[2],
+            state=job[3],
         )
+
+    def _graph_point(
+        self, conn: sqlite3.Connection, run_id: str, where: str, entry: object
+    ) -> tuple[tuple[str, str, dict[str, object]], dict[str, object] | None, int, JobState]:
+        """What a graph job resumes from: its start, its last snapshot (and the last record it covers), its state then."""
+        if not (
+            isinstance(entry, list)
+            and len(entry) == 3
+            and isinstance(entry[0], str)
+            and isinstance(entry[1], str)
+            and isinstance(entry[2], dict)
+        ):
+            msg = f"{where} has a corrupt start: {entry!r} is not [routine id, slot, data]. The store was changed outside trioflow; nothing was resumed. Start a new run."
+            raise ResumeError(msg)
+        row = conn.execute(
+            "SELECT seq, state FROM snapshots WHERE run_id = ? ORDER BY seq DESC LIMIT 1", (run_id,)
+        ).fetchone()
+        snapshot: dict[str, object] | None = None
+        last = -1
+        if row is not None:
+            last = int(row[0])
+            try:
+                document = json.loads(row[1])
+            except ValueError as exc:
+                problem: str | None = f"it is not JSON ({exc})"
+            else:
+                problem = _snapshot_problem(document)
+                snapshot = document
+            if problem is not None:
+                msg = (
+                    f"{where} has a corrupt snapshot (of its records up to {last}): {problem}. The store was "
+                    "changed outside trioflow; nothing was resumed. Start a new run, or delete the run's row "
+                    "from the snapshots table to resume the job from its start."
+                )
+                raise ResumeError(msg)
+        flow, started, records = self._load(conn, run_id, chain=True)
+        state = _rebuild(run_id, flow, started, [r for r in records if r.seq <= last])
+        return (entry[0], entry[1], entry[2]), snapshot, last, state
+
+
+def _is_list_of(value: object, size: int, strings: int) -> bool:
+    """Whether *value* is a list of *size*-item lists: *strings* strings, then a JSON object."""
+    return isinstance(value, list) and all(
+        isinstance(item, list)
+        and len(item) == size
+        and all(isinstance(part, str) for part in item[:strings])
+        and isinstance(item[strings], dict)
+        for item in value
+    )
+
+
+def _snapshot_problem(document: object) -> str | None:
+    """What is wrong with a graph job's snapshot document, or ``None`` (see ``Job._snapshot_document``)."""
+    if not isinstance(document, dict):
+        return f"it is a {type(document).__name__}, not a JSON object"
+    if document.get("format") != 1:
+        return f"its format is {document.get('format')!r}, not 1"
+    if not _is_list_of(document.get("messages"), 5, 4):
+        return "its 'messages' are not [source, event, target, slot, data] lists"
+    if not _is_list_of(document.get("deferred"), 3, 2):
+        return "its 'deferred' events are not [routine id, event, data] lists"
+    steps = document.get("steps")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        return f"its 'steps' {steps!r} is not a count"
+    if not isinstance(document.get("paused"), bool) or not isinstance(document.get("pause_reason"), str | None):
+        return "its 'paused' or 'pause_reason' is not a bool and a str or null"
+    routines = document.get("routines")
+    if not isinstance(routines, dict):
+        return "its 'routines' is not a JSON object"
+    for routine_id, kept in routines.items():
+        if not (
+            isinstance(kept, dict)
+            and isinstance(kept.get("attrs"), dict)
+            and isinstance(kept.get("merged"), dict)
+            and all(isinstance(kept.get(n), int) and not isinstance(kept.get(n), bool) for n in ("failures", "handled"))
+        ):
+            return f"routine {routine_id!r}'s entry is not {{'attrs', 'merged', 'failures', 'handled'}}"
+    return None
 
 
 #: The runs this process runs or resumes, as (store path, run id): a resume of one of them is refused.

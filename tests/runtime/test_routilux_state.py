@@ -97,6 +97,15 @@ def test_execute_timeout_overrides_the_flows() -> None:
     assert flow.timeout == 600
 
 
+def test_execute_timeout_holds_for_a_job_that_opens_the_flows_store(tmp_path: pathlib.Path) -> None:
+    flow = rt.Flow(timeout=600, store=True, state_dir=tmp_path)
+    flow.add_routine(Forever(), "forever")
+    state = flow.execute("forever", timeout=0.01)
+    assert state.status == rt.Status.TIMED_OUT
+    assert flow.store is not None
+    assert [(r.run_id, r.status) for r in trio.run(flow.store.runs)] == [(state.run_id, rt.Status.TIMED_OUT)]
+
+
 @pytest.mark.parametrize(
     ("timeout", "error", "problem"),
     [(0, ValueError, "must be a positive number"), ("1", TypeError, "must be a positive number")],
