@@ -40,6 +40,10 @@ class Node(Generic[P, T]):
         executor: the executor the node was given (``thread=True`` gives
             :data:`DEFAULT_THREADS`), or ``None``: a plain node then runs on
             its flow's executor, by default in a worker thread.
+        idempotent: whether running the node twice for one call is harmless
+            (the default). A resumed run does not run again, unasked, a call
+            of a node made with ``idempotent=False`` that its stored run
+            started and never saw end (see ``docs/durable.md``).
 
     .. versionadded:: 0.1
     """
@@ -52,6 +56,7 @@ class Node(Generic[P, T]):
         "_warned",
         "executor",
         "fn",
+        "idempotent",
         "is_async",
         "name",
         "signature",
@@ -65,6 +70,7 @@ class Node(Generic[P, T]):
         name: str | None = None,
         thread: bool | None = None,
         executor: Executor | None = None,
+        idempotent: bool = True,
     ) -> None:
         if isinstance(fn, Node):
             msg = f"{fn.name!r} is already a node; apply @function_node once."
@@ -75,6 +81,10 @@ class Node(Generic[P, T]):
         self.fn = fn
         self.name: str = name if name is not None else getattr(fn, "__name__", repr(fn))
         self.is_async = inspect.iscoroutinefunction(fn)
+        if type(idempotent) is not bool:
+            msg = f"@function_node(idempotent={idempotent!r}) on {self.name!r}: idempotent is True (the default) or False."
+            raise TypeError(msg)
+        self.idempotent = idempotent
         if thread is not None and type(thread) is not bool:
             msg = f"@function_node(thread={thread!r}) on {self.name!r}: thread is True, False or None (the default: a plain function runs in a worker thread)."
             raise TypeError(msg)
@@ -184,7 +194,11 @@ def function_node(fn: Callable[P, Awaitable[T]], /) -> Node[P, T]: ...
 def function_node(fn: Callable[P, T], /) -> Node[P, T]: ...
 @overload
 def function_node(
-    *, name: str | None = None, thread: bool | None = None, executor: Executor | None = None
+    *,
+    name: str | None = None,
+    thread: bool | None = None,
+    executor: Executor | None = None,
+    idempotent: bool = True,
 ) -> _NodeDecorator: ...
 def function_node(
     fn: Callable[P, T] | Callable[P, Awaitable[T]] | None = None,
@@ -193,6 +207,7 @@ def function_node(
     name: str | None = None,
     thread: bool | None = None,
     executor: Executor | None = None,
+    idempotent: bool = True,
 ) -> Node[P, T] | _NodeDecorator:
     """Make *fn* a node that runs can call with ``await rt.call(node, ...)``.
 
@@ -231,18 +246,28 @@ def function_node(
             worker thread. ``False``: it runs inline on the loop. An async
             function always runs on the loop; ``thread=True`` on one is an error.
         executor: where a plain function runs (see above).
+        idempotent: ``False`` for a node whose work must not be done twice
+            (a payment): when a run is resumed, a call of it that the stored
+            run started and never saw end is not run again unless the resume
+            says so (``flow.resume(run_id, rerun=[key])``); the resumed run
+            stops with :class:`~runtime.ResumeError` naming the call instead.
+            Give the node's external service :func:`~runtime.idempotency_key`
+            to let it skip work it already did.
 
     Raises:
         TypeError: *fn* is not callable, is already a node, is async with
             ``thread=True`` or with an *executor*, *thread* is not ``True``,
-            ``False`` or ``None``, *executor* is not an executor, or both
-            *thread* and *executor* are given.
+            ``False`` or ``None``, *executor* is not an executor, both
+            *thread* and *executor* are given, or *idempotent* is not a bool.
 
     .. versionadded:: 0.1
     """
     if fn is None:
-        return cast("_NodeDecorator", functools.partial(Node, name=name, thread=thread, executor=executor))
-    return Node(fn, name=name, thread=thread, executor=executor)
+        return cast(
+            "_NodeDecorator",
+            functools.partial(Node, name=name, thread=thread, executor=executor, idempotent=idempotent),
+        )
+    return Node(fn, name=name, thread=thread, executor=executor, idempotent=idempotent)
 
 
 DEFAULT_THREADS = threads()

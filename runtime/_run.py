@@ -40,7 +40,7 @@ import actors
 
 from ._context import Frame, Invocation, RequestMetadata, copy_context, current_frame, invocation_hook
 from ._core import RunResult, cancelled_error, end_state, new_run_id, save_state, timeout_error
-from ._exceptions import DivergenceError, OutsideRunError, RunPausedError
+from ._exceptions import DivergenceError, OutsideRunError, ResumeError, RunPausedError
 from ._executor import Submission
 from ._node import DEFAULT_THREADS
 from ._publisher import Event, EventKind, Publisher
@@ -323,12 +323,15 @@ class Run:
             value = point.results.get(child_key) if kind is EventKind.REQUEST_SUCCEEDED else None
             self.log.add(kind, node, data, child_id, request_id, offset, child_key, value)
 
-    def check_call(self, parent_key: str, position: int, key: str) -> object:
-        """A resumed run's call at *key*: its stored result, or :data:`NOT_STORED`.
+    def check_call(self, parent_key: str, position: int, key: str, node: AnyNode) -> object:
+        """A resumed run's call of *node* at *key*: its stored result, or :data:`NOT_STORED`.
 
         Raises:
             DivergenceError: the stored history made another call at this
                 place (the run is ended with it).
+            ResumeError: *node* is not idempotent, and the stored run started
+                this call without the store holding its result, and the resume
+                did not say to run it again (the run is ended with it).
         """
         point = self.point
         if point is None:
@@ -343,7 +346,24 @@ class Run:
             error = DivergenceError(msg, run_id=point.run_id, expected=stored, found=key)
             self.abort(error)
             raise error
-        return point.results.get(key, NOT_STORED)
+        result = point.results.get(key, NOT_STORED)
+        if (
+            result is NOT_STORED
+            and not node.idempotent
+            and key in point.in_flight
+            and not (point.rerun is True or (point.rerun is not False and key in point.rerun))
+        ):
+            msg = (
+                f"Run {point.run_id!r} stopped before running {key!r} again: the stored run started this call of "
+                f"{node.name!r}, made with idempotent=False, and the store holds no result of it (it was cut short, "
+                "or returned a value that is not JSON), so its work may be done already. Check whether it was "
+                f"(the node's rt.idempotency_key() is {point.run_id + ':' + key!r}), then resume with "
+                f"flow.resume({point.run_id!r}, rerun=[{key!r}]) to run it again."
+            )
+            refused = ResumeError(msg)
+            self.abort(refused)
+            raise refused
+        return result
 
 
 NOT_STORED = object()
@@ -584,7 +604,7 @@ class NodeActor(actors.Actor[None, object]):
         position = self._calls
         self._calls += 1
         key = f"{self.key} > {node.name}[{position}]"
-        replayed = self.run.check_call(self.key, position, key)
+        replayed = self.run.check_call(self.key, position, key, node)
         child = NodeActor(
             self.run,
             node,
@@ -661,7 +681,7 @@ class RunRoot:
         position = self._calls
         self._calls += 1
         key = node.name if position == 0 else f"{node.name}[{position}]"
-        replayed = run.check_call("", position, key)
+        replayed = run.check_call("", position, key, node)
         child = NodeActor(run, node, run.next_request_id(), None, (node.name,), args, kwargs, key)
         child.replayed = replayed
         return child

@@ -61,6 +61,12 @@ class ResumePoint:
             order, as ``(key, node, executor, outcome kind, outcome data)``:
             a replayed call records them again, so the resumed run's request
             tree is the whole tree.
+        in_flight: the keys of the calls the stored run started and never saw
+            end (no outcome stored, or cancelled), except those waiting for
+            the interrupt the run paused at: a call of a node made with
+            ``idempotent=False`` at one of them is not run again unasked.
+        rerun: the in-flight calls the resume may run again all the same:
+            ``True`` for all, else their keys (``flow.resume(..., rerun=...)``).
     """
 
     run_id: str
@@ -72,6 +78,8 @@ class ResumePoint:
     slots: Mapping[tuple[str, int], str]
     answers: Mapping[str, object]
     children: Mapping[str, tuple[tuple[object, ...], ...]] = attrs.field(factory=dict)
+    in_flight: frozenset[str] = frozenset()
+    rerun: bool | frozenset[str] = False
 
 
 class Store(Protocol):

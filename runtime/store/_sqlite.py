@@ -849,6 +849,8 @@ class SQLiteStore:
         made: dict[tuple[int, str], list[tuple[int, str]]] = {}
         calls: dict[tuple[int, str], list[object]] = {}
         ended_in: dict[str, int] = {}
+        # How each call key's last stored call went: a call started and not ended is in flight.
+        last: dict[str, EventKind] = {}
         for kind, request_id, parent_id, node, key, record_attempt, data, value in conn.execute(
             "SELECT kind, request_id, parent_id, node, call_key, attempt, data, value FROM records"
             " WHERE run_id = ? AND kind IN ('request_created', 'request_succeeded', 'request_failed',"
@@ -862,6 +864,7 @@ class SQLiteStore:
                 if call is None:
                     continue
                 call[3:] = [event_kind, _decode(event_kind, json.loads(data))]
+                last[str(call[0])] = event_kind
                 boxed = None if value is None else json.loads(value)
                 if event_kind is EventKind.REQUEST_SUCCEEDED and isinstance(boxed, list):
                     results[str(call[0])] = boxed[0]
@@ -871,6 +874,7 @@ class SQLiteStore:
             if key is None:
                 continue
             keys[record_attempt, request_id] = key
+            last[key] = event_kind
             calls[record_attempt, request_id] = [key, node, json.loads(data)]
             if parent_id is not None and (record_attempt, parent_id) in keys:
                 parent_key = keys[record_attempt, parent_id]
@@ -885,6 +889,7 @@ class SQLiteStore:
             for parent_key, made_in in ended_in.items()
             if (made_in, parent_key) in made
         }
+        waiting = str(interrupt.get("key")) if status == Status.PAUSED and isinstance(interrupt, dict) else None
         conn.execute(
             "UPDATE runs SET status = 'running', owner_pid = ?, attempt = ?, answers = ? WHERE run_id = ?",
             (os.getpid(), attempt + 1, _dumps(answers), run_id),
@@ -899,7 +904,18 @@ class SQLiteStore:
             slots=slots,
             answers=answers,
             children=children,
+            in_flight=frozenset(
+                key
+                for key, ending in last.items()
+                if (ending is not EventKind.REQUEST_FAILED and key not in results)
+                and not (waiting is not None and _on_path(key, waiting))
+            ),
         )
+
+
+def _on_path(key: str, interrupt: str) -> bool:
+    """Whether call *key* is the node that awaits the interrupt *interrupt*, or one of the calls waiting for it."""
+    return interrupt.startswith((f"{key} ! ", f"{key} > "))
 
 
 #: The runs this process runs or resumes, as (store path, run id): a resume of one of them is refused.

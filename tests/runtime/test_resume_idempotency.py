@@ -1,0 +1,228 @@
+"""Durable runs: rt.idempotency_key(), and nodes made with idempotent=False on resume."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+import trio
+
+import runtime as rt
+
+charged: list[str] = []
+#: The run's cancel scope: a node cancels it to stop its run mid-call, as a crash would.
+stop: list[trio.CancelScope] = []
+
+
+@rt.function_node(idempotent=False)
+async def pay(amount: int) -> str:
+    charged.append(rt.idempotency_key())
+    if stop:
+        stop.pop().cancel()  # the run stops while this call is in flight
+        await trio.sleep_forever()
+    return f"paid {amount}"
+
+
+@rt.function_node
+async def note(amount: int) -> int:
+    charged.append(f"note {amount}")
+    return amount
+
+
+@rt.function_node
+async def checkout(amount: int) -> str:
+    await rt.call(note, amount)
+    return await rt.call(pay, amount)
+
+
+@pytest.fixture(autouse=True)
+def _fresh() -> None:
+    charged.clear()
+    stop.clear()
+
+
+async def _cut_short(flow: rt.Flow[..., object], store: rt.SQLiteStore, *args: object) -> str:
+    """Run *flow*, stopped from outside while a node runs; return the run id (all its records committed)."""
+    scope = trio.CancelScope()
+    stop.append(scope)
+    async with store:
+        with scope:
+            await flow.arun(*args)
+    (summary,) = await store.runs()
+    return summary.run_id
+
+
+async def test_an_unfinished_call_of_a_non_idempotent_node_is_not_run_again_unless_the_resume_says_so(
+    tmp_path: Path,
+) -> None:
+    """Invariant: a resume never starts again, unasked, a call of an idempotent=False node that may have done its work."""
+    store = rt.SQLiteStore(tmp_path / "runs.db")
+    flow = rt.Flow("shop", entry_point=checkout, store=store)
+    run_id = await _cut_short(flow, store, 5)
+    key = "checkout > pay[1]"
+    assert charged == ["note 5", f"{run_id}:{key}"]
+    refused = await flow._aresume(run_id, ...)
+    assert refused.status is rt.Status.FAILED
+    assert isinstance(refused.error, rt.ResumeError)
+    assert str(refused.error) == (
+        f"Run {run_id!r} stopped before running {key!r} again: the stored run started this call of 'pay', "
+        "made with idempotent=False, and the store holds no result of it (it was cut short, or returned a "
+        "value that is not JSON), so its work may be done already. Check whether it was (the node's "
+        f"rt.idempotency_key() is {run_id + ':' + key!r}), then resume with "
+        f"flow.resume({run_id!r}, rerun=[{key!r}]) to run it again."
+    )
+    assert charged == ["note 5", f"{run_id}:{key}"]  # 'note' completed: replayed; 'pay' refused
+    # Refused again while nobody says otherwise; another key does not say so.
+    with pytest.raises(rt.ResumeError, match=re.escape(f"rerun=[{key!r}]")):
+        await flow.aresume(run_id, rerun=["checkout > pay[0]"])
+    assert await flow.aresume(run_id, rerun=[key]) == "paid 5"
+    # Every attempt gave the call the same key: a de-duplicating service sees one payment.
+    assert charged == ["note 5", f"{run_id}:{key}", f"{run_id}:{key}"]
+    (summary,) = await store.runs()
+    assert (summary.status, summary.attempts) == (rt.Status.COMPLETED, 4)
+
+
+async def test_rerun_true_runs_every_unfinished_call_again(tmp_path: Path) -> None:
+    store = rt.SQLiteStore(tmp_path / "runs.db")
+    flow = rt.Flow("shop", entry_point=checkout, store=store)
+    run_id = await _cut_short(flow, store, 7)
+    assert await flow.aresume(run_id, rerun=True) == "paid 7"
+
+
+async def test_a_completed_call_of_a_non_idempotent_node_is_replayed_not_refused(tmp_path: Path) -> None:
+    attempts: list[int] = []
+
+    @rt.function_node
+    async def twice(amount: int) -> list[str]:
+        first = await rt.call(pay, amount)
+        await rt.call(note, -1)
+        attempts.append(1)
+        if len(attempts) < 2:
+            raise RuntimeError("the shipping service is down")
+        return [first, "shipped"]
+
+    store = rt.SQLiteStore(tmp_path / "runs.db")
+    flow = rt.Flow("ship", entry_point=twice, store=store)
+    run_id = (await flow.arun(3)).state.run_id
+    assert await flow.aresume(run_id) == ["paid 3", "shipped"]
+    assert [c for c in charged if not c.startswith("note")] == [f"{run_id}:twice > pay[0]"]  # paid once
+
+
+async def test_a_non_idempotent_call_whose_result_is_not_json_is_not_run_again_unasked(
+    tmp_path: Path,
+) -> None:
+    @rt.function_node(idempotent=False)
+    async def transfer() -> tuple[str, int]:
+        charged.append("transfer")
+        return ("sent", 1)
+
+    @rt.function_node
+    async def bank() -> object:
+        sent = await rt.call(transfer)
+        if len(charged) < 2:
+            raise RuntimeError("the ledger is down")
+        return sent
+
+    store = rt.SQLiteStore(tmp_path / "runs.db")
+    flow = rt.Flow("bank", entry_point=bank, store=store)
+    run_id = (await flow.arun()).state.run_id
+    with pytest.raises(rt.ResumeError, match=r"returned a value that is not JSON"):
+        await flow.aresume(run_id)
+    assert charged == ["transfer"]
+    assert await flow.aresume(run_id, rerun=["bank > transfer[0]"]) == ("sent", 1)
+
+
+async def test_a_non_idempotent_node_paused_at_its_own_interrupt_resumes_with_the_answer(
+    tmp_path: Path,
+) -> None:
+    """The node (and every call waiting for it) was cancelled by its own pause: the answer resumes it."""
+
+    @rt.function_node(idempotent=False)
+    async def approve_and_pay(amount: int) -> str:
+        answer = await rt.interrupt({"pay": amount})
+        charged.append(f"pay {amount} {answer}")
+        return str(answer)
+
+    @rt.function_node(idempotent=False)
+    async def order(amount: int) -> str:
+        return await rt.call(approve_and_pay, amount)
+
+    store = rt.SQLiteStore(tmp_path / "runs.db")
+    flow = rt.Flow("approvals", entry_point=order, store=store)
+    paused = await flow.arun(9)
+    assert paused.status is rt.Status.PAUSED
+    assert await flow.aresume(paused.state.run_id, "yes") == "yes"
+    assert charged == ["pay 9 yes"]
+
+
+def test_idempotency_key_outside_a_node_is_refused() -> None:
+    with pytest.raises(
+        rt.OutsideRunError, match=r"^rt\.idempotency_key\(\) was called outside a node's request"
+    ):
+        rt.idempotency_key()
+
+
+def test_bad_idempotent_and_rerun_arguments_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(
+        TypeError,
+        match=r"^@function_node\(idempotent='no'\) on 'len': idempotent is True \(the default\) or False\.$",
+    ):
+        rt.function_node(idempotent="no")(len)  # type: ignore[call-overload]
+    flow = rt.Flow("shop", entry_point=checkout, store=rt.SQLiteStore(tmp_path / "runs.db"))
+    with pytest.raises(TypeError, match=r"rerun is True, False, or the call keys to run again"):
+        flow.resume("run-1", rerun="checkout > pay[1]")  # type: ignore[arg-type]
+    assert not (tmp_path / "runs.db").exists()  # refused before the store was touched
+
+
+_SHOP = textwrap.dedent(
+    """
+    import trio
+
+    import runtime as rt
+
+    STOP: list[trio.CancelScope] = []
+
+
+    @rt.function_node(idempotent=False)
+    async def pay(amount: int) -> str:
+        if STOP:
+            STOP.pop().cancel()
+            await trio.sleep_forever()
+        return f"paid {amount}"
+
+
+    flow = rt.Flow("shop", entry_point=pay, store=rt.SQLiteStore(DB))
+    """
+)
+
+
+def test_resume_from_the_command_line_reruns_a_named_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from runtime._cli import main
+
+    script = tmp_path / "shop.py"
+    script.write_text(_SHOP.replace("DB", repr(str(tmp_path / "runs.db"))))
+    namespace: dict[str, object] = {}
+    exec(compile(script.read_text(), str(script), "exec"), namespace)  # the same flow, to start the run
+    flow, scopes = namespace["flow"], namespace["STOP"]
+    assert isinstance(flow, rt.Flow)
+    assert isinstance(flow.store, rt.SQLiteStore)
+    assert isinstance(scopes, list)
+
+    async def cut_short() -> str:
+        scope = trio.CancelScope()
+        scopes.append(scope)
+        async with flow.store:
+            with scope:
+                await flow.arun(4)
+        (summary,) = await flow.store.runs()
+        return summary.run_id
+
+    run_id = trio.run(cut_short)
+    assert main(["resume", f"{script}:flow", run_id]) == 1
+    assert "stopped before running 'pay' again" in capsys.readouterr().out
+    assert main(["resume", f"{script}:flow", run_id, "--rerun", "pay"]) == 0
+    assert "completed" in capsys.readouterr().out
