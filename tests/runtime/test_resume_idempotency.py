@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 import textwrap
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import trio
 
 import runtime as rt
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 charged: list[str] = []
 #: The run's cancel scope: a node cancels it to stop its run mid-call, as a crash would.
