@@ -153,6 +153,11 @@ class RunLog:
         return len(pending) >= self._batch
 
     @property
+    def last_seq(self) -> int:
+        """The number of the last record made (``-1`` before the first)."""
+        return self._seq - 1
+
+    @property
     def flush_due(self) -> bool:
         """Whether the queued records make a batch: :meth:`flush` them."""
         return len(self._pending) >= self._batch

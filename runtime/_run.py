@@ -99,6 +99,7 @@ class Run:
 
     __slots__ = (
         "_ids",
+        "durable_recorders",
         "end_on_error",
         "ended",
         "entry",
@@ -154,6 +155,8 @@ class Run:
         self.started_value: object = None
         #: The interrupt that paused the run, as (its key, its payload), once a node awaits one.
         self.interrupted: tuple[str, object] | None = None
+        #: The run's recorders that can say when its records are committed (a store's ``wait_committed``).
+        self.durable_recorders: list[object] = []
 
     def start(self, publisher: actors.ActorRef[list[Event], None] | None, *, live: bool) -> None:
         """Start the run's clock; from now on records go to *publisher* (if any)."""
@@ -234,6 +237,18 @@ class Run:
     def flush_due(self) -> bool:
         """Whether the queued records make a batch: :meth:`flush` them."""
         return self.log.flush_due
+
+    async def make_durable(self) -> None:
+        """Wait until the run's stores have committed every record made so far.
+
+        Before a node made with ``idempotent=False`` runs: its store then
+        knows it started, so a resume after a crash does not run it again
+        unasked.
+        """
+        seq = self.log.last_seq
+        await self.log.flush()
+        for recorder in self.durable_recorders:
+            await recorder.wait_committed(self.state.job_id, seq)  # type: ignore[attr-defined]
 
     async def flush(self) -> None:
         """Send the queued records to the publisher, waiting while its mailbox is full."""
@@ -440,13 +455,16 @@ class NodeActor(actors.Actor[None, object]):
             if self.replayed is not NOT_STORED:  # a stored result: the node does not run
                 result = self.replayed
                 run.replay_calls(self.key, self.request_id)
-            elif self.executor is None:
-                result = await self.node.invoke(self.args, self.kwargs)
             else:
-                self.submission = Submission(
-                    self.node, self.args, self.kwargs, node=self.node.name, request=self.request_id
-                )
-                result = await self.executor.run(self.submission)
+                if not self.node.idempotent and run.durable_recorders:
+                    await run.make_durable()  # the store knows this call started before it does anything
+                if self.executor is None:
+                    result = await self.node.invoke(self.args, self.kwargs)
+                else:
+                    self.submission = Submission(
+                        self.node, self.args, self.kwargs, node=self.node.name, request=self.request_id
+                    )
+                    result = await self.executor.run(self.submission)
             if after is not None:
                 await after(result)
         except BaseException as exc:
@@ -919,6 +937,8 @@ class OpenRun:
                 Publisher(settings.subscribers, self._subscriptions, settings.recorders), name="publisher"
             )
         run.start(self._publisher, live=live)
+        if self._publisher is not None:
+            run.durable_recorders = [r for r in settings.recorders if hasattr(r, "wait_committed")]
         if system is not None:
             # The system's own scope is the run's: it covers the block and the
             # nodes, and the publisher is shielded from it. No scope of its own.

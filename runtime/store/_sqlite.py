@@ -224,6 +224,8 @@ def _schema_version(conn: sqlite3.Connection) -> int:
 def _connect(path: pathlib.Path, *, write: bool) -> sqlite3.Connection:
     """Open *path* (creating and migrating it if *write*); refuse a newer schema."""
     _check_path(path)
+    if write:
+        _check_writable(path)
     try:
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     except sqlite3.Error as exc:
@@ -251,12 +253,37 @@ def _connect(path: pathlib.Path, *, write: bool) -> sqlite3.Connection:
                 conn.execute("COMMIT")
     except sqlite3.Error as exc:
         conn.close()
-        msg = f"Cannot use the run store {str(path)!r}: {exc}. Give the path of a trioflow run store (a SQLite file), or a new path."
+        msg = f"Cannot use the run store {str(path)!r}: {exc}. {_fix(path, exc)}"
         raise StoreError(msg) from exc
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _fix(path: pathlib.Path, exc: sqlite3.Error) -> str:
+    """What to do about *exc*, raised opening the store at *path* (nothing was written to it)."""
+    text = str(exc)
+    if "malformed" in text:
+        return "The file is damaged (truncated or corrupt); nothing was written to it. Restore it from a backup, or give a new path."
+    if "readonly" in text or "read-only" in text:
+        return (
+            f"Make the file and its directory writable (SQLite keeps {path.name}-wal and {path.name}-shm "
+            "beside it), or give another path."
+        )
+    return "Give the path of a trioflow run store (a SQLite file), or a new path."
+
+
+def _check_writable(path: pathlib.Path) -> None:
+    """Refuse a store file, or the directory of one, that this process may not write: before SQLite opens it read-only."""
+    for where in (path, path.parent):
+        if where.exists() and not os.access(where, os.W_OK):
+            what = "file" if where == path else "directory"
+            msg = (
+                f"Cannot use the run store {str(path)!r}: its {what} {str(where)!r} is read-only. Make the file and "
+                f"its directory writable (SQLite keeps {path.name}-wal and {path.name}-shm beside it), or give another path."
+            )
+            raise StoreError(msg)
 
 
 def _check_path(path: pathlib.Path) -> None:
@@ -281,6 +308,16 @@ def _value(event: Event) -> str | None:
     except UnserializableValueError:
         return None
     return _dumps(plain)
+
+
+def _input_paths(event: Event) -> str | None:
+    """The paths (``$.args[0]``, ``$.kwargs.x``) of a ``run_started`` record's arguments that are not JSON, as JSON text; ``None`` if all are."""
+    value = event.value
+    if not isinstance(value, dict):
+        return None
+    walker = _Walker(run_id=event.run_id, strict=False)
+    walker.walk({"args": list(value.get("args") or ()), "kwargs": dict(value.get("kwargs") or {})}, "$")
+    return json.dumps(walker.bad_paths) if walker.bad_paths else None
 
 
 def _boxed(event: Event) -> list[object] | None:
@@ -331,6 +368,8 @@ def _rows(records: Sequence[Event], attempts: Mapping[str, int]) -> tuple[str, b
     for event in records:
         data, bad = _encode(event)
         kind = event.kind
+        if kind is EventKind.RUN_STARTED and bad is None:
+            bad = _input_paths(event)  # named when a resume cannot start the run again
         rows.append(
             [
                 event.run_id,
@@ -467,6 +506,7 @@ class _Writer(actors.Actor[None, None]):
                 store._attempts.pop(event.run_id, None)
         try:
             await trio.to_thread.run_sync(_write, self._conn, batch, rows, walls, has_rare)
+            store._note_committed(batch)
         finally:
             store._busy = False
             store._done.set()
@@ -529,6 +569,8 @@ class SQLiteStore:
         # Whether the writer is committing a batch, and the event it sets after each commit.
         self._busy = False
         self._done = trio.Event()
+        #: The number of each unfinished run's last committed record (for wait_committed).
+        self._last_committed: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -562,6 +604,8 @@ class SQLiteStore:
     ) -> bool | None:
         stack, self._stack = self._stack, None
         self._writer = None
+        self._done.set()  # a wait_committed sees the store closed
+        self._done = trio.Event()
         assert stack is not None
         return await stack.__aexit__(exc_type, exc, tb)
 
@@ -591,6 +635,32 @@ class SQLiteStore:
         while len(self._queued) > _MAX_QUEUED:
             # Backpressure: the writer is busy with the last transaction; wait until it takes these.
             await self._taken.wait()
+
+    async def wait_committed(self, run_id: str, seq: int) -> None:
+        """Wait until the records of *run_id* up to number *seq* are committed.
+
+        Returns at once if the store is not open (it is keeping no run).
+
+        Raises:
+            StoreError: the writer failed before it committed them.
+        """
+        while self._last_committed.get(run_id, -1) < seq:
+            writer = self._writer
+            if writer is None:
+                return
+            if not writer.is_alive:
+                msg = f"{self!r} has stopped writing (its writer failed: {writer.failure!r}), so it cannot keep run {run_id!r}. Open the store again."
+                raise StoreError(msg)
+            await self._done.wait()
+
+    def _note_committed(self, batch: Sequence[Event]) -> None:
+        last = self._last_committed
+        finished = EventKind.RUN_FINISHED
+        for event in batch:
+            if event.kind is finished:
+                last.pop(event.run_id, None)
+            else:
+                last[event.run_id] = event.seq
 
     def _take(self) -> list[Event]:
         """The writer's side of the queue: every queued record, in order; wakes the waiting recorders."""
@@ -818,7 +888,15 @@ class SQLiteStore:
                 "Wait until it ends (or the process exits), then resume it."
             )
         elif input_text is None:
-            problem = f"{where} cannot be started again: its entry's arguments were not JSON values, so the store did not keep them."
+            (paths,) = conn.execute(
+                "SELECT unserializable FROM records WHERE run_id = ? AND kind = 'run_started' ORDER BY seq LIMIT 1",
+                (run_id,),
+            ).fetchone() or (None,)
+            named = f" ({', '.join(json.loads(paths))})" if paths else ""
+            problem = (
+                f"{where} cannot be started again: its entry's arguments{named} were not JSON values, so the store "
+                "did not keep them. Start a new run with JSON arguments (dict, list, str, number, bool, None)."
+            )
         if problem is not None:
             raise ResumeError(problem)
         answers: dict[str, object] = json.loads(answers_text) if answers_text else {}

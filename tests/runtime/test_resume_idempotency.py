@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import textwrap
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 import trio
 
 import runtime as rt
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 charged: list[str] = []
 #: The run's cancel scope: a node cancels it to stop its run mid-call, as a crash would.
@@ -229,3 +229,70 @@ def test_resume_from_the_command_line_reruns_a_named_call(
     assert "stopped before running 'pay' again" in capsys.readouterr().out
     assert main(["resume", f"{script}:flow", run_id, "--rerun", "pay"]) == 0
     assert "completed" in capsys.readouterr().out
+
+
+_KILLED = textwrap.dedent(
+    """
+    import os
+    import signal
+    import sys
+
+    import runtime as rt
+
+
+    @rt.function_node
+    async def step(i: int) -> int:
+        return i
+
+
+    @rt.function_node(idempotent=False)
+    async def pay(amount: int) -> str:
+        print("paying", rt.idempotency_key(), flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)  # the process dies as the payment goes out
+        return "unreachable"
+
+
+    @rt.function_node
+    async def checkout(amount: int) -> str:
+        for i in range(3):
+            await rt.call(step, i)
+        return await rt.call(pay, amount)
+
+
+    rt.Flow("shop", entry_point=checkout, store=rt.SQLiteStore(sys.argv[1])).run(5)
+    """
+)
+
+
+def test_a_process_killed_inside_a_non_idempotent_node_leaves_its_start_committed(tmp_path: Path) -> None:
+    """Invariant: an idempotent=False node runs only once its store has committed that it started."""
+    script, db = tmp_path / "killed.py", tmp_path / "runs.db"
+    script.write_text(_KILLED)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    child = subprocess.run(
+        [sys.executable, str(script), str(db)], capture_output=True, text=True, env=env, check=False
+    )
+    assert child.returncode == -9, child.stderr
+    run_id = child.stdout.split()[1].split(":")[0]
+
+    @rt.function_node(idempotent=False, name="pay")
+    async def pay_once(amount: int) -> str:
+        charged.append("paid again")
+        return "paid"
+
+    @rt.function_node(name="step")
+    async def step(i: int) -> int:
+        return i
+
+    @rt.function_node(name="checkout")
+    async def checkout_again(amount: int) -> str:
+        for i in range(3):
+            await rt.call(step, i)
+        return await rt.call(pay_once, amount)
+
+    flow = rt.Flow("shop", entry_point=checkout_again, store=rt.SQLiteStore(db))
+    with pytest.raises(rt.ResumeError, match=r"stopped before running 'checkout > pay\[3\]' again"):
+        flow.resume(run_id)
+    assert charged == []
+    assert flow.resume(run_id, rerun=True) == "paid"
+    assert charged == ["paid again"]
