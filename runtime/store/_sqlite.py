@@ -3,8 +3,8 @@
 One writer actor, owned by the store's ``async with`` block, holds the write
 connection. Runs queue their records with the store; the writer commits all
 that is queued as one transaction, in a worker thread (the event loop never
-waits on disk; SQLite unpacks the rows from one JSON text, so the thread
-holds the GIL little). Reads open their own
+waits on disk; the rows are encoded before, on the writer's task, and
+inserted with one ``executemany``). Reads open their own
 connection, also in a worker thread, and need no open block: another process
 can read a store while runs are written to it.
 """
@@ -320,18 +320,17 @@ def _input_paths(event: Event) -> str | None:
     return json.dumps(walker.bad_paths) if walker.bad_paths else None
 
 
-def _boxed(event: Event) -> list[object] | None:
-    """The result of a ``request_succeeded`` record as ``[result]``, if it is JSON; else ``None``.
+def _boxed(event: Event) -> str | None:
+    """The result of a ``request_succeeded`` record as the JSON text ``[result]``, if it is JSON; else ``None``.
 
-    Boxed, so SQLite's ``json_extract`` gives the ``value`` column JSON text
-    whatever the result (a bare string would come out unquoted), and the
-    result is encoded once, with its row.
+    Boxed: the ``value`` column has always held it so (stores written
+    before keep it readable), and ``NULL`` stays apart from a ``None`` result.
     """
     value = event.value
     if type(value) in _SCALARS:
-        return [value]
+        return _dumps([value])
     try:
-        return [_Walker(run_id=event.run_id, strict=True).walk(value, "$.value")]
+        return _dumps([_Walker(run_id=event.run_id, strict=True).walk(value, "$.value")])
     except UnserializableValueError:
         return None
 
@@ -352,12 +351,12 @@ _BASE_COLUMNS = (
 _RARE_COLUMNS = ("unserializable", "attempt")
 
 
-def _rows(records: Sequence[Event], attempts: Mapping[str, int]) -> tuple[str, bool]:
-    """The ``records`` table's rows of *records*, as one JSON array (SQLite unpacks it, without the GIL).
+def _rows(records: Sequence[Event], attempts: Mapping[str, int]) -> tuple[list[list[object]], bool]:
+    """The ``records`` table's rows of *records*, for one ``executemany``.
 
     Also whether the rows carry the rare columns (values stored as their
-    repr, a resumed run's attempt): SQLite parses a row's text once per
-    column it extracts, so a batch without them leaves them out. A call key
+    repr, a resumed run's attempt): a batch without them binds two
+    parameters a row fewer. A call key
     is stored with the request's creation only (its other records name the
     request); a result (``[result]``, see :func:`_boxed`) only with ``request_succeeded``.
     """
@@ -391,21 +390,20 @@ def _rows(records: Sequence[Event], attempts: Mapping[str, int]) -> tuple[str, b
     if has_rare:
         for row, (bad, attempt) in zip(rows, rare, strict=True):
             row += (bad, attempt)
-    return _dumps(rows), has_rare
+    return rows, has_rare
 
 
 @functools.cache
 def _insert_rows(has_rare: bool) -> str:
     """The statement inserting rows that carry the rare columns or not."""
     columns = [*_BASE_COLUMNS, *(_RARE_COLUMNS if has_rare else ())]
-    extracts = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(columns)))
-    return f"INSERT INTO records ({', '.join(columns)}) SELECT {extracts} FROM json_each(?)"
+    return f"INSERT INTO records ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
 def _write(
     conn: sqlite3.Connection,
     records: Sequence[Event],
-    rows: str,
+    rows: list[list[object]],
     started_wall: dict[str, float],
     has_rare: bool = True,
 ) -> None:
@@ -441,7 +439,7 @@ def _write(
                         " finished_wall = NULL, owner_pid = ?, interrupt = NULL WHERE run_id = ?",
                         (event.offset - since, os.getpid(), event.run_id),
                     )
-        conn.execute(_insert_rows(has_rare), (rows,))
+        conn.executemany(_insert_rows(has_rare), rows)
         for event in records:
             if event.kind is EventKind.RUN_FINISHED and isinstance(event.data, dict):
                 row = conn.execute(
