@@ -83,13 +83,25 @@ def _utc(timestamp: float) -> datetime.datetime:
 
 _SCALARS = frozenset({str, int, bool, type(None)})
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+_encode_str = json.encoder.encode_basestring_ascii
+_CONSTANTS: dict[object, str] = {None: "null", True: "true", False: "false"}
+
+
+def _scalar(value: str | int | bool | None) -> str:
+    """A scalar's JSON text, as ``_dumps`` gives it, without the encoder's general path (most records' data)."""
+    kind = type(value)
+    if kind is str:
+        return _encode_str(value)  # type: ignore[arg-type]
+    if kind is int:
+        return int.__repr__(value)
+    return _CONSTANTS[value]
 
 
 def _encode(event: Event) -> tuple[str, str | None]:
     """The record's data as JSON text, and the paths of values stored as their repr (JSON), if any."""
     data = event.data
     if type(data) in _SCALARS:  # most records: a summary, an executor's name, nothing
-        return _dumps(data), None
+        return _scalar(data), None  # type: ignore[arg-type]
     kind = event.kind
     walker = _Walker(run_id=event.run_id, strict=False)
     plain: object
@@ -328,7 +340,7 @@ def _boxed(event: Event) -> str | None:
     """
     value = event.value
     if type(value) in _SCALARS:
-        return _dumps([value])
+        return f"[{_scalar(value)}]"  # type: ignore[arg-type]
     try:
         return _dumps([_Walker(run_id=event.run_id, strict=True).walk(value, "$.value")])
     except UnserializableValueError:
