@@ -159,9 +159,18 @@ class Run:
         self.durable_recorders: list[object] = []
 
     def start(self, publisher: actors.ActorRef[list[Event], None] | None, *, live: bool) -> None:
-        """Start the run's clock; from now on records go to *publisher* (if any)."""
+        """Start the run's clock; from now on records go to *publisher* (if any).
+
+        A run kept by a store (:attr:`durable_recorders`) sends its records
+        at least every ``_STORE_LINGER`` seconds, even when not *live*.
+        """
         self.state._start_clock()
-        self.log.start(publisher, live=live, seq=0 if self.point is None else self.point.next_seq)
+        self.log.start(
+            publisher,
+            live=live,
+            seq=0 if self.point is None else self.point.next_seq,
+            linger=_STORE_LINGER if self.durable_recorders else math.inf,
+        )
 
     def offset(self) -> float:
         """Seconds since the run started, on Trio's clock."""
@@ -380,6 +389,9 @@ class Run:
             raise refused
         return result
 
+
+#: A store's run sends its records on at the first record made this long after its last batch.
+_STORE_LINGER = 0.01
 
 NOT_STORED = object()
 """No stored result: the call runs."""
@@ -936,9 +948,9 @@ class OpenRun:
             self._publisher = system.spawn_nowait(
                 Publisher(settings.subscribers, self._subscriptions, settings.recorders), name="publisher"
             )
-        run.start(self._publisher, live=live)
         if self._publisher is not None:
             run.durable_recorders = [r for r in settings.recorders if hasattr(r, "wait_committed")]
+        run.start(self._publisher, live=live)
         if system is not None:
             # The system's own scope is the run's: it covers the block and the
             # nodes, and the publisher is shielded from it. No scope of its own.
