@@ -228,7 +228,9 @@ def idempotency_key() -> str:
     call's place in the run's tree, so calls a node makes one after another,
     or in one :func:`~runtime.call_batch`, keep their keys across attempts;
     calls started concurrently from a node's own tasks take their places in
-    the order they start.
+    the order they start, unless their node is made with
+    ``@rt.function_node(idempotency_key=fn)``: then a call is keyed by
+    ``fn(*args, **kwargs)``, whatever the order.
 
     Raises:
         OutsideRunError: called outside a node's request (outside a run, in

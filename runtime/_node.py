@@ -20,6 +20,9 @@ T = TypeVar("T")
 
 _SIMPLE_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD,)
 
+KeyFunction: TypeAlias = "Callable[..., str]"  # type: ignore[explicit-any]  # called with a node's arguments
+"""An ``idempotency_key`` function: a call's key from its arguments."""
+
 
 @final
 class Node(Generic[P, T]):
@@ -44,6 +47,9 @@ class Node(Generic[P, T]):
             (the default). A resumed run does not run again, unasked, a call
             of a node made with ``idempotent=False`` that its stored run
             started and never saw end (see ``docs/durable.md``).
+        idempotency_key: the function that gives a call of the node its key
+            from the call's arguments, or ``None``: a call is then keyed by
+            its place among its caller's calls (see ``docs/durable.md``).
 
     .. versionadded:: 0.1
     """
@@ -56,6 +62,7 @@ class Node(Generic[P, T]):
         "_warned",
         "executor",
         "fn",
+        "idempotency_key",
         "idempotent",
         "is_async",
         "name",
@@ -71,6 +78,7 @@ class Node(Generic[P, T]):
         thread: bool | None = None,
         executor: Executor | None = None,
         idempotent: bool = True,
+        idempotency_key: KeyFunction | None = None,
     ) -> None:
         if isinstance(fn, Node):
             msg = f"{fn.name!r} is already a node; apply @function_node once."
@@ -85,6 +93,10 @@ class Node(Generic[P, T]):
             msg = f"@function_node(idempotent={idempotent!r}) on {self.name!r}: idempotent is True (the default) or False."
             raise TypeError(msg)
         self.idempotent = idempotent
+        if idempotency_key is not None and not callable(idempotency_key):
+            msg = f"@function_node(idempotency_key={idempotency_key!r}) on {self.name!r}: give a function of the node's arguments that returns a str, e.g. idempotency_key=lambda order_id: order_id."
+            raise TypeError(msg)
+        self.idempotency_key = idempotency_key
         if thread is not None and type(thread) is not bool:
             msg = f"@function_node(thread={thread!r}) on {self.name!r}: thread is True, False or None (the default: a plain function runs in a worker thread)."
             raise TypeError(msg)
@@ -112,6 +124,22 @@ class Node(Generic[P, T]):
 
     def __repr__(self) -> str:
         return f"<Node {self.name}{self.signature}>"
+
+    def call_key(self, args: tuple[object, ...], kwargs: Mapping[str, object]) -> str:
+        """The key of a call of this node with *args* and *kwargs*: its ``idempotency_key`` function's.
+
+        Raises:
+            TypeError: the function did not return a str.
+        """
+        assert self.idempotency_key is not None
+        key = self.idempotency_key(*args, **kwargs)
+        if type(key) is not str:
+            msg = (
+                f"The idempotency_key function of node {self.name!r} returned {key!r} (type {type(key).__name__}) "
+                "for a call; it must return a str that tells the node's calls apart, e.g. lambda order_id: str(order_id)."
+            )
+            raise TypeError(msg)
+        return key
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T | Awaitable[T]:
         """Call the function directly, as a plain function call.
@@ -199,6 +227,7 @@ def function_node(
     thread: bool | None = None,
     executor: Executor | None = None,
     idempotent: bool = True,
+    idempotency_key: KeyFunction | None = None,
 ) -> _NodeDecorator: ...
 def function_node(
     fn: Callable[P, T] | Callable[P, Awaitable[T]] | None = None,
@@ -208,6 +237,7 @@ def function_node(
     thread: bool | None = None,
     executor: Executor | None = None,
     idempotent: bool = True,
+    idempotency_key: KeyFunction | None = None,
 ) -> Node[P, T] | _NodeDecorator:
     """Make *fn* a node that runs can call with ``await rt.call(node, ...)``.
 
@@ -253,21 +283,36 @@ def function_node(
             stops with :class:`~runtime.ResumeError` naming the call instead.
             Give the node's external service :func:`~runtime.idempotency_key`
             to let it skip work it already did.
+        idempotency_key: a function of the node's arguments giving each call
+            its key (a str): a call the node's caller makes is then keyed by it
+            (``caller > node<key>``) rather than by its place among the
+            caller's calls, so a resumed run replays its stored result even
+            when the caller's concurrent calls start in another order.
 
     Raises:
         TypeError: *fn* is not callable, is already a node, is async with
             ``thread=True`` or with an *executor*, *thread* is not ``True``,
             ``False`` or ``None``, *executor* is not an executor, both
-            *thread* and *executor* are given, or *idempotent* is not a bool.
+            *thread* and *executor* are given, *idempotent* is not a bool,
+            or *idempotency_key* is not callable.
 
     .. versionadded:: 0.1
     """
     if fn is None:
         return cast(
             "_NodeDecorator",
-            functools.partial(Node, name=name, thread=thread, executor=executor, idempotent=idempotent),
+            functools.partial(
+                Node,
+                name=name,
+                thread=thread,
+                executor=executor,
+                idempotent=idempotent,
+                idempotency_key=idempotency_key,
+            ),
         )
-    return Node(fn, name=name, thread=thread, executor=executor, idempotent=idempotent)
+    return Node(
+        fn, name=name, thread=thread, executor=executor, idempotent=idempotent, idempotency_key=idempotency_key
+    )
 
 
 DEFAULT_THREADS = threads()

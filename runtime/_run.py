@@ -347,8 +347,12 @@ class Run:
             value = point.results.get(child_key) if kind is EventKind.REQUEST_SUCCEEDED else None
             self.log.add(kind, node, data, child_id, request_id, offset, child_key, value)
 
-    def check_call(self, parent_key: str, position: int, key: str, node: AnyNode) -> object:
+    def check_call(self, parent_key: str, position: int | None, key: str, node: AnyNode) -> object:
         """A resumed run's call of *node* at *key*: its stored result, or :data:`NOT_STORED`.
+
+        *position* is the call's place among *parent_key*'s calls, checked
+        against the stored run's; ``None`` for a call keyed by its node's
+        ``idempotency_key``, which has no place.
 
         Raises:
             DivergenceError: the stored history made another call at this
@@ -360,7 +364,7 @@ class Run:
         point = self.point
         if point is None:
             return NOT_STORED
-        stored = point.slots.get((parent_key, position), key)
+        stored = key if position is None else point.slots.get((parent_key, position), key)
         if stored != key:
             msg = (
                 f"Run {point.run_id!r} diverged from its stored history at call {position} of {parent_key!r}: "
@@ -631,9 +635,13 @@ class NodeActor(actors.Actor[None, object]):
         return results
 
     def _child(self, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]) -> NodeActor:
-        position = self._calls
-        self._calls += 1
-        key = f"{self.key} > {node.name}[{position}]"
+        if node.idempotency_key is None:
+            position: int | None = self._calls
+            self._calls += 1
+            key = f"{self.key} > {node.name}[{position}]"
+        else:  # keyed by its arguments: the same whatever order the caller's calls start in
+            position = None
+            key = f"{self.key} > {node.name}<{node.call_key(args, kwargs)}>"
         replayed = self.run.check_call(self.key, position, key, node)
         child = NodeActor(
             self.run,

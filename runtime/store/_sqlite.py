@@ -966,9 +966,10 @@ class SQLiteStore:
             calls[record_attempt, request_id] = [key, node, json.loads(data)]
             if parent_id is not None and (record_attempt, parent_id) in keys:
                 parent_key = keys[record_attempt, parent_id]
-                position = positions.get((record_attempt, parent_id), 0)
-                positions[record_attempt, parent_id] = position + 1
-                slots[parent_key, position] = key
+                if key.endswith("]"):  # keyed by its place (``node[3]``), not by its arguments (``node<k>``)
+                    position = positions.get((record_attempt, parent_id), 0)
+                    positions[record_attempt, parent_id] = position + 1
+                    slots[parent_key, position] = key
                 made.setdefault((record_attempt, parent_key), []).append((record_attempt, request_id))
         children = {
             parent_key: tuple(

@@ -296,3 +296,56 @@ def test_a_process_killed_inside_a_non_idempotent_node_leaves_its_start_committe
     assert charged == []
     assert flow.resume(run_id, rerun=True) == "paid"
     assert charged == ["paid again"]
+
+
+# -- calls keyed by their arguments ------------------------------------------------
+
+
+async def test_a_keyed_call_replays_its_own_result_when_its_caller_calls_in_another_order(
+    tmp_path: Path,
+) -> None:
+    """Invariant: a call of a node made with idempotency_key= is matched by its key, not by its place."""
+    orders = [["a", "b", "boom"], ["b", "a"]]  # the caller's calls start in another order on resume
+    fetched: list[str] = []
+
+    @rt.function_node(idempotency_key=lambda item: item)
+    async def fetch(item: str) -> str:
+        fetched.append(rt.idempotency_key())
+        if item == "boom":
+            raise RuntimeError("the crawler went down")
+        return item.upper()
+
+    @rt.function_node
+    async def crawl() -> dict[str, str]:
+        return {item: await rt.call(fetch, item) for item in orders.pop(0)}
+
+    store = rt.SQLiteStore(tmp_path / "runs.db")
+    flow = rt.Flow("crawl", entry_point=crawl, store=store)
+    run_id = (await flow.arun()).state.run_id
+    assert fetched == [
+        f"{run_id}:crawl > fetch<a>",
+        f"{run_id}:crawl > fetch<b>",
+        f"{run_id}:crawl > fetch<boom>",
+    ]
+    fetched.clear()
+    assert await flow.aresume(run_id) == {"b": "B", "a": "A"}
+    assert fetched == []  # both replayed from the store, each its own result
+
+
+def test_a_bad_idempotency_key_is_refused_naming_the_node() -> None:
+    with pytest.raises(TypeError, match=r"^@function_node\(idempotency_key='id'\) on 'len': give a function"):
+        rt.function_node(idempotency_key="id")(len)  # type: ignore[call-overload]
+
+    @rt.function_node(idempotency_key=lambda n: n)
+    async def numbered(n: int) -> int:
+        return n
+
+    @rt.function_node
+    async def caller() -> int:
+        return await rt.call(numbered, 3)
+
+    with pytest.raises(
+        TypeError,
+        match=r"^The idempotency_key function of node 'numbered' returned 3 \(type int\) for a call; it must return a str",
+    ):
+        rt.Flow("numbers", entry_point=caller).invoke()
