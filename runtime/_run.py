@@ -113,6 +113,7 @@ class Run:
         "nodes_scope",
         "outcome",
         "point",
+        "refused",
         "result",
         "root",
         "started_value",
@@ -155,6 +156,8 @@ class Run:
         self.started_value: object = None
         #: The interrupt that paused the run, as (its key, its payload), once a node awaits one.
         self.interrupted: tuple[str, object] | None = None
+        #: Whether a resumed run refused a call (DivergenceError, ResumeError): nodes ending since keep no result.
+        self.refused = False
         #: The run's recorders that can say when its records are committed (a store's ``wait_committed``).
         self.durable_recorders: list[object] = []
 
@@ -372,6 +375,7 @@ class Run:
                 "the same order; resume it with the code that started it, or start a new run."
             )
             error = DivergenceError(msg, run_id=point.run_id, expected=stored, found=key)
+            self.refused = True
             self.abort(error)
             raise error
         result = point.results.get(key, NOT_STORED)
@@ -389,6 +393,7 @@ class Run:
                 f"flow.resume({point.run_id!r}, rerun=[{key!r}]) to run it again."
             )
             refused = ResumeError(msg)
+            self.refused = True
             self.abort(refused)
             raise refused
         return result
@@ -510,6 +515,13 @@ class NodeActor(actors.Actor[None, object]):
             raise
         finally:
             self.ref.stop_nowait()
+        if run.refused:
+            # The run stopped at a call it refused, and this node may have caught the error and returned
+            # what it would not have: no result is kept for a resume to replay.
+            await run.record_shielded(
+                EventKind.REQUEST_CANCELLED, self.request_id, self.parent_id, self.node.name, None, self.key
+            )
+            return result
         if run.record_nowait(
             EventKind.REQUEST_SUCCEEDED, self.request_id, self.parent_id, self.node.name, result, self.key
         ):

@@ -932,7 +932,6 @@ class SQLiteStore:
         results: dict[str, object] = {}
         slots: dict[tuple[str, int], str] = {}
         keys: dict[tuple[int, str], str] = {}
-        positions: dict[tuple[int, str], int] = {}
         # Each attempt's calls under each call key, as made: what a replayed call's subtree was.
         made: dict[tuple[int, str], list[tuple[int, str]]] = {}
         calls: dict[tuple[int, str], list[object]] = {}
@@ -967,9 +966,9 @@ class SQLiteStore:
             if parent_id is not None and (record_attempt, parent_id) in keys:
                 parent_key = keys[record_attempt, parent_id]
                 if key.endswith("]"):  # keyed by its place (``node[3]``), not by its arguments (``node<k>``)
-                    position = positions.get((record_attempt, parent_id), 0)
-                    positions[record_attempt, parent_id] = position + 1
-                    slots[parent_key, position] = key
+                    # The place its key names: a place whose call was refused before it was made
+                    # (a divergence, an unfinished non-idempotent call) has no record.
+                    slots[parent_key, int(key[key.rindex("[") + 1 : -1])] = key
                 made.setdefault((record_attempt, parent_key), []).append((record_attempt, request_id))
         children = {
             parent_key: tuple(

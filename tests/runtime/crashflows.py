@@ -6,7 +6,9 @@ results; children are called one after another with ``rt.call`` or, in a
 batched tree, also as ``rt.call_batch`` of up to three items; some nodes
 raise. Every run of one flow ends alike whatever the scheduler does: in a
 batched tree every failure is caught (a batch returns its exceptions), in a
-sequential one a failure is caught or not, as the seed says. A pause in
+sequential one a failure is caught or not, as the seed says. Some nodes
+are made with ``idempotent=False``, some with ``idempotency_key=str`` (their
+calls keyed by their item). A pause in
 each node leaves a run's store the time to commit as the run goes (the
 crash then finds part of the run committed, a batch perhaps mid-commit).
 
@@ -18,17 +20,27 @@ from __future__ import annotations
 
 import itertools
 import random
+from typing import TYPE_CHECKING
 
 import trio
 
 import runtime as rt
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 #: What a caught failure adds to its caller's total.
 CAUGHT = 1000
 
 
-def build(seed: int, pause: float = 0.0) -> tuple[str, rt.Node[[int], int]]:
-    """The flow of *seed*: its name and its entry node. Each node first sleeps *pause* seconds, if given."""
+def build(
+    seed: int, pause: float = 0.0, on_start: Callable[[], object] | None = None
+) -> tuple[str, rt.Node[[int], int]]:
+    """The flow of *seed*: its name and its entry node.
+
+    Each node first sleeps *pause* seconds, if given; a node made with
+    ``idempotent=False`` then calls *on_start* (its "side effect"), if given.
+    """
     rng = random.Random(seed)
     batched = rng.random() < 0.5
     numbers = itertools.count()
@@ -38,6 +50,8 @@ def build(seed: int, pause: float = 0.0) -> tuple[str, rt.Node[[int], int]]:
         value = rng.randrange(100)
         fails = depth > 0 and rng.random() < 0.2
         catches = batched or rng.random() < 0.5
+        idempotent = depth == 0 or rng.random() < 0.7
+        keyed = depth > 0 and rng.random() < 0.3
         calls: list[tuple[rt.Node[[int], int], int | None]] = []
         for _ in range(rng.randrange(4 - depth) if depth < 3 else 0):
             child = make(depth + 1)
@@ -46,6 +60,8 @@ def build(seed: int, pause: float = 0.0) -> tuple[str, rt.Node[[int], int]]:
         async def run(item: int) -> int:
             if pause:
                 await trio.sleep(pause)
+            if not idempotent and on_start is not None:
+                on_start()
             total = value + item
             for child, items in calls:
                 if items is not None:
@@ -62,6 +78,6 @@ def build(seed: int, pause: float = 0.0) -> tuple[str, rt.Node[[int], int]]:
                 raise ValueError(f"{name} fails")
             return total
 
-        return rt.function_node(name=name)(run)
+        return rt.function_node(name=name, idempotent=idempotent, idempotency_key=str if keyed else None)(run)
 
     return f"crash-{seed}", make(0)

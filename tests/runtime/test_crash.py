@@ -12,6 +12,7 @@ replay it); ``crashflows.build(seed)`` rebuilds the flow.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import subprocess
@@ -46,7 +47,9 @@ _CHILD = textwrap.dedent(
     import runtime as rt
 
     path, seed, crash_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    name, entry = crashflows.build(seed, pause=0.002)
+    name, entry = crashflows.build(
+        seed, pause=0.002, on_start=lambda: print("started", rt.idempotency_key(), flush=True)
+    )
     seen = 0
 
 
@@ -73,8 +76,11 @@ def _tree(state: rt.JobState) -> list[tuple[tuple[str, ...], str, str | None]]:
     return sorted((state.request_path(r.id), r.status.value, r.result) for r in state.requests.values())
 
 
-def _crash(tmp: Path, seed: int, crash_at: int) -> Path:
-    """Run flow *seed* in a child process that SIGKILLs itself at record *crash_at*; return its store."""
+def _crash(tmp: Path, seed: int, crash_at: int) -> tuple[Path, set[str]]:
+    """Run flow *seed* in a child process that SIGKILLs itself at record *crash_at*.
+
+    Returns its store, and the call keys of the ``idempotent=False`` calls that started.
+    """
     script, path = tmp / "child.py", tmp / "runs.db"
     script.write_text(_CHILD)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO)])}
@@ -92,7 +98,8 @@ def _crash(tmp: Path, seed: int, crash_at: int) -> Path:
         f"child: exit {child.returncode} after {time.perf_counter() - start:.2f} s; stderr: {child.stderr[-2000:]}"
     )
     assert child.returncode == -9, "the child was to die of SIGKILL at the record drawn"
-    return path
+    started = {line.split(":", 1)[1] for line in child.stdout.splitlines() if line.startswith("started ")}
+    return path, started
 
 
 def _check_sound(path: Path) -> list[tuple[str, str]]:
@@ -130,14 +137,26 @@ def test_a_generated_flow_killed_at_a_random_record_resumes_as_if_it_never_crash
     crash_at = 1 + crash_draw % (records - 1)  # any record but the last, run_finished
     note(f"seed {seed}: {records} records, killed at record {crash_at}; tree: {_tree(uncrashed.state)}")
     tmp = tmp_path_factory.mktemp("crash")
-    path = _crash(tmp, seed, crash_at)
+    path, started = _crash(tmp, seed, crash_at)
+    note(f"idempotent=False calls started: {sorted(started)}")
     runs = _check_sound(path)
+    assert runs or not started  # such a call starts only once the store has committed the run's start
     if not runs:
         return  # killed before the store committed the run's start: there is nothing to resume
     ((run_id, status),) = runs
+    with sqlite3.connect(path) as conn:
+        created = {
+            key for (key,) in conn.execute("SELECT call_key FROM records WHERE kind = 'request_created'")
+        }
+    assert started <= created  # ... and that the call started
     store = rt.SQLiteStore(path)
     if status == "running":
-        resumed = trio.run(rt.Flow(name, entry_point=entry, store=store)._aresume, run_id, ...)
+        flow = rt.Flow(name, entry_point=entry, store=store)
+        resumed = trio.run(flow._aresume, run_id, ...)
+        if isinstance(resumed.error, rt.ResumeError):  # an idempotent=False call was cut short
+            refused = str(resumed.error).split("'")[3]
+            assert refused in started, f"refused to run again {refused!r}, which never started"
+            resumed = trio.run(functools.partial(flow._aresume, run_id, ..., rerun=True))
         assert resumed.status is uncrashed.status
         assert resumed.result == uncrashed.result
         assert _tree(resumed.state) == _tree(uncrashed.state)

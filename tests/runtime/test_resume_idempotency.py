@@ -87,6 +87,49 @@ async def test_an_unfinished_call_of_a_non_idempotent_node_is_not_run_again_unle
     assert (summary.status, summary.attempts) == (rt.Status.COMPLETED, 4)
 
 
+async def test_a_refused_call_its_caller_caught_does_not_move_the_places_of_later_calls(
+    tmp_path: Path,
+) -> None:
+    """A call refused before it was made keeps its place: the next resume checks later calls at theirs."""
+
+    @rt.function_node
+    async def tolerant(amount: int) -> str:
+        try:
+            paid = await rt.call(pay, amount)
+        except ValueError:  # rt.ResumeError is one: the run is ending all the same
+            paid = "not paid"
+        await rt.call(note, amount)
+        return paid
+
+    store = rt.SQLiteStore(tmp_path / "runs.db")
+    flow = rt.Flow("tolerant", entry_point=tolerant, store=store)
+    run_id = await _cut_short(flow, store, 5)
+    refused = await flow._aresume(run_id, ...)
+    assert isinstance(refused.error, rt.ResumeError)
+    assert await flow.aresume(run_id, rerun=True) == "paid 5"
+
+
+async def test_a_node_that_catches_a_refusal_and_returns_keeps_no_result(tmp_path: Path) -> None:
+    """Invariant: what a node returns after its run refused a call is never stored, so never replayed."""
+
+    @rt.function_node
+    async def careless(amount: int) -> str:
+        try:
+            return await rt.call(pay, amount)
+        except ValueError:  # rt.ResumeError is one; no checkpoint follows, so the run's cancel comes too late
+            return "not paid"
+
+    store = rt.SQLiteStore(tmp_path / "runs.db")
+    flow = rt.Flow("careless", entry_point=careless, store=store)
+    run_id = await _cut_short(flow, store, 5)
+    refused = await flow._aresume(run_id, ...)
+    assert isinstance(refused.error, rt.ResumeError)
+    assert [r.kind for r in await store.records(run_id) if r.node == "careless"][
+        -1
+    ] is rt.EventKind.REQUEST_CANCELLED
+    assert await flow.aresume(run_id, rerun=True) == "paid 5"
+
+
 async def test_rerun_true_runs_every_unfinished_call_again(tmp_path: Path) -> None:
     store = rt.SQLiteStore(tmp_path / "runs.db")
     flow = rt.Flow("shop", entry_point=checkout, store=store)
