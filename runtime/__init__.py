@@ -11,6 +11,7 @@ concurrency, with each run's state isolated in a :class:`JobState`.
 from ._call import broadcast as broadcast
 from ._call import call as call
 from ._call import call_batch as call_batch
+from ._call import idempotency_key as idempotency_key
 from ._call import interrupt as interrupt
 from ._call import log as log
 from ._context import RequestMetadata as RequestMetadata
@@ -191,6 +192,7 @@ __all__ = [
     "broadcast",
     "log",
     "interrupt",
+    "idempotency_key",
     "context",
     "Shared",
     "request",

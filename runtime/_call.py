@@ -255,3 +255,35 @@ async def interrupt(payload: object = None) -> object:
     """
     actor = _caller("rt.interrupt", payload, node_arg=False)
     return await actor.interrupt(payload)
+
+
+def idempotency_key() -> str:
+    """A key for the current call that stays the same in every attempt of its run: ``"<run id>:<call key>"``.
+
+    Give it to an external service that de-duplicates requests by key (a
+    payment provider's ``Idempotency-Key``, a message queue's deduplication
+    id, a unique column): a node run again when its run is resumed (see
+    ``docs/durable.md``) then sends the same key, and the service does the
+    work once. The call key (:attr:`Event.key <runtime.Event.key>`) is the
+    call's place in the run's tree, so calls a node makes one after another,
+    or in one :func:`~runtime.call_batch`, keep their keys across attempts;
+    calls started concurrently from a node's own tasks take their places in
+    the order they start, unless their node is made with
+    ``@rt.function_node(idempotency_key=fn)``: then a call is keyed by
+    ``fn(*args, **kwargs)``, whatever the order.
+
+    Raises:
+        OutsideRunError: called outside a node's request (outside a run, in
+            an ``rt.Session`` block's own code, or in a routine handler).
+
+    .. versionadded:: 0.1
+    """
+    frame = current_frame.get(None)
+    actor = None if frame is None else frame.actor
+    if actor is None:
+        msg = (
+            "rt.idempotency_key() was called outside a node's request: a key names one call of a node in a run. "
+            "Call it in a node that a run calls, e.g. inside rt.Flow('demo', entry_point=node).invoke(...)."
+        )
+        raise OutsideRunError(msg)
+    return f"{actor.run.state.job_id}:{actor.key}"

@@ -7,7 +7,7 @@
     python -m runtime report .trioflow/greet-flow.json -o run.html
     python -m runtime runs [--db .trioflow/runs.db] [--flow NAME] [--status S] [--limit N --page K]
     python -m runtime show RUN_ID --db .trioflow/runs.db
-    python -m runtime resume examples/greet.py:flow RUN_ID [--value JSON]
+    python -m runtime resume examples/greet.py:flow RUN_ID [--value JSON] [--rerun CALL_KEY ...]
 
 A thin front end: the views live in their own modules (``_show`` for text and
 JSON, ``_picture`` for SVG and Mermaid, ``_report`` for HTML, ``_progress``
@@ -24,6 +24,7 @@ ends the command quietly with status 141, as SIGPIPE would.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import inspect
 import json
@@ -391,7 +392,7 @@ def _command_resume(args: argparse.Namespace) -> int:
             )
             raise CommandError(msg) from exc
     try:
-        result = trio.run(flow._aresume, args.run_id, value)
+        result = trio.run(functools.partial(flow._aresume, args.run_id, value, rerun=args.rerun or False))
     except TrioflowError as exc:  # no store, an unknown or finished run, a held one: nothing ran
         raise CommandError(str(exc)) from exc
     print(render_run(result.state))
@@ -550,6 +551,12 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("target", metavar="FILE.py:FLOW", help="the file and the name of the flow in it")
     resume.add_argument("run_id", metavar="RUN_ID", help="the run to resume")
     resume.add_argument("--value", metavar="JSON", help="the value for the rt.interrupt() the run paused at")
+    resume.add_argument(
+        "--rerun",
+        metavar="CALL_KEY",
+        action="append",
+        help="run again this unfinished call of an idempotent=False node (repeatable)",
+    )
     resume.set_defaults(handler=_command_resume)
     return parser
 

@@ -94,6 +94,10 @@ class UnknownRunError(StoreError, KeyError):
 class ResumeError(StoreError, ValueError):
     """A stored run cannot be resumed: it completed, belongs to another flow or definition, or is held.
 
+    A resumed run also stops with it before running again, unasked, a call of
+    a node made with ``idempotent=False`` that its stored run started and
+    never saw end.
+
     .. versionadded:: 0.1
     """
 

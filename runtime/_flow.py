@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import inspect
 import json
@@ -1375,14 +1376,19 @@ class Flow(Generic[P, T]):
     @overload
     def resume(self, job_state: JobState, /) -> JobState: ...
     @overload
-    def resume(self, run_id: str, value: object = ..., /) -> T: ...
-    def resume(self, target: JobState | str, value: object = ..., /) -> JobState | T:
+    def resume(
+        self, run_id: str, value: object = ..., /, *, rerun: bool | Iterable[str] = False
+    ) -> T: ...
+    def resume(
+        self, target: JobState | str, value: object = ..., /, *, rerun: bool | Iterable[str] = False
+    ) -> JobState | T:
         """Resume a stored run by its id (from any process), or the paused running job of a ``JobState``.
 
         ``flow.resume(run_id)`` runs the stored run *run_id* again, as
         :meth:`aresume` does, and returns its result as :meth:`invoke` does.
         ``flow.resume(run_id, value)`` resumes a run paused at
-        :func:`~runtime.interrupt`, which then returns *value*.
+        :func:`~runtime.interrupt`, which then returns *value*. *rerun* is
+        as for :meth:`aresume`.
 
         ``flow.resume(job_state)`` (Routilux) resumes the paused job of
         *job_state*, running in this process, and returns the state.
@@ -1399,15 +1405,15 @@ class Flow(Generic[P, T]):
             check_not_in_trio(
                 f"Flow({self.name!r}).resume({target!r})", instead=f"await Flow({self.name!r}).aresume(...)"
             )
-            return trio.run(self._aresume_unwrapped, target, value)
+            return trio.run(functools.partial(self._aresume_unwrapped, target, value, rerun=rerun))
         self._check_own_state("resume", target)
         self._graph.running_job("resume()", target).resume()
         return target
 
-    async def _aresume_unwrapped(self, run_id: str, value: object) -> T:
-        return (await self._aresume(run_id, value)).unwrap()
+    async def _aresume_unwrapped(self, run_id: str, value: object, *, rerun: bool | Iterable[str]) -> T:
+        return (await self._aresume(run_id, value, rerun=rerun)).unwrap()
 
-    async def aresume(self, run_id: str, value: object = ...) -> T:
+    async def aresume(self, run_id: str, value: object = ..., *, rerun: bool | Iterable[str] = False) -> T:
         """Resume the stored run *run_id*: run it again, replaying what completed; return its result.
 
         The run keeps its id and its stored arguments; its records go on
@@ -1418,9 +1424,17 @@ class Flow(Generic[P, T]):
         stopped runs again (at least once, never exactly once). A run paused
         at :func:`~runtime.interrupt` needs *value*, which that call returns.
 
+        A node made with ``@rt.function_node(idempotent=False)`` is the
+        exception: a call of it that the stored run started and never saw
+        end (nor kept a result of) is not run again unless *rerun* says so;
+        the run stops with :class:`~runtime.ResumeError` naming the call.
+
         Args:
             run_id: the stored run's id.
             value: the value for the interrupt the run paused at, if it did.
+            rerun: the unfinished calls of ``idempotent=False`` nodes to run
+                again, by call key, or ``True`` for all of them (after
+                checking that their work was not done).
 
         Returns:
             The entry point's result, as :meth:`ainvoke` returns it.
@@ -1440,15 +1454,20 @@ class Flow(Generic[P, T]):
                 not wait for); a job's snapshot cannot be read.
             DivergenceError: the code made another call than the stored
                 run at the same place.
+            ResumeError: also, the run stopped before running again an
+                unfinished call of a node made with ``idempotent=False``
+                that *rerun* does not name.
             RunPausedError: the run paused again at an interrupt.
             Exception: the node error that ended the run.
 
         .. versionadded:: 0.1
         """
         check_in_trio(f"Flow({self.name!r}).aresume(...)")
-        return (await self._aresume(run_id, value)).unwrap()
+        return (await self._aresume(run_id, value, rerun=rerun)).unwrap()
 
-    async def _aresume(self, run_id: str, value: object) -> RunResult[T]:
+    async def _aresume(
+        self, run_id: str, value: object, *, rerun: bool | Iterable[str] = False
+    ) -> RunResult[T]:
         store = self.store
         if store is None:
             msg = f"Flow({self.name!r}).resume({run_id!r}): this flow has no store, so it keeps no runs to resume. Make it with Flow(..., store=True) or store=rt.SQLiteStore(path)."
@@ -1466,7 +1485,12 @@ class Flow(Generic[P, T]):
                 store.end_resume(run_id)
             return cast("RunResult[T]", graph_result)
         entry = self._entry("resume")
+        if isinstance(rerun, str) or (type(rerun) is not bool and not isinstance(rerun, Iterable)):
+            msg = f"Flow({self.name!r}).resume({run_id!r}, rerun={rerun!r}): rerun is True, False, or the call keys to run again, e.g. rerun=[{'checkout > pay[0]'!r}]."
+            raise TypeError(msg)
+        again = rerun if type(rerun) is bool else frozenset(str(key) for key in rerun)
         point = await store.begin_resume(run_id, flow=self.name, fingerprint=self.fingerprint, answer=value)
+        point = attrs.evolve(point, rerun=again)
         try:
             if point.entry is not None:
                 msg = f"Flow({self.name!r}).resume({run_id!r}): run {run_id!r} is a job of a routine graph, not a run of this node flow. Resume it with the flow that started it."

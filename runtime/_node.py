@@ -20,6 +20,9 @@ T = TypeVar("T")
 
 _SIMPLE_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD,)
 
+KeyFunction: TypeAlias = "Callable[..., str]"  # type: ignore[explicit-any]  # called with a node's arguments
+"""An ``idempotency_key`` function: a call's key from its arguments."""
+
 
 @final
 class Node(Generic[P, T]):
@@ -40,6 +43,13 @@ class Node(Generic[P, T]):
         executor: the executor the node was given (``thread=True`` gives
             :data:`DEFAULT_THREADS`), or ``None``: a plain node then runs on
             its flow's executor, by default in a worker thread.
+        idempotent: whether running the node twice for one call is harmless
+            (the default). A resumed run does not run again, unasked, a call
+            of a node made with ``idempotent=False`` that its stored run
+            started and never saw end (see ``docs/durable.md``).
+        idempotency_key: the function that gives a call of the node its key
+            from the call's arguments, or ``None``: a call is then keyed by
+            its place among its caller's calls (see ``docs/durable.md``).
 
     .. versionadded:: 0.1
     """
@@ -52,6 +62,8 @@ class Node(Generic[P, T]):
         "_warned",
         "executor",
         "fn",
+        "idempotency_key",
+        "idempotent",
         "is_async",
         "name",
         "signature",
@@ -65,6 +77,8 @@ class Node(Generic[P, T]):
         name: str | None = None,
         thread: bool | None = None,
         executor: Executor | None = None,
+        idempotent: bool = True,
+        idempotency_key: KeyFunction | None = None,
     ) -> None:
         if isinstance(fn, Node):
             msg = f"{fn.name!r} is already a node; apply @function_node once."
@@ -75,6 +89,14 @@ class Node(Generic[P, T]):
         self.fn = fn
         self.name: str = name if name is not None else getattr(fn, "__name__", repr(fn))
         self.is_async = inspect.iscoroutinefunction(fn)
+        if type(idempotent) is not bool:
+            msg = f"@function_node(idempotent={idempotent!r}) on {self.name!r}: idempotent is True (the default) or False."
+            raise TypeError(msg)
+        self.idempotent = idempotent
+        if idempotency_key is not None and not callable(idempotency_key):
+            msg = f"@function_node(idempotency_key={idempotency_key!r}) on {self.name!r}: give a function of the node's arguments that returns a str, e.g. idempotency_key=lambda order_id: order_id."
+            raise TypeError(msg)
+        self.idempotency_key = idempotency_key
         if thread is not None and type(thread) is not bool:
             msg = f"@function_node(thread={thread!r}) on {self.name!r}: thread is True, False or None (the default: a plain function runs in a worker thread)."
             raise TypeError(msg)
@@ -102,6 +124,22 @@ class Node(Generic[P, T]):
 
     def __repr__(self) -> str:
         return f"<Node {self.name}{self.signature}>"
+
+    def call_key(self, args: tuple[object, ...], kwargs: Mapping[str, object]) -> str:
+        """The key of a call of this node with *args* and *kwargs*: its ``idempotency_key`` function's.
+
+        Raises:
+            TypeError: the function did not return a str.
+        """
+        assert self.idempotency_key is not None
+        key = self.idempotency_key(*args, **kwargs)
+        if type(key) is not str:
+            msg = (
+                f"The idempotency_key function of node {self.name!r} returned {key!r} (type {type(key).__name__}) "
+                "for a call; it must return a str that tells the node's calls apart, e.g. lambda order_id: str(order_id)."
+            )
+            raise TypeError(msg)
+        return key
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T | Awaitable[T]:
         """Call the function directly, as a plain function call.
@@ -184,7 +222,12 @@ def function_node(fn: Callable[P, Awaitable[T]], /) -> Node[P, T]: ...
 def function_node(fn: Callable[P, T], /) -> Node[P, T]: ...
 @overload
 def function_node(
-    *, name: str | None = None, thread: bool | None = None, executor: Executor | None = None
+    *,
+    name: str | None = None,
+    thread: bool | None = None,
+    executor: Executor | None = None,
+    idempotent: bool = True,
+    idempotency_key: KeyFunction | None = None,
 ) -> _NodeDecorator: ...
 def function_node(
     fn: Callable[P, T] | Callable[P, Awaitable[T]] | None = None,
@@ -193,6 +236,8 @@ def function_node(
     name: str | None = None,
     thread: bool | None = None,
     executor: Executor | None = None,
+    idempotent: bool = True,
+    idempotency_key: KeyFunction | None = None,
 ) -> Node[P, T] | _NodeDecorator:
     """Make *fn* a node that runs can call with ``await rt.call(node, ...)``.
 
@@ -231,18 +276,43 @@ def function_node(
             worker thread. ``False``: it runs inline on the loop. An async
             function always runs on the loop; ``thread=True`` on one is an error.
         executor: where a plain function runs (see above).
+        idempotent: ``False`` for a node whose work must not be done twice
+            (a payment): when a run is resumed, a call of it that the stored
+            run started and never saw end is not run again unless the resume
+            says so (``flow.resume(run_id, rerun=[key])``); the resumed run
+            stops with :class:`~runtime.ResumeError` naming the call instead.
+            Give the node's external service :func:`~runtime.idempotency_key`
+            to let it skip work it already did.
+        idempotency_key: a function of the node's arguments giving each call
+            its key (a str): a call the node's caller makes is then keyed by it
+            (``caller > node<key>``) rather than by its place among the
+            caller's calls, so a resumed run replays its stored result even
+            when the caller's concurrent calls start in another order.
 
     Raises:
         TypeError: *fn* is not callable, is already a node, is async with
             ``thread=True`` or with an *executor*, *thread* is not ``True``,
-            ``False`` or ``None``, *executor* is not an executor, or both
-            *thread* and *executor* are given.
+            ``False`` or ``None``, *executor* is not an executor, both
+            *thread* and *executor* are given, *idempotent* is not a bool,
+            or *idempotency_key* is not callable.
 
     .. versionadded:: 0.1
     """
     if fn is None:
-        return cast("_NodeDecorator", functools.partial(Node, name=name, thread=thread, executor=executor))
-    return Node(fn, name=name, thread=thread, executor=executor)
+        return cast(
+            "_NodeDecorator",
+            functools.partial(
+                Node,
+                name=name,
+                thread=thread,
+                executor=executor,
+                idempotent=idempotent,
+                idempotency_key=idempotency_key,
+            ),
+        )
+    return Node(
+        fn, name=name, thread=thread, executor=executor, idempotent=idempotent, idempotency_key=idempotency_key
+    )
 
 
 DEFAULT_THREADS = threads()

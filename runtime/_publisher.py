@@ -73,7 +73,9 @@ class Event:
             (``None`` for a plain cancel).
         key: for a node request's records, its call key: the parent's key,
             then ``" > "``, the node's name and its position among the
-            parent's calls (``price_all > price_item[1]``); the entry
+            parent's calls (``price_all > price_item[1]``), or, for a node
+            made with ``idempotency_key=fn``, the key *fn* gives the call's
+            arguments (``price_all > price_item<lamp>``); the entry
             request's key is its node's name. The same in every attempt of
             a run whose code calls the same nodes in the same order: a
             durable store finds a call's stored result by it.

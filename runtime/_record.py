@@ -57,6 +57,7 @@ the run reads its own writes at once.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING, final
 
@@ -85,7 +86,7 @@ class RunLog:
     Private to the runtime; both engines write through it.
     """
 
-    __slots__ = ("_batch", "_clock", "_open", "_pending", "_seq", "_t0", "publisher", "run_id")
+    __slots__ = ("_batch", "_clock", "_flushed", "_linger", "_open", "_pending", "_seq", "_t0", "publisher", "run_id")
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
@@ -99,18 +100,31 @@ class RunLog:
         self._t0 = 0.0
         #: Trio's clock; the monotonic clock for a run begun outside Trio.
         self._clock: Callable[[], float] = trio.current_time
+        #: Not live: the longest a record waits for a batch to fill, and when the last batch went.
+        self._linger = math.inf
+        self._flushed = 0.0
 
     def start(
-        self, publisher: actors.ActorRef[list[Event], None] | None, *, live: bool, seq: int = 0
+        self,
+        publisher: actors.ActorRef[list[Event], None] | None,
+        *,
+        live: bool,
+        seq: int = 0,
+        linger: float = math.inf,
     ) -> None:
         """Start the run's clock; records go to *publisher*, at once if *live*, numbered from *seq*.
 
         Live, a record is sent as soon as it is made if the publisher is
         idle; records made while it is busy join the batch it has not taken
         yet (up to ``_LIVE_BATCH``), so it gets them as one message. Not
-        live (only recorders), records go in batches of ``_QUIET_BATCH``.
+        live (only recorders), records go in batches of ``_QUIET_BATCH``,
+        or sooner: a flush is due at the first record made *linger* seconds
+        or more after the last batch went (a store's records then reach it
+        even while the run makes few: a crash loses little).
         A resumed run numbers its records on from its stored ones.
         """
+        self._linger = linger
+        self._flushed = 0.0
         try:
             self._t0 = trio.current_time()
         except RuntimeError:  # a synchronous rt.Session block outside Trio: no Trio clock
@@ -166,12 +180,20 @@ class RunLog:
             batch.append(event)  # the publisher is busy: it takes this with the batch
             return False
         pending.append(event)
-        return len(pending) >= self._batch
+        return len(pending) >= self._batch or event.offset - self._flushed >= self._linger
+
+    @property
+    def last_seq(self) -> int:
+        """The number of the last record made (``-1`` before the first)."""
+        return self._seq - 1
 
     @property
     def flush_due(self) -> bool:
         """Whether the queued records make a batch: :meth:`flush` them."""
-        return len(self._pending) >= self._batch
+        pending = self._pending
+        return len(pending) >= self._batch or (
+            bool(pending) and pending[-1].offset - self._flushed >= self._linger
+        )
 
     def flush_nowait(self) -> bool:
         """Send the queued records if the publisher can take them now; return whether it could."""
@@ -185,6 +207,7 @@ class RunLog:
             except actors.MailboxFullError:
                 return False
             self._pending = []
+            self._flushed = self.offset()
             return True
         # Live: join the batch the publisher has not taken yet, or send a new one.
         batch = self._open
@@ -213,6 +236,7 @@ class RunLog:
                 continue
             if self._batch != 1:
                 message, self._pending = self._pending, []
+                self._flushed = self.offset()
                 await self.publisher.tell(message)
                 return
             live = Batch(self._pending)

@@ -40,7 +40,7 @@ import actors
 
 from ._context import Frame, Invocation, RequestMetadata, copy_context, current_frame, invocation_hook
 from ._core import RunResult, cancelled_error, end_state, new_run_id, save_state, timeout_error
-from ._exceptions import DivergenceError, OutsideRunError, OutsideTrioError, RunPausedError
+from ._exceptions import DivergenceError, OutsideRunError, OutsideTrioError, ResumeError, RunPausedError
 from ._executor import Submission
 from ._node import DEFAULT_THREADS
 from ._publisher import Event, EventKind, Publisher
@@ -100,6 +100,7 @@ class Run:
     __slots__ = (
         "_ids",
         "broadcast_callback",
+        "durable_recorders",
         "end_on_error",
         "ended",
         "entry",
@@ -113,6 +114,7 @@ class Run:
         "nodes_scope",
         "outcome",
         "point",
+        "refused",
         "result",
         "root",
         "started_value",
@@ -157,11 +159,24 @@ class Run:
         self.interrupted: tuple[str, object] | None = None
         #: Called with each ``rt.broadcast`` item, in the broadcasting task (see ``RunSettings``).
         self.broadcast_callback: Callable[[object], object] | None = None
+        #: Whether a resumed run refused a call (DivergenceError, ResumeError): nodes ending since keep no result.
+        self.refused = False
+        #: The run's recorders that can say when its records are committed (a store's ``wait_committed``).
+        self.durable_recorders: list[object] = []
 
     def start(self, publisher: actors.ActorRef[list[Event], None] | None, *, live: bool) -> None:
-        """Start the run's clock; from now on records go to *publisher* (if any)."""
+        """Start the run's clock; from now on records go to *publisher* (if any).
+
+        A run kept by a store (:attr:`durable_recorders`) sends its records
+        at least every ``_STORE_LINGER`` seconds, even when not *live*.
+        """
         self.state._start_clock()
-        self.log.start(publisher, live=live, seq=0 if self.point is None else self.point.next_seq)
+        self.log.start(
+            publisher,
+            live=live,
+            seq=0 if self.point is None else self.point.next_seq,
+            linger=_STORE_LINGER if self.durable_recorders else math.inf,
+        )
 
     def offset(self) -> float:
         """Seconds since the run started, on Trio's clock."""
@@ -237,6 +252,18 @@ class Run:
     def flush_due(self) -> bool:
         """Whether the queued records make a batch: :meth:`flush` them."""
         return self.log.flush_due
+
+    async def make_durable(self) -> None:
+        """Wait until the run's stores have committed every record made so far.
+
+        Before a node made with ``idempotent=False`` runs: its store then
+        knows it started, so a resume after a crash does not run it again
+        unasked.
+        """
+        seq = self.log.last_seq
+        await self.log.flush()
+        for recorder in self.durable_recorders:
+            await recorder.wait_committed(self.state.job_id, seq)  # type: ignore[attr-defined]
 
     async def flush(self) -> None:
         """Send the queued records to the publisher, waiting while its mailbox is full."""
@@ -326,17 +353,24 @@ class Run:
             value = point.results.get(child_key) if kind is EventKind.REQUEST_SUCCEEDED else None
             self.log.add(kind, node, data, child_id, request_id, offset, child_key, value)
 
-    def check_call(self, parent_key: str, position: int, key: str) -> object:
-        """A resumed run's call at *key*: its stored result, or :data:`NOT_STORED`.
+    def check_call(self, parent_key: str, position: int | None, key: str, node: AnyNode) -> object:
+        """A resumed run's call of *node* at *key*: its stored result, or :data:`NOT_STORED`.
+
+        *position* is the call's place among *parent_key*'s calls, checked
+        against the stored run's; ``None`` for a call keyed by its node's
+        ``idempotency_key``, which has no place.
 
         Raises:
             DivergenceError: the stored history made another call at this
                 place (the run is ended with it).
+            ResumeError: *node* is not idempotent, and the stored run started
+                this call without the store holding its result, and the resume
+                did not say to run it again (the run is ended with it).
         """
         point = self.point
         if point is None:
             return NOT_STORED
-        stored = point.slots.get((parent_key, position), key)
+        stored = key if position is None else point.slots.get((parent_key, position), key)
         if stored != key:
             msg = (
                 f"Run {point.run_id!r} diverged from its stored history at call {position} of {parent_key!r}: "
@@ -344,10 +378,32 @@ class Run:
                 "the same order; resume it with the code that started it, or start a new run."
             )
             error = DivergenceError(msg, run_id=point.run_id, expected=stored, found=key)
+            self.refused = True
             self.abort(error)
             raise error
-        return point.results.get(key, NOT_STORED)
+        result = point.results.get(key, NOT_STORED)
+        if (
+            result is NOT_STORED
+            and not node.idempotent
+            and key in point.in_flight
+            and not (point.rerun is True or (point.rerun is not False and key in point.rerun))
+        ):
+            msg = (
+                f"Run {point.run_id!r} stopped before running {key!r} again: the stored run started this call of "
+                f"{node.name!r}, made with idempotent=False, and the store holds no result of it (it was cut short, "
+                "or returned a value that is not JSON), so its work may be done already. Check whether it was "
+                f"(the node's rt.idempotency_key() is {point.run_id + ':' + key!r}), then resume with "
+                f"flow.resume({point.run_id!r}, rerun=[{key!r}]) to run it again."
+            )
+            refused = ResumeError(msg)
+            self.refused = True
+            self.abort(refused)
+            raise refused
+        return result
 
+
+#: A store's run sends its records on at the first record made this long after its last batch.
+_STORE_LINGER = 0.01
 
 NOT_STORED = object()
 """No stored result: the call runs."""
@@ -423,13 +479,16 @@ class NodeActor(actors.Actor[None, object]):
             if self.replayed is not NOT_STORED:  # a stored result: the node does not run
                 result = self.replayed
                 run.replay_calls(self.key, self.request_id)
-            elif self.executor is None:
-                result = await self.node.invoke(self.args, self.kwargs)
             else:
-                self.submission = Submission(
-                    self.node, self.args, self.kwargs, node=self.node.name, request=self.request_id
-                )
-                result = await self.executor.run(self.submission)
+                if not self.node.idempotent and run.durable_recorders:
+                    await run.make_durable()  # the store knows this call started before it does anything
+                if self.executor is None:
+                    result = await self.node.invoke(self.args, self.kwargs)
+                else:
+                    self.submission = Submission(
+                        self.node, self.args, self.kwargs, node=self.node.name, request=self.request_id
+                    )
+                    result = await self.executor.run(self.submission)
             if after is not None:
                 await after(result)
         except BaseException as exc:
@@ -459,6 +518,13 @@ class NodeActor(actors.Actor[None, object]):
             raise
         finally:
             self.ref.stop_nowait()
+        if run.refused:
+            # The run stopped at a call it refused, and this node may have caught the error and returned
+            # what it would not have: no result is kept for a resume to replay.
+            await run.record_shielded(
+                EventKind.REQUEST_CANCELLED, self.request_id, self.parent_id, self.node.name, None, self.key
+            )
+            return result
         if run.record_nowait(
             EventKind.REQUEST_SUCCEEDED, self.request_id, self.parent_id, self.node.name, result, self.key
         ):
@@ -584,10 +650,14 @@ class NodeActor(actors.Actor[None, object]):
         return results
 
     def _child(self, node: AnyNode, args: tuple[object, ...], kwargs: Mapping[str, object]) -> NodeActor:
-        position = self._calls
-        self._calls += 1
-        key = f"{self.key} > {node.name}[{position}]"
-        replayed = self.run.check_call(self.key, position, key)
+        if node.idempotency_key is None:
+            position: int | None = self._calls
+            self._calls += 1
+            key = f"{self.key} > {node.name}[{position}]"
+        else:  # keyed by its arguments: the same whatever order the caller's calls start in
+            position = None
+            key = f"{self.key} > {node.name}<{node.call_key(args, kwargs)}>"
+        replayed = self.run.check_call(self.key, position, key, node)
         child = NodeActor(
             self.run,
             node,
@@ -676,7 +746,7 @@ class RunRoot:
         position = self._calls
         self._calls += 1
         key = node.name if position == 0 else f"{node.name}[{position}]"
-        replayed = run.check_call("", position, key)
+        replayed = run.check_call("", position, key, node)
         child = NodeActor(run, node, run.next_request_id(), None, (node.name,), args, kwargs, key)
         child.replayed = replayed
         return child
@@ -920,6 +990,8 @@ class OpenRun:
             self._publisher = system.spawn_nowait(
                 Publisher(settings.subscribers, self._subscriptions, settings.recorders), name="publisher"
             )
+        if self._publisher is not None:
+            run.durable_recorders = [r for r in settings.recorders if hasattr(r, "wait_committed")]
         run.start(self._publisher, live=live)
         scope: trio.CancelScope | None
         if detached:

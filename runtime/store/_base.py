@@ -67,6 +67,12 @@ class ResumePoint:
             ``None`` if it has none: the job starts again from *entry*.
         snapshot_seq: the number of the last record the snapshot covers (-1: none).
         state: a graph job's state as of its snapshot, rebuilt from its records.
+        in_flight: the keys of the calls the stored run started and never saw
+            end (no outcome stored, or cancelled), except those waiting for
+            the interrupt the run paused at: a call of a node made with
+            ``idempotent=False`` at one of them is not run again unasked.
+        rerun: the in-flight calls the resume may run again all the same:
+            ``True`` for all, else their keys (``flow.resume(..., rerun=...)``).
     """
 
     run_id: str
@@ -82,6 +88,8 @@ class ResumePoint:
     snapshot: Mapping[str, object] | None = None
     snapshot_seq: int = -1
     state: JobState | None = None
+    in_flight: frozenset[str] = frozenset()
+    rerun: bool | frozenset[str] = False
 
 
 class Store(Protocol):

@@ -3,8 +3,8 @@
 One writer actor, owned by the store's ``async with`` block, holds the write
 connection. Runs queue their records with the store; the writer commits all
 that is queued as one transaction, in a worker thread (the event loop never
-waits on disk; SQLite unpacks the rows from one JSON text, so the thread
-holds the GIL little). Reads open their own
+waits on disk; the rows are encoded before, on the writer's task, and
+inserted with one ``executemany``). Reads open their own
 connection, also in a worker thread, and need no open block: another process
 can read a store while runs are written to it.
 """
@@ -86,13 +86,25 @@ def _utc(timestamp: float) -> datetime.datetime:
 
 _SCALARS = frozenset({str, int, bool, type(None)})
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+_encode_str = json.encoder.encode_basestring_ascii
+_CONSTANTS: dict[object, str] = {None: "null", True: "true", False: "false"}
+
+
+def _scalar(value: str | int | bool | None) -> str:
+    """A scalar's JSON text, as ``_dumps`` gives it, without the encoder's general path (most records' data)."""
+    kind = type(value)
+    if kind is str:
+        return _encode_str(value)  # type: ignore[arg-type]
+    if kind is int:
+        return int.__repr__(value)
+    return _CONSTANTS[value]
 
 
 def _encode(event: Event) -> tuple[str, str | None]:
     """The record's data as JSON text, and the paths of values stored as their repr (JSON), if any."""
     data = event.data
     if type(data) in _SCALARS:  # most records: a summary, an executor's name, nothing
-        return _dumps(data), None
+        return _scalar(data), None  # type: ignore[arg-type]
     kind = event.kind
     walker = _Walker(run_id=event.run_id, strict=False)
     plain: object
@@ -227,6 +239,8 @@ def _schema_version(conn: sqlite3.Connection) -> int:
 def _connect(path: pathlib.Path, *, write: bool) -> sqlite3.Connection:
     """Open *path* (creating and migrating it if *write*); refuse a newer schema."""
     _check_path(path)
+    if write:
+        _check_writable(path)
     try:
         conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     except sqlite3.Error as exc:
@@ -254,12 +268,39 @@ def _connect(path: pathlib.Path, *, write: bool) -> sqlite3.Connection:
                 conn.execute("COMMIT")
     except sqlite3.Error as exc:
         conn.close()
-        msg = f"Cannot use the run store {str(path)!r}: {exc}. Give the path of a trioflow run store (a SQLite file), or a new path."
+        msg = f"Cannot use the run store {str(path)!r}: {exc}. {_fix(path, exc)}"
         raise StoreError(msg) from exc
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _fix(path: pathlib.Path, exc: sqlite3.Error) -> str:
+    """What to do about *exc*, raised opening the store at *path* (nothing was written to it)."""
+    text = str(exc)
+    if "malformed" in text:
+        return "The file is damaged (truncated or corrupt); nothing was written to it. Restore it from a backup, or give a new path."
+    if "readonly" in text or "read-only" in text:
+        return (
+            f"Make the file and its directory writable (SQLite keeps {path.name}-wal and {path.name}-shm "
+            "beside it), or give another path."
+        )
+    return "Give the path of a trioflow run store (a SQLite file), or a new path."
+
+
+def _check_writable(path: pathlib.Path) -> None:
+    """Refuse a store file, or the directory of one, that this process may not write: before SQLite opens it read-only."""
+    # The effective ids decide what the process may write (a set-uid program, a dropped privilege).
+    effective = os.access in os.supports_effective_ids
+    for where in (path, path.parent):
+        if where.exists() and not os.access(where, os.W_OK, effective_ids=effective):
+            what = "file" if where == path else "directory"
+            msg = (
+                f"Cannot use the run store {str(path)!r}: its {what} {str(where)!r} is read-only. Make the file and "
+                f"its directory writable (SQLite keeps {path.name}-wal and {path.name}-shm beside it), or give another path."
+            )
+            raise StoreError(msg)
 
 
 def _check_path(path: pathlib.Path) -> None:
@@ -289,27 +330,36 @@ def _value(event: Event) -> str | None:
     return _dumps(plain)
 
 
-def _boxed(event: Event) -> list[object] | None:
-    """The result of a ``request_succeeded`` record as ``[result]``, if it is JSON; else ``None``.
+def _input_paths(event: Event) -> str | None:
+    """The paths (``$.args[0]``, ``$.kwargs.x``) of a ``run_started`` record's arguments that are not JSON, as JSON text; ``None`` if all are."""
+    value = event.value
+    if not isinstance(value, dict):
+        return None
+    walker = _Walker(run_id=event.run_id, strict=False)
+    walker.walk({"args": list(value.get("args") or ()), "kwargs": dict(value.get("kwargs") or {})}, "$")
+    return json.dumps(walker.bad_paths) if walker.bad_paths else None
 
-    Boxed, so SQLite's ``json_extract`` gives the ``value`` column JSON text
-    whatever the result (a bare string would come out unquoted), and the
-    result is encoded once, with its row.
+
+def _boxed(event: Event) -> str | None:
+    """The result of a ``request_succeeded`` record as the JSON text ``[result]``, if it is JSON; else ``None``.
+
+    Boxed: the ``value`` column has always held it so (stores written
+    before keep it readable), and ``NULL`` stays apart from a ``None`` result.
     """
     value = event.value
     if type(value) in _SCALARS:
-        return [value]
+        return f"[{_scalar(value)}]"  # type: ignore[arg-type]
     try:
-        return [_Walker(run_id=event.run_id, strict=True).walk(value, "$.value")]
+        return _dumps([_Walker(run_id=event.run_id, strict=True).walk(value, "$.value")])
     except UnserializableValueError:
         return None
 
 
-def _resumed_from(event: Event) -> list[object] | None:
-    """For a resumed graph job's ``run_started``: ``[seq]``, the last record of the snapshot it resumed from (-1: none)."""
+def _resumed_from(event: Event) -> str | None:
+    """For a resumed graph job's ``run_started``: the JSON text ``[seq]``, the last record of the snapshot it resumed from (-1: none)."""
     value = event.value
-    if isinstance(value, dict) and isinstance(value.get("resumed_from"), int):
-        return [value["resumed_from"]]
+    if isinstance(value, dict) and type(seq := value.get("resumed_from")) is int:
+        return f"[{seq}]"
     return None
 
 
@@ -341,12 +391,12 @@ _BASE_COLUMNS = (
 _RARE_COLUMNS = ("unserializable", "attempt")
 
 
-def _rows(records: Sequence[Event], attempts: Mapping[str, int]) -> tuple[str, bool]:
-    """The ``records`` table's rows of *records*, as one JSON array (SQLite unpacks it, without the GIL).
+def _rows(records: Sequence[Event], attempts: Mapping[str, int]) -> tuple[list[list[object]], bool]:
+    """The ``records`` table's rows of *records*, for one ``executemany``.
 
     Also whether the rows carry the rare columns (values stored as their
-    repr, a resumed run's attempt): SQLite parses a row's text once per
-    column it extracts, so a batch without them leaves them out. A call key
+    repr, a resumed run's attempt): a batch without them binds two
+    parameters a row fewer. A call key
     is stored with the request's creation only (its other records name the
     request); a result (``[result]``, see :func:`_boxed`) only with ``request_succeeded``.
     """
@@ -357,6 +407,8 @@ def _rows(records: Sequence[Event], attempts: Mapping[str, int]) -> tuple[str, b
     for event in records:
         data, bad = _encode(event)
         kind = event.kind
+        if kind is EventKind.RUN_STARTED and bad is None:
+            bad = _input_paths(event)  # named when a resume cannot start the run again
         rows.append(
             [
                 event.run_id,
@@ -378,21 +430,20 @@ def _rows(records: Sequence[Event], attempts: Mapping[str, int]) -> tuple[str, b
     if has_rare:
         for row, (bad, attempt) in zip(rows, rare, strict=True):
             row += (bad, attempt)
-    return _dumps(rows), has_rare
+    return rows, has_rare
 
 
 @functools.cache
 def _insert_rows(has_rare: bool) -> str:
     """The statement inserting rows that carry the rare columns or not."""
     columns = [*_BASE_COLUMNS, *(_RARE_COLUMNS if has_rare else ())]
-    extracts = ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(columns)))
-    return f"INSERT INTO records ({', '.join(columns)}) SELECT {extracts} FROM json_each(?)"
+    return f"INSERT INTO records ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
 
 
 def _write(
     conn: sqlite3.Connection,
     records: Sequence[Event],
-    rows: str,
+    rows: list[list[object]],
     started_wall: dict[str, float],
     has_rare: bool = True,
     snapshots: Sequence[tuple[str, int, str]] = (),
@@ -432,7 +483,7 @@ def _write(
                         " finished_wall = NULL, owner_pid = ?, interrupt = NULL WHERE run_id = ?",
                         (event.offset - since, os.getpid(), event.run_id),
                     )
-        conn.execute(_insert_rows(has_rare), (rows,))
+        conn.executemany(_insert_rows(has_rare), rows)
         for run_id, seq, document in snapshots:
             conn.execute("DELETE FROM snapshots WHERE run_id = ?", (run_id,))
             conn.execute("INSERT INTO snapshots (run_id, seq, state) VALUES (?, ?, ?)", (run_id, seq, document))
@@ -500,6 +551,7 @@ class _Writer(actors.Actor[None, None]):
                 store._attempts.pop(event.run_id, None)
         try:
             await trio.to_thread.run_sync(_write, self._conn, batch, rows, walls, has_rare, snapshots)
+            store._note_committed(batch)
         finally:
             store._busy = False
             store._done.set()
@@ -566,6 +618,8 @@ class SQLiteStore:
         self._snapshots: list[tuple[str, int, str]] = []
         # The last record of each unfinished run the writer has taken.
         self._taken_seq: dict[str, int] = {}
+        #: The number of each unfinished run's last committed record (for wait_committed).
+        self._last_committed: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
@@ -599,6 +653,8 @@ class SQLiteStore:
     ) -> bool | None:
         stack, self._stack = self._stack, None
         self._writer = None
+        self._done.set()  # a wait_committed sees the store closed
+        self._done = trio.Event()
         assert stack is not None
         try:
             return await stack.__aexit__(exc_type, exc, tb)
@@ -656,6 +712,32 @@ class SQLiteStore:
         self._snapshots.append((run_id, seq, _dumps(plain)))
         self._wake(writer)
         return True
+
+    async def wait_committed(self, run_id: str, seq: int) -> None:
+        """Wait until the records of *run_id* up to number *seq* are committed.
+
+        Returns at once if the store is not open (it is keeping no run).
+
+        Raises:
+            StoreError: the writer failed before it committed them.
+        """
+        while self._last_committed.get(run_id, -1) < seq:
+            writer = self._writer
+            if writer is None:
+                return
+            if not writer.is_alive:
+                msg = f"{self!r} has stopped writing (its writer failed: {writer.failure!r}), so it cannot keep run {run_id!r}. Open the store again."
+                raise StoreError(msg)
+            await self._done.wait()
+
+    def _note_committed(self, batch: Sequence[Event]) -> None:
+        last = self._last_committed
+        finished = EventKind.RUN_FINISHED
+        for event in batch:
+            if event.kind is finished:
+                last.pop(event.run_id, None)
+            else:
+                last[event.run_id] = event.seq
 
     def _take(self) -> tuple[list[Event], list[tuple[str, int, str]]]:
         """The writer's side of the queue: every queued record, in order, and the snapshots they cover; wakes the waiting recorders."""
@@ -904,7 +986,15 @@ class SQLiteStore:
                 "Wait until it ends (or the process exits), then resume it."
             )
         elif input_text is None:
-            problem = f"{where} cannot be started again: its entry's arguments were not JSON values, so the store did not keep them."
+            (paths,) = conn.execute(
+                "SELECT unserializable FROM records WHERE run_id = ? AND kind = 'run_started' ORDER BY seq LIMIT 1",
+                (run_id,),
+            ).fetchone() or (None,)
+            named = f" ({', '.join(json.loads(paths))})" if paths else ""
+            problem = (
+                f"{where} cannot be started again: its entry's arguments{named} were not JSON values, so the store "
+                "did not keep them. Start a new run with JSON arguments (dict, list, str, number, bool, None)."
+            )
         if problem is not None:
             raise ResumeError(problem)
         answers: dict[str, object] = json.loads(answers_text) if answers_text else {}
@@ -932,11 +1022,12 @@ class SQLiteStore:
         results: dict[str, object] = {}
         slots: dict[tuple[str, int], str] = {}
         keys: dict[tuple[int, str], str] = {}
-        positions: dict[tuple[int, str], int] = {}
         # Each attempt's calls under each call key, as made: what a replayed call's subtree was.
         made: dict[tuple[int, str], list[tuple[int, str]]] = {}
         calls: dict[tuple[int, str], list[object]] = {}
         ended_in: dict[str, int] = {}
+        # How each call key's last stored call went: a call started and not ended is in flight.
+        last: dict[str, EventKind] = {}
         for kind, request_id, parent_id, node, key, record_attempt, data, value in conn.execute(
             "SELECT kind, request_id, parent_id, node, call_key, attempt, data, value FROM records"
             " WHERE run_id = ? AND kind IN ('request_created', 'request_succeeded', 'request_failed',"
@@ -950,6 +1041,7 @@ class SQLiteStore:
                 if call is None:
                     continue
                 call[3:] = [event_kind, _decode(event_kind, json.loads(data))]
+                last[str(call[0])] = event_kind
                 boxed = None if value is None else json.loads(value)
                 if event_kind is EventKind.REQUEST_SUCCEEDED and isinstance(boxed, list):
                     results[str(call[0])] = boxed[0]
@@ -959,12 +1051,14 @@ class SQLiteStore:
             if key is None:
                 continue
             keys[record_attempt, request_id] = key
+            last[key] = event_kind
             calls[record_attempt, request_id] = [key, node, json.loads(data)]
             if parent_id is not None and (record_attempt, parent_id) in keys:
                 parent_key = keys[record_attempt, parent_id]
-                position = positions.get((record_attempt, parent_id), 0)
-                positions[record_attempt, parent_id] = position + 1
-                slots[parent_key, position] = key
+                if key.endswith("]"):  # keyed by its place (``node[3]``), not by its arguments (``node<k>``)
+                    # The place its key names: a place whose call was refused before it was made
+                    # (a divergence, an unfinished non-idempotent call) has no record.
+                    slots[parent_key, int(key[key.rindex("[") + 1 : -1])] = key
                 made.setdefault((record_attempt, parent_key), []).append((record_attempt, request_id))
         children = {
             parent_key: tuple(
@@ -973,6 +1067,7 @@ class SQLiteStore:
             for parent_key, made_in in ended_in.items()
             if (made_in, parent_key) in made
         }
+        waiting = str(interrupt.get("key")) if status == Status.PAUSED and isinstance(interrupt, dict) else None
         conn.execute(
             "UPDATE runs SET status = 'running', owner_pid = ?, attempt = ?, answers = ? WHERE run_id = ?",
             (os.getpid(), attempt + 1, _dumps(answers), run_id),
@@ -991,6 +1086,12 @@ class SQLiteStore:
             snapshot=job[1],
             snapshot_seq=job[2],
             state=job[3],
+            in_flight=frozenset(
+                key
+                for key, ending in last.items()
+                if (ending is not EventKind.REQUEST_FAILED and key not in results)
+                and not (waiting is not None and _on_path(key, waiting))
+            ),
         )
 
     def _graph_point(
@@ -1070,6 +1171,11 @@ def _snapshot_problem(document: object) -> str | None:
         ):
             return f"routine {routine_id!r}'s entry is not {{'attrs', 'merged', 'failures', 'handled'}}"
     return None
+
+
+def _on_path(key: str, interrupt: str) -> bool:
+    """Whether call *key* is the node that awaits the interrupt *interrupt*, or one of the calls waiting for it."""
+    return interrupt.startswith((f"{key} ! ", f"{key} > "))
 
 
 #: The runs this process runs or resumes, as (store path, run id): a resume of one of them is refused.

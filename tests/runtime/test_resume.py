@@ -565,7 +565,7 @@ def test_every_durable_doc_snippet_runs() -> None:
     import re
 
     blocks = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "durable.md").read_text(), re.DOTALL)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     namespace: dict[str, object] = {"__name__": "doc_durable"}
     for i, block in enumerate(blocks):
         exec(compile(block, f"durable.md snippet #{i}", "exec"), namespace)  # the page's own code
