@@ -46,7 +46,7 @@ import actors
 from . import _graph_resume
 from ._context import Frame, Invocation, RequestMetadata, copy_context, current_frame, invocation_hook
 from ._core import cancelled_error, end_state, save_state, timeout_error
-from ._exceptions import JobStateError, RunCancelledError, StepLimitError
+from ._exceptions import JobStateError, RunCancelledError, StepLimitError, StoreError
 from ._executor import Submission
 from ._publisher import Event, EventKind, Publisher
 from ._record import RunLog
@@ -823,6 +823,15 @@ class Job(metaclass=NoPublicConstructor):
             if waiter is not None:
                 waiter.set()
 
+    async def _hold(self, seq: int) -> None:
+        """Wait until the job's stores have committed its records up to *seq* (see ``RunLog.flush``)."""
+        for store in self._stores:
+            wait = getattr(store, "wait_committed", None)
+            if wait is not None:
+                # A store that failed holds nothing back: its own block reports the failure.
+                with contextlib.suppress(StoreError):
+                    await wait(self.state.job_id, seq)
+
     def _message_done(self) -> None:
         self._inflight -= 1
         if self._paused:
@@ -918,7 +927,12 @@ class Job(metaclass=NoPublicConstructor):
                             Publisher(self._callbacks, self._subscriptions, self._recorders),
                             name=f"publisher (job {state.job_id})",
                         )
-                    self.log.start(self._publisher, live=live, seq=self._first_seq)
+                    self.log.start(
+                        self._publisher,
+                        live=live,
+                        seq=self._first_seq,
+                        hold=self._hold if self._stores and self._publisher is not None else None,
+                    )
                     self.log.add(EventKind.RUN_STARTED, None, self.flow_name, value=self._started_value)
                     for routine_id, actor in self._actors.items():
                         if actor.executor is not None and any(

@@ -68,7 +68,7 @@ import actors
 from ._publisher import Batch, Event, EventKind
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
 #: Records sent to the publisher in one message when no subscriber watches
 #: live (only recorders consume the run): one wake-up per batch.
@@ -78,6 +78,10 @@ _QUIET_BATCH = 256
 #: the next goes in a new message, so a slow consumer still holds the run back.
 _LIVE_BATCH = 256
 
+#: The most records a run kept by a store makes beyond those the store has
+#: committed: a flush past it waits for the store (see :meth:`RunLog.flush`).
+MAX_AHEAD = 1024
+
 
 @final
 class RunLog:
@@ -86,7 +90,20 @@ class RunLog:
     Private to the runtime; both engines write through it.
     """
 
-    __slots__ = ("_batch", "_clock", "_flushed", "_linger", "_open", "_pending", "_seq", "_t0", "publisher", "run_id")
+    __slots__ = (
+        "_batch",
+        "_clock",
+        "_first",
+        "_flushed",
+        "_hold",
+        "_linger",
+        "_open",
+        "_pending",
+        "_seq",
+        "_t0",
+        "publisher",
+        "run_id",
+    )
 
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
@@ -103,6 +120,9 @@ class RunLog:
         #: Not live: the longest a record waits for a batch to fill, and when the last batch went.
         self._linger = math.inf
         self._flushed = 0.0
+        #: Waits until the run's stores have committed its records up to a number (a store's run only).
+        self._hold: Callable[[int], Awaitable[object]] | None = None
+        self._first = 0
 
     def start(
         self,
@@ -111,6 +131,7 @@ class RunLog:
         live: bool,
         seq: int = 0,
         linger: float = math.inf,
+        hold: Callable[[int], Awaitable[object]] | None = None,
     ) -> None:
         """Start the run's clock; records go to *publisher*, at once if *live*, numbered from *seq*.
 
@@ -121,9 +142,13 @@ class RunLog:
         or sooner: a flush is due at the first record made *linger* seconds
         or more after the last batch went (a store's records then reach it
         even while the run makes few: a crash loses little).
-        A resumed run numbers its records on from its stored ones.
+        A resumed run numbers its records on from its stored ones. *hold*
+        waits until the run's stores have committed its records up to the
+        number it is given (see :meth:`flush`).
         """
         self._linger = linger
+        self._hold = hold
+        self._first = seq
         self._flushed = 0.0
         try:
             self._t0 = trio.current_time()
@@ -175,6 +200,8 @@ class RunLog:
             value,
         )
         self._seq += 1
+        if kind is EventKind.RUN_FINISHED:
+            self._hold = None  # a store forgets a finished run: nothing to wait for
         batch = self._open
         if batch is not None and batch.open and not pending and len(batch) < _LIVE_BATCH:
             batch.append(event)  # the publisher is busy: it takes this with the batch
@@ -227,7 +254,21 @@ class RunLog:
         return True
 
     async def flush(self) -> None:
-        """Send the queued records to the publisher, waiting while it cannot take them."""
+        """Send the queued records to the publisher, waiting while it cannot take them.
+
+        A run kept by a store then waits, if it has made more than
+        ``MAX_AHEAD`` records its store has not committed, until the store
+        has caught up to that bound. The path to the store is then bounded,
+        and the loop of a busy run waits while the store writes (a loop that
+        never waits keeps the store's writer thread from the GIL: a first
+        commit seconds late, records lost in a crash).
+        """
+        last = self._seq - 1
+        await self._send()
+        if self._hold is not None and last - self._first >= MAX_AHEAD:
+            await self._hold(last - MAX_AHEAD)
+
+    async def _send(self) -> None:
         while not self.flush_nowait():
             assert self.publisher is not None
             batch = self._open
@@ -249,4 +290,4 @@ class RunLog:
         """Like :meth:`flush`, from a task that is being cancelled."""
         if not self.flush_nowait():
             with trio.CancelScope(shield=True):
-                await self.flush()
+                await self._send()  # not held back for the store: the task is ending

@@ -31,6 +31,7 @@ requests directly.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import TYPE_CHECKING, final
 
@@ -40,7 +41,14 @@ import actors
 
 from ._context import Frame, Invocation, RequestMetadata, copy_context, current_frame, invocation_hook
 from ._core import RunResult, cancelled_error, end_state, new_run_id, save_state, timeout_error
-from ._exceptions import DivergenceError, OutsideRunError, OutsideTrioError, ResumeError, RunPausedError
+from ._exceptions import (
+    DivergenceError,
+    OutsideRunError,
+    OutsideTrioError,
+    ResumeError,
+    RunPausedError,
+    StoreError,
+)
 from ._executor import Submission
 from ._node import DEFAULT_THREADS
 from ._publisher import Event, EventKind, Publisher
@@ -176,7 +184,15 @@ class Run:
             live=live,
             seq=0 if self.point is None else self.point.next_seq,
             linger=_STORE_LINGER if self.durable_recorders else math.inf,
+            hold=self._hold if self.durable_recorders else None,
         )
+
+    async def _hold(self, seq: int) -> None:
+        """Wait until the run's stores have committed its records up to *seq* (see ``RunLog.flush``)."""
+        for recorder in self.durable_recorders:
+            # A store that failed holds nothing back: its own block reports the failure.
+            with contextlib.suppress(StoreError):
+                await recorder.wait_committed(self.state.job_id, seq)  # type: ignore[attr-defined]
 
     def offset(self) -> float:
         """Seconds since the run started, on Trio's clock."""
