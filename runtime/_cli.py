@@ -391,6 +391,9 @@ def _command_resume(args: argparse.Namespace) -> int:
                 f"--value {args.value!r} is not JSON ({exc.msg}); give a JSON value, e.g. --value '\"yes\"'."
             )
             raise CommandError(msg) from exc
+    if args.rerun and flow._graph.routines:
+        msg = f"--rerun names unfinished calls of idempotent=False nodes, and {flow.name!r} is a routine graph, whose jobs have none: a job resumes from its last snapshot. Leave --rerun out."
+        raise CommandError(msg)
     try:
         result = trio.run(functools.partial(flow._aresume, args.run_id, value, rerun=args.rerun or False))
     except TrioflowError as exc:  # no store, an unknown or finished run, a held one: nothing ran

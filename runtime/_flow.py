@@ -1444,9 +1444,12 @@ class Flow(Generic[P, T]):
         the snapshot, its messages not yet handled are delivered again and
         its deferred events emitted; what ran after the snapshot runs again.
         It returns the job's outputs, as :meth:`ainvoke` does for a graph.
+        A job has no ``idempotent=False`` calls, so it takes no *rerun*.
 
         Raises:
             TrioflowError: the flow has no store.
+            TypeError: *rerun* is not ``True``, ``False`` or call keys, or
+                it is given for a routine graph's job.
             UnknownRunError: the store has no run *run_id* (the nearest ids are named).
             ResumeError: the run completed, belongs to another flow, was
                 started by another definition of this one, is being run by
@@ -1474,6 +1477,9 @@ class Flow(Generic[P, T]):
             raise TrioflowError(msg)
         if self._graph.routines:
             self._check_one_kind("resume")
+            if rerun is not False:
+                msg = f"Flow({self.name!r}).resume({run_id!r}, rerun={rerun!r}): rerun names unfinished calls of idempotent=False nodes, and a routine graph's job has none: it resumes from its last snapshot, and the handlers that ran after it run again. Leave rerun out."
+                raise TypeError(msg)
             point = await store.begin_resume(run_id, flow=self.name, fingerprint=self.fingerprint, answer=value)
             try:
                 if point.entry is None:

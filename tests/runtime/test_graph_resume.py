@@ -231,6 +231,22 @@ async def test_resume_refuses_a_completed_job_another_flows_job_and_a_changed_gr
     assert (await store.runs(flow="fan"))[0].attempts == 1  # nothing written
 
 
+@pytest.mark.parametrize("rerun", [True, ["fan"]])
+async def test_resume_of_a_job_refuses_rerun_and_writes_nothing(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock, rerun: object
+) -> None:
+    """``rerun=`` names calls of ``idempotent=False`` nodes; a job has none, so asking for it is an error, not a no-op."""
+    store = rt.SQLiteStore(tmp_path / "runs.db")
+    run_id = await _stopped_job(store)
+    before = await store.runs(flow="fan")
+    with pytest.raises(
+        TypeError,
+        match=r"a routine graph's job has none: it resumes from its last snapshot.*Leave rerun out\.$",
+    ):
+        await _fan_into_slow(store).aresume(run_id, rerun=rerun)  # type: ignore[arg-type]
+    assert await store.runs(flow="fan") == before  # nothing written
+
+
 @pytest.mark.parametrize(
     ("document", "problem"),
     [
@@ -394,7 +410,9 @@ def test_resume_from_the_command_line_goes_on_with_a_paused_job(
     assert isinstance(flow, rt.Flow)
     job = flow.execute("request", {"amount": 5})
     assert job.status is rt.Status.PAUSED
-    assert main(["resume", f"{script}:flow", job.run_id]) == 0
+    assert main(["resume", f"{script}:flow", job.run_id, "--rerun", "request"]) == 2
+    assert "Leave --rerun out." in capsys.readouterr().err
+    assert main(["resume", f"{script}:flow", job.run_id]) == 0  # the refusal wrote nothing
     out = capsys.readouterr().out
     assert "completed" in out
     assert main(["resume", f"{script}:flow", job.run_id]) == 2
